@@ -1,0 +1,46 @@
+"""Dataset cards: provenance and caveats kept as Markdown with a TOML header in the repository's `datasets/`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import benchmark
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    name: str
+    source: str = ""
+    paper: str = ""
+    caveats: tuple[str, ...] = ()
+    body: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+
+def cards_dir() -> Path:
+    """Cards ship inside the wheel as `benchmark/dataset_cards`; an editable install reads `datasets/` directly."""
+    packaged = Path(benchmark.__file__).parent / "dataset_cards"
+    return packaged if packaged.is_dir() else Path(benchmark.__file__).parent.parent / "datasets"
+
+
+def parse_card(name: str, text: str, path: Path | None = None) -> DatasetCard:
+    """Split `+++` TOML front matter from the Markdown body."""
+    header, body = {}, text
+    if text.startswith("+++"):
+        _, raw, body = text.split("+++", 2)
+        header = tomllib.loads(raw)
+    return DatasetCard(
+        name=name,
+        source=header.get("source", ""),
+        paper=header.get("paper", ""),
+        caveats=tuple(header.get("caveats", ())),
+        body=body.strip(),
+        path=path,
+    )
+
+
+def load_card(name: str) -> DatasetCard | None:
+    path = cards_dir() / f"{name}.md"
+    return parse_card(name, path.read_text(encoding="utf-8"), path) if path.is_file() else None

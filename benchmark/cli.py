@@ -1,0 +1,184 @@
+"""The `medaugbench` command line (typer). User errors print one line and exit 1, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from benchmark import registry
+from benchmark.cards import load_card
+from benchmark.dataset import DataOptions, finalize
+from benchmark.errors import MedAugBenchError
+
+
+class _Group(TyperGroup):
+    """Turns `MedAugBenchError` into one 'Error: …' line on stderr and exit code 1."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except MedAugBenchError as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Does synthetic data help a medical image classifier more than classic augmentation, under the same compute?",
+)
+plugins_app = typer.Typer(no_args_is_help=True, help="Registered plugins.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: list, download/verify, inspect.")
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(datasets_app, name="datasets")
+
+
+def console() -> Console:
+    """A console for the current stdout; piped output is not cut to 80 columns."""
+    import sys
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+DataDir = Annotated[
+    Optional[Path], typer.Option("--data-dir", help="Folder of official MedMNIST .npz files (else $MEDAUGBENCH_DATA_DIR).")
+]
+Size = Annotated[int, typer.Option("--size", help="Source image size of the files: 28, or MedMNIST+ 64/128/224.")]
+ImageSize = Annotated[
+    Optional[int], typer.Option("--image-size", help="Resample every split to this size on load (adds no detail).")
+]
+PluginOptions = Annotated[
+    Optional[list[str]], typer.Option("--option", "-O", help="Dataset plugin option KEY=VALUE, e.g. -O root=/my/dicoms.")
+]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable image files (they are reported) instead of stopping.")]
+TrainFraction = Annotated[
+    float, typer.Option("--train-fraction", help="Stratified fraction of the training split to keep, in (0, 1].")
+]
+PerClassCap = Annotated[Optional[int], typer.Option("--per-class-cap", help="Keep at most this many training images per class.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for every random draw.")]
+
+
+def _parse_value(text: str) -> object:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def dataset_source(name: str, options: list[str] | None) -> tuple[str, dict[str, object]]:
+    """A registered dataset name, or a folder/CSV path (→ the `imagefolder` plugin), plus its KEY=VALUE options."""
+    kwargs: dict[str, object] = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MedAugBenchError(f"dataset option {item!r} is not KEY=VALUE (example: -O root=/data/xrays)")
+        kwargs[key.strip()] = _parse_value(value.strip())
+    path = Path(name).expanduser()
+    if name not in registry.entries("dataset") and (path.is_dir() or path.suffix.lower() == ".csv"):
+        kwargs.setdefault("csv" if path.suffix.lower() == ".csv" else "root", str(path))
+        return "imagefolder", kwargs
+    return name, kwargs
+
+
+@plugins_app.command("list")
+def plugins_list() -> None:
+    """Show every registered plugin by kind, with the distribution it came from."""
+    table = Table("kind", "name", "from", "description")
+    for entry in registry.all_entries():
+        table.add_row(entry.kind, entry.name, entry.distribution, entry.description)
+    console().print(table)
+
+
+@datasets_app.command("list")
+def datasets_list(data_dir: DataDir = None) -> None:
+    """Show every dataset: task, channels, classes, split sizes, licence, local files and card."""
+    options = DataOptions(data_dir=data_dir)
+    table = Table("name", "task", "ch", "classes", "train/val/test", "licence", "local files")
+    notes = []
+    for name, entry in registry.entries("dataset").items():
+        info = entry.factory().info(options)
+        sizes = "/".join(str(info.split_sizes[s]) for s in ("train", "val", "test")) if info.split_sizes else "-"
+        classes = f"{len(info.task.labels)}" + (" labels" if info.task.multilabel else "")
+        table.add_row(name, info.task.kind, str(info.task.channels), classes, sizes, info.license, info.local)
+        card = load_card(name)
+        if card and card.caveats:
+            notes.append(f"[bold]{name}[/bold]: {card.caveats[0]}")
+    console().print(table)
+    if notes:
+        console().print("Caveats (from dataset cards; `datasets show NAME` prints the full card):")
+        for note in notes:
+            console().print(f"  {note}")
+
+
+@datasets_app.command("prepare")
+def datasets_prepare(
+    name: str, data_dir: DataDir = None, size: Size = 28, option: PluginOptions = None
+) -> None:
+    """Download (with MD5 check) or verify a dataset's files; files in --data-dir are used in place."""
+    plugin, kwargs = dataset_source(name, option)
+    paths = registry.create_dataset(plugin, **kwargs).prepare(DataOptions(data_dir=data_dir, size=size))
+    for path in paths[:20]:
+        console().print(f"ready: {path}")
+    if len(paths) > 20:
+        console().print(f"... and {len(paths) - 20} more files")
+
+
+@datasets_app.command("show")
+def datasets_show(
+    name: str,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write a PNG grid of real images per class here.")] = None,
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "train",
+    per_class: Annotated[int, typer.Option("--per-class", help="Images per class in the grid.")] = 8,
+    data_dir: DataDir = None,
+    size: Size = 28,
+    image_size: ImageSize = None,
+    train_fraction: TrainFraction = 1.0,
+    per_class_cap: PerClassCap = None,
+    skip_bad: SkipBad = False,
+    seed: Seed = 0,
+    option: PluginOptions = None,
+) -> None:
+    """Describe one dataset (task, counts per split, card) and optionally write a grid of its images."""
+    from benchmark.grid import save_class_grid
+
+    if per_class < 1:
+        raise MedAugBenchError(f"--per-class must be at least 1, got {per_class}")
+    plugin, kwargs = dataset_source(name, option)
+    options = DataOptions(
+        data_dir=data_dir, size=size, image_size=image_size, skip_bad=skip_bad,
+        train_fraction=train_fraction, per_class_cap=per_class_cap, seed=seed,
+    )
+    source = registry.create_dataset(plugin, **kwargs)
+    info = source.info(options)
+    data = finalize(source.load(options), options)
+    task = data.task
+    console().print(f"[bold]{data.name}[/bold]  task={task.kind}  channels={task.channels}  "
+                  f"image size={data.image_size} (files: {data.source_size})  licence={info.license}")
+    table = Table("class" if not task.multilabel else "label", "train", "val", "test")
+    counts = {s: data.split(s).class_counts(task) for s in ("train", "val", "test")}
+    for i, label in enumerate(task.labels):
+        table.add_row(f"{i}: {label}", *(str(counts[s][i]) for s in ("train", "val", "test")))
+    table.add_row("total images", *(str(len(data.split(s))) for s in ("train", "val", "test")))
+    console().print(table)
+    card = load_card(data.name)
+    if card:
+        console().print(f"Source: {card.source}\nPaper: {card.paper}")
+        for caveat in card.caveats:
+            console().print(f"  caveat: {caveat}")
+    for skipped in data.provenance.get("skipped", []):
+        console().print(f"  skipped unreadable file: {skipped['path']} ({skipped['reason']})")
+    if out is not None:
+        save_class_grid(data.split(split), task, out, per_class=per_class, seed=seed)
+        console().print(f"wrote {out}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,176 @@
+"""MedMNIST files on disk: where to look, official names, MD5 checks (once per file) and downloads.
+
+URLs and MD5s come from `medmnist.INFO`; nothing here re-types them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from medmnist import INFO
+from tqdm import tqdm
+
+from benchmark.errors import MedAugBenchError
+
+DATA_DIR_ENV = "MEDAUGBENCH_DATA_DIR"
+CACHE_DIR_ENV = "MEDAUGBENCH_CACHE_DIR"
+SOURCE_SIZES = (28, 64, 128, 224)
+DOWNLOAD_TIMEOUT_S = 10
+
+
+def cache_dir() -> Path:
+    """Folder for downloads and bookkeeping: `MEDAUGBENCH_CACHE_DIR`, else ~/.cache/medaugbench."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "medaugbench")
+
+
+def user_data_dir(option: Path | str | None) -> Path | None:
+    """The user's local folder: `--data-dir` wins over `MEDAUGBENCH_DATA_DIR`; must exist when given."""
+    value = option if option not in (None, "") else os.environ.get(DATA_DIR_ENV) or None
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        origin = "--data-dir" if option not in (None, "") else DATA_DIR_ENV
+        raise MedAugBenchError(f"data folder {path} (from {origin}) does not exist; create it or point {origin} at the folder of .npz files")
+    return path
+
+
+def file_name(flag: str, size: int) -> str:
+    """Official MedMNIST file name: `{flag}.npz` at 28 px, `{flag}_{size}.npz` for MedMNIST+ sizes."""
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+
+
+def _info_key(size: int, key: str) -> str:
+    if size not in SOURCE_SIZES:
+        raise MedAugBenchError(f"MedMNIST has no {size}-pixel files; choose --size from {', '.join(map(str, SOURCE_SIZES))}")
+    return key if size == 28 else f"{key}_{size}"
+
+
+def expected_md5(flag: str, size: int) -> str:
+    return INFO[flag][_info_key(size, "MD5")]
+
+
+def official_url(flag: str, size: int) -> str:
+    return INFO[flag][_info_key(size, "url")]
+
+
+def search_dirs(data_dir: Path | None) -> list[Path]:
+    """Where files are looked for, in order: the user's folder, then the download cache."""
+    return [d for d in (data_dir, cache_dir() / "medmnist") if d is not None]
+
+
+def locate(flag: str, size: int, data_dir: Path | None) -> Path | None:
+    for folder in search_dirs(data_dir):
+        candidate = folder / file_name(flag, size)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified_ledger() -> Path:
+    return cache_dir() / "verified.json"
+
+
+def _read_ledger() -> dict[str, str]:
+    try:
+        return json.loads(_verified_ledger().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _ledger_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    """Write JSON via a temp file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+    os.replace(handle.name, path)
+
+
+def verify(path: Path, md5: str) -> None:
+    """Check the file's MD5 against the official value; a file unchanged since its last check is not re-read."""
+    ledger = _read_ledger()
+    key = _ledger_key(path)
+    if ledger.get(key) == md5:
+        return
+    actual = md5sum(path)
+    if actual != md5:
+        raise MedAugBenchError(
+            f"{path} has MD5 {actual}, expected {md5} (medmnist.INFO): the file is corrupt, truncated or not the official one; "
+            "delete it and run `medaugbench datasets prepare`, or replace it with the official file"
+        )
+    ledger[key] = md5
+    try:
+        write_json_atomic(_verified_ledger(), ledger)
+    except OSError:
+        pass  # a read-only cache only costs a re-check next time
+
+
+def download(flag: str, size: int, folder: Path) -> Path:
+    """Download the official file into `folder` with a progress bar; verified before it takes its final name."""
+    url = official_url(flag, size)
+    target = folder / file_name(flag, size)
+    timeout = float(os.environ.get("MEDAUGBENCH_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        reason = getattr(error, "reason", error)
+        raise MedAugBenchError(
+            f"cannot download {file_name(flag, size)} from {url} ({reason}); offline, copy the official file into a folder "
+            f"and pass --data-dir FOLDER or set {DATA_DIR_ENV}=FOLDER (or put it in {folder})"
+        ) from None
+    partial = target.with_suffix(".npz.part")
+    try:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with response, open(partial, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                bar.update(len(block))
+        actual, md5 = md5sum(partial), expected_md5(flag, size)
+        if actual != md5:
+            raise MedAugBenchError(
+                f"the download from {url} has MD5 {actual}, expected {md5} (medmnist.INFO); nothing was kept: "
+                "try again, or fetch the file yourself and pass --data-dir"
+            )
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def ensure_file(flag: str, size: int, data_dir: Path | str | None, allow_download: bool) -> Path:
+    """Path of a verified official file: found locally (used in place) or, if allowed, downloaded."""
+    md5 = expected_md5(flag, size)
+    folder = user_data_dir(data_dir)
+    found = locate(flag, size, folder)
+    if found is None:
+        if not allow_download:
+            looked = ", ".join(str(d) for d in search_dirs(folder))
+            raise MedAugBenchError(
+                f"{file_name(flag, size)} not found (looked in {looked}); run `medaugbench datasets prepare {flag}"
+                f"{'' if size == 28 else f' --size {size}'}` to download it, or put the official file in a folder and pass "
+                f"--data-dir FOLDER or set {DATA_DIR_ENV}"
+            )
+        found = download(flag, size, folder or cache_dir() / "medmnist")
+    verify(found, md5)
+    return found

@@ -1,0 +1,31 @@
+"""Plugin hooks of medaugbench. Each hook hands the plugin a `register(name, factory, description="")` callback."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pluggy
+
+PROJECT = "medaugbench"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[..., None]
+"""`register(name: str, factory: Callable[..., Any], description: str = "")`."""
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register dataset sources: `factory(**options)` returns an object with `info`, `load` and `prepare`."""
+
+
+@hookspec
+def register_strategies(register: Register) -> None:
+    """Register augmentation strategies: `factory(**params)` returns a `benchmark.strategy.Strategy`."""
+
+
+@hookspec
+def register_backbones(register: Register) -> None:
+    """Register classifier backbones: `factory(in_chans, num_classes, image_size, **params)` returns an nn.Module."""
+
+

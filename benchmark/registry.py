@@ -1,0 +1,141 @@
+"""The plugin manager and the registries it fills; `create_dataset/strategy/backbone(name, **kw)` in timm style."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import pluggy
+
+from benchmark import hookspecs
+from benchmark.errors import MedAugBenchError
+
+DEFAULT_PLUGINS = (
+    "plugins.medmnist_datasets",
+    "plugins.image_folder",
+    "plugins.backbones",
+)
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"
+BUILT_IN = "built-in"
+
+KIND_HOOKS = {
+    "dataset": "register_datasets",
+    "strategy": "register_strategies",
+    "backbone": "register_backbones",
+}
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """One registered name: what it makes, and which plugin and distribution it came from."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    description: str
+    plugin: str
+    distribution: str
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _load_third_party(pm: pluggy.PluginManager) -> None:
+    """Load entry-point plugins; `MEDAUGBENCH_LOAD_PLUGINS` (comma-separated distributions) restricts which."""
+    allowed = os.environ.get(LOAD_PLUGINS_ENV)
+    if allowed is not None:
+        wanted = {_canonical(part) for part in allowed.split(",") if part.strip()}
+        installed = set()
+        for dist in importlib.metadata.distributions():
+            dist_name = _canonical(dist.metadata["Name"] or "")
+            installed.add(dist_name)
+            if dist_name not in wanted:
+                for ep in dist.entry_points:
+                    if ep.group == ENTRY_POINT_GROUP:
+                        pm.set_blocked(ep.name)
+        missing = sorted(wanted - installed)
+        if missing:
+            raise MedAugBenchError(
+                f"{LOAD_PLUGINS_ENV} names {', '.join(missing)}, not installed; install it or remove it from the variable"
+            )
+    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+
+
+@lru_cache(maxsize=1)
+def plugin_manager() -> pluggy.PluginManager:
+    """Built-in plugins plus installed third-party ones (group `medaugbench`)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for module_name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    _load_third_party(pm)
+    return pm
+
+
+def _distributions(pm: pluggy.PluginManager) -> dict[int, str]:
+    return {id(plugin): f"{dist.project_name} {dist.version}" for plugin, dist in pm.list_plugin_distinfo()}
+
+
+@lru_cache(maxsize=None)
+def entries(kind: str) -> dict[str, PluginEntry]:
+    """All names registered for one kind; a name registered twice is an error naming both sources."""
+    if kind not in KIND_HOOKS:
+        raise ValueError(f"unknown plugin kind {kind!r}")
+    pm = plugin_manager()
+    dists = _distributions(pm)
+    found: dict[str, PluginEntry] = {}
+    for impl in getattr(pm.hook, KIND_HOOKS[kind]).get_hookimpls():
+        source = dists.get(id(impl.plugin), BUILT_IN)
+
+        def register(name: str, factory: Callable[..., Any], description: str = "", *, _plugin=impl.plugin_name, _source=source) -> None:
+            entry = PluginEntry(kind, name, factory, description, _plugin, _source)
+            if name in found:
+                first = found[name]
+                raise MedAugBenchError(
+                    f"{kind} {name!r} is registered twice: by plugin {first.plugin} ({first.distribution}) "
+                    f"and by plugin {_plugin} ({_source}); uninstall one, or list the plugins to load in {LOAD_PLUGINS_ENV}"
+                )
+            found[name] = entry
+
+        impl.function(register=register)
+    return dict(sorted(found.items()))
+
+
+def all_entries() -> list[PluginEntry]:
+    return [entry for kind in KIND_HOOKS for entry in entries(kind).values()]
+
+
+def get_entry(kind: str, name: str) -> PluginEntry:
+    """The entry for `name`, or an error listing the available names and the closest match."""
+    known = entries(kind)
+    if name in known:
+        return known[name]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise MedAugBenchError(f"unknown {kind} {name!r}.{hint} Available: {', '.join(known)} (see `medaugbench plugins list`)")
+
+
+def create_dataset(name: str, **options: Any) -> Any:
+    return get_entry("dataset", name).factory(**options)
+
+
+def create_strategy(name: str, **params: Any) -> Any:
+    return get_entry("strategy", name).factory(**params)
+
+
+def create_backbone(name: str, **params: Any) -> Any:
+    return get_entry("backbone", name).factory(**params)
+
+
+def reset() -> None:
+    """Forget loaded plugins so the next lookup rediscovers them (after installing one, or in tests)."""
+    plugin_manager.cache_clear()
+    entries.cache_clear()

@@ -1,0 +1,45 @@
+"""The strategy interface: a strategy may add samples to the training set, transform batches, or both.
+
+The training loop calls both hooks for every strategy and never branches on a strategy's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from benchmark.dataset import LoadedDataset, Split
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy may use when it prepares: the real data (after low-data subsetting), device and seed."""
+
+    dataset: LoadedDataset
+    device: torch.device
+    seed: int
+    work_dir: Path | None = None
+
+
+class Strategy:
+    """Identity strategy; subclasses override `synthesize` and/or `augment`. Subclasses are dataclasses of their parameters."""
+
+    name: ClassVar[str] = "none"
+
+    def synthesize(self, context: StrategyContext) -> Split | None:
+        """Extra uint8 training samples to merge with the real training split (None: add nothing)."""
+        return None
+
+    def augment(
+        self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform one batch on its device: float images in [0, 1] (B, C, H, W) and float targets (B, K)."""
+        return images, targets
+
+    def params(self) -> dict:
+        """Parameters recorded with every result."""
+        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}

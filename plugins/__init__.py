@@ -1,0 +1,1 @@
+"""Built-in medaugbench plugins, registered through the pluggy hooks in benchmark.hookspecs."""

@@ -1,0 +1,47 @@
+"""Shared test setup: the real MedMNIST folder, an isolated cache, and the CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmark import registry
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("MEDAUGBENCH_DATA_DIR") or REPO.parent / "shared" / "data" / "medmnist").resolve()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory, monkeypatch):
+    """Every test sees the real data folder, a cache of its own, and freshly discovered plugins."""
+    monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(DATA_DIR))
+    monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("MEDAUGBENCH_LOAD_PLUGINS", raising=False)
+    registry.reset()
+    yield
+    registry.reset()
+
+
+def require_medmnist(flag: str, size: int = 28) -> Path:
+    """Path of an official file in the data folder, or skip the test saying which file is missing and where."""
+    name = f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+    path = DATA_DIR / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not in {DATA_DIR} (set MEDAUGBENCH_DATA_DIR to a folder holding it)")
+    return path
+
+
+@pytest.fixture
+def cli():
+    """Invoke the CLI in-process; returns the click Result."""
+    from benchmark.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke

@@ -1,0 +1,191 @@
+"""Metrics: hand-computed cases per task kind, ECE, undefined values, and agreement with MedMNIST's evaluator."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from medmnist import INFO, Evaluator
+from medmnist.evaluator import getACC, getAUC
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from benchmark.metrics import (
+    PRIMARY_METRIC,
+    classification_metrics,
+    expected_calibration_error,
+    metric_is_higher_better,
+)
+from benchmark.task import TaskSpec
+
+DATA_DIR = Path(os.environ.get("MEDAUGBENCH_DATA_DIR") or "/work/shared/data/medmnist")
+BINARY = TaskSpec("binary", ("neg", "pos"), 1)
+THREE_CLASS = TaskSpec("multiclass", ("a", "b", "c"), 1)
+THREE_LABEL = TaskSpec("multilabel", ("x", "y", "z"), 1)
+
+
+def test_binary_hand_computed():
+    p1 = np.array([0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.4, 0.7])
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    # pred (p1 > 0.5) = 1 1 0 1 0 0 0 1  ->  TP=2 (0,1), FN=1 (2), FP=2 (3,7), TN=3 (4,5,6)
+    m = classification_metrics(BINARY, y, np.stack([1 - p1, p1], axis=1))
+    assert m["n"] == 8
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    assert m["precision"] == pytest.approx(2 / 4)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(3 / 5)
+    assert m["f1"] == pytest.approx(4 / 7)  # 2 * 1/2 * 2/3 / (1/2 + 2/3)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 3 / 5) / 2)
+    # positive scores {.9,.8,.3} vs negatives {.6,.2,.1,.4,.7}: 5 + 5 + 2 of 15 pairs ranked right
+    assert m["auc"] == pytest.approx(12 / 15)
+    assert m["confusion_matrix"] == [[3, 2], [1, 2]]
+    # class 0 seen as positive: precision TN/(TN+FN)=3/4, recall 3/5, specificity = recall of class 1
+    assert m["precision_per_class"] == pytest.approx([3 / 4, 1 / 2])
+    assert m["recall_per_class"] == pytest.approx([3 / 5, 2 / 3])
+    assert m["specificity_per_class"] == pytest.approx([2 / 3, 3 / 5])
+    assert m["f1_per_class"] == pytest.approx([2 / 3, 4 / 7])
+
+
+def test_multiclass_hand_computed():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    score = np.array(
+        [
+            [0.7, 0.2, 0.1],  # pred 0, right
+            [0.3, 0.6, 0.1],  # pred 1, wrong
+            [0.1, 0.8, 0.1],  # pred 1, right
+            [0.2, 0.3, 0.5],  # pred 2, wrong
+            [0.1, 0.1, 0.8],  # pred 2, right
+            [0.2, 0.5, 0.3],  # pred 1, wrong
+        ]
+    )
+    m = classification_metrics(THREE_CLASS, y, score)
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [0, 1, 1]]
+    assert m["accuracy"] == pytest.approx(3 / 6)
+    assert m["precision_per_class"] == pytest.approx([1, 1 / 3, 1 / 2])
+    assert m["precision"] == pytest.approx(11 / 18)
+    assert m["recall"] == pytest.approx(1 / 2)
+    assert m["balanced_accuracy"] == pytest.approx(1 / 2)
+    assert m["f1_per_class"] == pytest.approx([2 / 3, 2 / 5, 1 / 2])
+    assert m["f1"] == pytest.approx(47 / 90)
+    # FP per class 0, 2, 1 out of 4 negatives each
+    assert m["specificity_per_class"] == pytest.approx([1, 1 / 2, 3 / 4])
+    assert m["specificity"] == pytest.approx(3 / 4)
+    # one-vs-rest: class 0 separates perfectly, class 1 ranks 6 of 8 pairs, class 2 ranks 7 of 8
+    assert m["auc_per_class"] == pytest.approx([1, 6 / 8, 7 / 8])
+    assert m["auc"] == pytest.approx(0.875)
+    assert m["auc"] == pytest.approx(roc_auc_score(y, score, multi_class="ovr", average="macro"), abs=1e-12)
+
+
+def test_multilabel_hand_computed():
+    y = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 0]])
+    score = np.array([[0.9, 0.2, 0.6], [0.4, 0.7, 0.3], [0.6, 0.4, 0.2], [0.3, 0.6, 0.1]])
+    # pred = [[1,0,1],[0,1,0],[1,0,0],[0,1,0]]
+    # label 0: TP2 TN2;  label 1: TP1 FN1 FP1 TN1;  label 2: TP1 FN1 TN2
+    m = classification_metrics(THREE_LABEL, y, score)
+    assert m["confusion_matrix"] == [[[2, 0], [0, 2]], [[1, 1], [1, 1]], [[2, 0], [1, 1]]]
+    assert m["accuracy"] == pytest.approx((1 + 1 / 2 + 3 / 4) / 3)
+    assert m["precision"] == pytest.approx(5 / 6)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(5 / 6)
+    assert m["f1"] == pytest.approx(13 / 18)  # (1 + 1/2 + 2/3) / 3
+    assert m["balanced_accuracy"] == pytest.approx((1 + 1 / 2 + 3 / 4) / 3)
+    assert m["auc_per_class"] == pytest.approx([1, 3 / 4, 1])
+    assert m["auc"] == pytest.approx(11 / 12)
+    # label 1 ranks pos .7, neg .6, pos .4 -> AP (1 + 2/3) / 2; labels 0 and 2 rank positives first
+    assert m["average_precision"] == pytest.approx((1 + 5 / 6 + 1) / 3)
+
+
+def test_ece_perfectly_calibrated_is_zero():
+    conf = np.array([0.8] * 5 + [0.3] * 10)
+    correct = np.array([1, 1, 1, 1, 0] + [1, 1, 1] + [0] * 7)
+    assert expected_calibration_error(conf, correct) == pytest.approx(0, abs=1e-12)
+
+
+def test_ece_overconfident_hand_computed():
+    # bin ~0.95: 4 samples, 2 right -> gap 0.45; bin ~0.55: 6 samples, 3 right -> gap 0.05
+    conf = np.array([0.95] * 4 + [0.55] * 6)
+    correct = np.array([1, 1, 0, 0] + [1, 1, 1, 0, 0, 0])
+    assert expected_calibration_error(conf, correct) == pytest.approx((4 * 0.45 + 6 * 0.05) / 10)
+
+
+def test_ece_edges_and_task_routing():
+    assert expected_calibration_error(np.array([1.0, 0.0]), np.array([1, 0])) == pytest.approx(0, abs=1e-12)
+    # single-label: max prob 0.9 on 2 samples, one right -> |0.5 - 0.9|
+    m = classification_metrics(BINARY, np.array([0, 1]), np.array([[0.9, 0.1], [0.9, 0.1]]))
+    assert m["ece"] == pytest.approx(0.4)
+    # multi-label: every probability vs its 0/1 truth; 0.25 on 4 entries with one positive is calibrated
+    m = classification_metrics(TaskSpec("multilabel", ("x", "y"), 1), np.array([[1, 0], [0, 0]]), np.full((2, 2), 0.25))
+    assert m["ece"] == pytest.approx(0, abs=1e-12)
+
+
+def test_undefined_values_are_none_and_json_safe():
+    # class 2 never occurs in y_true: its one-vs-rest AUC is undefined
+    y = np.array([0, 1, 0, 1])
+    score = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+    m = classification_metrics(THREE_CLASS, y, score)
+    assert m["auc"] is None and m["auc_per_class"][2] is None
+    # class 0: positives {.6,.3} vs negatives {.2,.5} -> 3 of 4 pairs; class 1 separates perfectly
+    assert m["auc_per_class"][:2] == pytest.approx([3 / 4, 1])
+    assert m["recall_per_class"][2] == 0 and m["precision_per_class"][2] == 0
+    json.dumps(m, allow_nan=False)
+    # a label with no positives: AUC and average precision undefined
+    ml = classification_metrics(THREE_LABEL, np.array([[1, 0, 0], [0, 1, 0]]), np.full((2, 3), 0.4))
+    assert ml["auc"] is None and ml["average_precision"] is None
+    json.dumps(ml, allow_nan=False)
+    assert all(type(v) in (int, float, list, type(None)) for v in m.values())
+
+
+@pytest.mark.parametrize(
+    ("task", "y_true", "y_score", "message"),
+    [
+        (BINARY, np.zeros(4, int), np.full((4, 3), 0.3), r"y_score must have shape \(N, 2\)"),
+        (BINARY, np.zeros(3, int), np.full((4, 2), 0.5), r"y_true must have shape \(4,\)"),
+        (THREE_CLASS, np.array([0, 3]), np.full((2, 3), 0.3), "y_true values must lie in"),
+        (THREE_LABEL, np.zeros(2, int), np.full((2, 3), 0.3), r"y_true must have shape \(2, 3\)"),
+        (THREE_LABEL, np.zeros((0, 3), int), np.zeros((0, 3)), "zero samples"),
+    ],
+)
+def test_invalid_inputs_raise(task, y_true, y_score, message):
+    with pytest.raises(ValueError, match=message):
+        classification_metrics(task, y_true, y_score)
+
+
+def test_metric_direction():
+    assert PRIMARY_METRIC == "auc" and metric_is_higher_better(PRIMARY_METRIC)
+    assert metric_is_higher_better("f1") and not metric_is_higher_better("ece")
+
+
+def _pooled(images: np.ndarray) -> np.ndarray:
+    """4x4 average-pooled pixels in [0, 1]: few enough features for a logistic regression to fit in well under a second."""
+    x = images.reshape(len(images), 28, 28, -1) / 255.0
+    return x.reshape(len(x), 7, 4, 7, 4, -1).mean(axis=(2, 4)).reshape(len(x), -1)
+
+
+@pytest.mark.parametrize("flag", ["pneumoniamnist", "retinamnist"])
+def test_agrees_with_medmnist_evaluator(flag):
+    path = DATA_DIR / f"{flag}.npz"
+    if not path.is_file():
+        pytest.skip(f"MedMNIST file {path} not found (set MEDAUGBENCH_DATA_DIR to the folder of .npz files)")
+    with np.load(path) as data:
+        x_train, y_train = data["train_images"], data["train_labels"].ravel()
+        x_test, y_test = data["test_images"], data["test_labels"].ravel()
+    model = LogisticRegression(max_iter=500).fit(_pooled(x_train), y_train)
+    y_score = model.predict_proba(_pooled(x_test))
+
+    expected = Evaluator(flag, "test", size=28, root=str(DATA_DIR)).evaluate(y_score)
+    m = classification_metrics(TaskSpec.from_medmnist(INFO[flag]), y_test, y_score)
+    assert 0.5 < m["auc"] < 1  # realistic, non-trivial predictions
+    assert m["accuracy"] == pytest.approx(expected.ACC, abs=1e-9)
+    assert m["auc"] == pytest.approx(expected.AUC, abs=1e-9)
+
+
+def test_multilabel_agrees_with_medmnist_functions():
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 5)) < 0.3).astype(int)
+    score = np.clip(0.35 * y + rng.random((200, 5)) * 0.7, 0, 1)
+    m = classification_metrics(TaskSpec("multilabel", tuple("abcde"), 1), y, score)
+    assert m["accuracy"] == pytest.approx(getACC(y, score, "multi-label, binary-class"), abs=1e-9)
+    assert m["auc"] == pytest.approx(getAUC(y, score, "multi-label, binary-class"), abs=1e-9)
