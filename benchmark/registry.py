@@ -20,6 +20,7 @@ DEFAULT_PLUGINS = (
     "plugins.medmnist_datasets",
     "plugins.image_folder",
     "plugins.backbones",
+    "plugins.classic_strategies",
 )
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"

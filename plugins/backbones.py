@@ -92,8 +92,8 @@ def _create_timm(name: str, in_chans: int, num_classes: int, pretrained: Pretrai
             raise MedAugBenchError(
                 f"cannot get ImageNet weights for {name} ({type(error).__name__}: {_first_line(error)}); "
                 f'pass a local file instead (pretrained="/path/to/{name}.safetensors" or .pth), '
-                "or download them once while online so that timm's Hugging Face hub cache has them "
-                "(then HF_HUB_OFFLINE=1 uses the cache without network)"
+                f"or download them once while online so that the Hugging Face hub cache holds "
+                f"{timm.models.get_pretrained_cfg(name).hf_hub_id} (then HF_HUB_OFFLINE=1 uses the cache without network)"
             ) from error
     path = os.fspath(pretrained)
     if not os.path.isfile(path):

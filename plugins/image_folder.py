@@ -335,9 +335,12 @@ class ImageFolderSource:
     ) -> None:
         self.root = Path(root).expanduser() if root is not None else None
         self.csv = Path(csv).expanduser() if csv is not None else None
-        self.channels = int(channels) if channels is not None else None
-        self.val_fraction = float(val_fraction)
-        self.test_fraction = float(test_fraction)
+        try:  # options may arrive as strings from the command line (-O channels=3)
+            self.channels = int(channels) if channels is not None else None
+            self.val_fraction = float(val_fraction)
+            self.test_fraction = float(test_fraction)
+        except ValueError as error:
+            raise MedAugBenchError(f"imagefolder options channels, val_fraction, test_fraction must be numbers: {error}") from None
         if self.channels not in (None, 1, 3):
             raise MedAugBenchError(f"channels must be 1 or 3, got {channels}")
         if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):

@@ -139,14 +139,17 @@ def test_dicom_multiframe_rgb_takes_first_frame() -> None:
 
 
 def test_dicom_without_suffix_is_found_by_preamble(tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        _copies(CT if name == "a" else MR, tmp_path / name, 3, suffix="")
-    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    _copies(CT, tmp_path / "a", 3, suffix="")
+    _copies(MR, tmp_path / "b", 3, suffix="")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")  # neither an image suffix nor a DICOM preamble
+    (tmp_path / "b" / ".DS_Store").write_bytes(b"\0" * 200)
 
     source = ImageFolderSource(root=tmp_path)
-    assert sorted(path.name for path in source.prepare(DataOptions())) == [f"{stem}_{i}" for stem in ("CT_small", "MR_small") for i in range(3)]
+    names = sorted(path.name for path in source.prepare(DataOptions()))
+    assert names == ["CT_small_0", "CT_small_1", "CT_small_2", "MR_small_0", "MR_small_1", "MR_small_2"]
     loaded = source.load(DataOptions(size=16))
-    assert sorted(torch.cat([loaded.train.labels, loaded.val.labels, loaded.test.labels]).tolist()) == [0, 0, 0, 1, 1, 1]
+    labels = torch.cat([loaded.train.labels, loaded.val.labels, loaded.test.labels])
+    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
 
 
 @pytest.fixture
@@ -344,6 +347,9 @@ def test_invalid_options_are_refused() -> None:
         ImageFolderSource(root=".", channels=2)
     with pytest.raises(MedAugBenchError, match="sum below 1"):
         ImageFolderSource(root=".", val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(MedAugBenchError, match="must be numbers"):
+        ImageFolderSource(root=".", val_fraction="ten percent")
+    assert ImageFolderSource(root=".", channels="3", test_fraction="0.25").channels == 3  # strings from `-O KEY=VALUE`
 
 
 def test_plugin_registers_imagefolder() -> None:

@@ -1,0 +1,149 @@
+"""The plugin system: built-ins, real entry-point discovery of a third-party distribution, restriction, duplicates."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark import hookspecs, registry
+from benchmark.errors import MedAugBenchError
+
+TESTS = Path(__file__).parent
+
+
+def make_distribution(root: Path, dist: str, module: str, source: str, version: str = "0.1") -> None:
+    """A real installed distribution on sys.path: a module plus `.dist-info` with an entry point in group medaugbench."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[medaugbench]\n{module} = {module}\n")
+
+
+STRATEGY_PLUGIN = """
+    from dataclasses import dataclass
+    from benchmark.hookspecs import hookimpl
+    from benchmark.strategy import Strategy
+
+    @dataclass
+    class Invert(Strategy):
+        name = "invert"
+        def augment(self, images, targets, generator):
+            return 1.0 - images, targets
+
+    @hookimpl
+    def register_strategies(register):
+        register("invert", Invert, "inverts intensities")
+"""
+
+
+@pytest.fixture
+def third_party(tmp_path, monkeypatch):
+    make_distribution(tmp_path, "medaugbench-invert", "medaugbench_invert", STRATEGY_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("medaugbench_invert", None)
+
+
+def test_plugins_list_shows_every_kind_from_built_ins(cli):
+    result = cli("plugins", "list")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "│" in line]
+    kinds = {row.split("│")[1].strip() for row in rows}
+    assert {"dataset", "strategy", "backbone"} <= kinds
+    assert any("pneumoniamnist" in row and "built-in" in row for row in rows)
+
+
+def test_third_party_distribution_is_discovered_through_its_entry_point(third_party, cli):
+    result = cli("plugins", "list")
+    row = next(line for line in result.output.splitlines() if "invert" in line)
+    assert "strategy" in row and "medaugbench-invert 0.1" in row
+    images = torch.rand(2, 1, 4, 4)
+    out, _ = registry.create_strategy("invert").augment(images, torch.zeros(2, 2), torch.Generator())
+    assert torch.allclose(out, 1 - images)
+
+
+def test_load_plugins_variable_restricts_third_party(third_party, monkeypatch):
+    monkeypatch.setenv("MEDAUGBENCH_LOAD_PLUGINS", "")
+    assert "invert" not in registry.entries("strategy")
+    assert "none" in registry.entries("strategy")  # built-ins always load
+    registry.reset()
+    monkeypatch.setenv("MEDAUGBENCH_LOAD_PLUGINS", "medaugbench_invert")  # any spelling of the distribution name
+    assert registry.entries("strategy")["invert"].distribution == "medaugbench-invert 0.1"
+
+
+def test_load_plugins_naming_an_absent_distribution(monkeypatch, cli):
+    monkeypatch.setenv("MEDAUGBENCH_LOAD_PLUGINS", "medaugbench-nowhere")
+    result = cli("plugins", "list")
+    assert result.exit_code == 1 and "medaugbench-nowhere, not installed" in result.output
+
+
+def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch, cli):
+    make_distribution(tmp_path, "medaugbench-clash", "medaugbench_clash", """
+        from benchmark.hookspecs import hookimpl
+
+        @hookimpl
+        def register_datasets(register):
+            register("pneumoniamnist", dict, "a clashing dataset")
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MedAugBenchError) as caught:
+        registry.entries("dataset")
+    message = str(caught.value)
+    assert "dataset 'pneumoniamnist' is registered twice" in message
+    assert "plugins.medmnist_datasets (built-in)" in message and "medaugbench_clash (medaugbench-clash 0.1)" in message
+    result = cli("datasets", "list")
+    assert result.exit_code == 1 and "registered twice" in result.output
+
+
+def test_example_plugin_in_examples_registers_a_working_strategy(tmp_path, monkeypatch):
+    example = TESTS.parent / "examples" / "medaugbench-example-plugin"
+    make_distribution(tmp_path, "medaugbench-example-plugin", "medaugbench_example_shim",
+                      "from medaugbench_example import *  # noqa\nfrom medaugbench_example import register_strategies\n")
+    monkeypatch.syspath_prepend(str(example))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    strategy = registry.create_strategy("gaussian_noise", sigma=0.1)
+    images = torch.full((8, 1, 16, 16), 0.5)
+    out, _ = strategy.augment(images, torch.zeros(8, 2), torch.Generator().manual_seed(0))
+    assert 0.05 < (out - images).std() < 0.15
+    sys.modules.pop("medaugbench_example_shim", None)
+
+
+# One test per hook (`test_hook_<name>`), enforced by test_every_hook_has_a_test.
+
+def test_hook_register_datasets():
+    entries = registry.entries("dataset")
+    assert {"pneumoniamnist", "dermamnist", "chestmnist", "breastmnist", "retinamnist", "imagefolder"} <= set(entries)
+    assert registry.create_dataset("bloodmnist").task.num_outputs == 8
+
+
+def test_hook_register_strategies():
+    assert {"none", "geometric", "cutmix_mixup"} <= set(registry.entries("strategy"))
+    assert registry.create_strategy("geometric", degrees=10).params() == {"flip_p": 0.5, "degrees": 10}
+
+
+def test_hook_register_backbones():
+    model = registry.create_backbone("simple_cnn", in_chans=1, num_classes=3, image_size=28)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+
+
+def test_every_hook_has_a_test():
+    hooks = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "medaugbench_spec")]
+    assert hooks, "no hookspecs found"
+    tests = {name for path in TESTS.glob("test_*.py") for name in _test_names(path)}
+    missing = [hook for hook in hooks if f"test_hook_{hook}" not in tests]
+    assert not missing, f"hooks without a test_hook_<name> test: {missing}"
+
+
+def _test_names(path: Path) -> list[str]:
+    return [line.split("(")[0][4:] for line in path.read_text().splitlines() if line.startswith("def test_hook_")]
+
+
+def test_unknown_plugin_kind_is_a_programming_error():
+    with pytest.raises(ValueError):
+        registry.entries("sampler")
