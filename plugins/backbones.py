@@ -98,15 +98,17 @@ def _create_timm(name: str, in_chans: int, num_classes: int, pretrained: Pretrai
     path = os.fspath(pretrained)
     if not os.path.isfile(path):
         raise MedAugBenchError(f"pretrained weights file for {name} not found: {path}")
+    hint = f"the file must be a {name} state_dict saved with safetensors or torch.save (tensors only)"
     try:
-        return timm.create_model(
+        file_keys = set(timm.models.load_state_dict(path))  # read as timm reads it, to check the names below
+        model = timm.create_model(
             name, pretrained=True, pretrained_cfg_overlay=dict(file=path), in_chans=in_chans, num_classes=num_classes, **kwargs
         )
-    except (RuntimeError, ValueError, OSError) as error:  # wrong architecture, unsafe pickle, corrupt file
-        raise MedAugBenchError(
-            f"cannot load {name} weights from {path}: {_first_line(error)}; "
-            f"the file must be a {name} state_dict saved with safetensors or torch.save (tensors only)"
-        ) from error
+    except (RuntimeError, ValueError, OSError) as error:  # wrong shapes, unsafe pickle, corrupt file
+        raise MedAugBenchError(f"cannot load {name} weights from {path}: {_first_line(error)}; {hint}") from error
+    if file_keys.isdisjoint(key for key, _ in model.named_parameters()):  # timm loads non-strictly: would stay random
+        raise MedAugBenchError(f"{path} holds none of {name}'s weight names (e.g. {next(iter(sorted(file_keys)), 'none')}); {hint}")
+    return model
 
 
 def timm_backbone(

@@ -96,6 +96,14 @@ def test_pretrained_pth_with_pickled_objects_is_refused(tmp_path) -> None:
     assert not Payload.unpickled
 
 
+def test_pretrained_file_with_foreign_names_is_refused(tmp_path) -> None:
+    source = timm.create_model("resnet18", pretrained=False, num_classes=2)
+    path = tmp_path / "wrapped.safetensors"
+    safetensors.torch.save_file({f"model.{key}": value for key, value in source.state_dict().items()}, str(path))
+    with pytest.raises(MedAugBenchError, match="none of resnet18's weight names"):
+        create_backbone("resnet18", in_chans=3, num_classes=2, image_size=28, pretrained=str(path))
+
+
 def test_pretrained_missing_file_names_the_path(tmp_path) -> None:
     missing = tmp_path / "nowhere.safetensors"
     with pytest.raises(MedAugBenchError, match="nowhere.safetensors"):

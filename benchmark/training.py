@@ -1,0 +1,267 @@
+"""The one training loop every strategy goes through: budgeted, seeded, evaluated on validation at fixed
+intervals, with the best-validation-AUC checkpoint evaluated on test (the MedMNIST protocol).
+
+Data stays on the device as uint8; batches are drawn by index and augmented batch-wise on the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from benchmark import device as dev
+from benchmark.config import TrainConfig
+from benchmark.dataset import DataOptions, LoadedDataset, Split, load_dataset
+from benchmark.errors import MedAugBenchError
+from benchmark.metrics import classification_metrics
+from benchmark.record import BudgetUsed, Curves, RunRecord
+from benchmark.registry import create_backbone, create_strategy
+from benchmark.strategy import Strategy, StrategyContext
+from benchmark.task import TaskSpec
+
+EVAL_BATCH = 512
+
+
+def seed_everything(seed: int) -> None:
+    """Fix every RNG the loop, the strategies and the libraries draw from."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def targets_for(labels: torch.Tensor, task: TaskSpec) -> torch.Tensor:
+    """Float targets (N, K): one-hot for single-label tasks, the 0/1 vector for multi-label ones."""
+    if task.multilabel:
+        return labels.float()
+    return F.one_hot(labels, task.num_outputs).float()
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] → [-1, 1], the same for every channel count (MedMNIST's `Normalize(mean=.5, std=.5)`)."""
+    return images.sub(0.5).div(0.5)
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, task: TaskSpec) -> torch.Tensor:
+    if task.multilabel:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    return F.cross_entropy(logits, targets)  # probability targets: works for one-hot and mixed targets
+
+
+@dataclass
+class DeviceData:
+    """The training set on the device: uint8 images and float targets."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def merge_synthetic(real: Split, synthetic: Split | None, strategy: str) -> Split:
+    """Real plus synthetic samples; a strategy returning samples of another shape or dtype is an error."""
+    if synthetic is None or len(synthetic) == 0:
+        return real
+    if synthetic.images.shape[1:] != real.images.shape[1:] or synthetic.labels.dtype != real.labels.dtype:
+        raise MedAugBenchError(
+            f"strategy {strategy!r} synthesised images {tuple(synthetic.images.shape[1:])} / labels {synthetic.labels.dtype}, "
+            f"but the real data is {tuple(real.images.shape[1:])} / {real.labels.dtype}"
+        )
+    return Split(torch.cat([real.images, synthetic.images]), torch.cat([real.labels, synthetic.labels]))
+
+
+class BatchSampler:
+    """Index batches from a fresh permutation each epoch, drawn with the run's generator on the device."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+        self.n, self.batch_size, self.generator = n, min(batch_size, n), generator
+        self.order = torch.empty(0, dtype=torch.long)
+        self.position = n
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.n:
+            self.order = torch.randperm(self.n, generator=self.generator, device=self.generator.device)
+            self.position = 0
+        batch = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return batch
+
+
+def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when AMP is on; nothing on CPU."""
+    enabled = config.amp and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, task: TaskSpec, config: TrainConfig, device: torch.device) -> np.ndarray:
+    """Class probabilities (softmax) or label probabilities (sigmoid) for uint8 images already on the device."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(images), EVAL_BATCH):
+        batch = normalize(images[start : start + EVAL_BATCH].float().div(255))
+        if config.channels_last and device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(config, device):
+            logits = model(batch).float()
+        outputs.append(torch.sigmoid(logits) if task.multilabel else torch.softmax(logits, dim=1))
+    model.train()
+    return torch.cat(outputs).cpu().double().numpy()
+
+
+def evaluate(model: torch.nn.Module, split: Split, images: torch.Tensor, task: TaskSpec, config: TrainConfig, device: torch.device) -> dict:
+    return classification_metrics(task, split.labels.numpy(), predict(model, images, task, config, device))
+
+
+def selection_score(metrics: dict) -> float:
+    """Validation AUC (the MedMNIST protocol); balanced accuracy when AUC is undefined."""
+    return metrics["auc"] if metrics["auc"] is not None else metrics["balanced_accuracy"]
+
+
+def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None = None) -> RunRecord:
+    """Train one classifier under `config.budget` and return its record (metrics on val and test)."""
+    seed_everything(config.seed)
+    device = dev.pick_device(config.device)
+    dev.reset_peak_memory(device)
+    started = dev.clock(device)
+    if data is None:
+        options = DataOptions(
+            size=config.size, image_size=config.image_size, train_fraction=config.train_fraction,
+            per_class_cap=config.per_class_cap, seed=config.seed,
+        )
+        data = load_dataset(config.dataset, options, **config.dataset_params)
+    task = data.task
+    strategy: Strategy = create_strategy(config.strategy, **config.strategy_params)
+
+    synth_started = dev.clock(device)
+    synthetic = strategy.synthesize(StrategyContext(dataset=data, device=device, seed=config.seed))
+    train_split = merge_synthetic(data.train, synthetic, config.strategy)
+    seconds = {"load": synth_started - started, "synthesize": dev.clock(device) - synth_started}
+
+    seed_everything(config.seed)  # the classifier's draws do not depend on how much the strategy drew
+    model = create_backbone(
+        config.backbone, in_chans=task.channels, num_classes=task.num_outputs, image_size=data.image_size,
+        pretrained=config.pretrained, **config.backbone_params,
+    ).to(device)
+    if config.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optim_config = config.resolved_optim()
+    optimizer = torch.optim.Adam(model.parameters(), lr=optim_config.lr, weight_decay=optim_config.weight_decay)
+
+    train_data = DeviceData(train_split.images.to(device), targets_for(train_split.labels, task).to(device))
+    val_images, test_images = data.val.images.to(device), data.test.images.to(device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    sampler = BatchSampler(len(train_data), config.batch_size, generator)
+
+    budget = config.budget
+    used = BudgetUsed(kind="steps" if budget.steps else "seconds", limit=float(budget.steps or budget.seconds))
+    curves = Curves()
+    best_score, best_state, best_metrics, best_step = -float("inf"), None, {}, 0
+    loss_sum = torch.zeros((), device=device)
+    loss_count = 0
+    eval_seconds = 0.0
+    train_started = dev.clock(device)
+    bar = tqdm(total=budget.steps or budget.seconds, disable=not progress, desc=f"train {config.strategy}/{config.backbone}",
+               unit="step" if budget.steps else "s", leave=False)
+
+    def spent() -> float:
+        return dev.clock(device) - train_started - eval_seconds
+
+    model.train()
+    while True:
+        if budget.steps is not None:
+            if used.steps >= budget.steps:
+                break
+            fraction = used.steps / budget.steps
+        else:
+            elapsed = spent()
+            if elapsed >= budget.seconds:
+                break
+            fraction = elapsed / budget.seconds
+            bar.n = round(min(elapsed, budget.seconds), 1)
+        lr = optim_config.lr * optim_config.factor(fraction)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        index = sampler.next()
+        images, targets = train_data.images[index].float().div(255), train_data.targets[index]
+        images, targets = strategy.augment(images, targets, generator)
+        images = normalize(images)
+        if config.channels_last and device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(config, device):
+            logits = model(images)
+        loss = loss_fn(logits.float(), targets, task)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        loss_count += 1
+        used.steps += 1
+        used.images_seen += len(index)
+        if budget.steps is not None:
+            bar.update(1)
+
+        last = budget.steps is not None and used.steps >= budget.steps
+        if used.steps % config.eval_every == 0 or last:
+            eval_started = dev.clock(device)
+            metrics = evaluate(model, data.val, val_images, task, config, device)
+            curves.step.append(used.steps)
+            curves.train_loss.append(float(loss_sum) / loss_count)
+            curves.lr.append(lr)
+            curves.val_auc.append(metrics["auc"])
+            curves.val_accuracy.append(metrics["accuracy"])
+            curves.val_balanced_accuracy.append(metrics["balanced_accuracy"])
+            loss_sum.zero_()
+            loss_count = 0
+            if selection_score(metrics) > best_score:
+                best_score, best_metrics, best_step = selection_score(metrics), metrics, used.steps
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            eval_seconds += dev.clock(device) - eval_started
+            bar.set_postfix(loss=f"{curves.train_loss[-1]:.3f}", val_auc=_fmt(metrics["auc"]))
+    bar.close()
+    seconds["train"] = spent()
+
+    if best_state is None or (budget.seconds is not None and curves.step and curves.step[-1] != used.steps):
+        # a seconds budget ends between evaluations: evaluate the final weights too
+        eval_started = dev.clock(device)
+        metrics = evaluate(model, data.val, val_images, task, config, device)
+        if best_state is None or selection_score(metrics) > best_score:
+            best_metrics, best_step = metrics, used.steps
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        eval_seconds += dev.clock(device) - eval_started
+    seconds["eval"] = eval_seconds
+
+    test_started = dev.clock(device)
+    model.load_state_dict(best_state)
+    test_metrics = evaluate(model, data.test, test_images, task, config, device)
+    seconds["test"] = dev.clock(device) - test_started
+    seconds["total"] = dev.clock(device) - started
+    used.seconds = seconds
+    used.peak_memory_bytes = dev.peak_memory_bytes(device)
+
+    return RunRecord(
+        config=config.to_dict(),
+        dataset={
+            "name": data.name, "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},
+            "source_size": data.source_size, "image_size": data.image_size,
+            "train_real": len(data.train), "train_synthetic": len(train_split) - len(data.train),
+            "val": len(data.val), "test": len(data.test), "provenance": data.provenance,
+        },
+        strategy={"name": config.strategy, "params": strategy.params()},
+        metrics={"val": best_metrics, "test": test_metrics},
+        best={"step": best_step, "selected_by": "val auc"},
+        budget=used,
+        curves=curves,
+        environment=dev.describe(device),
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
