@@ -29,3 +29,11 @@ def register_backbones(register: Register) -> None:
     """Register classifier backbones: `factory(in_chans, num_classes, image_size, **params)` returns an nn.Module."""
 
 
+
+
+@hookspec
+def register_generators(register: Register) -> None:
+    """Register generative models: `factory(spec: ImageSpec, **params)` returns a `benchmark.generative.GenerativeModel`.
+
+    Every generator also becomes a strategy of the same name that trains it and adds its samples.
+    """

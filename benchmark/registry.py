@@ -30,6 +30,7 @@ KIND_HOOKS = {
     "dataset": "register_datasets",
     "strategy": "register_strategies",
     "backbone": "register_backbones",
+    "generator": "register_generators",
 }
 
 
@@ -134,6 +135,10 @@ def create_strategy(name: str, **params: Any) -> Any:
 
 def create_backbone(name: str, **params: Any) -> Any:
     return get_entry("backbone", name).factory(**params)
+
+
+def create_generator(name: str, **params: Any) -> Any:
+    return get_entry("generator", name).factory(**params)
 
 
 def reset() -> None:

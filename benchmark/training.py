@@ -162,9 +162,9 @@ def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None
     budget = config.budget
     used = BudgetUsed(kind="steps" if budget.steps else "seconds", limit=float(budget.steps or budget.seconds))
     curves = Curves()
-    best_score, best_state, best_metrics, best_step = -float("inf"), None, {}, 0
+    best: dict = {"score": -float("inf"), "state": None, "metrics": {}, "step": 0}
     loss_sum = torch.zeros((), device=device)
-    loss_count = 0
+    loss_count, lr = 0, optim_config.lr
     eval_seconds = 0.0
     train_started = dev.clock(device)
     bar = tqdm(total=budget.steps or budget.seconds, disable=not progress, desc=f"train {config.strategy}/{config.backbone}",
@@ -172,6 +172,25 @@ def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None
 
     def spent() -> float:
         return dev.clock(device) - train_started - eval_seconds
+
+    def validate() -> None:
+        """Evaluate on validation, extend the curves, keep the weights if they are the best so far."""
+        nonlocal eval_seconds, loss_count
+        eval_started = dev.clock(device)
+        metrics = evaluate(model, data.val, val_images, task, config, device)
+        curves.step.append(used.steps)
+        curves.train_loss.append(float(loss_sum) / max(loss_count, 1))
+        curves.lr.append(lr)
+        curves.val_auc.append(metrics["auc"])
+        curves.val_accuracy.append(metrics["accuracy"])
+        curves.val_balanced_accuracy.append(metrics["balanced_accuracy"])
+        loss_sum.zero_()
+        loss_count = 0
+        if selection_score(metrics) > best["score"]:
+            best.update(score=selection_score(metrics), metrics=metrics, step=used.steps,
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+        eval_seconds += dev.clock(device) - eval_started
+        bar.set_postfix(loss=f"{curves.train_loss[-1]:.3f}", val_auc=_fmt(metrics["auc"]))
 
     model.train()
     while True:
@@ -184,7 +203,7 @@ def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None
             if elapsed >= budget.seconds:
                 break
             fraction = elapsed / budget.seconds
-            bar.n = round(min(elapsed, budget.seconds), 1)
+            bar.n = round(elapsed, 1)
         lr = optim_config.lr * optim_config.factor(fraction)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -207,39 +226,16 @@ def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None
         used.images_seen += len(index)
         if budget.steps is not None:
             bar.update(1)
-
-        last = budget.steps is not None and used.steps >= budget.steps
-        if used.steps % config.eval_every == 0 or last:
-            eval_started = dev.clock(device)
-            metrics = evaluate(model, data.val, val_images, task, config, device)
-            curves.step.append(used.steps)
-            curves.train_loss.append(float(loss_sum) / loss_count)
-            curves.lr.append(lr)
-            curves.val_auc.append(metrics["auc"])
-            curves.val_accuracy.append(metrics["accuracy"])
-            curves.val_balanced_accuracy.append(metrics["balanced_accuracy"])
-            loss_sum.zero_()
-            loss_count = 0
-            if selection_score(metrics) > best_score:
-                best_score, best_metrics, best_step = selection_score(metrics), metrics, used.steps
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            eval_seconds += dev.clock(device) - eval_started
-            bar.set_postfix(loss=f"{curves.train_loss[-1]:.3f}", val_auc=_fmt(metrics["auc"]))
-    bar.close()
+        if used.steps % config.eval_every == 0:
+            validate()
     seconds["train"] = spent()
-
-    if best_state is None or (budget.seconds is not None and curves.step and curves.step[-1] != used.steps):
-        # a seconds budget ends between evaluations: evaluate the final weights too
-        eval_started = dev.clock(device)
-        metrics = evaluate(model, data.val, val_images, task, config, device)
-        if best_state is None or selection_score(metrics) > best_score:
-            best_metrics, best_step = metrics, used.steps
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        eval_seconds += dev.clock(device) - eval_started
+    if not curves.step or curves.step[-1] != used.steps:
+        validate()  # the budget ended between evaluations: the final weights are candidates too
+    bar.close()
     seconds["eval"] = eval_seconds
 
     test_started = dev.clock(device)
-    model.load_state_dict(best_state)
+    model.load_state_dict(best["state"])
     test_metrics = evaluate(model, data.test, test_images, task, config, device)
     seconds["test"] = dev.clock(device) - test_started
     seconds["total"] = dev.clock(device) - started
@@ -255,8 +251,8 @@ def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None
             "val": len(data.val), "test": len(data.test), "provenance": data.provenance,
         },
         strategy={"name": config.strategy, "params": strategy.params()},
-        metrics={"val": best_metrics, "test": test_metrics},
-        best={"step": best_step, "selected_by": "val auc"},
+        metrics={"val": best["metrics"], "test": test_metrics},
+        best={"step": best["step"], "selected_by": "val auc"},
         budget=used,
         curves=curves,
         environment=dev.describe(device),

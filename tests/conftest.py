@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from benchmark import registry
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("MEDAUGBENCH_DATA_DIR") or REPO.parent / "shared" / "data" / "medmnist").resolve()
+# module- and session-scoped fixtures run before the per-test environment below: give them the same data folder
+os.environ["MEDAUGBENCH_DATA_DIR"] = str(DATA_DIR)
+os.environ["MEDAUGBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="medaugbench-test-cache-")
 
 
 @pytest.fixture(autouse=True)

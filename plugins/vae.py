@@ -1,0 +1,137 @@
+"""Conditional VAE generator (Kingma & Welling 2014; conditioning as in Sohn et al. 2015, "CVAE").
+
+Architecture only (the shared loop in `benchmark/generator_training.py` owns batching, budget and checkpoints):
+
+- Encoder: the image concatenated with the conditioning vector broadcast as constant channels, two stride-2 4x4
+  convolutions (size/2, size/4) with a 3x3 convolution after each, flattened, then one linear layer to (mu, logvar).
+- Decoder: [z, cond] → linear → (2·base, size/4, size/4) → two stride-2 transposed convolutions (each followed by a
+  3x3 convolution) back to the image size → tanh, so samples lie in [-1, 1].
+- Loss: squared error on [-1, 1] images summed per image and averaged over the batch, plus beta times the KL divergence
+  to N(0, I) (summed over latent dimensions, averaged over the batch): the negative ELBO of a Gaussian decoder with
+  variance 1/2.
+
+Image sizes must be multiples of 4 (28 and 64 in the benchmark). No batch norm, so a batch's images never influence
+each other and sampling needs no eval mode. Unconditional when `spec.cond_dim == 0` (then `cond` must be None).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.errors import MedAugBenchError
+from benchmark.generative import GenerativeModel, ImageSpec
+from benchmark.hookspecs import hookimpl
+
+
+def _check_cond(spec: ImageSpec, cond: torch.Tensor | None, n: int) -> None:
+    if spec.cond_dim == 0:
+        if cond is not None:
+            raise ValueError("this model is unconditional (cond_dim 0) and takes cond=None")
+    elif cond is None or cond.shape != (n, spec.cond_dim):
+        got = None if cond is None else tuple(cond.shape)
+        raise ValueError(f"cond must have shape ({n}, {spec.cond_dim}); got {got}")
+
+
+class VAE(GenerativeModel):
+    """Conditional convolutional VAE; `VAE(spec, latent_dim=32, base_channels=32, lr=1e-3, beta=1.0)`."""
+
+    conditional = True
+
+    def __init__(
+        self,
+        spec: ImageSpec,
+        latent_dim: int = 32,
+        base_channels: int = 32,
+        lr: float = 1e-3,
+        beta: float = 1.0,
+    ) -> None:
+        super().__init__(spec)
+        if spec.image_size % 4 != 0:
+            raise MedAugBenchError(f"vae needs an image size divisible by 4; got {spec.image_size}")
+        if latent_dim < 1 or base_channels < 1 or lr <= 0 or beta < 0:
+            raise MedAugBenchError(
+                "vae parameters: latent_dim and base_channels must be positive, lr > 0, beta >= 0; "
+                f"got latent_dim={latent_dim}, base_channels={base_channels}, lr={lr}, beta={beta}"
+            )
+        self.latent_dim = latent_dim
+        self.lr = lr
+        self.beta = beta
+        c, k, b = spec.channels, spec.cond_dim, base_channels
+        self.bottom = spec.image_size // 4
+        act = nn.SiLU
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c + k, b, 4, stride=2, padding=1), act(),
+            nn.Conv2d(b, b, 3, padding=1), act(),
+            nn.Conv2d(b, 2 * b, 4, stride=2, padding=1), act(),
+            nn.Conv2d(2 * b, 2 * b, 3, padding=1), act(),
+            nn.Flatten(),
+        )  # fmt: skip
+        flat = 2 * b * self.bottom * self.bottom
+        self.to_stats = nn.Linear(flat, 2 * latent_dim)
+        self.from_latent = nn.Linear(latent_dim + k, flat)
+        self.decoder = nn.Sequential(
+            act(),
+            nn.ConvTranspose2d(2 * b, b, 4, stride=2, padding=1), act(),
+            nn.Conv2d(b, b, 3, padding=1), act(),
+            nn.ConvTranspose2d(b, b, 4, stride=2, padding=1), act(),
+            nn.Conv2d(b, c, 3, padding=1),
+            nn.Tanh(),
+        )  # fmt: skip
+        self._base = b
+
+    def encode(self, images: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z | x, cond), each (B, latent_dim)."""
+        x = images
+        if cond is not None:
+            size = images.shape[-1]
+            planes = cond.to(images.dtype)[:, :, None, None].expand(-1, -1, size, size)
+            x = torch.cat([images, planes], dim=1)
+        mu, logvar = self.to_stats(self.encoder(x)).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, z: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """Images in [-1, 1] for latents `z` (B, latent_dim) and conditioning rows `cond`."""
+        if cond is not None:
+            z = torch.cat([z, cond.to(z.dtype)], dim=1)
+        h = self.from_latent(z).view(z.shape[0], 2 * self._base, self.bottom, self.bottom)
+        return self.decoder(h)
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"vae": torch.optim.Adam(self.parameters(), lr=self.lr)}
+
+    def training_step(
+        self,
+        images: torch.Tensor,
+        cond: torch.Tensor | None,
+        optimizers: dict[str, torch.optim.Optimizer],
+        generator: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
+        _check_cond(self.spec, cond, images.shape[0])
+        mu, logvar = self.encode(images, cond)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        recon_images = self.decode(z, cond)
+        recon = F.mse_loss(recon_images, images, reduction="none").flatten(1).sum(1).mean()
+        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+        loss = recon + self.beta * kl
+        opt = optimizers["vae"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
+        _check_cond(self.spec, cond, n)
+        param = self.from_latent.weight
+        z = torch.randn((n, self.latent_dim), generator=generator, device=param.device, dtype=param.dtype)
+        if cond is not None:
+            cond = cond.to(param.device)
+        return self.decode(z, cond).float().clamp(-1.0, 1.0)
+
+
+@hookimpl
+def register_generators(register) -> None:
+    register("vae", VAE, "conditional VAE (conv encoder/decoder, label concatenated)")
