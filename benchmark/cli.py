@@ -61,9 +61,15 @@ TrainFraction = Annotated[
 ]
 PerClassCap = Annotated[Optional[int], typer.Option("--per-class-cap", help="Keep at most this many training images per class.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for every random draw.")]
+GeneratorSteps = Annotated[Optional[int], typer.Option("--generator-steps", help="Generator budget in optimizer steps (per model).")]
+GeneratorSeconds = Annotated[
+    Optional[float], typer.Option("--generator-seconds", help="Generator budget in device-seconds (per model).")
+]
 
 
 def _parse_value(text: str) -> object:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for convert in (int, float):
         try:
             return convert(text)
@@ -73,13 +79,17 @@ def _parse_value(text: str) -> object:
 
 
 def parse_options(items: list[str] | None, what: str, example: str) -> dict[str, object]:
-    """KEY=VALUE pairs → keyword arguments (numbers converted)."""
+    """KEY=VALUE pairs → keyword arguments (numbers and true/false converted; a.b=1 nests as {'a': {'b': 1}})."""
     kwargs: dict[str, object] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise MedAugBenchError(f"{what} option {item!r} is not KEY=VALUE (example: {example})")
-        kwargs[key.strip()] = _parse_value(value.strip())
+        *parents, leaf = key.strip().split(".")
+        target = kwargs
+        for parent in parents:
+            target = target.setdefault(parent, {})  # type: ignore[assignment]
+        target[leaf] = _parse_value(value.strip())
     return kwargs
 
 
@@ -204,6 +214,8 @@ def train_command(
     per_class_cap: PerClassCap = None,
     data_dir: DataDir = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 …")] = "auto",
+    generator_steps: GeneratorSteps = None,
+    generator_seconds: GeneratorSeconds = None,
     strategy_option: Annotated[Optional[list[str]], typer.Option("--strategy-option", "-S", help="Strategy parameter KEY=VALUE.")] = None,
     backbone_option: Annotated[Optional[list[str]], typer.Option("--backbone-option", "-B", help="Backbone parameter KEY=VALUE.")] = None,
     option: PluginOptions = None,
@@ -229,7 +241,7 @@ def train_command(
         optim=dataclasses.replace(preset, lr=lr) if preset is not None and lr is not None else None,
         pretrained={None: False, "imagenet": True}.get(pretrained, pretrained),
         size=size, image_size=image_size, train_fraction=train_fraction, per_class_cap=per_class_cap,
-        strategy_params=parse_options(strategy_option, "strategy", "-S degrees=10"),
+        strategy_params=strategy_params(strategy, strategy_option, generator_steps, generator_seconds),
         backbone_params=parse_options(backbone_option, "backbone", "-B drop_rate=0.2"),
         dataset_params=dataset_params, device=device,
     )
@@ -238,6 +250,71 @@ def train_command(
     if out is not None:
         record.write(out)
         console().print(f"wrote {out}")
+
+
+def strategy_params(strategy: str, options: list[str] | None, generator_steps: int | None, generator_seconds: float | None) -> dict:
+    """-S KEY=VALUE parameters plus the generator budget, which only generative strategies accept."""
+    params = parse_options(options, "strategy", "-S degrees=10")
+    budget = {"generator_steps": generator_steps, "generator_seconds": generator_seconds}
+    given = {k: v for k, v in budget.items() if v is not None}
+    if given and strategy not in registry.entries("generator"):
+        raise MedAugBenchError(
+            f"--generator-steps/--generator-seconds apply to generative strategies "
+            f"({', '.join(registry.entries('generator'))}), not to {strategy!r}"
+        )
+    return {**params, **given}
+
+
+@app.command("synth")
+def synth_command(
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset plugin name, or a folder/CSV of your own images.")] = "pneumoniamnist",
+    strategy: Annotated[str, typer.Option("--strategy", help="Generative strategy (a registered generator).")] = "cgan",
+    generator_steps: GeneratorSteps = None,
+    generator_seconds: GeneratorSeconds = None,
+    seed: Seed = 0,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the generator (safetensors + card.json), samples.png, losses.png.")] = Path("runs/generator"),
+    per_class: Annotated[int, typer.Option("--per-class", help="Samples per class in samples.png.")] = 8,
+    size: Size = 28,
+    image_size: ImageSize = None,
+    train_fraction: TrainFraction = 1.0,
+    per_class_cap: PerClassCap = None,
+    data_dir: DataDir = None,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda …")] = "auto",
+    strategy_option: Annotated[Optional[list[str]], typer.Option("--strategy-option", "-S", help="Strategy parameter KEY=VALUE, e.g. -S conditioning=false.")] = None,
+    option: PluginOptions = None,
+) -> None:
+    """Train a generator under a budget (or reuse the cached one), save it, and draw samples per class."""
+    from benchmark import generator_training as gt
+    from benchmark.device import pick_device
+    from benchmark.grid import render_rows
+    from benchmark.plots import plot_generator_losses
+    from benchmark.strategy import StrategyContext
+    from benchmark.training import seed_everything
+
+    if per_class < 1:
+        raise MedAugBenchError(f"--per-class must be at least 1, got {per_class}")
+    params = strategy_params(strategy, strategy_option, generator_steps, generator_seconds)
+    plugin, dataset_params = dataset_source(dataset, option)
+    options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, train_fraction=train_fraction,
+                          per_class_cap=per_class_cap, seed=seed)
+    data = finalize(registry.create_dataset(plugin, **dataset_params).load(options), options)
+    seed_everything(seed)
+    generative = registry.create_strategy(strategy, **params)
+    torch_device = pick_device(device)
+    models, card = generative.fitted(StrategyContext(dataset=data, device=torch_device, seed=seed))
+    gt.save(out, models, card)
+    task = data.task
+    samples = generative.sample(models, task, data.train, [per_class] * task.num_outputs, torch_device, seed)
+    rows, start = [], 0
+    for label in task.labels:
+        rows.append((f"{label} (synthetic)", samples.images[start : start + per_class]))
+        start += per_class
+    render_rows(rows, per_class).save(out / "samples.png")
+    plot_generator_losses(card["histories"], out / "losses.png", title=f"{strategy} on {data.name}")
+    steps = {name: h["steps"] for name, h in card["histories"].items()}
+    console().print(f"generator {strategy} on {data.name}: steps per model {steps}; "
+                    f"{'reused ' + card['reused_from'] if 'reused_from' in card else 'trained'}")
+    console().print(f"wrote {out / gt.WEIGHTS}, {out / gt.CARD}, {out / 'samples.png'}, {out / 'losses.png'}")
 
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc", "ece")

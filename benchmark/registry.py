@@ -21,6 +21,10 @@ DEFAULT_PLUGINS = (
     "plugins.image_folder",
     "plugins.backbones",
     "plugins.classic_strategies",
+    "plugins.gan",
+    "plugins.vae",
+    "plugins.ddpm",
+    "plugins.generative_strategies",
 )
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"

@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 
 from benchmark.dataset import LoadedDataset, Split
+from benchmark.errors import MedAugBenchError
 
 
 @dataclass
@@ -23,6 +24,7 @@ class StrategyContext:
     device: torch.device
     seed: int
     work_dir: Path | None = None
+    progress: bool = True
 
 
 class Strategy:
@@ -34,6 +36,10 @@ class Strategy:
         """Extra uint8 training samples to merge with the real training split (None: add nothing)."""
         return None
 
+    def combine(self, real: Split, synthetic: Split | None) -> Split:
+        """The training set: real plus synthetic samples (a strategy may instead train on synthetic data alone)."""
+        return merge_splits(real, synthetic, self.name)
+
     def augment(
         self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,3 +49,19 @@ class Strategy:
     def params(self) -> dict:
         """Parameters recorded with every result."""
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+    def report(self) -> dict:
+        """Facts about what the strategy did (e.g. its generator's training), recorded with every result."""
+        return {}
+
+
+def merge_splits(real: Split, synthetic: Split | None, strategy: str) -> Split:
+    """Real plus synthetic samples; samples of another shape or label type are an error naming the strategy."""
+    if synthetic is None or len(synthetic) == 0:
+        return real
+    if synthetic.images.shape[1:] != real.images.shape[1:] or synthetic.labels.dtype != real.labels.dtype:
+        raise MedAugBenchError(
+            f"strategy {strategy!r} synthesised images {tuple(synthetic.images.shape[1:])} / labels {synthetic.labels.dtype}, "
+            f"but the real data is {tuple(real.images.shape[1:])} / {real.labels.dtype}"
+        )
+    return Split(torch.cat([real.images, synthetic.images]), torch.cat([real.labels, synthetic.labels]))

@@ -64,18 +64,6 @@ class DeviceData:
         return len(self.images)
 
 
-def merge_synthetic(real: Split, synthetic: Split | None, strategy: str) -> Split:
-    """Real plus synthetic samples; a strategy returning samples of another shape or dtype is an error."""
-    if synthetic is None or len(synthetic) == 0:
-        return real
-    if synthetic.images.shape[1:] != real.images.shape[1:] or synthetic.labels.dtype != real.labels.dtype:
-        raise MedAugBenchError(
-            f"strategy {strategy!r} synthesised images {tuple(synthetic.images.shape[1:])} / labels {synthetic.labels.dtype}, "
-            f"but the real data is {tuple(real.images.shape[1:])} / {real.labels.dtype}"
-        )
-    return Split(torch.cat([real.images, synthetic.images]), torch.cat([real.labels, synthetic.labels]))
-
-
 class BatchSampler:
     """Index batches from a fresh permutation each epoch, drawn with the run's generator on the device."""
 
@@ -140,8 +128,9 @@ def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None
     strategy: Strategy = create_strategy(config.strategy, **config.strategy_params)
 
     synth_started = dev.clock(device)
-    synthetic = strategy.synthesize(StrategyContext(dataset=data, device=device, seed=config.seed))
-    train_split = merge_synthetic(data.train, synthetic, config.strategy)
+    synthetic = strategy.synthesize(StrategyContext(dataset=data, device=device, seed=config.seed, progress=progress))
+    train_split = strategy.combine(data.train, synthetic)
+    n_synthetic = len(synthetic) if synthetic is not None else 0
     seconds = {"load": synth_started - started, "synthesize": dev.clock(device) - synth_started}
 
     seed_everything(config.seed)  # the classifier's draws do not depend on how much the strategy drew
@@ -247,10 +236,10 @@ def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None
         dataset={
             "name": data.name, "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},
             "source_size": data.source_size, "image_size": data.image_size,
-            "train_real": len(data.train), "train_synthetic": len(train_split) - len(data.train),
+            "train_real": len(train_split) - n_synthetic, "train_synthetic": n_synthetic,
             "val": len(data.val), "test": len(data.test), "provenance": data.provenance,
         },
-        strategy={"name": config.strategy, "params": strategy.params()},
+        strategy={"name": config.strategy, "params": strategy.params(), **strategy.report()},
         metrics={"val": best["metrics"], "test": test_metrics},
         best={"step": best["step"], "selected_by": "val auc"},
         budget=used,

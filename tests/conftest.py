@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from benchmark import registry
@@ -16,6 +17,11 @@ DATA_DIR = Path(os.environ.get("MEDAUGBENCH_DATA_DIR") or REPO.parent / "shared"
 # module- and session-scoped fixtures run before the per-test environment below: give them the same data folder
 os.environ["MEDAUGBENCH_DATA_DIR"] = str(DATA_DIR)
 os.environ["MEDAUGBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="medaugbench-test-cache-")
+
+
+# One intra-op thread: with two OpenMP threads on two cores, any other busy process slows small convolutions by
+# 10-30x (measured: a tiny DCGAN step 0.07 s with one thread, 1.9 s with two under load), so timings would be luck.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -153,7 +153,7 @@ def test_train_cli_unknown_strategy_is_one_line(cli):
 
 def test_mismatched_synthetic_samples_are_rejected():
     from benchmark.dataset import Split
-    from benchmark.training import merge_synthetic
+    from benchmark.strategy import merge_splits as merge_synthetic
 
     real = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
     wrong = Split(torch.zeros(2, 3, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))

@@ -1,0 +1,202 @@
+"""The machinery every generator shares: budgeted, seeded training, divergence and collapse checks, quality-based
+early stopping, and checkpoints (safetensors weights + a JSON card). Models hold only architecture and loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from benchmark import device as dev
+from benchmark.datafiles import write_json_atomic
+from benchmark.errors import MedAugBenchError
+from benchmark.generative import GenerativeModel, ImageSpec
+from benchmark.registry import create_generator
+from benchmark.training import BatchSampler
+
+WEIGHTS = "generator.safetensors"
+CARD = "card.json"
+
+
+class GeneratorFailure(MedAugBenchError):
+    """The generator diverged or collapsed; its samples must not reach the classifier."""
+
+
+@dataclass(frozen=True)
+class GeneratorBudget:
+    """Generator training budget: optimizer steps (per model), or device-seconds (per model)."""
+
+    steps: int | None = 2000
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.seconds is None):
+            raise MedAugBenchError("give exactly one generator budget: --generator-steps N or --generator-seconds S")
+        if (self.steps is not None and self.steps < 1) or (self.seconds is not None and self.seconds <= 0):
+            raise MedAugBenchError("the generator budget must be positive")
+
+
+@dataclass
+class QualityMonitor:
+    """Early stopping on a quality plateau (seed Algorithm 1, line 15): every `every` steps `score(model)` is
+    computed (lower is better, e.g. FID on a held-out sample); training stops after `patience` evaluations
+    without improvement."""
+
+    score: Callable[[GenerativeModel], float]
+    every: int = 500
+    patience: int = 3
+    min_delta: float = 0.0
+
+
+@dataclass
+class FitHistory:
+    """What one generator's training did: losses over steps, budget used, quality, and why it stopped."""
+
+    steps: int = 0
+    images_seen: int = 0
+    seconds: float = 0.0
+    log_step: list[int] = field(default_factory=list)
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    quality_step: list[int] = field(default_factory=list)
+    quality: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+    failure: str | None = None
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float [-1, 1]."""
+    return images.float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] → uint8 [0, 255] (rounded, clamped)."""
+    return images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+
+def collapse_reason(samples: torch.Tensor) -> str | None:
+    """A reason if generated uint8 images are degenerate: all (nearly) the same image, or flat constant images."""
+    if len(samples) < 2:
+        return None
+    flat = samples.float().flatten(1)
+    if flat.std(dim=0).mean() < 1.0:
+        return f"mode collapse: {len(samples)} samples are nearly identical (mean pixel std across samples < 1/255)"
+    if flat.std(dim=1).max() < 1.0:
+        return "collapse to constant images: every sample is flat (pixel std within each image < 1/255)"
+    return None
+
+
+def fit(
+    model: GenerativeModel,
+    images: torch.Tensor,
+    cond: torch.Tensor | None,
+    budget: GeneratorBudget,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+    desc: str = "generator",
+    log_every: int = 50,
+    monitor: QualityMonitor | None = None,
+) -> FitHistory:
+    """Train one model on uint8 images (N, C, H, W) with optional conditioning rows (N, K) under `budget`.
+
+    Stops early on a non-finite loss (recorded as the failure) or on a quality plateau.
+    """
+    torch.manual_seed(seed)
+    model.to(device).train()
+    optimizers = model.make_optimizers()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    data = images.to(device)
+    cond = cond.to(device) if cond is not None else None
+    sampler = BatchSampler(len(data), batch_size, generator)
+    history = FitHistory()
+    sums: dict[str, torch.Tensor] = {}
+    count, best, stale = 0, math.inf, 0
+    started = dev.clock(device)
+    bar = tqdm(total=budget.steps or budget.seconds, disable=not progress, desc=desc, leave=False,
+               unit="step" if budget.steps else "s")
+    while True:
+        elapsed = dev.clock(device) - started if budget.seconds is not None else 0.0
+        if (budget.steps is not None and history.steps >= budget.steps) or (budget.seconds is not None and elapsed >= budget.seconds):
+            break
+        index = sampler.next()
+        losses = model.training_step(to_model_range(data[index]), cond[index] if cond is not None else None, optimizers, generator)
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + value.detach().float()
+        count += 1
+        history.steps += 1
+        history.images_seen += len(index)
+        if budget.steps is not None:
+            bar.update(1)
+        else:
+            bar.n = round(elapsed, 1)
+        if history.steps % log_every == 0 or history.steps == budget.steps:
+            means = {name: float(total) / count for name, total in sums.items()}
+            sums, count = {}, 0
+            history.log_step.append(history.steps)
+            for name, value in means.items():
+                history.losses.setdefault(name, []).append(value)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+            bad = [name for name, value in means.items() if not math.isfinite(value)]
+            if bad:
+                history.failure = f"divergence: non-finite {', '.join(bad)} by step {history.steps}"
+                break
+        if monitor is not None and history.steps % monitor.every == 0:
+            score = monitor.score(model)
+            model.train()
+            history.quality_step.append(history.steps)
+            history.quality.append(score)
+            if score < best - monitor.min_delta:
+                best, stale = score, 0
+            else:
+                stale += 1
+                if stale >= monitor.patience:
+                    history.stopped_early = True
+                    break
+    bar.close()
+    history.seconds = dev.clock(device) - started
+    model.eval()
+    return history
+
+
+def save(directory: Path, models: dict[str, GenerativeModel], card: dict) -> Path:
+    """Write weights (safetensors, one file; keys prefixed by model name) and the card, atomically as a folder."""
+    directory = Path(directory)
+    staging = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    tensors = {f"{name}.{key}": value.detach().cpu().contiguous() for name, model in models.items()
+               for key, value in model.state_dict().items()}
+    save_file(tensors, staging / WEIGHTS)
+    write_json_atomic(staging / CARD, card)
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return directory
+
+
+def load(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeModel], dict]:
+    """Rebuild the models a card describes and load their weights (safetensors: no pickled code is run)."""
+    directory = Path(directory)
+    if not (directory / CARD).is_file() or not (directory / WEIGHTS).is_file():
+        raise MedAugBenchError(f"{directory} is not a saved generator (expected {CARD} and {WEIGHTS}); create one with `medaugbench synth`")
+    card = json.loads((directory / CARD).read_text())
+    tensors = load_file(directory / WEIGHTS)
+    models = {}
+    for name, spec in card["models"].items():
+        model = create_generator(card["generator"], spec=ImageSpec(**spec), **card["generator_params"])
+        state = {key[len(name) + 1:]: value for key, value in tensors.items() if key.startswith(name + ".")}
+        model.load_state_dict(state)
+        models[name] = model.to(device).eval()
+    return models, card
+
+
+def spec_dict(spec: ImageSpec) -> dict:
+    return asdict(spec)

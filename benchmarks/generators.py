@@ -1,0 +1,78 @@
+"""Generator speed on the current device at 28 px: training steps/s and sampled images/s for every registered
+generator (default parameters), and DDPM sampling with DDIM 25/50/100 steps against the full 1000-step sampler.
+
+Usage: python benchmarks/generators.py [--steps 20] [--batch-size 64] [--samples 256] [--generators cgan,ddpm]
+Prints one JSON object. Needs PneumoniaMNIST in $MEDAUGBENCH_DATA_DIR (real images are used as training batches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from benchmark.dataset import load_dataset
+from benchmark.device import clock, describe, pick_device
+from benchmark.generative import ImageSpec
+from benchmark.generator_training import to_model_range
+from benchmark.registry import create_generator, entries
+from benchmark.synthesis import conditioning
+
+
+def conditioned(model_conditional: bool, labels: torch.Tensor, task) -> tuple[int, torch.Tensor | None]:
+    return (task.num_outputs, conditioning(labels, task)) if model_conditional else (0, None)
+
+
+def time_training(name: str, data, steps: int, batch_size: int, device: torch.device) -> tuple[float, object]:
+    factory = entries("generator")[name].factory
+    is_conditional = getattr(factory, "conditional", getattr(getattr(factory, "func", None), "conditional", True))
+    cond_dim, cond = conditioned(is_conditional, data.train.labels[:batch_size], data.task)
+    model = create_generator(name, spec=ImageSpec(data.task.channels, data.image_size, cond_dim)).to(device)
+    optimizers = model.make_optimizers()
+    generator = torch.Generator(device=device).manual_seed(0)
+    images = to_model_range(data.train.images[:batch_size]).to(device)
+    cond = cond.to(device) if cond is not None else None
+    for _ in range(3):
+        model.training_step(images, cond, optimizers, generator)
+    started = clock(device)
+    for _ in range(steps):
+        model.training_step(images, cond, optimizers, generator)
+    return steps / (clock(device) - started), (model, cond)
+
+
+def time_sampling(model, cond: torch.Tensor | None, n: int, device: torch.device) -> float:
+    generator = torch.Generator(device=device).manual_seed(0)
+    rows = cond[:1].expand(n, -1).contiguous() if cond is not None else None
+    started = clock(device)
+    model.sample(rows, n, generator)
+    return n / (clock(device) - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--generators", default=",".join(entries("generator")))
+    args = parser.parse_args()
+    device = pick_device()
+    data = load_dataset("pneumoniamnist")
+    results = {}
+    for name in args.generators.split(","):
+        steps_per_s, (model, cond) = time_training(name, data, args.steps, args.batch_size, device)
+        results[name] = {"train_steps_per_s": round(steps_per_s, 2), "train_images_per_s": round(steps_per_s * args.batch_size, 1),
+                         "sample_images_per_s": round(time_sampling(model, cond, args.samples, device), 1)}
+        if name == "ddpm":
+            samplers = {}
+            for label, settings in {"ddim_25": ("ddim", 25), "ddim_50": ("ddim", 50), "ddim_100": ("ddim", 100), "ddpm_1000": ("ddpm", 1000)}.items():
+                model.sampler, model.sample_steps = settings
+                n = max(8, args.samples // (8 if label == "ddpm_1000" else 1))
+                samplers[label] = {"images_per_s": round(time_sampling(model, cond, n, device), 2), "images": n}
+            results[name]["samplers"] = samplers
+    print(json.dumps({"benchmark": "generators", "image_size": data.image_size, "batch_size": args.batch_size,
+                      "environment": describe(device), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
