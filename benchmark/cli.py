@@ -61,6 +61,12 @@ TrainFraction = Annotated[
 ]
 PerClassCap = Annotated[Optional[int], typer.Option("--per-class-cap", help="Keep at most this many training images per class.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for every random draw.")]
+DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset plugin name, or a folder/CSV of your own images.")]
+DeviceName = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 …")]
+StrategyOptions = Annotated[
+    Optional[list[str]],
+    typer.Option("--strategy-option", "-S", help="Strategy parameter KEY=VALUE (a.b=V nests), e.g. -S degrees=10."),
+]
 GeneratorSteps = Annotated[Optional[int], typer.Option("--generator-steps", help="Generator budget in optimizer steps (per model).")]
 GeneratorSeconds = Annotated[
     Optional[float], typer.Option("--generator-seconds", help="Generator budget in device-seconds (per model).")
@@ -197,7 +203,7 @@ def datasets_show(
 
 @app.command("train")
 def train_command(
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset plugin name, or a folder/CSV of your own images.")] = "pneumoniamnist",
+    dataset: DatasetName = "pneumoniamnist",
     strategy: Annotated[str, typer.Option("--strategy", help="Augmentation strategy plugin.")] = "none",
     backbone: Annotated[str, typer.Option("--backbone", help="Classifier backbone plugin.")] = "simple_cnn",
     steps: Annotated[Optional[int], typer.Option("--steps", help="Classifier budget in optimizer steps.")] = None,
@@ -213,25 +219,20 @@ def train_command(
     train_fraction: TrainFraction = 1.0,
     per_class_cap: PerClassCap = None,
     data_dir: DataDir = None,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 …")] = "auto",
+    device: DeviceName = "auto",
     generator_steps: GeneratorSteps = None,
     generator_seconds: GeneratorSeconds = None,
-    strategy_option: Annotated[Optional[list[str]], typer.Option("--strategy-option", "-S", help="Strategy parameter KEY=VALUE.")] = None,
+    strategy_option: StrategyOptions = None,
     backbone_option: Annotated[Optional[list[str]], typer.Option("--backbone-option", "-B", help="Backbone parameter KEY=VALUE.")] = None,
     option: PluginOptions = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON record here.")] = None,
 ) -> None:
     """Train one classifier under a fixed budget and evaluate the best-validation-AUC checkpoint on test."""
     import dataclasses
-    import os
 
     from benchmark.config import OPTIM_PRESETS, Budget, TrainConfig
     from benchmark.training import train
 
-    if data_dir is not None:
-        from benchmark.datafiles import DATA_DIR_ENV, user_data_dir
-
-        os.environ[DATA_DIR_ENV] = str(user_data_dir(data_dir))
     plugin, dataset_params = dataset_source(dataset, option)
     preset = OPTIM_PRESETS.get(optimizer)
     config = TrainConfig(
@@ -245,7 +246,7 @@ def train_command(
         backbone_params=parse_options(backbone_option, "backbone", "-B drop_rate=0.2"),
         dataset_params=dataset_params, device=device,
     )
-    record = train(config)
+    record = train(config, data_dir=data_dir)
     print_summary(record)
     if out is not None:
         record.write(out)
@@ -267,7 +268,7 @@ def strategy_params(strategy: str, options: list[str] | None, generator_steps: i
 
 @app.command("synth")
 def synth_command(
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset plugin name, or a folder/CSV of your own images.")] = "pneumoniamnist",
+    dataset: DatasetName = "pneumoniamnist",
     strategy: Annotated[str, typer.Option("--strategy", help="Generative strategy (a registered generator).")] = "cgan",
     generator_steps: GeneratorSteps = None,
     generator_seconds: GeneratorSeconds = None,
@@ -279,8 +280,8 @@ def synth_command(
     train_fraction: TrainFraction = 1.0,
     per_class_cap: PerClassCap = None,
     data_dir: DataDir = None,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda …")] = "auto",
-    strategy_option: Annotated[Optional[list[str]], typer.Option("--strategy-option", "-S", help="Strategy parameter KEY=VALUE, e.g. -S conditioning=false.")] = None,
+    device: DeviceName = "auto",
+    strategy_option: StrategyOptions = None,
     option: PluginOptions = None,
 ) -> None:
     """Train a generator under a budget (or reuse the cached one), save it, and draw samples per class."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from benchmark.errors import MedAugBenchError
 
@@ -40,18 +40,28 @@ OPTIM_PRESETS = {
 
 @dataclass(frozen=True)
 class Budget:
-    """How long the classifier trains: optimizer steps, or device-seconds of training (evaluation excluded)."""
+    """How long a model trains: optimizer steps, or device-seconds of training (evaluation excluded)."""
 
     steps: int | None = 500
     seconds: float | None = None
+    FLAGS: ClassVar[tuple[str, str]] = ("--steps", "--seconds")
 
     def __post_init__(self) -> None:
+        steps_flag, seconds_flag = self.FLAGS
         if (self.steps is None) == (self.seconds is None):
-            raise MedAugBenchError("give exactly one classifier budget: --steps N or --seconds S")
+            raise MedAugBenchError(f"give exactly one budget: {steps_flag} N or {seconds_flag} S")
         if self.steps is not None and self.steps < 1:
-            raise MedAugBenchError(f"--steps must be a positive number of optimizer steps, got {self.steps}")
+            raise MedAugBenchError(f"{steps_flag} must be a positive number of optimizer steps, got {self.steps}")
         if self.seconds is not None and self.seconds <= 0:
-            raise MedAugBenchError(f"--seconds must be positive, got {self.seconds}")
+            raise MedAugBenchError(f"{seconds_flag} must be positive, got {self.seconds}")
+
+
+@dataclass(frozen=True)
+class GeneratorBudget(Budget):
+    """The generator's budget, per trained model: optimizer steps or device-seconds."""
+
+    steps: int | None = 2000
+    FLAGS: ClassVar[tuple[str, str]] = ("--generator-steps", "--generator-seconds")
 
 
 @dataclass(frozen=True)

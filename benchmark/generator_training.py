@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from benchmark import device as dev
+from benchmark.config import GeneratorBudget
 from benchmark.datafiles import write_json_atomic
 from benchmark.errors import MedAugBenchError
 from benchmark.generative import GenerativeModel, ImageSpec
@@ -28,20 +29,6 @@ CARD = "card.json"
 
 class GeneratorFailure(MedAugBenchError):
     """The generator diverged or collapsed; its samples must not reach the classifier."""
-
-
-@dataclass(frozen=True)
-class GeneratorBudget:
-    """Generator training budget: optimizer steps (per model), or device-seconds (per model)."""
-
-    steps: int | None = 2000
-    seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        if (self.steps is None) == (self.seconds is None):
-            raise MedAugBenchError("give exactly one generator budget: --generator-steps N or --generator-seconds S")
-        if (self.steps is not None and self.steps < 1) or (self.seconds is not None and self.seconds <= 0):
-            raise MedAugBenchError("the generator budget must be positive")
 
 
 @dataclass

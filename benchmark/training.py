@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -112,15 +113,21 @@ def selection_score(metrics: dict) -> float:
     return metrics["auc"] if metrics["auc"] is not None else metrics["balanced_accuracy"]
 
 
-def train(config: TrainConfig, progress: bool = True, data: LoadedDataset | None = None) -> RunRecord:
-    """Train one classifier under `config.budget` and return its record (metrics on val and test)."""
+def train(
+    config: TrainConfig, progress: bool = True, data: LoadedDataset | None = None, data_dir: Path | None = None
+) -> RunRecord:
+    """Train one classifier under `config.budget` and return its record (metrics on val and test).
+
+    `data_dir` (else $MEDAUGBENCH_DATA_DIR) says where the files are; it is not part of the config, so records
+    from different machines compare equal.
+    """
     seed_everything(config.seed)
     device = dev.pick_device(config.device)
     dev.reset_peak_memory(device)
     started = dev.clock(device)
     if data is None:
         options = DataOptions(
-            size=config.size, image_size=config.image_size, train_fraction=config.train_fraction,
+            data_dir=data_dir, size=config.size, image_size=config.image_size, train_fraction=config.train_fraction,
             per_class_cap=config.per_class_cap, seed=config.seed,
         )
         data = load_dataset(config.dataset, options, **config.dataset_params)

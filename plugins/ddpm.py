@@ -36,6 +36,7 @@ from benchmark.generative import GenerativeModel, ImageSpec
 from benchmark.hookspecs import hookimpl
 
 SAMPLERS = ("ddim", "ddpm")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 class Denoiser(nn.Module):
@@ -70,6 +71,7 @@ class DDPM(GenerativeModel):
         ema_decay: float = 0.999,
         num_train_timesteps: int = 1000,
         beta_schedule: str = "linear",
+        prediction_type: str = "epsilon",
         sampler: str = "ddim",
         sample_steps: int = 50,
         timestep_spacing: str = "leading",
@@ -87,6 +89,10 @@ class DDPM(GenerativeModel):
             raise MedAugBenchError(
                 f"ddpm with {levels} UNet levels needs an image size divisible by {2 ** (levels - 1)}; "
                 f"got {spec.image_size} (use fewer block_out_channels)"
+            )
+        if prediction_type not in PREDICTION_TYPES:
+            raise MedAugBenchError(
+                f"ddpm prediction_type must be one of {', '.join(PREDICTION_TYPES)}; got {prediction_type!r}"
             )
         if sampler not in SAMPLERS:
             raise MedAugBenchError(f"ddpm sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
@@ -129,7 +135,9 @@ class DDPM(GenerativeModel):
         self.net = Denoiser(unet, spec.cond_dim, time_embed_dim)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
-        self.noise_scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule)
+        self.noise_scheduler = DDPMScheduler(
+            num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, prediction_type=prediction_type
+        )
 
     def _check_cond(self, cond: torch.Tensor | None, n: int) -> None:
         if self.spec.cond_dim == 0:
@@ -168,7 +176,11 @@ class DDPM(GenerativeModel):
             0, self.noise_scheduler.config.num_train_timesteps, (n,), generator=generator, device=device
         )
         noisy = self.noise_scheduler.add_noise(images, noise, t)
-        loss = F.mse_loss(self.net(noisy, t, cond).float(), noise.float())
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(images, noise, t)
+        else:
+            target = noise
+        loss = F.mse_loss(self.net(noisy, t, cond).float(), target.float())
         opt = optimizers["unet"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

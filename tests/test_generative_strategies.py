@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import datafiles
 from benchmark import generator_training as gt
 from benchmark.dataset import DataOptions, load_dataset
 from benchmark.generative import GenerativeModel, ImageSpec
 from benchmark.registry import create_strategy, entries
 from benchmark.strategy import StrategyContext
-from tests.conftest import require_medmnist
+from tests.conftest import fake_chestmnist, require_medmnist
 
 # Small networks so that every generator fits in a second or two on CPU; architecture, loss and the shared loop
 # are the same code paths as the defaults.
@@ -83,18 +82,9 @@ def test_64_pixel_pipeline(generator, tmp_path):
 
 @pytest.fixture
 def chest(tmp_path, monkeypatch):
-    """ChestMNIST's exact npz layout (14-column multi-hot labels), accepted as the official file. The images are
-    real chest X-rays (PneumoniaMNIST), so generators have structure to learn; the labels are random multi-hot."""
+    """The ChestMNIST layout with real chest X-rays (PneumoniaMNIST images), so generators have structure to learn."""
     real = np.load(require_medmnist("pneumoniamnist"))
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in {"train": 48, "val": 16, "test": 16}.items():
-        arrays[f"{split}_images"] = real[f"{split}_images"][:n]
-        arrays[f"{split}_labels"] = (rng.random((n, 14)) < 0.2).astype(np.uint8)
-    np.savez(tmp_path / "chestmnist.npz", **arrays)
-    md5 = datafiles.md5sum(tmp_path / "chestmnist.npz")
-    monkeypatch.setattr(datafiles, "expected_md5", lambda flag, size: md5)
-    monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(tmp_path))
+    fake_chestmnist(tmp_path, monkeypatch, sizes=(48, 16, 16), images={s: real[f"{s}_images"] for s in ("train", "val", "test")})
 
 
 @pytest.mark.parametrize("generator", GENERATORS)

@@ -10,7 +10,7 @@ from medmnist import INFO
 from benchmark import datafiles
 from benchmark.dataset import DataOptions, load_dataset
 from benchmark.errors import MedAugBenchError
-from tests.conftest import require_medmnist
+from tests.conftest import fake_chestmnist, require_medmnist
 
 # Label counts per split, as documented in shared/data/medmnist/SOURCES.md (counted independently of our loader).
 EXPECTED_COUNTS = {
@@ -81,21 +81,7 @@ def test_per_class_cap():
 
 @pytest.fixture
 def chest_fixture(tmp_path, monkeypatch):
-    """A small file in ChestMNIST's exact npz layout (14-column multi-hot labels), accepted as official."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in {"train": 60, "val": 20, "test": 20}.items():
-        arrays[f"{split}_images"] = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = (rng.random((n, 14)) < 0.12).astype(np.uint8)
-        labels[:5] = 0  # some all-negative images, as in the real set
-        arrays[f"{split}_labels"] = labels
-    path = tmp_path / "chestmnist.npz"
-    np.savez_compressed(path, **arrays)
-    real_md5 = datafiles.expected_md5
-    fixture_md5 = datafiles.md5sum(path)
-    monkeypatch.setattr(datafiles, "expected_md5", lambda flag, size: fixture_md5 if flag == "chestmnist" else real_md5(flag, size))
-    monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(tmp_path))
-    return arrays
+    return fake_chestmnist(tmp_path, monkeypatch)
 
 
 def test_chestmnist_layout_stays_multilabel(chest_fixture):

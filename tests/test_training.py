@@ -11,7 +11,7 @@ import torch
 from benchmark.config import Budget, OptimConfig, TrainConfig
 from benchmark.errors import MedAugBenchError
 from benchmark.training import BatchSampler, train
-from tests.conftest import require_medmnist
+from tests.conftest import fake_chestmnist, require_medmnist
 
 FAST = dict(batch_size=64, eval_every=40)
 
@@ -95,21 +95,7 @@ def test_every_classic_strategy_runs_through_the_same_loop(strategy):
 
 
 def test_multilabel_training_uses_multi_hot_targets(tmp_path, monkeypatch):
-    import numpy as np
-
-    from benchmark import datafiles
-
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in {"train": 64, "val": 32, "test": 32}.items():
-        arrays[f"{split}_images"] = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = (rng.random((n, 14)) < 0.3).astype(np.uint8)
-        labels[0], labels[1] = 1, 0  # every label has a positive and a negative
-        arrays[f"{split}_labels"] = labels
-    np.savez(tmp_path / "chestmnist.npz", **arrays)
-    md5 = datafiles.md5sum(tmp_path / "chestmnist.npz")
-    monkeypatch.setattr(datafiles, "expected_md5", lambda flag, size: md5)
-    monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(tmp_path))
+    fake_chestmnist(tmp_path, monkeypatch, sizes=(64, 32, 32), positive_rate=0.3)
     record = train(TrainConfig(dataset="chestmnist", strategy="cutmix_mixup", budget=Budget(steps=4), batch_size=16, eval_every=2), progress=False)
     assert record.metrics["test"]["average_precision"] is not None
     assert len(record.metrics["test"]["f1_per_class"]) == 14
@@ -124,8 +110,8 @@ def test_optimizer_presets():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(budget=lambda: Budget(steps=None, seconds=None)), "exactly one classifier budget"),
-        (dict(budget=lambda: Budget(steps=-5)), "positive number of optimizer steps"),
+        (dict(budget=lambda: Budget(steps=None, seconds=None)), "exactly one budget: --steps N or --seconds S"),
+        (dict(budget=lambda: Budget(steps=-5)), "--steps must be a positive number of optimizer steps"),
         (dict(batch_size=0), "--batch-size"),
         (dict(optimizer="sgd"), "unknown optimizer preset"),
     ],
