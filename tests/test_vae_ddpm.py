@@ -155,6 +155,8 @@ def test_bad_parameters_and_conditioning_are_rejected():
         VAE(ImageSpec(1, 30, 2))
     with pytest.raises(MedAugBenchError, match="sampler"):
         DDPM(ImageSpec(1, 28, 2), sampler="euler")
+    with pytest.raises(MedAugBenchError, match="prediction_type"):
+        DDPM(ImageSpec(1, 28, 2), prediction_type="sample")
     with pytest.raises(MedAugBenchError, match="divisible by 8"):
         DDPM(ImageSpec(1, 28, 2), block_out_channels=(16, 16, 16, 16))
     vae = make("vae", ImageSpec(1, 28, 2))
@@ -200,4 +202,34 @@ def test_vae_learns_the_conditioning():
     sample_g = torch.Generator().manual_seed(1)
     dark = model.sample(torch.eye(2)[[0] * 16], 16, sample_g).mean()
     bright = model.sample(torch.eye(2)[[1] * 16], 16, sample_g).mean()
+    assert bright - dark > 0.5, (dark.item(), bright.item())
+
+
+def test_ddpm_v_prediction_learns_the_conditioning():
+    """Same dark/bright task for the DDPM, trained with v-prediction (`prediction_type="v_prediction"`).
+
+    With v-prediction a tiny UNet at 16 px follows the label after 60 steps at batch 16 (measured, seeds 0-2:
+    sample-mean gap 1.23-1.33, ~4 s on one thread; at 28 px 0.81-1.07). The default epsilon-prediction is not tested this way: on this task its samples'
+    brightness follows the start noise's mean rather than the label even after 1500 steps (the linear schedule leaves
+    x_T with a little signal, and an error in x0 at high t costs epsilon-MSE only ~1e-3), so it would need a budget
+    far beyond a unit test.
+    """
+    spec = ImageSpec(1, 16, 2)
+    torch.manual_seed(0)
+    model = DDPM(
+        spec, block_out_channels=(8, 16, 16), attention=False, lr=3e-3, sample_steps=5, prediction_type="v_prediction"
+    )
+    assert model.noise_scheduler.config.prediction_type == "v_prediction"
+    assert model._sampling_scheduler().config.prediction_type == "v_prediction"
+    opts = model.make_optimizers()
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(16) % 2
+    cond = torch.eye(2)[labels]
+    images = torch.where(labels[:, None, None, None] == 1, 0.8, -0.8).expand(16, 1, 16, 16).contiguous()
+    for _ in range(60):
+        losses = model.training_step(images, cond, opts, g)
+    assert math.isfinite(losses["loss"].item())
+    sample_g = torch.Generator().manual_seed(1)
+    dark = model.sample(torch.eye(2)[[0] * 8], 8, sample_g).mean()
+    bright = model.sample(torch.eye(2)[[1] * 8], 8, sample_g).mean()
     assert bright - dark > 0.5, (dark.item(), bright.item())
