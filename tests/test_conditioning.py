@@ -16,9 +16,10 @@ from tests.conftest import require_medmnist
 PER_CLASS = 100
 
 # Budgets: measured on this 2-core CPU, one thread. With these, the real-data classifier puts 57 % of cGAN
-# "normal" samples and 100 % of its "pneumonia" samples in the right class (balanced 0.79), and 30 % / 95 % of the
-# DDPM's (balanced 0.63, p ≈ 2e-4 against chance). That is enough to show the label steers the sample; it is far
-# from a good generator, which the benchmark itself measures. Smaller budgets leave DDPM samples near noise.
+# "normal" samples and 100 % of its "pneumonia" samples in the right class (balanced 0.79), and 21 % / 100 % of the
+# DDPM's (v-prediction; balanced 0.61, p ≈ 2e-3 against chance; almost none of its pneumonia samples look normal).
+# That is enough to show the label steers the sample; it is far from a good generator, which the benchmark itself
+# measures. Smaller budgets leave DDPM samples near noise.
 BUDGETS = {
     "cgan": dict(generator_steps=300, generator_batch_size=64, generator_params={"base_channels": 32}),
     "ddpm": dict(generator_steps=200, generator_batch_size=32,

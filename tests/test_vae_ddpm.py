@@ -209,9 +209,10 @@ def test_ddpm_v_prediction_learns_the_conditioning():
     """Same dark/bright task for the DDPM, trained with v-prediction (`prediction_type="v_prediction"`).
 
     With v-prediction a tiny UNet at 16 px follows the label after 60 steps at batch 16 (measured, seeds 0-2:
-    sample-mean gap 1.23-1.33, ~4 s on one thread; at 28 px 0.81-1.07). The default epsilon-prediction is not tested this way: on this task its samples'
-    brightness follows the start noise's mean rather than the label even after 1500 steps (the linear schedule leaves
-    x_T with a little signal, and an error in x0 at high t costs epsilon-MSE only ~1e-3), so it would need a budget
+    sample-mean gap 1.23-1.33, ~4 s on one thread; at 28 px 0.81-1.07). The default epsilon-prediction is not tested
+    this way: on this task its samples' brightness follows the start noise's mean rather than the label even after
+    1500 steps (the linear schedule leaves x_T with a little signal, and an error in x0 at high t costs epsilon-MSE
+    only ~1e-3), so it would need a budget
     far beyond a unit test.
     """
     spec = ImageSpec(1, 16, 2)
