@@ -76,6 +76,8 @@ GeneratorSeconds = Annotated[
 def _parse_value(text: str) -> object:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
+    if text.lower() in ("none", "null"):
+        return None
     for convert in (int, float):
         try:
             return convert(text)
@@ -316,6 +318,73 @@ def synth_command(
     console().print(f"generator {strategy} on {data.name}: steps per model {steps}; "
                     f"{'reused ' + card['reused_from'] if 'reused_from' in card else 'trained'}")
     console().print(f"wrote {out / gt.WEIGHTS}, {out / gt.CARD}, {out / 'samples.png'}, {out / 'losses.png'}")
+
+
+@app.command("quality")
+def quality_command(
+    dataset: DatasetName = "pneumoniamnist",
+    generator: Annotated[Optional[Path], typer.Option("--generator", help="A generator folder saved by `synth`.")] = None,
+    images: Annotated[
+        Optional[Path], typer.Option("--images", help="Synthetic images from any tool: an .npz (images[, labels]) or a folder (class sub-folders, or flat).")
+    ] = None,
+    extractor: Annotated[str, typer.Option("--extractor", help="Feature extractor: domain (offline, trained on the dataset) or inception.")] = "domain",
+    extractor_option: Annotated[
+        Optional[list[str]], typer.Option("--extractor-option", "-E", help="Extractor parameter KEY=VALUE, e.g. -E weights=/path/inception.pth or -E steps=300.")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="Synthetic images to draw from --generator (classes in the real training proportions).")] = 2000,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON quality record here (and the closest-pairs PNG beside it).")] = None,
+    seed: Seed = 0,
+    size: Size = 28,
+    image_size: ImageSize = None,
+    data_dir: DataDir = None,
+    device: DeviceName = "auto",
+    option: PluginOptions = None,
+) -> None:
+    """FID, KID, precision/recall/density/coverage, MS-SSIM diversity, nearest-real SSIM/PSNR and a memorisation
+    audit of synthetic images against the real dataset."""
+    from benchmark.device import pick_device
+    from benchmark.features import make_extractor
+    from benchmark.quality import quality_report, save_closest_pairs_png
+    from benchmark.synthetic_sets import generated_split, load_image_set
+
+    if (generator is None) == (images is None):
+        raise MedAugBenchError("give exactly one source of synthetic images: --generator FOLDER or --images NPZ_OR_FOLDER")
+    plugin, dataset_params = dataset_source(dataset, option)
+    options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, seed=seed)
+    data = finalize(registry.create_dataset(plugin, **dataset_params).load(options), options)
+    torch_device = pick_device(device)
+    if generator is not None:
+        fake = generated_split(generator, data, n, torch_device, seed)
+    else:
+        fake = load_image_set(images, data)
+    features = make_extractor(extractor, data, **parse_options(extractor_option, "extractor", "-E steps=300")).to(torch_device)
+    report = quality_report(data.train, data.test, fake, data.task, features, max_images=n, seed=seed)
+    print_quality(report)
+    if out is not None:
+        from benchmark.datafiles import write_json_atomic
+
+        write_json_atomic(out, report)
+        pairs = save_closest_pairs_png(
+            fake.images, data.train.images, report["overall"]["memorisation"]["pixel"]["closest_pairs"], out.with_suffix(".pairs.png")
+        )
+        console().print(f"wrote {out} and {pairs}")
+
+
+def print_quality(report: dict) -> None:
+    """Headline quality numbers, overall and per class."""
+    table = Table("group", "n fake", "FID", "FID real test", "KID ×1e3", "precision", "recall", "density", "coverage",
+                  "MS-SSIM", "near-copies px", "near-copies feat", title=f"features: {report['extractor']['name']}")
+    for name, block in [("all", report["overall"]), *report["per_class"].items()]:
+        fake, floor, audit = block["fake_vs_train"], block["test_vs_train"], block["memorisation"] or {}
+        table.add_row(
+            name, str(block["n_fake"]), _cell(fake["fid"]), _cell(floor["fid"]),
+            _cell(None if fake["kid_mean"] is None else fake["kid_mean"] * 1e3),
+            *(_cell(fake[k]) for k in ("precision", "recall", "density", "coverage")), _cell(block["ms_ssim_fake"]),
+            *(_cell(audit[space]["near_copy_fraction"]) if audit else "n/a" for space in ("pixel", "feature")),
+        )
+    console().print(table)
+    console().print("FID real test = real test images scored against real training images at the same n: the floor a "
+                    "perfect generator would reach.")
 
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc", "ece")

@@ -37,3 +37,9 @@ def register_generators(register: Register) -> None:
 
     Every generator also becomes a strategy of the same name that trains it and adds its samples.
     """
+
+
+@hookspec
+def register_extractors(register: Register) -> None:
+    """Register image feature extractors for quality metrics: `factory(**params)` returns a
+    `benchmark.features.FeatureExtractor` (an nn.Module mapping uint8 images to float feature vectors)."""

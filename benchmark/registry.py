@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = (
     "plugins.vae",
     "plugins.ddpm",
     "plugins.generative_strategies",
+    "plugins.extractors",
 )
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"
@@ -35,6 +36,7 @@ KIND_HOOKS = {
     "strategy": "register_strategies",
     "backbone": "register_backbones",
     "generator": "register_generators",
+    "extractor": "register_extractors",
 }
 
 
@@ -143,6 +145,10 @@ def create_backbone(name: str, **params: Any) -> Any:
 
 def create_generator(name: str, **params: Any) -> Any:
     return get_entry("generator", name).factory(**params)
+
+
+def create_extractor(name: str, **params: Any) -> Any:
+    return get_entry("extractor", name).factory(**params)
 
 
 def reset() -> None:

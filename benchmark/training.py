@@ -121,6 +121,13 @@ def train(
     `data_dir` (else $MEDAUGBENCH_DATA_DIR) says where the files are; it is not part of the config, so records
     from different machines compare equal.
     """
+    return train_model(config, progress, data, data_dir)[1]
+
+
+def train_model(
+    config: TrainConfig, progress: bool = True, data: LoadedDataset | None = None, data_dir: Path | None = None
+) -> tuple[torch.nn.Module, RunRecord]:
+    """`train`, also returning the selected (best-validation) model, e.g. for a feature extractor."""
     seed_everything(config.seed)
     device = dev.pick_device(config.device)
     dev.reset_peak_memory(device)
@@ -238,7 +245,7 @@ def train(
     used.seconds = seconds
     used.peak_memory_bytes = dev.peak_memory_bytes(device)
 
-    return RunRecord(
+    return model, RunRecord(
         config=config.to_dict(),
         dataset={
             "name": data.name, "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},

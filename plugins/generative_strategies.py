@@ -21,7 +21,9 @@ from benchmark import generator_training as gt
 from benchmark.datafiles import cache_dir
 from benchmark.dataset import Split
 from benchmark.errors import MedAugBenchError
+from benchmark.features import FeatureExtractor, make_extractor
 from benchmark.generative import GenerativeModel, ImageSpec
+from benchmark.quality import fid_kid, quality_report
 from benchmark.hookspecs import hookimpl
 from benchmark.registry import create_generator, create_strategy, entries
 from benchmark.strategy import Strategy, StrategyContext, merge_splits
@@ -59,6 +61,11 @@ class GenerativeStrategy(Strategy):
     augment_with: str = "none"
     generator_dir: str | None = None
     reuse: bool = True
+    quality_extractor: str | None = "domain"
+    quality_params: dict = field(default_factory=dict)
+    quality_images: int = 1000
+    early_stop_every: int | None = None
+    early_stop_patience: int = 3
 
     def __post_init__(self) -> None:
         if self.generator_seconds is not None and self.generator_steps == 2000:
@@ -69,6 +76,31 @@ class GenerativeStrategy(Strategy):
         self._report: dict = {}
         if self.generator_batch_size < 1:
             raise MedAugBenchError("generator_batch_size must be at least 1")
+        if self.early_stop_every is not None and self.quality_extractor is None:
+            raise MedAugBenchError("early stopping scores the generator with a quality extractor; set quality_extractor")
+        self._extractor: FeatureExtractor | None = None
+
+    def extractor(self, context: StrategyContext) -> FeatureExtractor:
+        """The quality extractor for this dataset, created once per strategy."""
+        if self._extractor is None:
+            self._extractor = make_extractor(self.quality_extractor, context.dataset, **self.quality_params).to(context.device)
+        return self._extractor
+
+    def monitor(self, context: StrategyContext, group: int | None) -> gt.QualityMonitor | None:
+        """Early stopping on a plateau of FID between samples and held-out real (validation) images."""
+        if self.early_stop_every is None:
+            return None
+        data, task = context.dataset, context.dataset.task
+        held_out = data.val if group is None else data.val.subset(group_members(data.val.labels, task, group))
+        held_out = held_out.subset(torch.arange(min(len(held_out), 256)))
+        cond = conditioning(held_out.labels, task).to(context.device) if group is None else None
+
+        def score(model: GenerativeModel) -> float:
+            generator = torch.Generator(device=context.device).manual_seed(context.seed + 2)
+            fake = gt.to_uint8(model.sample(cond, len(held_out), generator)).cpu()
+            return fid_kid(held_out.images, fake, self.extractor(context), kid_subsets=1)["fid"]
+
+        return gt.QualityMonitor(score=score, every=self.early_stop_every, patience=self.early_stop_patience)
 
     # -- training or reuse -------------------------------------------------------------------------------
     def per_group(self) -> bool:
@@ -119,7 +151,8 @@ class GenerativeStrategy(Strategy):
             torch.manual_seed(context.seed)
             model = create_generator(self.generator, spec=spec, **self.generator_params)
             history = gt.fit(model, images, cond, self._budget, self.generator_batch_size, context.device, context.seed,
-                             progress=context.progress, desc=f"{self.generator} {name}")
+                             progress=context.progress, desc=f"{self.generator} {name}",
+                             monitor=self.monitor(context, None if name == ALL else int(name.split("_")[1])))
             if history.failure:
                 raise gt.GeneratorFailure(f"generator {self.generator} ({name}) stopped: {history.failure}")
             models[name], histories[name], specs[name] = model, asdict(history), asdict(spec)
@@ -168,8 +201,10 @@ class GenerativeStrategy(Strategy):
         reason = gt.collapse_reason(synthetic.images[:512]) if len(synthetic) else None
         if reason:
             raise gt.GeneratorFailure(f"generator {self.generator}: {reason}; its samples were not used")
-        self._report = {"generator": {k: v for k, v in card.items()}, "synthesis": {"policy": self.policy, "plan": plan,
-                        "generated": len(synthetic)}}
+        self._report = {"generator": card, "synthesis": {"policy": self.policy, "plan": plan, "generated": len(synthetic)}}
+        if self.quality_extractor is not None and len(synthetic) > 1:
+            self._report["quality"] = quality_report(data.train, data.test, synthetic, task, self.extractor(context),
+                                                     max_images=self.quality_images, seed=context.seed)
         return synthetic
 
     def combine(self, real: Split, synthetic: Split | None) -> Split:

@@ -196,7 +196,7 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     """Image files under a folder, recursively: known image suffixes, or DICOM by its preamble; hidden ones skipped."""
     return sorted(
         path
@@ -216,7 +216,7 @@ def _class_samples(folder: Path, split: str | None, shown: str) -> list[Sample]:
         )
     samples = []
     for class_dir in class_dirs:
-        files = _image_files(class_dir)
+        files = image_files(class_dir)
         if not files:
             raise MedAugBenchError(
                 f"class folder {class_dir} holds no DICOM/PNG/JPEG/BMP/TIFF images; add images or remove the folder"

@@ -53,7 +53,7 @@ def real_classifier(pneumonia):
 @pytest.mark.parametrize("generator", sorted(BUDGETS))
 def test_samples_of_class_c_are_recognised_as_class_c(generator, pneumonia, real_classifier, tmp_path):
     strategy = create_strategy(generator, policy="fixed", counts={"normal": PER_CLASS, "pneumonia": PER_CLASS},
-                               reuse=False, **BUDGETS[generator])
+                               reuse=False, quality_extractor=None, **BUDGETS[generator])
     context = StrategyContext(dataset=pneumonia, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
     synthetic = strategy.synthesize(context)
     with torch.no_grad():

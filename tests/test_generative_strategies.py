@@ -43,7 +43,8 @@ def context_for(name: str, tmp_path, per_class_cap: int = 40, image_size: int | 
 
 
 def tiny(generator: str, **kwargs):
-    params = dict(generator_steps=STEPS[generator], generator_batch_size=16, generator_params=TINY[generator])
+    params = dict(generator_steps=STEPS[generator], generator_batch_size=16, generator_params=TINY[generator],
+                  quality_extractor=None)  # quality records are tested in tests/test_quality_integration.py
     return create_strategy(generator, **{**params, **kwargs})
 
 
@@ -208,7 +209,8 @@ def test_train_cli_with_a_generative_strategy(cli, tmp_path):
     require_medmnist("retinamnist")
     out = tmp_path / "record.json"
     result = cli("train", "--dataset", "retinamnist", "--strategy", "cgan", "--generator-steps", "30", "--steps", "3",
-                 "--batch-size", "16", "--eval-every", "3", "-S", "generator_params.base_channels=8", "--out", str(out))
+                 "--batch-size", "16", "--eval-every", "3", "-S", "generator_params.base_channels=8", "-S", "quality_extractor=none",
+                 "--out", str(out))
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
     assert record["dataset"]["train_synthetic"] == 358 + 280 + 292 + 420  # balance policy on RetinaMNIST's counts

@@ -1,0 +1,254 @@
+"""Feature extractors for the quality metrics: `inception` (the standard FID network) and `domain` (a network trained
+on the dataset itself).
+
+Why two: Inception FID on 28×28 grayscale medical images is widely considered dubious. Its features were learned on
+ImageNet photographs, and every image is upsampled about 10× (28 → 299 px) and replicated to three channels before
+it sees them, so its distances say little about what matters in an X-ray or an ultrasound. It is kept because it is
+the number papers report. The `domain` network is trained by the harness on the dataset's real training split with a
+fixed recipe; its pooled features give an FID-style distance that is always available offline and meaningful for the
+data, but its values are comparable only with other values from the same network (same dataset, recipe and seed):
+not with published Inception FIDs, and not across datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+from tqdm import tqdm
+
+from benchmark import training
+from benchmark.config import Budget, TrainConfig
+from benchmark.datafiles import DOWNLOAD_TIMEOUT_S, cache_dir
+from benchmark.errors import MedAugBenchError
+from benchmark.features import FeatureExtractor
+from benchmark.hookspecs import Register, hookimpl
+from plugins.backbones import SimpleCNN
+
+INCEPTION_WEIGHTS_ENV = "MEDAUGBENCH_INCEPTION_WEIGHTS"
+WEIGHTS_URL = URL_INCEPTION_V3
+WEIGHTS_SHA256_PREFIX = "6726825d"
+"""torch.hub's convention: the file name ends with the first digits of the file's SHA-256."""
+WEIGHTS_NAMES = (Path(URL_INCEPTION_V3).name, "pt_inception-2015-12-05-6726825d.pth")
+"""torch-fidelity's name (what it caches under) and pytorch-fid's name for the same file (same SHA-256 prefix)."""
+RESIZE = "299 bilinear (torch-fidelity, TF1.x-compatible)"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_images(images: torch.Tensor, channels: tuple[int, ...], name: str) -> None:
+    """Reject anything but uint8 (N, C, H, W) images with an accepted channel count."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in channels:
+        raise MedAugBenchError(
+            f"the {name} extractor takes uint8 images (N, C, H, W) with C in {channels}, "
+            f"got {images.dtype} {tuple(images.shape)}"
+        )
+
+
+class _FrozenExtractor(FeatureExtractor):
+    """A feature extractor that always stays in eval mode (BatchNorm uses its running statistics)."""
+
+    def train(self, mode: bool = True) -> "_FrozenExtractor":
+        return super().train(False)
+
+
+def hub_weights_path() -> Path:
+    """Where torch-fidelity caches the weights: `torch.hub.get_dir()/checkpoints/<official file name>`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAMES[0]
+
+
+def _download_weights(target: Path) -> Path:
+    """Fetch the official file into `target` (short timeout), keeping it only if its SHA-256 prefix matches."""
+    timeout = float(os.environ.get("MEDAUGBENCH_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
+    try:
+        response = urllib.request.urlopen(WEIGHTS_URL, timeout=timeout)
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        raise MedAugBenchError(
+            f"no Inception weights found and cannot download them from {WEIGHTS_URL} ({getattr(error, 'reason', error)}); "
+            f"offline, copy that file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth, or pytorch-fid's "
+            f"pt_inception-2015-12-05-6726825d.pth) to {target}, or set {INCEPTION_WEIGHTS_ENV}=PATH, or pass weights=PATH"
+        ) from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with response, open(partial, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                digest.update(block)
+                bar.update(len(block))
+        if not digest.hexdigest().startswith(WEIGHTS_SHA256_PREFIX):
+            raise MedAugBenchError(
+                f"the download from {WEIGHTS_URL} has SHA-256 {digest.hexdigest()}, expected it to start with "
+                f"{WEIGHTS_SHA256_PREFIX}; nothing was kept: try again, or fetch the file yourself and pass weights=PATH"
+            )
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def find_inception_weights(weights: str | os.PathLike | None = None) -> Path:
+    """The weights file: `weights`, else $MEDAUGBENCH_INCEPTION_WEIGHTS, else the torch hub cache, else a download."""
+    for value, origin in ((weights, "weights="), (os.environ.get(INCEPTION_WEIGHTS_ENV) or None, INCEPTION_WEIGHTS_ENV)):
+        if value is not None:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise MedAugBenchError(
+                    f"Inception weights file {path} (from {origin}) not found; point {origin} at the .pth or .safetensors file"
+                )
+            return path
+    for name in WEIGHTS_NAMES:
+        cached = hub_weights_path().with_name(name)
+        if cached.is_file():
+            return cached
+    return _download_weights(hub_weights_path())
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors only: safetensors, or `torch.load(weights_only=True)`, which refuses arbitrary pickled objects."""
+    try:
+        if path.suffix == ".safetensors":
+            return safetensors.torch.load_file(path, device="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError, safetensors.SafetensorError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise MedAugBenchError(f"cannot read Inception weights {path}: {reason}; the file is corrupt or not a state_dict") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise MedAugBenchError(f"Inception weights {path} hold a {type(state).__name__}, not a state_dict of tensors")
+    return state
+
+
+class InceptionExtractor(_FrozenExtractor):
+    """The FID Inception-v3 (TF 2015-12-05 weights) through torch-fidelity: 2048-d pool3 features, float32.
+
+    Resizing is torch-fidelity's: each image goes to 299×299 with its TF1.x-compatible bilinear interpolation
+    (no antialiasing), as in the reference TensorFlow FID, then (x - 128) / 128. Grayscale is replicated to RGB.
+    Computed in float32 and returned as float32, like torch-fidelity; torchmetrics' FID/KID accumulate in float64.
+    """
+
+    num_features = 2048
+
+    def __init__(self, weights: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        self.weights = find_inception_weights(weights)
+        state = _read_state_dict(self.weights)
+        buffer = io.BytesIO()  # torch-fidelity unpickles what it is given: hand it our checked tensors, not the file
+        torch.save(state, buffer)
+        buffer.seek(0)
+        try:
+            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=buffer)
+        except RuntimeError as error:
+            raise MedAugBenchError(f"{self.weights} is not an FID Inception-v3 state_dict: {str(error).splitlines()[0]}") from None
+        self.sha256 = _sha256(self.weights)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _check_images(images, (1, 3), "inception")
+        return self.net(images.expand(-1, 3, -1, -1))[0]
+
+    def describe(self) -> dict:
+        return {
+            "name": "inception", "weights": str(self.weights), "weights_sha256": self.sha256,
+            "official_weights": self.sha256.startswith(WEIGHTS_SHA256_PREFIX), "resize": RESIZE,
+            "features": "2048-d pool3", "dtype": "float32", "grayscale": "replicated to 3 channels",
+        }
+
+
+class DomainExtractor(_FrozenExtractor):
+    """SimpleCNN trained on the dataset's real training split (fixed recipe, cached); 256-d pooled penultimate features."""
+
+    num_features = 256
+
+    def __init__(
+        self, dataset: str, image_size: int = 28, size: int = 28, steps: int = 300, seed: int = 0,
+        data_dir: str | os.PathLike | None = None, progress: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = TrainConfig(
+            dataset=dataset, strategy="geometric", backbone="simple_cnn", budget=Budget(steps=steps), batch_size=128,
+            eval_every=100, seed=seed, size=size, image_size=image_size,
+        )
+        self.recipe = json.loads(json.dumps(self.config.to_dict()))
+        self.cache = cache_dir() / "extractors" / f"domain-{dataset}-{size}px-{image_size}-{steps}-{seed}"
+        if not (self.cache / "card.json").is_file():
+            self._train_and_save(data_dir, progress)
+        self.card, self.net = self._load()
+
+    def _train_and_save(self, data_dir: str | os.PathLike | None, progress: bool) -> None:
+        """Train with the recipe through the project's training loop; write weights and card to a temp dir, then rename."""
+        model, record = training.train_model(self.config, progress, data_dir=Path(data_dir) if data_dir else None)
+        model = model.cpu()
+        card = {
+            "recipe": self.recipe, "in_chans": model.features[0].in_channels, "num_classes": model.head.out_features,
+            "val_auc": record.metrics["val"]["auc"], "test_auc": record.metrics["test"]["auc"], "metrics": record.metrics,
+            "best_step": record.best["step"], "dataset": record.dataset, "environment": record.environment,
+        }
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.cache.name}-", dir=self.cache.parent))
+        try:
+            safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, staging / "model.safetensors")
+            (staging / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
+            os.rename(staging, self.cache)
+        except OSError as error:
+            if not (self.cache / "card.json").is_file():  # not merely a concurrent run that saved it first
+                raise MedAugBenchError(f"cannot save the domain extractor to {self.cache} ({error}); delete that folder and retry") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _load(self) -> tuple[dict, SimpleCNN]:
+        """The cached card and network; a damaged or stale cache is an error naming the folder to delete."""
+        hint = f"delete {self.cache} to retrain it"
+        try:
+            card = json.loads((self.cache / "card.json").read_text())
+            state = safetensors.torch.load_file(self.cache / "model.safetensors", device="cpu")
+            net = SimpleCNN(card["in_chans"], card["num_classes"], self.config.image_size)
+            net.load_state_dict(state)
+        except (OSError, ValueError, KeyError, RuntimeError, safetensors.SafetensorError) as error:
+            raise MedAugBenchError(f"the domain extractor cache {self.cache} is damaged ({error!r}); {hint}") from None
+        if card["recipe"] != self.recipe:
+            raise MedAugBenchError(f"the domain extractor cache {self.cache} was trained with a different recipe; {hint}")
+        return card, net.requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _check_images(images, (self.card["in_chans"],), "domain")
+        if images.shape[-2:] != (self.config.image_size, self.config.image_size):
+            raise MedAugBenchError(
+                f"the domain extractor was trained on {self.config.image_size} px images, got {tuple(images.shape[-2:])}; "
+                f"create it with image_size={images.shape[-1]}"
+            )
+        x = training.normalize(images.float().div(255))
+        return torch.flatten(self.net.pool(self.net.features(x)), 1)
+
+    def describe(self) -> dict:
+        return {
+            "name": "domain", "dataset": self.config.dataset, "recipe": self.card["recipe"], "cache": str(self.cache),
+            "val_auc": self.card["val_auc"], "test_auc": self.card["test_auc"], "best_step": self.card["best_step"],
+        }
+
+
+@hookimpl
+def register_extractors(register: Register) -> None:
+    register("inception", InceptionExtractor, "FID Inception-v3 (torch-fidelity, TF 2015-12-05 weights), 2048-d, 299 px TF1.x bilinear")
+    register("domain", DomainExtractor, "SimpleCNN trained on the dataset's real train split (cached), 256-d pooled features")

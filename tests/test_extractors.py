@@ -1,0 +1,275 @@
+"""Feature extractors: Inception weights load safely from every place they are looked for, and fail fast and clearly
+offline; the domain network trains once through the training loop, is cached, and is deterministic."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+from benchmark import training
+from benchmark.dataset import DataOptions, load_dataset
+from benchmark.errors import MedAugBenchError
+from benchmark.registry import create_extractor, entries
+from plugins import extractors
+from tests.conftest import REPO, require_medmnist
+
+SHARED_WEIGHTS = REPO.parent / "shared" / "weights"
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory) -> dict[str, Path]:
+    """torch-fidelity's InceptionV3 with random init (its constructor always loads weights: skip that), saved twice."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tf_inception, "load_state_dict_from_url", lambda *args, **kwargs: {})
+        mp.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    folder = tmp_path_factory.mktemp("inception")
+    torch.save(state, folder / "random.pth")
+    safetensors.torch.save_file(state, folder / "random.safetensors")
+    return {"state": state, "pth": folder / "random.pth", "safetensors": folder / "random.safetensors"}
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub cache, no env var, and a download URL nothing listens on."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.delenv(extractors.INCEPTION_WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(extractors, "WEIGHTS_URL", f"http://127.0.0.1:9/{extractors.WEIGHTS_NAMES[0]}")
+    return tmp_path / "hub" / "checkpoints" / extractors.WEIGHTS_NAMES[0]
+
+
+def gray_images(n: int, seed: int = 0, size: int = 28) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_hook_register_extractors() -> None:
+    found = entries("extractor")
+    assert found["inception"].factory is extractors.InceptionExtractor and found["domain"].factory is extractors.DomainExtractor
+    assert found["inception"].plugin == found["domain"].plugin == "plugins.extractors" and found["domain"].description
+
+
+@pytest.mark.parametrize("suffix", ["pth", "safetensors"])
+def test_inception_loads_local_weights_and_matches_torch_fidelity(random_weights, suffix: str) -> None:
+    extractor = create_extractor("inception", weights=random_weights[suffix])
+    loaded = extractor.net.state_dict()
+    assert loaded.keys() == random_weights["state"].keys()
+    assert all(torch.equal(loaded[k], v) for k, v in random_weights["state"].items())
+    images = gray_images(4)
+    started = time.perf_counter()
+    features = extractor(images)
+    print(f"inception forward, 4 images at 28 px: {time.perf_counter() - started:.2f} s")
+    assert features.shape == (4, extractor.num_features) == (4, 2048)
+    assert features.dtype == torch.float32 and torch.isfinite(features).all()
+    reference = tf_inception.FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(random_weights["pth"])
+    )
+    assert torch.equal(features, reference(images.repeat(1, 3, 1, 1))[0])  # grayscale → RGB replication, same resize
+    described = extractor.describe()
+    assert described["weights"] == str(random_weights[suffix]) and described["official_weights"] is False
+    assert described["resize"] == "299 bilinear (torch-fidelity, TF1.x-compatible)" and len(described["weights_sha256"]) == 64
+
+
+def test_inception_weights_from_env_var_and_hub_cache(random_weights, offline_hub, monkeypatch) -> None:
+    monkeypatch.setenv(extractors.INCEPTION_WEIGHTS_ENV, str(random_weights["pth"]))
+    assert extractors.find_inception_weights() == random_weights["pth"]
+    monkeypatch.delenv(extractors.INCEPTION_WEIGHTS_ENV)
+    pytorch_fid_name = offline_hub.with_name("pt_inception-2015-12-05-6726825d.pth")
+    pytorch_fid_name.parent.mkdir(parents=True)
+    pytorch_fid_name.symlink_to(random_weights["pth"])
+    assert extractors.find_inception_weights() == pytorch_fid_name
+    offline_hub.symlink_to(random_weights["pth"])
+    assert extractors.find_inception_weights() == offline_hub == extractors.hub_weights_path()
+
+
+def test_inception_offline_without_weights_fails_fast_naming_where_to_put_them(offline_hub) -> None:
+    started = time.perf_counter()
+    with pytest.raises(MedAugBenchError) as error:
+        create_extractor("inception")
+    assert time.perf_counter() - started < 5
+    message = str(error.value)
+    assert str(offline_hub) in message and extractors.INCEPTION_WEIGHTS_ENV in message and "weights=" in message
+    assert extractors.WEIGHTS_URL in message and "\n" not in message
+    assert not offline_hub.parent.exists() or not any(offline_hub.parent.iterdir())
+
+
+def test_inception_missing_weights_file_is_an_error(tmp_path, monkeypatch) -> None:
+    with pytest.raises(MedAugBenchError, match="not found"):
+        create_extractor("inception", weights=tmp_path / "nope.pth")
+    monkeypatch.setenv(extractors.INCEPTION_WEIGHTS_ENV, str(tmp_path / "nope.pth"))
+    with pytest.raises(MedAugBenchError, match=extractors.INCEPTION_WEIGHTS_ENV):
+        create_extractor("inception")
+
+
+class Payload:
+    """A pickled object that is not a tensor: `weights_only=True` must refuse it."""
+
+
+@pytest.mark.parametrize(
+    "name, write",
+    [
+        ("wrong.pth", lambda path: torch.save({"conv.weight": torch.zeros(3)}, path)),
+        ("wrong.safetensors", lambda path: safetensors.torch.save_file({"conv.weight": torch.zeros(3)}, path)),
+        ("corrupt.pth", lambda path: path.write_bytes(b"not a checkpoint")),
+        ("corrupt.safetensors", lambda path: path.write_bytes(b"not a checkpoint")),
+        ("pickled.pth", lambda path: torch.save({"payload": Payload()}, path)),
+    ],
+)
+def test_inception_bad_weights_file_is_an_error_naming_it(tmp_path, name: str, write) -> None:
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(MedAugBenchError) as error:
+        create_extractor("inception", weights=path)
+    assert str(path) in str(error.value)
+
+
+def serve(folder: Path):
+    """A local HTTP server for `folder`, in a thread; returns (base URL, server)."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def test_inception_downloads_into_the_hub_cache_and_checks_the_hash(random_weights, offline_hub, monkeypatch) -> None:
+    base, server = serve(random_weights["pth"].parent)
+    try:
+        monkeypatch.setattr(extractors, "WEIGHTS_URL", f"{base}/random.pth")
+        with pytest.raises(MedAugBenchError, match="SHA-256"):
+            extractors.find_inception_weights()
+        assert not offline_hub.exists() and not list(offline_hub.parent.glob("*.part"))
+        monkeypatch.setattr(extractors, "WEIGHTS_SHA256_PREFIX", extractors._sha256(random_weights["pth"])[:8])
+        assert extractors.find_inception_weights() == offline_hub
+    finally:
+        server.shutdown()
+    assert offline_hub.read_bytes() == random_weights["pth"].read_bytes()
+
+
+class RGBImages(torch.utils.data.Dataset):
+    """uint8 grayscale images as torch-fidelity takes them: one 3×H×W uint8 tensor per item."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images.repeat(1, 3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+def real_inception_weights() -> Path | None:
+    candidates = [os.environ.get(extractors.INCEPTION_WEIGHTS_ENV)] + [SHARED_WEIGHTS / name for name in extractors.WEIGHTS_NAMES]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # torch-fidelity's loader asks for 4 workers
+def test_inception_fid_matches_torch_fidelity_with_the_real_weights() -> None:
+    weights = real_inception_weights()
+    if weights is None:
+        pytest.skip(
+            f"no real Inception weights: set {extractors.INCEPTION_WEIGHTS_ENV} or put {extractors.WEIGHTS_NAMES[0]} in {SHARED_WEIGHTS}"
+        )
+    require_medmnist("breastmnist")
+    import torch_fidelity
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    data = load_dataset("breastmnist", DataOptions())
+    real, fake = data.train.images[:24], data.test.images[:24]
+    fid = FrechetInceptionDistance(feature=create_extractor("inception", weights=weights))
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    ours = float(fid.compute())
+    reference = torch_fidelity.calculate_metrics(
+        input1=RGBImages(real), input2=RGBImages(fake), fid=True, cuda=False, cache=False,
+        verbose=False, feature_extractor_weights_path=str(weights), batch_size=8,
+    )["frechet_inception_distance"]
+    assert ours == pytest.approx(reference, rel=1e-2)
+
+
+@pytest.fixture(scope="module")
+def breast_domain(tmp_path_factory):
+    """A small domain network on real BreastMNIST, trained into a cache of its own; returns (extractor, cache root)."""
+    require_medmnist("breastmnist")
+    root = tmp_path_factory.mktemp("domain-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDAUGBENCH_CACHE_DIR", str(root))
+        started = time.perf_counter()
+        extractor = extractors.DomainExtractor("breastmnist", steps=40)
+        print(f"domain extractor, 40 steps on BreastMNIST: {time.perf_counter() - started:.1f} s")
+    return extractor, root
+
+
+def test_domain_features_and_card(breast_domain) -> None:
+    extractor, root = breast_domain
+    test = load_dataset("breastmnist", DataOptions()).test
+    features = extractor(test.images)
+    assert features.shape == (len(test), extractor.num_features) == (len(test), 256)
+    assert features.dtype == torch.float32 and torch.isfinite(features).all()
+    card = json.loads((extractor.cache / "card.json").read_text())
+    assert extractor.cache.parent == root / "extractors" and extractor.cache.name == "domain-breastmnist-28px-28-40-0"
+    recipe = card["recipe"]
+    assert (recipe["strategy"], recipe["backbone"], recipe["budget"], recipe["batch_size"], recipe["seed"]) == (
+        "geometric", "simple_cnn", {"steps": 40, "seconds": None}, 128, 0
+    )
+    assert 0.0 <= card["val_auc"] <= 1.0 and 0.0 <= card["test_auc"] <= 1.0
+    described = extractor.describe()
+    assert described["name"] == "domain" and described["recipe"] == recipe and described["test_auc"] == card["test_auc"]
+    # the classes are separated more than by chance: class-mean distance with true labels beats shuffled labels
+    def class_mean_distance(labels: torch.Tensor) -> float:
+        return float((features[labels == 0].mean(0) - features[labels == 1].mean(0)).norm())
+
+    shuffled = [class_mean_distance(test.labels[torch.randperm(len(test), generator=torch.Generator().manual_seed(s))]) for s in range(20)]
+    assert class_mean_distance(test.labels) > max(shuffled)
+
+
+def test_domain_second_construction_loads_from_cache(breast_domain, monkeypatch) -> None:
+    extractor, root = breast_domain
+    monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(root))
+    monkeypatch.setattr(training, "train_model", lambda *args, **kwargs: pytest.fail("trained instead of loading the cache"))
+    again = create_extractor("domain", dataset="breastmnist", steps=40)
+    images = load_dataset("breastmnist", DataOptions()).val.images
+    assert torch.equal(again(images), extractor(images))
+
+
+def test_domain_training_is_deterministic(breast_domain) -> None:
+    extractor, root = breast_domain  # the test's own (empty) cache dir: trains again from scratch
+    fresh = extractors.DomainExtractor("breastmnist", steps=40)
+    assert fresh.cache.parent.parent != root
+    images = load_dataset("breastmnist", DataOptions()).val.images
+    assert torch.equal(fresh(images), extractor(images))
+
+
+def test_domain_rejects_other_sizes_and_damaged_or_stale_caches(breast_domain, tmp_path, monkeypatch) -> None:
+    extractor, root = breast_domain
+    with pytest.raises(MedAugBenchError, match="image_size=64"):
+        extractor(gray_images(2, size=64))
+    with pytest.raises(MedAugBenchError, match="uint8"):
+        extractor(gray_images(2).float())
+    shutil.copytree(root / "extractors", tmp_path / "extractors")
+    monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(training, "train_model", lambda *args, **kwargs: pytest.fail("retrained"))
+    copy = tmp_path / "extractors" / extractor.cache.name
+    card = json.loads((copy / "card.json").read_text())
+    (copy / "card.json").write_text(json.dumps({**card, "recipe": {**card["recipe"], "batch_size": 64}}))
+    with pytest.raises(MedAugBenchError, match="different recipe"):
+        extractors.DomainExtractor("breastmnist", steps=40)
+    (copy / "model.safetensors").write_bytes(b"damaged")
+    with pytest.raises(MedAugBenchError, match=f"delete {copy}"):
+        extractors.DomainExtractor("breastmnist", steps=40)
