@@ -48,7 +48,8 @@ def main() -> None:
         started = clock(device)
         report = quality_report(data.train, data.test, fake, data.task, extractor, max_images=args.n)
         results[name] = {"features_images_per_s": round(per_s, 1), "report_seconds": round(clock(device) - started, 2),
-                         "report_images": args.n, "fid": report["overall"]["fid"]}
+                         "report_images": args.n, "fid": report["overall"]["fake_vs_train"]["fid"],
+                         "fid_real_test_floor": report["overall"]["test_vs_train"]["fid"]}
     print(json.dumps({"benchmark": "quality", "environment": describe(device), "results": results}, indent=2))
 
 
