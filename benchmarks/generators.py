@@ -1,7 +1,12 @@
 """Generator speed on the current device at 28 px: training steps/s and sampled images/s for every registered
-generator (default parameters), and DDPM sampling with DDIM 25/50/100 steps against the full 1000-step sampler.
+generator (default parameters), and DDPM sampling with DDIM 25/50/100 steps against the full 1000-step sampler:
+time, and the FID (domain features) of each sampler's images against the real test split.
+
+The FID is only meaningful for a trained DDPM: `--ddpm-train-steps` trains it that many steps first (thousands,
+on a GPU); with the default 0 the samplers are compared on an untrained model, i.e. for speed only.
 
 Usage: python benchmarks/generators.py [--steps 20] [--batch-size 64] [--samples 256] [--generators cgan,ddpm]
+       [--ddpm-train-steps 0]
 Prints one JSON object. Needs PneumoniaMNIST in $MEDAUGBENCH_DATA_DIR (real images are used as training batches).
 """
 
@@ -14,8 +19,10 @@ import torch
 
 from benchmark.dataset import load_dataset
 from benchmark.device import clock, describe, pick_device
+from benchmark.features import make_extractor
 from benchmark.generative import ImageSpec
-from benchmark.generator_training import to_model_range
+from benchmark.generator_training import to_model_range, to_uint8
+from benchmark.quality import fid_kid
 from benchmark.registry import create_generator, entries
 from benchmark.synthesis import conditioning
 
@@ -24,7 +31,7 @@ def conditioned(model_conditional: bool, labels: torch.Tensor, task) -> tuple[in
     return (task.num_outputs, conditioning(labels, task)) if model_conditional else (0, None)
 
 
-def time_training(name: str, data, steps: int, batch_size: int, device: torch.device) -> tuple[float, object]:
+def time_training(name: str, data, steps: int, batch_size: int, device: torch.device, extra_steps: int = 0) -> tuple[float, object]:
     factory = entries("generator")[name].factory
     is_conditional = getattr(factory, "conditional", getattr(getattr(factory, "func", None), "conditional", True))
     cond_dim, cond = conditioned(is_conditional, data.train.labels[:batch_size], data.task)
@@ -33,7 +40,7 @@ def time_training(name: str, data, steps: int, batch_size: int, device: torch.de
     generator = torch.Generator(device=device).manual_seed(0)
     images = to_model_range(data.train.images[:batch_size]).to(device)
     cond = cond.to(device) if cond is not None else None
-    for _ in range(3):
+    for _ in range(3 + (extra_steps if name == "ddpm" else 0)):
         model.training_step(images, cond, optimizers, generator)
     started = clock(device)
     for _ in range(steps):
@@ -41,12 +48,13 @@ def time_training(name: str, data, steps: int, batch_size: int, device: torch.de
     return steps / (clock(device) - started), (model, cond)
 
 
-def time_sampling(model, cond: torch.Tensor | None, n: int, device: torch.device) -> float:
+def time_sampling(model, cond: torch.Tensor | None, n: int, device: torch.device) -> tuple[float, torch.Tensor]:
+    """Images/s of sampling `n` images (conditioned on the first label row), and the images."""
     generator = torch.Generator(device=device).manual_seed(0)
     rows = cond[:1].expand(n, -1).contiguous() if cond is not None else None
     started = clock(device)
-    model.sample(rows, n, generator)
-    return n / (clock(device) - started)
+    images = model.sample(rows, n, generator)
+    return n / (clock(device) - started), to_uint8(images).cpu()
 
 
 def main() -> None:
@@ -55,21 +63,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--generators", default=",".join(entries("generator")))
+    parser.add_argument("--ddpm-train-steps", type=int, default=0)
     args = parser.parse_args()
     device = pick_device()
     data = load_dataset("pneumoniamnist")
     results = {}
     for name in args.generators.split(","):
-        steps_per_s, (model, cond) = time_training(name, data, args.steps, args.batch_size, device)
+        steps_per_s, (model, cond) = time_training(name, data, args.steps, args.batch_size, device, args.ddpm_train_steps)
         results[name] = {"train_steps_per_s": round(steps_per_s, 2), "train_images_per_s": round(steps_per_s * args.batch_size, 1),
-                         "sample_images_per_s": round(time_sampling(model, cond, args.samples, device), 1)}
+                         "sample_images_per_s": round(time_sampling(model, cond, args.samples, device)[0], 1)}
         if name == "ddpm":
+            extractor = make_extractor("domain", data).to(device)
+            real = data.test.images[data.test.labels == data.train.labels[0]]  # the class the samples are conditioned on
             samplers = {}
             for label, settings in {"ddim_25": ("ddim", 25), "ddim_50": ("ddim", 50), "ddim_100": ("ddim", 100), "ddpm_1000": ("ddpm", 1000)}.items():
                 model.sampler, model.sample_steps = settings
                 n = max(8, args.samples // (8 if label == "ddpm_1000" else 1))
-                samplers[label] = {"images_per_s": round(time_sampling(model, cond, n, device), 2), "images": n}
+                per_s, images = time_sampling(model, cond, n, device)
+                fid = fid_kid(real, images, extractor, kid_subsets=1)["fid"]
+                samplers[label] = {"images_per_s": round(per_s, 2), "images": n, "fid_domain": round(fid, 2)}
             results[name]["samplers"] = samplers
+            results[name]["ddpm_trained_steps"] = 3 + args.ddpm_train_steps + args.steps
     print(json.dumps({"benchmark": "generators", "image_size": data.image_size, "batch_size": args.batch_size,
                       "environment": describe(device), "results": results}, indent=2))
 
