@@ -57,3 +57,9 @@ class GenerativeModel(nn.Module):
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` images in [-1, 1] for the conditioning rows `cond` (n, cond_dim), or unconditionally when None."""
         raise NotImplementedError
+
+
+def is_conditional(factory: object) -> bool:
+    """Whether a registered generator factory (a class, or a functools.partial of one) can condition on labels."""
+    target = getattr(factory, "func", factory)
+    return bool(getattr(target, "conditional", True))

@@ -19,7 +19,6 @@ from tqdm import tqdm
 from benchmark import device as dev
 from benchmark.config import TrainConfig
 from benchmark.dataset import DataOptions, LoadedDataset, Split, load_dataset
-from benchmark.errors import MedAugBenchError
 from benchmark.metrics import classification_metrics
 from benchmark.record import BudgetUsed, Curves, RunRecord
 from benchmark.registry import create_backbone, create_strategy

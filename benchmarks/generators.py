@@ -20,7 +20,7 @@ import torch
 from benchmark.dataset import load_dataset
 from benchmark.device import clock, describe, pick_device
 from benchmark.features import make_extractor
-from benchmark.generative import ImageSpec
+from benchmark.generative import ImageSpec, is_conditional
 from benchmark.generator_training import to_model_range, to_uint8
 from benchmark.quality import fid_kid
 from benchmark.registry import create_generator, entries
@@ -32,9 +32,7 @@ def conditioned(model_conditional: bool, labels: torch.Tensor, task) -> tuple[in
 
 
 def time_training(name: str, data, steps: int, batch_size: int, device: torch.device, extra_steps: int = 0) -> tuple[float, object]:
-    factory = entries("generator")[name].factory
-    is_conditional = getattr(factory, "conditional", getattr(getattr(factory, "func", None), "conditional", True))
-    cond_dim, cond = conditioned(is_conditional, data.train.labels[:batch_size], data.task)
+    cond_dim, cond = conditioned(is_conditional(entries("generator")[name].factory), data.train.labels[:batch_size], data.task)
     model = create_generator(name, spec=ImageSpec(data.task.channels, data.image_size, cond_dim)).to(device)
     optimizers = model.make_optimizers()
     generator = torch.Generator(device=device).manual_seed(0)

@@ -22,7 +22,7 @@ from benchmark.datafiles import cache_dir
 from benchmark.dataset import Split
 from benchmark.errors import MedAugBenchError
 from benchmark.features import FeatureExtractor, make_extractor
-from benchmark.generative import GenerativeModel, ImageSpec
+from benchmark.generative import GenerativeModel, ImageSpec, is_conditional
 from benchmark.quality import fid_kid, quality_report
 from benchmark.hookspecs import hookimpl
 from benchmark.registry import create_generator, create_strategy, entries
@@ -105,9 +105,7 @@ class GenerativeStrategy(Strategy):
     # -- training or reuse -------------------------------------------------------------------------------
     def per_group(self) -> bool:
         """Unconditional generators, and conditional ones with conditioning off, are trained one per group."""
-        model_cls = entries("generator")[self.generator].factory
-        conditional = getattr(model_cls, "conditional", getattr(getattr(model_cls, "func", None), "conditional", True))
-        return not (conditional and self.conditioning)
+        return not (is_conditional(entries("generator")[self.generator].factory) and self.conditioning)
 
     def key(self, real: Split, seed: int, image_size: int) -> str:
         identity = {
