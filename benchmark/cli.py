@@ -372,19 +372,18 @@ def quality_command(
 
 def print_quality(report: dict) -> None:
     """Headline quality numbers, overall and per class."""
-    table = Table("group", "n fake", "FID", "FID real test", "KID ×1e3", "precision", "recall", "density", "coverage",
+    table = Table("group", "n fake", "FID", "FID real test (n)", "KID", "precision", "recall", "density", "coverage",
                   "MS-SSIM", "near-copies px", "near-copies feat", title=f"features: {report['extractor']['name']}")
     for name, block in [("all", report["overall"]), *report["per_class"].items()]:
         fake, floor, audit = block["fake_vs_train"], block["test_vs_train"], block["memorisation"] or {}
         table.add_row(
-            name, str(block["n_fake"]), _cell(fake["fid"]), _cell(floor["fid"]),
-            _cell(None if fake["kid_mean"] is None else fake["kid_mean"] * 1e3),
+            name, str(block["n_fake"]), _cell(fake["fid"]), f"{_cell(floor['fid'])} ({block['n_test']})", _cell(fake["kid_mean"]),
             *(_cell(fake[k]) for k in ("precision", "recall", "density", "coverage")), _cell(block["ms_ssim_fake"]),
             *(_cell(audit[space]["near_copy_fraction"]) if audit else "n/a" for space in ("pixel", "feature")),
         )
     console().print(table)
-    console().print("FID real test = real test images scored against real training images at the same n: the floor a "
-                    "perfect generator would reach.")
+    console().print("FID real test = real test images (n) scored against the same real training images: the floor a "
+                    "perfect generator would reach at that n (FID falls as n grows, so compare at equal n).")
 
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc", "ece")
