@@ -22,6 +22,7 @@ DATA_DIR_ENV = "MEDAUGBENCH_DATA_DIR"
 CACHE_DIR_ENV = "MEDAUGBENCH_CACHE_DIR"
 SOURCE_SIZES = (28, 64, 128, 224)
 DOWNLOAD_TIMEOUT_S = 10
+DIGEST_NAMES = {"md5": "MD5", "sha256": "SHA-256"}
 
 
 def cache_dir() -> Path:
@@ -124,38 +125,44 @@ def verify(path: Path, md5: str) -> None:
         pass  # a read-only cache only costs a re-check next time
 
 
-def download(flag: str, size: int, folder: Path) -> Path:
-    """Download the official file into `folder` with a progress bar; verified before it takes its final name."""
-    url = official_url(flag, size)
-    target = folder / file_name(flag, size)
+def fetch(url: str, target: Path, algorithm: str, expected: str, offline_hint: str, manual_hint: str) -> Path:
+    """Download `url` to `target` with a progress bar, via a `.part` file that takes the final name only if its
+    `algorithm` hex digest starts with `expected`; nothing is left behind on failure. Fails fast offline."""
     timeout = float(os.environ.get("MEDAUGBENCH_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         response = urllib.request.urlopen(url, timeout=timeout)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         reason = getattr(error, "reason", error)
-        raise MedAugBenchError(
-            f"cannot download {file_name(flag, size)} from {url} ({reason}); offline, copy the official file into a folder "
-            f"and pass --data-dir FOLDER or set {DATA_DIR_ENV}=FOLDER (or put it in {folder})"
-        ) from None
-    partial = target.with_suffix(".npz.part")
+        raise MedAugBenchError(f"cannot download {target.name} from {url} ({reason}); offline, {offline_hint}") from None
+    partial = target.with_name(target.name + ".part")
+    digest = hashlib.new(algorithm)
     try:
         total = int(response.headers.get("Content-Length") or 0) or None
         with response, open(partial, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
+                digest.update(block)
                 bar.update(len(block))
-        actual, md5 = md5sum(partial), expected_md5(flag, size)
-        if actual != md5:
+        if not digest.hexdigest().startswith(expected):
             raise MedAugBenchError(
-                f"the download from {url} has MD5 {actual}, expected {md5} (medmnist.INFO); nothing was kept: "
-                "try again, or fetch the file yourself and pass --data-dir"
+                f"the download from {url} has {DIGEST_NAMES.get(algorithm, algorithm)} {digest.hexdigest()}, expected {expected}; nothing was "
+                f"kept: try again, or {manual_hint}"
             )
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return target
+
+
+def download(flag: str, size: int, folder: Path) -> Path:
+    """Download the official MedMNIST file into `folder`, MD5-checked against `medmnist.INFO`."""
+    return fetch(
+        official_url(flag, size), folder / file_name(flag, size), "md5", expected_md5(flag, size),
+        offline_hint=f"copy the official file into a folder and pass --data-dir FOLDER or set {DATA_DIR_ENV}=FOLDER (or put it in {folder})",
+        manual_hint="fetch the file yourself and pass --data-dir",
+    )
 
 
 def ensure_file(flag: str, size: int, data_dir: Path | str | None, allow_download: bool) -> Path:

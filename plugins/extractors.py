@@ -19,19 +19,16 @@ import os
 import pickle
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import safetensors
 import safetensors.torch
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
-from tqdm import tqdm
 
 from benchmark import training
 from benchmark.config import Budget, TrainConfig
-from benchmark.datafiles import DOWNLOAD_TIMEOUT_S, cache_dir
+from benchmark.datafiles import cache_dir, fetch
 from benchmark.errors import MedAugBenchError
 from benchmark.features import FeatureExtractor
 from benchmark.hookspecs import Register, hookimpl
@@ -76,36 +73,16 @@ def hub_weights_path() -> Path:
 
 
 def _download_weights(target: Path) -> Path:
-    """Fetch the official file into `target` (short timeout), keeping it only if its SHA-256 prefix matches."""
-    timeout = float(os.environ.get("MEDAUGBENCH_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
-    try:
-        response = urllib.request.urlopen(WEIGHTS_URL, timeout=timeout)
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
-        raise MedAugBenchError(
-            f"no Inception weights found and cannot download them from {WEIGHTS_URL} ({getattr(error, 'reason', error)}); "
-            f"offline, copy that file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth, or pytorch-fid's "
-            f"pt_inception-2015-12-05-6726825d.pth) to {target}, or set {INCEPTION_WEIGHTS_ENV}=PATH, or pass weights=PATH"
-        ) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    digest = hashlib.sha256()
-    try:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with response, open(partial, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-                digest.update(block)
-                bar.update(len(block))
-        if not digest.hexdigest().startswith(WEIGHTS_SHA256_PREFIX):
-            raise MedAugBenchError(
-                f"the download from {WEIGHTS_URL} has SHA-256 {digest.hexdigest()}, expected it to start with "
-                f"{WEIGHTS_SHA256_PREFIX}; nothing was kept: try again, or fetch the file yourself and pass weights=PATH"
-            )
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return target
+    """Fetch the official file into `target`, kept only if its SHA-256 starts with the official prefix."""
+    return fetch(
+        WEIGHTS_URL, target, "sha256", WEIGHTS_SHA256_PREFIX,
+        offline_hint=(
+            f"no Inception weights were found: copy that file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth, "
+            f"or pytorch-fid's pt_inception-2015-12-05-6726825d.pth) to {target}, or set {INCEPTION_WEIGHTS_ENV}=PATH, "
+            "or pass weights=PATH"
+        ),
+        manual_hint="fetch the file yourself and pass weights=PATH",
+    )
 
 
 def find_inception_weights(weights: str | os.PathLike | None = None) -> Path:
