@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from benchmark import registry
 from benchmark.cards import load_card
-from benchmark.dataset import DataOptions, finalize
+from benchmark.dataset import DataOptions, finalize, load_dataset
 from benchmark.errors import MedAugBenchError
 
 
@@ -300,7 +300,7 @@ def synth_command(
     plugin, dataset_params = dataset_source(dataset, option)
     options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, train_fraction=train_fraction,
                           per_class_cap=per_class_cap, seed=seed)
-    data = finalize(registry.create_dataset(plugin, **dataset_params).load(options), options)
+    data = load_dataset(plugin, options, **dataset_params)
     seed_everything(seed)
     generative = registry.create_strategy(strategy, **params)
     torch_device = pick_device(device)
@@ -351,7 +351,7 @@ def quality_command(
         raise MedAugBenchError("give exactly one source of synthetic images: --generator FOLDER or --images NPZ_OR_FOLDER")
     plugin, dataset_params = dataset_source(dataset, option)
     options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, seed=seed)
-    data = finalize(registry.create_dataset(plugin, **dataset_params).load(options), options)
+    data = load_dataset(plugin, options, **dataset_params)
     torch_device = pick_device(device)
     if generator is not None:
         fake = generated_split(generator, data, n, torch_device, seed)

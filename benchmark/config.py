@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from tqdm import tqdm
+
 from benchmark.errors import MedAugBenchError
 
 
@@ -54,6 +56,21 @@ class Budget:
             raise MedAugBenchError(f"{steps_flag} must be a positive number of optimizer steps, got {self.steps}")
         if self.seconds is not None and self.seconds <= 0:
             raise MedAugBenchError(f"{seconds_flag} must be positive, got {self.seconds}")
+
+    @property
+    def kind(self) -> str:
+        return "steps" if self.steps is not None else "seconds"
+
+    def spent(self, steps: int, seconds: float) -> float:
+        """Fraction of the budget used after `steps` optimizer steps and `seconds` of training (≥ 1: exhausted)."""
+        return steps / self.steps if self.steps is not None else seconds / self.seconds
+
+    def progress_bar(self, desc: str, enabled: bool) -> tqdm:
+        """A bar counting steps, or seconds for a time budget; `show` moves it."""
+        return tqdm(total=self.steps or self.seconds, desc=desc, unit="step" if self.steps else "s", disable=not enabled, leave=False)
+
+    def show(self, bar: tqdm, steps: int, seconds: float) -> None:
+        bar.update((steps if self.steps is not None else round(seconds, 1)) - bar.n)
 
 
 @dataclass(frozen=True)

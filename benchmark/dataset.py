@@ -15,6 +15,11 @@ from benchmark.task import TaskSpec
 SPLITS = ("train", "val", "test")
 
 
+def class_mask(labels: torch.Tensor, task: TaskSpec, group: int) -> torch.Tensor:
+    """Which samples belong to a group: class `group`, or for a multi-label task the positives of label `group`."""
+    return labels[:, group] > 0.5 if task.multilabel else labels == group
+
+
 @dataclass
 class Split:
     """One split held as tensors: uint8 images (N, C, H, W) and labels.

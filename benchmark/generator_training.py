@@ -4,27 +4,22 @@ early stopping, and checkpoints (safetensors weights + a JSON card). Models hold
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from benchmark import device as dev
+from benchmark.checkpoints import CARD, read_checkpoint, write_checkpoint
 from benchmark.config import GeneratorBudget
-from benchmark.datafiles import write_json_atomic
 from benchmark.errors import MedAugBenchError
 from benchmark.generative import GenerativeModel, ImageSpec
 from benchmark.registry import create_generator
 from benchmark.training import BatchSampler
 
 WEIGHTS = "generator.safetensors"
-CARD = "card.json"
 
 
 class GeneratorFailure(MedAugBenchError):
@@ -108,11 +103,10 @@ def fit(
     sums: dict[str, torch.Tensor] = {}
     count, best, stale = 0, math.inf, 0
     started = dev.clock(device)
-    bar = tqdm(total=budget.steps or budget.seconds, disable=not progress, desc=desc, leave=False,
-               unit="step" if budget.steps else "s")
+    bar = budget.progress_bar(desc, progress)
     while True:
         elapsed = dev.clock(device) - started if budget.seconds is not None else 0.0
-        if (budget.steps is not None and history.steps >= budget.steps) or (budget.seconds is not None and elapsed >= budget.seconds):
+        if budget.spent(history.steps, elapsed) >= 1:
             break
         index = sampler.next()
         losses = model.training_step(to_model_range(data[index]), cond[index] if cond is not None else None, optimizers, generator)
@@ -121,10 +115,7 @@ def fit(
         count += 1
         history.steps += 1
         history.images_seen += len(index)
-        if budget.steps is not None:
-            bar.update(1)
-        else:
-            bar.n = round(elapsed, 1)
+        budget.show(bar, history.steps, elapsed)
         if history.steps % log_every == 0 or history.steps == budget.steps:
             means = {name: float(total) / count for name, total in sums.items()}
             sums, count = {}, 0
@@ -155,18 +146,9 @@ def fit(
 
 
 def save(directory: Path, models: dict[str, GenerativeModel], card: dict) -> Path:
-    """Write weights (safetensors, one file; keys prefixed by model name) and the card, atomically as a folder."""
-    directory = Path(directory)
-    staging = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    tensors = {f"{name}.{key}": value.detach().cpu().contiguous() for name, model in models.items()
-               for key, value in model.state_dict().items()}
-    save_file(tensors, staging / WEIGHTS)
-    write_json_atomic(staging / CARD, card)
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
-    return directory
+    """Write all models' weights (one safetensors file; keys prefixed by model name) and the card, atomically."""
+    tensors = {f"{name}.{key}": value for name, model in models.items() for key, value in model.state_dict().items()}
+    return write_checkpoint(directory, tensors, card, WEIGHTS)
 
 
 def load(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeModel], dict]:
@@ -174,8 +156,7 @@ def load(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeMod
     directory = Path(directory)
     if not (directory / CARD).is_file() or not (directory / WEIGHTS).is_file():
         raise MedAugBenchError(f"{directory} is not a saved generator (expected {CARD} and {WEIGHTS}); create one with `medaugbench synth`")
-    card = json.loads((directory / CARD).read_text())
-    tensors = load_file(directory / WEIGHTS)
+    tensors, card = read_checkpoint(directory, WEIGHTS)
     models = {}
     for name, spec in card["models"].items():
         model = create_generator(card["generator"], spec=ImageSpec(**spec), **card["generator_params"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmark.dataset import Split
+from benchmark.dataset import Split, class_mask
 from benchmark.task import TaskSpec
 
 LABEL_WIDTH = 150
@@ -17,13 +17,11 @@ PAD = 2
 def class_rows(split: Split, task: TaskSpec, per_class: int, seed: int = 0) -> list[tuple[str, torch.Tensor]]:
     """Up to `per_class` random images for each class; multi-label data gets a row per label plus 'no label'."""
     generator = torch.Generator().manual_seed(seed)
+    masks = [class_mask(split.labels, task, i) for i in range(task.num_outputs)]
+    names = list(task.labels)
     if task.multilabel:
-        positives = split.labels > 0.5
-        masks = [positives[:, i] for i in range(task.num_outputs)] + [~positives.any(dim=1)]
-        names = list(task.labels) + ["(no label)"]
-    else:
-        masks = [split.labels == i for i in range(task.num_outputs)]
-        names = list(task.labels)
+        masks.append(~(split.labels > 0.5).any(dim=1))
+        names.append("(no label)")
     rows = []
     for name, mask in zip(names, masks):
         members = torch.nonzero(mask).flatten()

@@ -22,7 +22,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm import tqdm
 
-from benchmark.dataset import Split
+from benchmark.dataset import Split, class_mask
 from benchmark.errors import MedAugBenchError
 from benchmark.features import FeatureExtractor
 from benchmark.grid import render_rows
@@ -375,9 +375,7 @@ def quality_report(
 
 def _class_masks(labels: Tensor, task: TaskSpec) -> list[Tensor]:
     """One boolean mask per class, or per label (positives) for a multi-label task."""
-    if task.multilabel:
-        return [labels[:, i] > 0.5 for i in range(task.num_outputs)]
-    return [labels == i for i in range(task.num_outputs)]
+    return [class_mask(labels, task, i) for i in range(task.num_outputs)]
 
 
 def _block(train: _Set, test: _Set, fake: _Set, kid_subsets: int, seed: int) -> dict:

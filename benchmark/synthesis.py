@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from benchmark.dataset import Split
+from benchmark.dataset import Split, class_mask
 from benchmark.errors import MedAugBenchError
 from benchmark.task import TaskSpec
 
@@ -69,8 +69,7 @@ def _group_index(key: str | int, task: TaskSpec) -> int:
 
 def group_members(labels: torch.Tensor, task: TaskSpec, group: int) -> torch.Tensor:
     """Indices of the real training images in a group (a class, or the positives of a label)."""
-    mask = labels[:, group] > 0.5 if task.multilabel else labels == group
-    return torch.nonzero(mask).flatten()
+    return torch.nonzero(class_mask(labels, task, group)).flatten()
 
 
 def label_rows(real: Split, task: TaskSpec, group: int, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from benchmark import device as dev
 from benchmark.config import TrainConfig
@@ -162,15 +161,14 @@ def train_model(
     sampler = BatchSampler(len(train_data), config.batch_size, generator)
 
     budget = config.budget
-    used = BudgetUsed(kind="steps" if budget.steps else "seconds", limit=float(budget.steps or budget.seconds))
+    used = BudgetUsed(kind=budget.kind, limit=float(budget.steps or budget.seconds))
     curves = Curves()
     best: dict = {"score": -float("inf"), "state": None, "metrics": {}, "step": 0}
     loss_sum = torch.zeros((), device=device)
     loss_count, lr = 0, optim_config.lr
     eval_seconds = 0.0
     train_started = dev.clock(device)
-    bar = tqdm(total=budget.steps or budget.seconds, disable=not progress, desc=f"train {config.strategy}/{config.backbone}",
-               unit="step" if budget.steps else "s", leave=False)
+    bar = budget.progress_bar(f"train {config.strategy}/{config.backbone}", progress)
 
     def spent() -> float:
         return dev.clock(device) - train_started - eval_seconds
@@ -196,16 +194,10 @@ def train_model(
 
     model.train()
     while True:
-        if budget.steps is not None:
-            if used.steps >= budget.steps:
-                break
-            fraction = used.steps / budget.steps
-        else:
-            elapsed = spent()
-            if elapsed >= budget.seconds:
-                break
-            fraction = elapsed / budget.seconds
-            bar.n = round(elapsed, 1)
+        elapsed = spent() if budget.seconds is not None else 0.0  # no device sync per step for a steps budget
+        fraction = budget.spent(used.steps, elapsed)
+        if fraction >= 1:
+            break
         lr = optim_config.lr * optim_config.factor(fraction)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -226,8 +218,7 @@ def train_model(
         loss_count += 1
         used.steps += 1
         used.images_seen += len(index)
-        if budget.steps is not None:
-            bar.update(1)
+        budget.show(bar, used.steps, elapsed)
         if used.steps % config.eval_every == 0:
             validate()
     seconds["train"] = spent()

@@ -17,8 +17,6 @@ import io
 import json
 import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 
 import safetensors
@@ -27,6 +25,7 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
 from benchmark import training
+from benchmark.checkpoints import CARD, read_checkpoint, write_checkpoint
 from benchmark.config import Budget, TrainConfig
 from benchmark.datafiles import cache_dir, fetch
 from benchmark.errors import MedAugBenchError
@@ -37,6 +36,7 @@ from plugins.backbones import SimpleCNN
 INCEPTION_WEIGHTS_ENV = "MEDAUGBENCH_INCEPTION_WEIGHTS"
 WEIGHTS_URL = URL_INCEPTION_V3
 WEIGHTS_SHA256_PREFIX = "6726825d"
+WEIGHTS_FILE = "model.safetensors"
 """torch.hub's convention: the file name ends with the first digits of the file's SHA-256."""
 WEIGHTS_NAMES = (Path(URL_INCEPTION_V3).name, "pt_inception-2015-12-05-6726825d.pth")
 """torch-fidelity's name (what it caches under) and pytorch-fid's name for the same file (same SHA-256 prefix)."""
@@ -168,7 +168,7 @@ class DomainExtractor(_FrozenExtractor):
         )
         self.recipe = json.loads(json.dumps(self.config.to_dict()))
         self.cache = cache_dir() / "extractors" / f"domain-{dataset}-{size}px-{image_size}-{steps}-{seed}"
-        if not (self.cache / "card.json").is_file():
+        if not (self.cache / CARD).is_file():
             self._train_and_save(data_dir, progress)
         self.card, self.net = self._load()
 
@@ -181,24 +181,17 @@ class DomainExtractor(_FrozenExtractor):
             "val_auc": record.metrics["val"]["auc"], "test_auc": record.metrics["test"]["auc"], "metrics": record.metrics,
             "best_step": record.best["step"], "dataset": record.dataset, "environment": record.environment,
         }
-        self.cache.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.cache.name}-", dir=self.cache.parent))
         try:
-            safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, staging / "model.safetensors")
-            (staging / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True))
-            os.rename(staging, self.cache)
+            write_checkpoint(self.cache, model.state_dict(), card, WEIGHTS_FILE)
         except OSError as error:
-            if not (self.cache / "card.json").is_file():  # not merely a concurrent run that saved it first
+            if not (self.cache / CARD).is_file():  # not merely a concurrent run that saved it first
                 raise MedAugBenchError(f"cannot save the domain extractor to {self.cache} ({error}); delete that folder and retry") from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     def _load(self) -> tuple[dict, SimpleCNN]:
         """The cached card and network; a damaged or stale cache is an error naming the folder to delete."""
         hint = f"delete {self.cache} to retrain it"
         try:
-            card = json.loads((self.cache / "card.json").read_text())
-            state = safetensors.torch.load_file(self.cache / "model.safetensors", device="cpu")
+            state, card = read_checkpoint(self.cache, WEIGHTS_FILE)
             net = SimpleCNN(card["in_chans"], card["num_classes"], self.config.image_size)
             net.load_state_dict(state)
         except (OSError, ValueError, KeyError, RuntimeError, safetensors.SafetensorError) as error:
