@@ -5,7 +5,7 @@ early stopping, and checkpoints (safetensors weights + a JSON card). Models hold
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -164,7 +164,3 @@ def load(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeMod
         model.load_state_dict(state)
         models[name] = model.to(device).eval()
     return models, card
-
-
-def spec_dict(spec: ImageSpec) -> dict:
-    return asdict(spec)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +51,3 @@ class RunRecord:
         """Atomic write (temp file + rename): a reader never sees half a record."""
         write_json_atomic(path, self.to_dict())
         return path
-
-
-def read_record(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

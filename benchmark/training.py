@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from benchmark import device as dev
 from benchmark.config import TrainConfig
 from benchmark.dataset import DataOptions, LoadedDataset, Split, load_dataset
-from benchmark.metrics import classification_metrics
+from benchmark.metrics import PRIMARY_METRIC, classification_metrics
 from benchmark.record import BudgetUsed, Curves, RunRecord
 from benchmark.registry import create_backbone, create_strategy
 from benchmark.strategy import Strategy, StrategyContext
@@ -108,7 +108,7 @@ def evaluate(model: torch.nn.Module, split: Split, images: torch.Tensor, task: T
 
 def selection_score(metrics: dict) -> float:
     """Validation AUC (the MedMNIST protocol); balanced accuracy when AUC is undefined."""
-    return metrics["auc"] if metrics["auc"] is not None else metrics["balanced_accuracy"]
+    return metrics[PRIMARY_METRIC] if metrics[PRIMARY_METRIC] is not None else metrics["balanced_accuracy"]
 
 
 def train(
