@@ -30,11 +30,11 @@ class GeneratorFailure(MedAugBenchError):
 class QualityMonitor:
     """Early stopping on a quality plateau (seed Algorithm 1, line 15): every `every` steps `score(model)` is
     computed (lower is better, e.g. FID on a held-out sample); training stops after `patience` evaluations
-    without improvement."""
+    without improvement. `patience=None` only records the scores (quality over training, never stops)."""
 
     score: Callable[[GenerativeModel], float]
     every: int = 500
-    patience: int = 3
+    patience: int | None = 3
     min_delta: float = 0.0
 
 
@@ -136,7 +136,7 @@ def fit(
                 best, stale = score, 0
             else:
                 stale += 1
-                if stale >= monitor.patience:
+                if monitor.patience is not None and stale >= monitor.patience:
                     history.stopped_early = True
                     break
     bar.close()

@@ -119,13 +119,24 @@ def train(
     `data_dir` (else $MEDAUGBENCH_DATA_DIR) says where the files are; it is not part of the config, so records
     from different machines compare equal.
     """
-    return train_model(config, progress, data, data_dir)[1]
+    return train_model(config, progress, data, data_dir).record
+
+
+@dataclass
+class Trained:
+    """A finished run: the selected (best-validation) model, its record, and its test-set scores and labels
+    (kept for paired tests between strategies on the same test images)."""
+
+    model: torch.nn.Module
+    record: RunRecord
+    test_scores: np.ndarray
+    test_labels: np.ndarray
 
 
 def train_model(
     config: TrainConfig, progress: bool = True, data: LoadedDataset | None = None, data_dir: Path | None = None
-) -> tuple[torch.nn.Module, RunRecord]:
-    """`train`, also returning the selected (best-validation) model, e.g. for a feature extractor."""
+) -> Trained:
+    """`train`, also returning the selected model (e.g. for a feature extractor) and the test predictions."""
     seed_everything(config.seed)
     device = dev.pick_device(config.device)
     dev.reset_peak_memory(device)
@@ -229,13 +240,14 @@ def train_model(
 
     test_started = dev.clock(device)
     model.load_state_dict(best["state"])
-    test_metrics = evaluate(model, data.test, test_images, task, config, device)
+    test_scores = predict(model, test_images, task, config, device)
+    test_metrics = classification_metrics(task, data.test.labels.numpy(), test_scores)
     seconds["test"] = dev.clock(device) - test_started
     seconds["total"] = dev.clock(device) - started
     used.seconds = seconds
     used.peak_memory_bytes = dev.peak_memory_bytes(device)
 
-    return model, RunRecord(
+    record = RunRecord(
         config=config.to_dict(),
         dataset={
             "name": data.name, "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},
@@ -250,6 +262,7 @@ def train_model(
         curves=curves,
         environment=dev.describe(device),
     )
+    return Trained(model, record, test_scores, data.test.labels.numpy())
 
 
 def _fmt(value: float | None) -> str:

@@ -174,7 +174,8 @@ class DomainExtractor(_FrozenExtractor):
 
     def _train_and_save(self, data_dir: str | os.PathLike | None, progress: bool) -> None:
         """Train with the recipe through the project's training loop; write weights and card to a temp dir, then rename."""
-        model, record = training.train_model(self.config, progress, data_dir=Path(data_dir) if data_dir else None)
+        trained = training.train_model(self.config, progress, data_dir=Path(data_dir) if data_dir else None)
+        model, record = trained.model, trained.record
         model = model.cpu()
         card = {
             "recipe": self.recipe, "in_chans": model.features[0].in_channels, "num_classes": model.head.out_features,

@@ -65,7 +65,7 @@ class GenerativeStrategy(Strategy):
     quality_params: dict = field(default_factory=dict)
     quality_images: int = 1000
     early_stop_every: int | None = None
-    early_stop_patience: int = 3
+    early_stop_patience: int | None = 3
 
     def __post_init__(self) -> None:
         if self.generator_seconds is not None and self.generator_steps == 2000:

@@ -1,0 +1,98 @@
+"""A results folder in the runner's exact format without training anything: records whose metrics are computed by
+the real `classification_metrics` from seeded random test scores, so leaderboard and plot tests run in seconds."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.metrics import classification_metrics
+from benchmark.results_store import FAILED, OK, CellRecord, write_record
+from benchmark.task import TaskSpec
+
+TASKS = {
+    "pneumoniamnist": TaskSpec(kind="binary", labels=("normal", "pneumonia"), channels=1),
+    "retinamnist": TaskSpec(kind="ordinal", labels=("0", "1", "2", "3", "4"), channels=3),
+}
+GENERATIVE = {"vae", "dcgan", "ddpm", "cgan"}
+
+
+def fake_scores(task: TaskSpec, labels: np.ndarray, skill: float, rng: np.random.Generator) -> np.ndarray:
+    """Scores that favour the true class by `skill` (0: chance), as softmax probabilities."""
+    logits = rng.normal(size=(len(labels), task.num_outputs))
+    logits[np.arange(len(labels)), labels] += skill
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def make_fake_results(
+    root: Path,
+    datasets: tuple[str, ...] = ("pneumoniamnist", "retinamnist"),
+    strategies: tuple[str, ...] = ("none", "geometric", "cgan"),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    backbones: tuple[str, ...] = ("simple_cnn",),
+    failed: tuple[tuple[str, str, int], ...] = (),
+    n_test: int = 200,
+) -> list[CellRecord]:
+    """Write one record (+ predictions) per dataset × strategy × backbone × seed; `failed` lists (dataset, strategy,
+    seed) cells written as failed instead. Test labels are fixed per dataset, so cells pair image by image."""
+    written = []
+    for d_index, dataset in enumerate(datasets):
+        task = TASKS[dataset]
+        labels = np.random.default_rng(100 + d_index).integers(0, task.num_outputs, n_test)
+        for s_index, strategy in enumerate(strategies):
+            for backbone in backbones:
+                for seed in seeds:
+                    rng = np.random.default_rng([d_index, s_index, zlib.crc32(backbone.encode()), seed])
+                    cell = {"dataset": dataset, "strategy": strategy, "base_strategy": strategy, "backbone": backbone,
+                            "seed": seed, "train_fraction": 1.0, "policy": "balance" if strategy in GENERATIVE else None}
+                    cell_id = f"{dataset[:4]}-{strategy}-{backbone}-{seed}"
+                    config = {"dataset": dataset, "strategy": strategy, "backbone": backbone, "seed": seed}
+                    if (dataset, strategy, seed) in failed:
+                        record = CellRecord(cell_id, FAILED, cell, config, grid="fake",
+                                            error={"type": "RuntimeError", "message": f"{strategy} exploded", "traceback": "Traceback ..."})
+                        write_record(root, record)
+                        written.append(record)
+                        continue
+                    skill = 1.0 + 0.4 * s_index + rng.normal(0, 0.1)
+                    scores = fake_scores(task, labels, skill, rng)
+                    record = CellRecord(cell_id, OK, cell, config, grid="fake",
+                                        result=fake_result(task, dataset, strategy, labels, scores, rng),
+                                        timing={"wall_seconds": 10.0})
+                    write_record(root, record, labels, scores)
+                    written.append(record)
+    return written
+
+
+def fake_result(task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray, scores: np.ndarray,
+                rng: np.random.Generator) -> dict:
+    """A `RunRecord.to_dict()` with real metrics for `scores` and plausible curves, budget and generator report."""
+    test = classification_metrics(task, labels, scores)
+    steps = [50, 100, 150, 200]
+    report: dict = {}
+    if strategy in GENERATIVE:
+        fid = float(rng.uniform(20, 200))
+        report = {
+            "generator": {"generator": strategy, "histories": {"all": {
+                "steps": 200, "seconds": 30.0, "log_step": [50, 100], "losses": {"loss": [1.0, 0.8]},
+                "quality_step": [50, 100, 150, 200], "quality": [fid * 3, fid * 2, fid * 1.2, fid],
+                "stopped_early": False, "failure": None}}},
+            "synthesis": {"policy": "balance", "plan": [10] * task.num_outputs, "generated": 10 * task.num_outputs},
+            "quality": {"overall": {"fake_vs_train": {"fid": fid, "kid_mean": fid / 1000}, "test_vs_train": {"fid": 5.0, "kid_mean": 0.0}}},
+        }
+    return {
+        "config": {"dataset": dataset, "strategy": strategy},
+        "dataset": {"name": dataset, "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels}},
+        "strategy": {"name": strategy, "params": {}, **report},
+        "metrics": {"val": test, "test": test},
+        "best": {"step": 200, "selected_by": "val auc"},
+        "budget": {"kind": "steps", "limit": 200.0, "steps": 200, "images_seen": 25600,
+                   "seconds": {"load": 0.1, "synthesize": 30.0 if strategy in GENERATIVE else 0.0, "train": 20.0, "eval": 2.0, "test": 0.5, "total": 53.0},
+                   "peak_memory_bytes": 1 << 30},
+        "curves": {"step": steps, "train_loss": [0.7, 0.5, 0.4, 0.35], "lr": [1e-3] * 4,
+                   "val_auc": [float(rng.uniform(0.6, 0.9)) for _ in steps], "val_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps],
+                   "val_balanced_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps]},
+        "environment": {"device": "cpu", "device_name": "x86_64", "torch": "2.14.1"},
+    }
