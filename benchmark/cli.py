@@ -370,6 +370,88 @@ def quality_command(
         console().print(f"wrote {out} and {pairs}")
 
 
+GridSpec = Annotated[
+    Optional[str], typer.Argument(help="A grid config (.toml/.yaml) or a preset: quick (default), standard, paper, ablation.")
+]
+ResultsDir = Annotated[Optional[Path], typer.Option("--results", "-o", help="Results folder (default: runs/<grid name>).")]
+
+
+@app.command("run")
+def run_command(
+    config: GridSpec = None,
+    results: ResultsDir = None,
+    executor: Annotated[str, typer.Option("--executor", help="How cells run: local (see `plugins list` for others).")] = "local",
+    workers: Annotated[Optional[int], typer.Option("--workers", help="local: parallel worker processes (default: one per visible GPU, else 1).")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run cells recorded as failed again.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the grid and list its cells; train nothing.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Run a benchmark grid (resumable: finished cells are skipped), then write and print its leaderboard."""
+    from benchmark.grid_config import resolve_grid
+    from benchmark.runner import plan, run_grid
+
+    grid = resolve_grid(config)
+    results_dir = results or Path("runs") / grid.name
+    if dry_run:
+        todo, done = plan(grid, results_dir, data_dir, retry_failed)
+        table = Table("cell", "dataset", "strategy", "backbone", "seed", "fraction", "policy", "status",
+                      title=f"grid {grid.name}: {len(todo) + len(done)} cells, budget: {grid.budget.describe()}")
+        for cell in sorted(todo + done, key=lambda c: (todo + done).index(c)):
+            c = cell.coords
+            table.add_row(cell.cell_id, c["dataset"], c["strategy"], c["backbone"], str(c["seed"]), f"{c['train_fraction']:g}",
+                          c["policy"] or "-", "to run" if cell in todo else "recorded")
+        console().print(table)
+        return
+    options = {"workers": workers} if workers is not None else {}
+    run = run_grid(grid, results_dir, registry.create_executor(executor, **options), data_dir=data_dir, retry_failed=retry_failed)
+    console().print(f"grid {grid.name}: {len(run.outcomes)} cells run ({len(run.failed)} failed), {run.skipped} already recorded, "
+                    f"{run.seconds / 60:.1f} min; budget: {grid.budget.describe()}")
+    for outcome in run.failed:
+        console().print(f"  failed: {outcome.label}: {outcome.error}")
+    publish(results_dir, grid.baseline)
+    if run.failed:
+        console().print("Failed cells are recorded with their error; fix the cause and rerun with --retry-failed.")
+
+
+@app.command("leaderboard")
+def leaderboard_command(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder written by `medaugbench run`.")],
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Strategy the statistics compare against (default: the grid's, else none).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for tables and plots (default: RESULTS_DIR/leaderboard).")] = None,
+) -> None:
+    """Rebuild the leaderboard tables, statistics and plots from the records in RESULTS_DIR."""
+    if not results_dir.is_dir():
+        raise MedAugBenchError(f"{results_dir} is not a folder; give the results folder of `medaugbench run` (default runs/<grid name>)")
+    publish(results_dir, baseline or grid_baseline(results_dir), out)
+
+
+def grid_baseline(results_dir: Path) -> str:
+    """The baseline named by the grid that wrote the folder (grid.json), else `none`."""
+    import json
+
+    try:
+        return json.loads((results_dir / "grid.json").read_text())["grid"]["baseline"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "none"
+
+
+def publish(results_dir: Path, baseline: str, out: Path | None = None) -> None:
+    """Write leaderboard tables and plots for a results folder and print the headline table per dataset."""
+    from benchmark.leaderboard import console_rows, write_leaderboard
+    from benchmark.leaderboard_plots import write_plots
+    from benchmark.results_store import load_records
+
+    board = write_leaderboard(results_dir, out, baseline=baseline)
+    plots = write_plots(load_records(results_dir), (out or results_dir / "leaderboard") / "plots")
+    for dataset in board.datasets:
+        rows = console_rows(board, dataset)
+        table = Table(*rows[0], title=f"{dataset} (test set; mean ± std over seeds)")
+        for row in rows[1:]:
+            table.add_row(*row)
+        console().print(table)
+    console().print(f"wrote {len(board.paths)} tables in {board.paths[0].parent} (leaderboard.md, CSVs) and {len(plots)} plots")
+
+
 def print_quality(report: dict) -> None:
     """Headline quality numbers, overall and per class."""
     table = Table("group", "n fake", "FID", "FID real test (n)", "KID", "precision", "recall", "density", "coverage",
@@ -413,3 +495,7 @@ def _cell(value: object) -> str:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -29,8 +29,6 @@ def register_backbones(register: Register) -> None:
     """Register classifier backbones: `factory(in_chans, num_classes, image_size, **params)` returns an nn.Module."""
 
 
-
-
 @hookspec
 def register_generators(register: Register) -> None:
     """Register generative models: `factory(spec: ImageSpec, **params)` returns a `benchmark.generative.GenerativeModel`.
@@ -43,3 +41,8 @@ def register_generators(register: Register) -> None:
 def register_extractors(register: Register) -> None:
     """Register image feature extractors for quality metrics: `factory(**params)` returns a
     `benchmark.features.FeatureExtractor` (an nn.Module mapping uint8 images to float feature vectors)."""
+
+
+@hookspec
+def register_executors(register: Register) -> None:
+    """Register grid executors: `factory(**options)` returns a `benchmark.executor.Executor` that runs cells."""

@@ -26,6 +26,7 @@ DEFAULT_PLUGINS = (
     "plugins.ddpm",
     "plugins.generative_strategies",
     "plugins.extractors",
+    "plugins.executors",
 )
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"
@@ -37,6 +38,7 @@ KIND_HOOKS = {
     "backbone": "register_backbones",
     "generator": "register_generators",
     "extractor": "register_extractors",
+    "executor": "register_executors",
 }
 
 
@@ -149,6 +151,10 @@ def create_generator(name: str, **params: Any) -> Any:
 
 def create_extractor(name: str, **params: Any) -> Any:
     return get_entry("extractor", name).factory(**params)
+
+
+def create_executor(name: str, **options: Any) -> Any:
+    return get_entry("executor", name).factory(**options)
 
 
 def reset() -> None:

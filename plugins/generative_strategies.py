@@ -65,7 +65,8 @@ class GenerativeStrategy(Strategy):
     quality_params: dict = field(default_factory=dict)
     quality_images: int = 1000
     early_stop_every: int | None = None
-    early_stop_patience: int | None = 3
+    early_stop_patience: int = 3
+    track_quality_every: int | None = None
 
     def __post_init__(self) -> None:
         if self.generator_seconds is not None and self.generator_steps == 2000:
@@ -76,8 +77,8 @@ class GenerativeStrategy(Strategy):
         self._report: dict = {}
         if self.generator_batch_size < 1:
             raise MedAugBenchError("generator_batch_size must be at least 1")
-        if self.early_stop_every is not None and self.quality_extractor is None:
-            raise MedAugBenchError("early stopping scores the generator with a quality extractor; set quality_extractor")
+        if (self.early_stop_every or self.track_quality_every) and self.quality_extractor is None:
+            raise MedAugBenchError("early stopping and quality tracking score the generator with a quality extractor; set quality_extractor")
         self._extractor: FeatureExtractor | None = None
 
     def extractor(self, context: StrategyContext) -> FeatureExtractor:
@@ -87,8 +88,10 @@ class GenerativeStrategy(Strategy):
         return self._extractor
 
     def monitor(self, context: StrategyContext, group: int | None) -> gt.QualityMonitor | None:
-        """Early stopping on a plateau of FID between samples and held-out real (validation) images."""
-        if self.early_stop_every is None:
+        """FID between samples and held-out real (validation) images over training: early stopping on a plateau
+        (`early_stop_every`), or only recorded (`track_quality_every`, the seed paper's Figure 3)."""
+        every = self.early_stop_every or self.track_quality_every
+        if every is None:
             return None
         data, task = context.dataset, context.dataset.task
         held_out = data.val if group is None else data.val.subset(group_members(data.val.labels, task, group))
@@ -100,7 +103,8 @@ class GenerativeStrategy(Strategy):
             fake = gt.to_uint8(model.sample(cond, len(held_out), generator)).cpu()
             return fid_kid(held_out.images, fake, self.extractor(context), kid_subsets=1)["fid"]
 
-        return gt.QualityMonitor(score=score, every=self.early_stop_every, patience=self.early_stop_patience)
+        patience = self.early_stop_patience if self.early_stop_every else None
+        return gt.QualityMonitor(score=score, every=every, patience=patience)
 
     # -- training or reuse -------------------------------------------------------------------------------
     def per_group(self) -> bool:

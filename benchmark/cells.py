@@ -1,0 +1,227 @@
+"""Grid → cells: every problem of a grid is found before any training starts, then each grid point becomes a
+`Cell` (its coordinates and its fully resolved TrainConfig), identified by a hash of that config."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark import registry
+from benchmark.config import Budget, OptimConfig, TrainConfig
+from benchmark.dataset import DataOptions
+from benchmark.errors import MedAugBenchError
+from benchmark.grid_config import CELL_FIELDS, GridConfig
+from benchmark.synthesis import SynthesisPolicy
+
+CELL_SCHEMA = 1
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - set(CELL_FIELDS)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: where it sits in the leaderboard (`coords`) and exactly how it trains (`config`)."""
+
+    coords: dict
+    config: TrainConfig
+    grid: str
+
+    @property
+    def cell_id(self) -> str:
+        """Hash of the resolved config and coordinates; the device is left out so a run resumes on other hardware."""
+        config = {k: v for k, v in self.config.to_dict().items() if k != "device"}
+        payload = json.dumps({"schema": CELL_SCHEMA, "coords": self.coords, "config": config}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        c = self.coords
+        extra = "" if c["train_fraction"] == 1.0 else f" frac={c['train_fraction']:g}"
+        extra += f" {c['policy']}" if c["policy"] else ""
+        return f"{c['dataset']} · {c['strategy']} · {c['backbone']} · seed {c['seed']}{extra}"
+
+
+def is_generative(strategy: str) -> bool:
+    return strategy in registry.entries("generator")
+
+
+def dataset_source(name: str, params: dict) -> tuple[str, dict]:
+    """A registered dataset, or a folder/CSV of the user's own images through the `imagefolder` plugin."""
+    path = Path(name).expanduser()
+    if name not in registry.entries("dataset") and (path.is_dir() or path.suffix.lower() == ".csv"):
+        return "imagefolder", {("csv" if path.suffix.lower() == ".csv" else "root"): str(path), **params}
+    return name, dict(params)
+
+
+def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) -> dict[str, int]:
+    """Check the whole grid and raise one error listing every problem; returns real training-set sizes per dataset.
+
+    Checks names against the registries, strategy/backbone parameters by constructing them, budgets, fractions,
+    seeds and policies; with `check_files`, also that every dataset's files are present (downloading official files
+    if needed) and that pretrained weights load.
+    """
+    problems: list[str] = list(grid.budget.problems())
+
+    def known(kind: str, name: str) -> bool:
+        try:
+            registry.get_entry(kind, name)
+            return True
+        except MedAugBenchError as error:
+            problems.append(str(error))
+            return False
+
+    for key in ("datasets", "strategies", "backbones", "seeds", "train_fractions", "policies"):
+        values = getattr(grid, key)
+        if len(set(map(str, values))) != len(values):
+            problems.append(f"{key} lists a value twice: {list(values)}")
+    for seed in grid.seeds:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            problems.append(f"seeds must be non-negative integers, got {seed!r}")
+    for fraction in grid.train_fractions:
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            problems.append(f"train_fractions must lie in (0, 1], got {fraction!r}")
+    for policy in grid.policies:
+        try:
+            SynthesisPolicy(kind=policy, counts={"0": 1} if policy == "fixed" else {})
+        except MedAugBenchError as error:
+            problems.append(str(error))
+    bad_train = sorted(set(grid.train) - TRAIN_FIELDS)
+    if bad_train:
+        problems.append(f"[train] does not take {', '.join(bad_train)}; allowed: {', '.join(sorted(TRAIN_FIELDS))}")
+    for label, variant in grid.variants.items():
+        bad = sorted(set(variant.train) - TRAIN_FIELDS)
+        if bad:
+            problems.append(f"variants.{label}.train does not take {', '.join(bad)}")
+    unused = sorted(set(grid.strategy_params) - set(grid.strategies) - {v.strategy for v in grid.variants.values()})
+    if unused:
+        problems.append(f"[strategy_params] names {', '.join(unused)}, which the grid does not run")
+
+    generative_any = False
+    for label in grid.strategies:
+        variant = grid.variant(label)
+        if not known("strategy", variant.strategy):
+            continue
+        generative_any |= is_generative(variant.strategy)
+        for policy in grid.policies if is_generative(variant.strategy) else [None]:
+            try:
+                registry.create_strategy(variant.strategy, **strategy_params(grid, label, policy, generator_steps=1))
+            except MedAugBenchError as error:
+                problems.append(f"strategy {label}: {error}")
+            except TypeError as error:
+                problems.append(f"strategy {label}: bad parameter ({error})")
+    if grid.baseline not in grid.strategies:
+        problems.append(f"baseline {grid.baseline!r} is not among the strategies {list(grid.strategies)}; add it or set `baseline`")
+    for backbone in grid.backbones:
+        if known("backbone", backbone):
+            try:
+                pretrained = grid.train.get("pretrained", False) if check_files else False
+                registry.create_backbone(backbone, in_chans=1, num_classes=2, image_size=grid.train.get("size", 28),
+                                         pretrained=pretrained, **grid.backbone_params.get(backbone, {}))
+            except TypeError as error:
+                problems.append(f"backbone {backbone}: bad parameter ({error})")
+            except MedAugBenchError as error:
+                problems.append(f"backbone {backbone}: {error}")
+    if not generative_any and any(getattr(grid.budget, k) is not None for k in ("generator_steps", "generator_seconds", "generator_epochs")):
+        problems.append("[budget] sets a generator budget but the grid runs no generative strategy")
+    if generative_any and not problems and all(getattr(grid.budget, k) is None for k in ("generator_steps", "generator_seconds", "generator_epochs")):
+        problems.append("the grid runs generative strategies: set generator_steps, generator_seconds or generator_epochs in [budget]")
+
+    sizes: dict[str, int] = {}
+    options = DataOptions(data_dir=data_dir, size=grid.train.get("size", 28))
+    for name in grid.datasets:
+        plugin, params = dataset_source(name, grid.dataset_params.get(name, {}))
+        if not known("dataset", plugin):
+            continue
+        try:
+            source = registry.create_dataset(plugin, **params)
+            if check_files:
+                source.prepare(options)
+            split_sizes = source.info(options).split_sizes
+            if split_sizes:
+                sizes[name] = int(split_sizes["train"])
+        except MedAugBenchError as error:
+            problems.append(f"dataset {name}: {error}")
+        except TypeError as error:
+            problems.append(f"dataset {name}: bad parameter ({error})")
+    uses_epochs = grid.budget.classifier_epochs is not None or grid.budget.generator_epochs is not None
+    for name in grid.datasets:
+        if uses_epochs and name not in sizes and not any(name in p for p in problems):
+            problems.append(f"dataset {name}: its training-set size is unknown, so epoch budgets cannot be converted; give steps")
+    if uses_epochs and "per_class_cap" in grid.train:
+        problems.append("epoch budgets with [train] per_class_cap: the capped size is unknown before loading; give steps")
+    try:
+        TrainConfig(**train_fields({k: v for k, v in grid.train.items() if k in TRAIN_FIELDS}))
+    except (MedAugBenchError, TypeError) as error:
+        problems.append(f"[train]: {error}")
+    if problems:
+        raise MedAugBenchError(
+            f"the grid {grid.name!r} has {len(problems)} problem(s); nothing was run:\n  - " + "\n  - ".join(problems)
+        )
+    return sizes
+
+
+def strategy_params(grid: GridConfig, label: str, policy: str | None, **budget: object) -> dict:
+    """Parameters of one strategy label: [strategy_params] of its plugin, then of the label, the variant's, the
+    cell's policy and the generator budget."""
+    variant = grid.variant(label)
+    params = {**grid.strategy_params.get(variant.strategy, {}), **(grid.strategy_params.get(label, {}) if label != variant.strategy else {}),
+              **variant.params}
+    if policy is not None:
+        params["policy"] = policy
+        params.update({k: v for k, v in budget.items() if v is not None})
+    return params
+
+
+def train_fields(train: dict) -> dict:
+    """[train] values as TrainConfig arguments: lists become tuples, an `optim` table becomes an OptimConfig."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in train.items()}
+    if isinstance(fields.get("optim"), dict):
+        optim = {k: tuple(v) if isinstance(v, list) else v for k, v in fields["optim"].items()}
+        fields["optim"] = OptimConfig(**optim)
+    return fields
+
+
+def _epochs_to_steps(epochs: float, n_train: int, fraction: float, batch_size: int) -> int:
+    return max(1, math.ceil(epochs * max(1, round(n_train * fraction)) / batch_size))
+
+
+def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
+    """Every cell of a validated grid, in a stable order (dataset, fraction, backbone, strategy, policy, seed)."""
+    cells = []
+    budget = grid.budget
+    for dataset in grid.datasets:
+        plugin, dataset_params = dataset_source(dataset, grid.dataset_params.get(dataset, {}))
+        for fraction in grid.train_fractions:
+            for backbone in grid.backbones:
+                for label in grid.strategies:
+                    variant = grid.variant(label)
+                    train = {**grid.train, **variant.train}
+                    batch = train.get("batch_size", 128)
+                    steps = budget.classifier_steps
+                    if budget.classifier_epochs is not None:
+                        steps = _epochs_to_steps(budget.classifier_epochs, sizes[dataset], fraction, batch)
+                    generative = is_generative(variant.strategy)
+                    for policy in grid.policies if generative else [None]:
+                        for seed in grid.seeds:
+                            generator_budget = {}
+                            if generative:
+                                generator_steps = budget.generator_steps
+                                if budget.generator_epochs is not None:
+                                    generator_batch = strategy_params(grid, label, policy).get("generator_batch_size", 64)
+                                    generator_steps = _epochs_to_steps(budget.generator_epochs, sizes[dataset], fraction, generator_batch)
+                                generator_budget = {"generator_steps": generator_steps, "generator_seconds": budget.generator_seconds}
+                            config = TrainConfig(
+                                dataset=plugin, strategy=variant.strategy, backbone=backbone, seed=int(seed),
+                                budget=Budget(steps=int(steps) if steps is not None else None, seconds=budget.classifier_seconds),
+                                train_fraction=float(fraction),
+                                strategy_params=strategy_params(grid, label, policy, **generator_budget),
+                                backbone_params=dict(grid.backbone_params.get(backbone, {})),
+                                dataset_params=dataset_params,
+                                **train_fields(train),
+                            )
+                            coords = {"dataset": dataset, "strategy": label, "base_strategy": variant.strategy,
+                                      "backbone": backbone, "seed": int(seed), "train_fraction": float(fraction), "policy": policy}
+                            cells.append(Cell(coords=coords, config=config, grid=grid.name))
+    return cells

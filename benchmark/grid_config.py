@@ -1,0 +1,219 @@
+"""A benchmark grid: datasets × strategies × backbones × seeds × training fractions × synthesis policies, with one
+budget block applied identically to every cell. Read from TOML or YAML, or from a shipped preset.
+
+File layout (every key optional except where noted; see `benchmark/presets/*.toml`):
+
+    name = "my-grid"
+    datasets = ["pneumoniamnist"]          # registered names, or folders/CSVs of your own images
+    strategies = ["none", "geometric", "cgan", "cgan_plain"]
+    backbones = ["simple_cnn"]
+    seeds = [0, 1, 2]
+    train_fractions = [1.0]
+    policies = ["balance"]                 # synthesis policies; only generative strategies vary over them
+    baseline = "none"                      # what leaderboards compare against
+
+    [budget]                               # exactly one classifier_* and at most one generator_* key
+    classifier_steps = 500                 # or classifier_seconds, or classifier_epochs (of the real training set)
+    generator_steps = 2000                 # or generator_seconds, or generator_epochs (per trained model)
+
+    [train]                                # TrainConfig fields shared by every cell
+    batch_size = 128
+
+    [strategy_params.cgan]                 # parameters per strategy (or variant) name
+    ratio = 1.0
+
+    [variants.cgan_plain]                  # a named variant of a strategy plugin, e.g. for ablations
+    strategy = "cgan"
+    params = { augment_with = "none" }
+    train = { pretrained = false }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from benchmark.errors import MedAugBenchError
+
+PRESET_PACKAGE = "benchmark.presets"
+LIST_KEYS = ("datasets", "strategies", "backbones", "seeds", "train_fractions", "policies")
+TABLE_KEYS = ("budget", "train", "strategy_params", "backbone_params", "dataset_params", "variants")
+TOP_KEYS = ("name", "description", "baseline", *LIST_KEYS, *TABLE_KEYS)
+CLASSIFIER_BUDGET_KEYS = ("classifier_steps", "classifier_seconds", "classifier_epochs")
+GENERATOR_BUDGET_KEYS = ("generator_steps", "generator_seconds", "generator_epochs")
+# Fields a grid may not set through [train]: the grid's own axes and budget set them per cell.
+CELL_FIELDS = ("dataset", "strategy", "backbone", "seed", "budget", "train_fraction", "strategy_params",
+               "backbone_params", "dataset_params")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A leaderboard row that runs strategy plugin `strategy` with extra `params` and TrainConfig overrides `train`."""
+
+    strategy: str
+    params: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BudgetBlock:
+    """The one budget every cell gets: the classifier's, and the generator's for generative strategies.
+
+    Epochs are converted to optimizer steps from the size of the real training set (after `train_fraction`), so
+    synthetic images never buy a strategy extra steps.
+    """
+
+    classifier_steps: int | None = None
+    classifier_seconds: float | None = None
+    classifier_epochs: float | None = None
+    generator_steps: int | None = None
+    generator_seconds: float | None = None
+    generator_epochs: float | None = None
+
+    def problems(self) -> list[str]:
+        found = []
+        for group, keys in (("classifier", CLASSIFIER_BUDGET_KEYS), ("generator", GENERATOR_BUDGET_KEYS)):
+            given = [k for k in keys if getattr(self, k) is not None]
+            if group == "classifier" and len(given) != 1:
+                found.append(f"[budget] needs exactly one of {', '.join(keys)} (got {', '.join(given) or 'none'})")
+            if group == "generator" and len(given) > 1:
+                found.append(f"[budget] takes at most one of {', '.join(keys)} (got {', '.join(given)})")
+            for key in given:
+                value = getattr(self, key)
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+                    found.append(f"budget.{key} must be a positive number, got {value!r}")
+                elif key.endswith("_steps") and int(value) != value:
+                    found.append(f"budget.{key} must be a whole number of steps, got {value!r}")
+        return found
+
+    def describe(self) -> str:
+        parts = [f"{k.replace('_', ' ')} {getattr(self, k):g}" for k in (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS)
+                 if getattr(self, k) is not None]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A whole benchmark grid (see the module docstring for the file layout)."""
+
+    name: str = "grid"
+    description: str = ""
+    datasets: tuple[str, ...] = ("pneumoniamnist",)
+    strategies: tuple[str, ...] = ("none",)
+    backbones: tuple[str, ...] = ("simple_cnn",)
+    seeds: tuple[int, ...] = (0,)
+    train_fractions: tuple[float, ...] = (1.0,)
+    policies: tuple[str, ...] = ("balance",)
+    baseline: str = "none"
+    budget: BudgetBlock = field(default_factory=lambda: BudgetBlock(classifier_steps=500))
+    train: dict = field(default_factory=dict)
+    strategy_params: dict = field(default_factory=dict)
+    backbone_params: dict = field(default_factory=dict)
+    dataset_params: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)
+
+    def variant(self, label: str) -> Variant:
+        """The plugin and parameters behind a strategy label (a plain strategy is its own variant)."""
+        if label in self.variants:
+            return self.variants[label]
+        return Variant(strategy=label)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def from_mapping(data: dict, source: str) -> GridConfig:
+    """A GridConfig from parsed TOML/YAML; every shape problem is collected into one error naming `source`."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise MedAugBenchError(f"{source}: expected a table of settings at the top level")
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        problems.append(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_KEYS)}")
+    values: dict = {}
+    for key in ("name", "description", "baseline"):
+        if key in data:
+            if not isinstance(data[key], str):
+                problems.append(f"{key} must be a string")
+            else:
+                values[key] = data[key]
+    for key in LIST_KEYS:
+        if key in data:
+            items = data[key] if isinstance(data[key], list) else [data[key]]
+            if not items:
+                problems.append(f"{key} must not be empty")
+            values[key] = tuple(items)
+    for key in ("train", "strategy_params", "backbone_params", "dataset_params", "variants", "budget"):
+        if key in data and not isinstance(data[key], dict):
+            problems.append(f"[{key}] must be a table")
+    budget = data.get("budget", {}) if isinstance(data.get("budget", {}), dict) else {}
+    bad_budget = sorted(set(budget) - set(CLASSIFIER_BUDGET_KEYS + GENERATOR_BUDGET_KEYS))
+    if bad_budget:
+        problems.append(f"unknown budget key(s) {', '.join(bad_budget)}; allowed: {', '.join(CLASSIFIER_BUDGET_KEYS + GENERATOR_BUDGET_KEYS)}")
+    if "budget" in data:
+        values["budget"] = BudgetBlock(**{k: v for k, v in budget.items() if k not in bad_budget})
+    variants = {}
+    for label, spec in (data.get("variants") or {}).items() if isinstance(data.get("variants", {}), dict) else []:
+        if not isinstance(spec, dict) or "strategy" not in spec or set(spec) - {"strategy", "params", "train"}:
+            problems.append(f"variants.{label} needs `strategy = \"PLUGIN\"` and optional `params`/`train` tables only")
+            continue
+        variants[label] = Variant(strategy=spec["strategy"], params=dict(spec.get("params", {})), train=dict(spec.get("train", {})))
+    values["variants"] = variants
+    for key in ("train", "strategy_params", "backbone_params", "dataset_params"):
+        if isinstance(data.get(key), dict):
+            values[key] = data[key]
+    if problems:
+        raise MedAugBenchError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+    return GridConfig(**values)
+
+
+def load_grid(path: Path) -> GridConfig:
+    """Read a grid from a .toml, .yaml/.yml or .json file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedAugBenchError(f"grid config {path} not found; pass a .toml/.yaml file or a preset name ({', '.join(preset_names())})")
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise MedAugBenchError(f"{path}: unknown config format {suffix!r}; use .toml, .yaml or .json")
+    except (tomllib.TOMLDecodeError, ValueError) as error:
+        raise MedAugBenchError(f"{path} is not valid {suffix[1:].upper()}: {error}") from None
+    except Exception as error:  # yaml.YAMLError without importing yaml at module level
+        if type(error).__module__.startswith("yaml"):
+            raise MedAugBenchError(f"{path} is not valid YAML: {error}") from None
+        raise
+    return from_mapping(data, str(path))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[: -len(".toml")] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> GridConfig:
+    """A shipped preset: quick, standard, paper or ablation."""
+    if name not in preset_names():
+        raise MedAugBenchError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}, or give a .toml/.yaml file")
+    return from_mapping(tomllib.loads(resources.files(PRESET_PACKAGE).joinpath(f"{name}.toml").read_text()), f"preset {name}")
+
+
+def resolve_grid(spec: str | None) -> GridConfig:
+    """`None` → the quick preset; an existing file → that file; else a preset name."""
+    if spec is None:
+        return load_preset("quick")
+    if Path(spec).suffix.lower() in (".toml", ".yaml", ".yml", ".json") or Path(spec).exists():
+        return load_grid(Path(spec))
+    return load_preset(spec)

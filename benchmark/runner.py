@@ -1,0 +1,143 @@
+"""The benchmark runner: validate a grid, skip the cells already on disk, run the rest through an executor, and
+record every cell (finished or failed) as it ends, so a killed run resumes losing only the cell in flight."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from benchmark.cells import Cell, expand, validate
+from benchmark.datafiles import write_json_atomic
+from benchmark.executor import CellOutcome, Executor
+from benchmark.grid_config import GridConfig
+from benchmark.results_store import FAILED, OK, CellRecord, load_records, remove_stale_temp_files, write_record
+from benchmark.training import train_model
+
+PACKAGES = ("medaugbench", "torch", "torchvision", "timm", "diffusers", "numpy", "pandas", "scikit-learn", "scipy",
+            "torchmetrics", "torch-fidelity", "medmnist", "pluggy", "safetensors")
+
+
+@dataclass(frozen=True)
+class RunCell:
+    """The job an executor runs per cell: train it and write its record; any exception becomes a failed record.
+
+    Picklable (plain fields), so process pools and distributed executors can ship it to workers.
+    """
+
+    results_dir: Path
+    data_dir: Path | None = None
+    progress: bool = True
+
+    def __call__(self, cell: Cell) -> CellOutcome:
+        started, clock = now(), time.perf_counter()
+        try:
+            trained = train_model(cell.config, progress=self.progress, data_dir=self.data_dir)
+        except Exception as error:  # a failing plugin is recorded and the grid goes on; KeyboardInterrupt is not caught
+            timing = {"started": started, "finished": now(), "wall_seconds": time.perf_counter() - clock}
+            record = CellRecord(cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid, timing=timing,
+                                error={"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()})
+            write_record(self.results_dir, record)
+            return CellOutcome(cell.cell_id, cell.label(), FAILED, timing["wall_seconds"], f"{type(error).__name__}: {error}")
+        timing = {"started": started, "finished": now(), "wall_seconds": time.perf_counter() - clock}
+        record = CellRecord(cell.cell_id, OK, cell.coords, cell.config.to_dict(), grid=cell.grid,
+                            result=trained.record.to_dict(), timing=timing)
+        write_record(self.results_dir, record, trained.test_labels, trained.test_scores)
+        return CellOutcome(cell.cell_id, cell.label(), OK, timing["wall_seconds"])
+
+
+@dataclass
+class GridRun:
+    """What one `run` did."""
+
+    results_dir: Path
+    total: int
+    skipped: int = 0
+    outcomes: list[CellOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == FAILED]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def environment() -> dict:
+    """Package versions and the machine, stored next to the results."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    return {
+        "python": sys.version.split()[0], "platform": platform.platform(), "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "gpus": gpus, "cuda": torch.version.cuda if gpus else None, "packages": versions,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def plan(grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_failed: bool) -> tuple[list[Cell], list[Cell]]:
+    """Validate the grid (all problems at once, before any training) and split its cells into (to run, already done)."""
+    cells = expand(grid, validate(grid, data_dir))
+    done = {r.cell_id: r for r in load_records(results_dir)}
+    todo = [c for c in cells if c.cell_id not in done or (retry_failed and done[c.cell_id].status == FAILED)]
+    return todo, [c for c in cells if c not in todo]
+
+
+def run_grid(
+    grid: GridConfig, results_dir: Path, executor: Executor, data_dir: Path | None = None,
+    retry_failed: bool = False, progress: bool = True,
+) -> GridRun:
+    """Run every cell of `grid` not yet recorded in `results_dir` (failed ones too with `retry_failed`)."""
+    results_dir = Path(results_dir)
+    todo, done = plan(grid, results_dir, data_dir, retry_failed)
+    remove_stale_temp_files(results_dir)
+    write_json_atomic(results_dir / "grid.json", {"grid": grid.to_dict(), "environment": environment(), "written": now()})
+    run = GridRun(results_dir=results_dir, total=len(todo) + len(done), skipped=len(done))
+    started = time.perf_counter()
+    job = RunCell(results_dir=results_dir, data_dir=data_dir, progress=progress)
+    with tqdm(total=len(todo), desc=f"grid {grid.name}", unit="cell", disable=not progress) as bar:
+        if done:
+            bar.write(f"{len(done)} of {run.total} cells already recorded in {results_dir}; running the other {len(todo)}")
+        for outcome in executor.run(todo, job):
+            run.outcomes.append(outcome)
+            bar.update(1)
+            mark = "ok" if outcome.status == OK else f"FAILED ({outcome.error})"
+            bar.write(f"[{len(run.outcomes)}/{len(todo)}] {outcome.label}: {mark} in {outcome.seconds:.0f} s")
+    run.seconds = time.perf_counter() - started
+    _append_log(results_dir, grid, run, type(executor).__name__)
+    return run
+
+
+def _append_log(results_dir: Path, grid: GridConfig, run: GridRun, executor: str) -> None:
+    """One line per invocation in runs.jsonl: when, which grid, what ran and how long it took."""
+    entry = {"finished": now(), "grid": grid.name, "executor": executor, "cells": run.total, "skipped": run.skipped,
+             "ran": len(run.outcomes), "failed": len(run.failed), "seconds": round(run.seconds, 1)}
+    with open(results_dir / "runs.jsonl", "a") as log:
+        log.write(json.dumps(entry) + "\n")

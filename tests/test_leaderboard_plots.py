@@ -1,0 +1,75 @@
+"""Leaderboard figures from a fake results folder: every expected PNG, skipped figures without data, the CI numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.leaderboard_plots import metric_summary, write_plots
+from benchmark.results_store import load_records
+from benchmark.stats import bootstrap_ci
+from tests.fake_results import make_fake_results
+
+DATASETS = ("pneumoniamnist", "retinamnist")
+ALWAYS = ("auc_ci", "accuracy_ci", "per_class_f1", "val_curves")
+GENERATIVE = ("fid_vs_auc", "generator_quality")
+
+
+def expected(folder, kinds, datasets=DATASETS):
+    return sorted(folder / f"{dataset}_{kind}.png" for dataset in datasets for kind in kinds)
+
+
+def test_every_figure_is_a_valid_png(tmp_path):
+    make_fake_results(tmp_path / "results", failed=(("retinamnist", "cgan", 1),))
+    paths = write_plots(load_records(tmp_path / "results"), tmp_path / "plots")
+    assert paths == expected(tmp_path / "plots", ALWAYS + GENERATIVE)
+    assert sorted((tmp_path / "plots").iterdir()) == paths  # no temp files left behind
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) > 200
+            image.verify()
+
+
+def test_figures_without_data_are_skipped(tmp_path):
+    make_fake_results(tmp_path / "results", datasets=DATASETS[1:], strategies=("none", "geometric"))
+    records = load_records(tmp_path / "results")
+    assert write_plots(records, tmp_path / "plots") == expected(tmp_path / "plots", ALWAYS, DATASETS[1:])
+    for record in records:  # AUC undefined everywhere: no AUC figure, validation curves fall back to accuracy
+        record.result["metrics"]["test"]["auc"] = None
+        record.result["curves"]["val_auc"] = [None] * len(record.result["curves"]["step"])
+    assert metric_summary(records, "retinamnist", "auc") == {}
+    assert write_plots(records, tmp_path / "plots2") == expected(tmp_path / "plots2", ALWAYS[1:], DATASETS[1:])
+
+
+def test_single_seed(tmp_path):
+    make_fake_results(tmp_path / "results", datasets=DATASETS[1:], seeds=(0,))
+    records = load_records(tmp_path / "results")
+    assert write_plots(records, tmp_path / "plots") == expected(tmp_path / "plots", ALWAYS + GENERATIVE, DATASETS[1:])
+    summary = metric_summary(records, "retinamnist", "auc")["cgan"]
+    assert len(summary.values) == 1 and summary.low == summary.mean == summary.high
+
+
+@pytest.mark.parametrize("metric", ["auc", "accuracy"])
+def test_metric_summary_is_mean_and_bootstrap_ci_over_seeds(tmp_path, metric):
+    make_fake_results(tmp_path / "results", failed=(("retinamnist", "cgan", 1),))
+    records = load_records(tmp_path / "results")
+    summaries = metric_summary(records, "retinamnist", metric)
+    assert list(summaries) == ["none", "cgan", "geometric"]  # baseline first
+    for label, summary in summaries.items():
+        values = [r.result["metrics"]["test"][metric] for r in records
+                  if r.ok and r.cell["dataset"] == "retinamnist" and r.cell["strategy"] == label]
+        assert len(values) == (2 if label == "cgan" else 3)  # the failed cell is left out
+        ci = bootstrap_ci(values)
+        assert summary.values == values
+        assert summary.mean == pytest.approx(np.mean(values))
+        assert (summary.low, summary.high) == pytest.approx((ci["low"], ci["high"]))
+        assert summary.low <= summary.mean <= summary.high
+
+
+def test_labels_split_backbones(tmp_path):
+    make_fake_results(tmp_path / "results", datasets=("pneumoniamnist",), strategies=("none", "cgan"),
+                      backbones=("simple_cnn", "resnet18"))
+    summaries = metric_summary(load_records(tmp_path / "results"), "pneumoniamnist", "auc")
+    assert list(summaries) == ["none/resnet18", "cgan/resnet18", "none/simple_cnn", "cgan/simple_cnn"]
+    assert all(len(s.values) == 3 for s in summaries.values())
