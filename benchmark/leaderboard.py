@@ -205,7 +205,7 @@ def console_rows(board: Leaderboard, dataset: str) -> list[tuple[str, ...]]:
             delta = f"{compared.at[row['model'], 'auc_diff']:+.3f} (p={_p(compared.at[row['model'], 'auc_t_p'])})"
         else:
             delta = "–"
-        auc = f"{_pm(row['auc_mean'], row['auc_std'], 1, 3)} {_ci(row['auc_ci_low'], row['auc_ci_high'], 1, 3)}"
+        auc = _pm(row["auc_mean"], row["auc_std"], 1, 3) + ("" if pd.isna(row["auc_ci_low"]) else f" {_ci(row['auc_ci_low'], row['auc_ci_high'], 1, 3)}")
         rows.append((row["model"], row["backbone"], _n(row), _pm(row["accuracy_mean"], row["accuracy_std"], 100, 1),
                      auc, _pm(row["fid_mean"], row["fid_std"], 1, 1), delta))
     return rows
@@ -318,12 +318,13 @@ def _model_labels(frame: pd.DataFrame) -> pd.Series:
 
 
 def _spread(name: str, values: pd.Series, with_ci: bool = False) -> dict[str, float]:
-    """Mean and sample std over the seeds that have a value, and optionally their 95% bootstrap CI."""
+    """Mean and sample std over the seeds that have a value, and optionally their 95% bootstrap CI (NaN for one
+    seed: a single run has no interval)."""
     x = values.dropna().to_numpy(dtype=float)
     spread = stats.mean_std(x)
     out = {f"{name}_mean": _number(spread["mean"]), f"{name}_std": _number(spread["std"])}
     if with_ci:
-        ci = stats.bootstrap_ci(x)
+        ci = stats.bootstrap_ci(x) if x.size >= 2 else {"low": None, "high": None}
         out |= {f"{name}_ci_low": _number(ci["low"]), f"{name}_ci_high": _number(ci["high"])}
     return out
 

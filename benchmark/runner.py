@@ -21,7 +21,14 @@ from benchmark.cells import Cell, expand, validate
 from benchmark.datafiles import write_json_atomic
 from benchmark.executor import CellOutcome, Executor
 from benchmark.grid_config import GridConfig
-from benchmark.results_store import FAILED, OK, CellRecord, load_records, remove_stale_temp_files, write_record
+from benchmark.results_store import (
+    FAILED,
+    OK,
+    CellRecord,
+    load_records,
+    remove_stale_temp_files,
+    write_record,
+)
 from benchmark.training import train_model
 
 PACKAGES = ("medaugbench", "torch", "torchvision", "timm", "diffusers", "numpy", "pandas", "scikit-learn", "scipy",
@@ -116,11 +123,11 @@ def run_grid(
 ) -> GridRun:
     """Run every cell of `grid` not yet recorded in `results_dir` (failed ones too with `retry_failed`)."""
     results_dir = Path(results_dir)
+    started = time.perf_counter()
     todo, done = plan(grid, results_dir, data_dir, retry_failed)
     remove_stale_temp_files(results_dir)
     write_json_atomic(results_dir / "grid.json", {"grid": grid.to_dict(), "environment": environment(), "written": now()})
     run = GridRun(results_dir=results_dir, total=len(todo) + len(done), skipped=len(done))
-    started = time.perf_counter()
     job = RunCell(results_dir=results_dir, data_dir=data_dir, progress=progress)
     with tqdm(total=len(todo), desc=f"grid {grid.name}", unit="cell", disable=not progress) as bar:
         if done:

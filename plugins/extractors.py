@@ -22,7 +22,10 @@ from pathlib import Path
 import safetensors
 import safetensors.torch
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    URL_INCEPTION_V3,
+    FeatureExtractorInceptionV3,
+)
 
 from benchmark import training
 from benchmark.checkpoints import CARD, read_checkpoint, write_checkpoint

@@ -23,8 +23,8 @@ from benchmark.dataset import Split
 from benchmark.errors import MedAugBenchError
 from benchmark.features import FeatureExtractor, make_extractor
 from benchmark.generative import GenerativeModel, ImageSpec, is_conditional
-from benchmark.quality import fid_kid, quality_report
 from benchmark.hookspecs import hookimpl
+from benchmark.quality import fid_kid, quality_report
 from benchmark.registry import create_generator, create_strategy, entries
 from benchmark.strategy import Strategy, StrategyContext, merge_splits
 from benchmark.synthesis import SynthesisPolicy, conditioning, group_members, label_rows

@@ -9,7 +9,13 @@ import numpy as np
 import torch
 from medmnist import INFO
 
-from benchmark.datafiles import SOURCE_SIZES, ensure_file, file_name, locate, user_data_dir
+from benchmark.datafiles import (
+    SOURCE_SIZES,
+    ensure_file,
+    file_name,
+    locate,
+    user_data_dir,
+)
 from benchmark.dataset import SPLITS, DataOptions, DatasetInfo, LoadedDataset, Split
 from benchmark.errors import MedAugBenchError
 from benchmark.hookspecs import hookimpl

@@ -11,7 +11,6 @@ import sys
 import time
 import urllib.error
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,15 @@ from benchmark import datafiles, registry
 from benchmark.cells import expand, validate
 from benchmark.errors import MedAugBenchError
 from benchmark.executor import LocalExecutor
-from benchmark.grid_config import BudgetBlock, GridConfig, from_mapping, load_grid, load_preset, preset_names, resolve_grid
+from benchmark.grid_config import (
+    BudgetBlock,
+    GridConfig,
+    from_mapping,
+    load_grid,
+    load_preset,
+    preset_names,
+    resolve_grid,
+)
 from benchmark.results_store import FAILED, OK, load_records, records_dir
 from benchmark.runner import run_grid
 from tests.conftest import REPO, require_medmnist

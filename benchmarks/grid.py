@@ -1,0 +1,81 @@
+"""Wall time of a benchmark grid (default: the quick preset) on this machine, split by phase, and the harness
+overhead: time that is not model work. Prints JSON.
+
+    python benchmarks/grid.py                       # run the quick preset into a temp folder with a fresh cache
+    python benchmarks/grid.py --from results/quick  # analyse a finished run (its runs.jsonl and records) instead
+
+Phases per cell come from the records (`budget.seconds`): load, synthesize (generator training + sampling + the
+quality report), train (classifier optimizer steps), eval (validation), test. Model steps are the classifier's
+and the generators' optimizer steps. Harness overhead is the grid's wall time minus every measured phase: grid
+validation, record writing, leaderboard-free bookkeeping (target < 5 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmark.results_store import load_records
+
+PHASES = ("load", "synthesize", "train", "eval", "test")
+
+
+def run(grid_spec: str, results: Path) -> float:
+    """Run the grid with a fresh cache (so generators and extractors are really trained); its wall seconds."""
+    os.environ["MEDAUGBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="medaugbench-bench-cache-")
+    from benchmark.executor import LocalExecutor
+    from benchmark.grid_config import resolve_grid
+    from benchmark.runner import run_grid
+
+    started = time.perf_counter()
+    run_grid(resolve_grid(grid_spec), results, LocalExecutor(), progress=False)
+    return time.perf_counter() - started
+
+
+def analyse(results: Path, wall: float) -> dict:
+    records = [r for r in load_records(results) if r.ok]
+    phases = {p: sum(r.result["budget"]["seconds"].get(p, 0.0) for r in records) for p in PHASES}
+    generator_steps_s = sum(h.get("seconds", 0.0) for r in records
+                            for h in r.result["strategy"].get("generator", {}).get("histories", {}).values()
+                            if "reused_from" not in r.result["strategy"].get("generator", {}))
+    measured = sum(phases.values())
+    model_steps = phases["train"] + generator_steps_s
+    per_strategy = {r.cell["strategy"]: round(r.timing.get("wall_seconds", 0.0), 1) for r in records}
+    return {
+        "results": str(results),
+        "cells": len(records),
+        "wall_seconds": round(wall, 1),
+        "phase_seconds": {k: round(v, 1) for k, v in phases.items()},
+        "generator_training_seconds": round(generator_steps_s, 1),
+        "model_step_seconds": round(model_steps, 1),
+        "not_model_steps_fraction": round(1 - model_steps / wall, 3) if wall else None,
+        "harness_overhead_seconds": round(wall - measured, 1),
+        "harness_overhead_fraction": round((wall - measured) / wall, 3) if wall else None,
+        "cell_wall_seconds": per_strategy,
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default="quick", help="preset name or config file to run")
+    parser.add_argument("--from", dest="source", type=Path, help="analyse this finished results folder instead of running")
+    args = parser.parse_args()
+    if args.source is not None:
+        log = [json.loads(line) for line in (args.source / "runs.jsonl").read_text().splitlines() if line.strip()]
+        wall = sum(entry["seconds"] for entry in log)
+        print(json.dumps(analyse(args.source, wall), indent=2))
+        return
+    results = Path(tempfile.mkdtemp(prefix="medaugbench-bench-grid-"))
+    print(json.dumps(analyse(results, run(args.grid, results)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
