@@ -18,6 +18,7 @@ from benchmark.grid_config import CELL_FIELDS, GridConfig
 from benchmark.synthesis import SynthesisPolicy
 
 CELL_SCHEMA = 1
+ADDED_FIELDS = {"compile": False}  # TrainConfig fields newer than CELL_SCHEMA 1, with their defaults
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - set(CELL_FIELDS)
 
 
@@ -31,8 +32,10 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        """Hash of the resolved config and coordinates; the device is left out so a run resumes on other hardware."""
-        config = {k: v for k, v in self.config.to_dict().items() if k != "device"}
+        """Hash of the resolved config and coordinates; the device is left out so a run resumes on other hardware,
+        and fields added after schema 1 count only when they differ from their default, so old records stay valid."""
+        config = {k: v for k, v in self.config.to_dict().items()
+                  if k != "device" and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         payload = json.dumps({"schema": CELL_SCHEMA, "coords": self.coords, "config": config}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -382,6 +382,7 @@ def run_command(
     results: ResultsDir = None,
     executor: Annotated[str, typer.Option("--executor", help="How cells run: local (see `plugins list` for others).")] = "local",
     workers: Annotated[Optional[int], typer.Option("--workers", help="local: parallel worker processes (default: one per visible GPU, else 1).")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="ray: join this cluster ('auto': the running one); default: start a local one.")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run cells recorded as failed again.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the grid and list its cells; train nothing.")] = False,
     data_dir: DataDir = None,
@@ -402,7 +403,10 @@ def run_command(
                           c["policy"] or "-", "to run" if cell in todo else "recorded")
         console().print(table)
         return
-    options = {"workers": workers} if workers is not None else {}
+    options = {key: value for key, value in (("workers", workers), ("address", address)) if value is not None}
+    accepted = {"local": {"workers"}, "ray": {"address"}}.get(executor, set(options))
+    if set(options) - accepted:
+        raise MedAugBenchError(f"{', '.join('--' + k for k in sorted(set(options) - accepted))} does not apply to --executor {executor}")
     run = run_grid(grid, results_dir, registry.create_executor(executor, **options), data_dir=data_dir, retry_failed=retry_failed)
     console().print(f"grid {grid.name}: {len(run.outcomes)} cells run ({len(run.failed)} failed), {run.skipped} already recorded, "
                     f"{run.seconds / 60:.1f} min; budget: {grid.budget.describe()}")
@@ -423,6 +427,18 @@ def leaderboard_command(
     if not results_dir.is_dir():
         raise MedAugBenchError(f"{results_dir} is not a folder; give the results folder of `medaugbench run` (default runs/<grid name>)")
     publish(results_dir, baseline or grid_baseline(results_dir), out)
+
+
+@app.command("report")
+def report_command(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder written by `medaugbench run`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write (default: RESULTS_DIR/report.html).")] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Strategy the statistics compare against (default: the grid's, else none).")] = None,
+) -> None:
+    """Write one self-contained HTML report (tables, statistics, plots, samples, failures) of RESULTS_DIR."""
+    from benchmark.report import write_report
+
+    typer.echo(str(write_report(results_dir, out, baseline=baseline or grid_baseline(results_dir))))
 
 
 def grid_baseline(results_dir: Path) -> str:

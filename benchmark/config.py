@@ -105,6 +105,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

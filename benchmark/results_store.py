@@ -5,6 +5,8 @@ Layout of RESULTS_DIR:
     grid.json                      the resolved grid config(s) run into this folder, with the environment
     records/<cell_id>.json         one record per cell (status "ok" or "failed"); its presence marks the cell done
     records/<cell_id>.npz          test labels and scores of an "ok" cell (no pickles), for paired tests
+    records/<cell_id>.samples.png  synthetic images per class (strategies that synthesise)
+    records/<cell_id>.pairs.png    the memorisation audit's closest synthetic/training pairs
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ def record_path(results_dir: Path, cell_id: str) -> Path:
 
 def predictions_path(results_dir: Path, cell_id: str) -> Path:
     return records_dir(results_dir) / f"{cell_id}.npz"
+
+
+def samples_path(results_dir: Path, cell_id: str) -> Path:
+    return records_dir(results_dir) / f"{cell_id}.samples.png"
+
+
+def pairs_path(results_dir: Path, cell_id: str) -> Path:
+    return records_dir(results_dir) / f"{cell_id}.pairs.png"
 
 
 def write_record(results_dir: Path, record: CellRecord, labels: np.ndarray | None = None, scores: np.ndarray | None = None) -> Path:

@@ -29,7 +29,9 @@ from benchmark.results_store import (
     remove_stale_temp_files,
     write_record,
 )
-from benchmark.training import train_model
+from benchmark.grid import save_class_grid
+from benchmark.quality import save_closest_pairs_png
+from benchmark.training import Trained, train_model
 
 PACKAGES = ("medaugbench", "torch", "torchvision", "timm", "diffusers", "numpy", "pandas", "scikit-learn", "scipy",
             "torchmetrics", "torch-fidelity", "medmnist", "pluggy", "safetensors")
@@ -59,8 +61,22 @@ class RunCell:
         timing = {"started": started, "finished": now(), "wall_seconds": time.perf_counter() - clock}
         record = CellRecord(cell.cell_id, OK, cell.coords, cell.config.to_dict(), grid=cell.grid,
                             result=trained.record.to_dict(), timing=timing)
+        save_images(self.results_dir, cell.cell_id, trained)
         write_record(self.results_dir, record, trained.test_labels, trained.test_scores)
         return CellOutcome(cell.cell_id, cell.label(), OK, timing["wall_seconds"])
+
+
+def save_images(results_dir: Path, cell_id: str, trained: Trained) -> None:
+    """For a strategy that synthesised images: a per-class grid of them, and its memorisation audit's closest
+    synthetic/training pairs, as PNGs beside the record (for reports)."""
+    synthetic = trained.synthetic
+    if synthetic is None or len(synthetic) == 0:
+        return
+    save_class_grid(synthetic, trained.data.task, samples_path(results_dir, cell_id), per_class=8, seed=0)
+    audit = (trained.record.strategy.get("quality") or {}).get("overall", {}).get("memorisation") or {}
+    pairs = audit.get("pixel", {}).get("closest_pairs")
+    if pairs:
+        save_closest_pairs_png(synthetic.images, trained.data.train.images, pairs, pairs_path(results_dir, cell_id))
 
 
 @dataclass

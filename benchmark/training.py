@@ -124,13 +124,15 @@ def train(
 
 @dataclass
 class Trained:
-    """A finished run: the selected (best-validation) model, its record, and its test-set scores and labels
-    (kept for paired tests between strategies on the same test images)."""
+    """A finished run: the selected (best-validation) model, its record, its test-set scores and labels (kept for
+    paired tests between strategies on the same test images), the data and the strategy's synthetic images."""
 
     model: torch.nn.Module
     record: RunRecord
     test_scores: np.ndarray
     test_labels: np.ndarray
+    data: LoadedDataset
+    synthetic: Split | None
 
 
 def train_model(
@@ -165,6 +167,8 @@ def train_model(
         model = model.to(memory_format=torch.channels_last)
     optim_config = config.resolved_optim()
     optimizer = torch.optim.Adam(model.parameters(), lr=optim_config.lr, weight_decay=optim_config.weight_decay)
+    if config.compile:
+        model = torch.compile(model)  # worth its compile time on GPUs for long budgets; state_dict keys stay loadable
 
     train_data = DeviceData(train_split.images.to(device), targets_for(train_split.labels, task).to(device))
     val_images, test_images = data.val.images.to(device), data.test.images.to(device)
@@ -262,7 +266,7 @@ def train_model(
         curves=curves,
         environment=dev.describe(device),
     )
-    return Trained(model, record, test_scores, data.test.labels.numpy())
+    return Trained(model, record, test_scores, data.test.labels.numpy(), data, synthetic)
 
 
 def _fmt(value: float | None) -> str:

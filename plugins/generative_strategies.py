@@ -97,11 +97,12 @@ class GenerativeStrategy(Strategy):
         held_out = data.val if group is None else data.val.subset(group_members(data.val.labels, task, group))
         held_out = held_out.subset(torch.arange(min(len(held_out), 256)))
         cond = conditioning(held_out.labels, task).to(context.device) if group is None else None
+        features = self.extractor(context)  # built (maybe trained) now, so it is not timed as generator training
 
         def score(model: GenerativeModel) -> float:
             generator = torch.Generator(device=context.device).manual_seed(context.seed + 2)
             fake = gt.to_uint8(model.sample(cond, len(held_out), generator)).cpu()
-            return fid_kid(held_out.images, fake, self.extractor(context), kid_subsets=1)["fid"]
+            return fid_kid(held_out.images, fake, features, kid_subsets=1)["fid"]
 
         patience = self.early_stop_patience if self.early_stop_every else None
         return gt.QualityMonitor(score=score, every=every, patience=patience)

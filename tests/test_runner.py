@@ -235,3 +235,51 @@ def test_workers_give_the_same_records_as_one_process(tmp_path):
 def test_hook_register_executors():
     assert "local" in registry.entries("executor")
     assert registry.create_executor("local", workers=3).workers == 3
+
+
+def test_cli_dry_run_lists_cells_and_leaderboard_rebuilds(tmp_path, cli):
+    require_medmnist("breastmnist")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    listed = cli("run", str(config), "--results", str(tmp_path / "results"), "--dry-run")
+    assert listed.exit_code == 0, listed.output
+    assert "6 cells" in listed.output and listed.output.count("to run") == 6
+    assert not (tmp_path / "results").exists()
+
+    from tests.fake_results import make_fake_results
+
+    make_fake_results(tmp_path / "fake", failed=(("retinamnist", "cgan", 1),))
+    board = cli("leaderboard", str(tmp_path / "fake"))
+    assert board.exit_code == 0, board.output
+    assert "retinamnist" in board.output and (tmp_path / "fake" / "leaderboard" / "leaderboard.md").is_file()
+    assert (tmp_path / "fake" / "leaderboard" / "plots" / "pneumoniamnist_auc_ci.png").is_file()
+    missing = cli("leaderboard", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 1 and "is not a folder" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = cli("leaderboard", str(tmp_path / "empty"))
+    assert empty.exit_code == 1 and "medaugbench run" in empty.output
+
+
+def test_generative_cell_saves_sample_grid_and_closest_pairs(tmp_path):
+    require_medmnist("breastmnist")
+    grid = tiny_grid(strategies=("none", "vae"), seeds=(0,), budget=BudgetBlock(classifier_steps=4, generator_steps=4),
+                     strategy_params={"vae": {"quality_params": {"steps": 4}, "quality_images": 64}})
+    run = run_grid(grid, tmp_path, LocalExecutor(), progress=False)
+    assert [o.status for o in run.outcomes] == [OK, OK]
+    vae = next(r for r in load_records(tmp_path) if r.cell["strategy"] == "vae")
+    from PIL import Image
+
+    from benchmark.results_store import pairs_path, samples_path
+
+    assert Image.open(samples_path(tmp_path, vae.cell_id)).size[1] > 64  # a row per class
+    assert Image.open(pairs_path(tmp_path, vae.cell_id)).size[0] > 64
+    none = next(r for r in load_records(tmp_path) if r.cell["strategy"] == "none")
+    assert not samples_path(tmp_path, none.cell_id).exists()
+
+
+def test_published_quick_records_match_the_preset():
+    """Cell ids must stay stable across versions, or `run` would redo a finished grid: the published quick run is
+    recognised as complete by today's code."""
+    grid = load_preset("quick")
+    published = {r.cell_id for r in load_records(REPO / "results" / "quick")}
+    assert {c.cell_id for c in expand(grid, validate(grid, None, check_files=False))} == published
