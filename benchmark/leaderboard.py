@@ -49,7 +49,7 @@ STATS_COLUMNS = (
 )
 # Suffix per coordinate some strategy ran with several values of, naming rows as leaderboard_plots does.
 SUFFIXES = {"backbone": "/{}", "train_fraction": "@{:g}", "policy": "[{}]"}
-_HEADERS = {"strategy": "Strategy", "backbone": "Backbone", "train_fraction": "Fraction", "policy": "Policy"}
+HEADERS = {"strategy": "Strategy", "backbone": "Backbone", "train_fraction": "Fraction", "policy": "Policy"}
 SPREAD = "mean ± sample std (ddof=1) over the n seeds of each row; CI: 95% percentile bootstrap CI of the mean over seeds"
 
 
@@ -202,12 +202,12 @@ def console_rows(board: Leaderboard, dataset: str) -> list[tuple[str, ...]]:
         if row["strategy"] == board.baseline:
             delta = "baseline"
         elif row["model"] in compared.index and pd.notna(compared.at[row["model"], "auc_diff"]):
-            delta = f"{compared.at[row['model'], 'auc_diff']:+.3f} (p={_p(compared.at[row['model'], 'auc_t_p'])})"
+            delta = f"{compared.at[row['model'], 'auc_diff']:+.3f} (p={fmt_p(compared.at[row['model'], 'auc_t_p'])})"
         else:
             delta = "–"
-        auc = _pm(row["auc_mean"], row["auc_std"], 1, 3) + ("" if pd.isna(row["auc_ci_low"]) else f" {_ci(row['auc_ci_low'], row['auc_ci_high'], 1, 3)}")
-        rows.append((row["model"], row["backbone"], _n(row), _pm(row["accuracy_mean"], row["accuracy_std"], 100, 1),
-                     auc, _pm(row["fid_mean"], row["fid_std"], 1, 1), delta))
+        auc = fmt_pm(row["auc_mean"], row["auc_std"], 1, 3) + ("" if pd.isna(row["auc_ci_low"]) else f" {fmt_ci(row['auc_ci_low'], row['auc_ci_high'], 1, 3)}")
+        rows.append((row["model"], row["backbone"], fmt_n(row), fmt_pm(row["accuracy_mean"], row["accuracy_std"], 100, 1),
+                     auc, fmt_pm(row["fid_mean"], row["fid_std"], 1, 1), delta))
     return rows
 
 
@@ -231,17 +231,17 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
     """Table 2 (test metrics) and Table 4 (against the baseline) layouts for one dataset."""
     cells = board.long[board.long["dataset"] == dataset]
     kind, floor = next(iter(cells["task"].dropna()), "?"), cells["fid_floor"].mean()
-    shown = _shown(frame)
+    shown = fmt_shown(frame)
     lines = [f"## {dataset} ({kind})", "", "### Test metrics (Table 2 layout)", "",
              f"_{SPREAD}. Percentages ×100. FID: generated vs real training images"
              + (f"; the real test set scores {floor:.1f} against the training set" if pd.notna(floor) else "") + "._", ""]
-    headers = [*(_HEADERS[c] for c in shown), "n", "Accuracy (%)", "Acc. 95% CI", "Precision (%)", "Recall (%)",
+    headers = [*(HEADERS[c] for c in shown), "n", "Accuracy (%)", "Acc. 95% CI", "Precision (%)", "Recall (%)",
                "Specificity (%)", "F1 (%)", "AUC", "AUC 95% CI", "FID"]
-    rows = [[*(_text(r[c]) for c in shown), _n(r), _pm(r["accuracy_mean"], r["accuracy_std"], 100, 1),
-             _ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1),
-             *(_pm(r[f"{m}_mean"], r[f"{m}_std"], 100, 1) for m in ("precision", "recall", "specificity", "f1")),
-             _pm(r["auc_mean"], r["auc_std"], 1, 3), _ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3),
-             _pm(r["fid_mean"], r["fid_std"], 1, 1)] for r in frame.to_dict("records")]
+    rows = [[*(fmt_text(r[c]) for c in shown), fmt_n(r), fmt_pm(r["accuracy_mean"], r["accuracy_std"], 100, 1),
+             fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1),
+             *(fmt_pm(r[f"{m}_mean"], r[f"{m}_std"], 100, 1) for m in ("precision", "recall", "specificity", "f1")),
+             fmt_pm(r["auc_mean"], r["auc_std"], 1, 3), fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3),
+             fmt_pm(r["fid_mean"], r["fid_std"], 1, 1)] for r in frame.to_dict("records")]
     lines += _table(headers, rows)
     compared = board.stats[board.stats["dataset"] == dataset]
     lines += ["### Against the baseline (Table 4 layout)", "",
@@ -251,29 +251,29 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
               ""]
     if compared.empty:
         return lines + ["No other strategy to compare.", ""]
-    shown = _shown(compared)
-    headers = [*(_HEADERS[c] for c in shown), "Pairs", f"{board.baseline} acc. (%)", "Accuracy (%)", "Δ acc. (pp)",
+    shown = fmt_shown(compared)
+    headers = [*(HEADERS[c] for c in shown), "Pairs", f"{board.baseline} acc. (%)", "Accuracy (%)", "Δ acc. (pp)",
                "p (t / W)", "Δ AUC", "p (t / W)", "DeLong p<0.05", "McNemar p<0.05", "Note"]
-    rows = [[*(_text(r[c]) for c in shown), _text(r["n_paired"]), _pm(r["baseline_accuracy"], math.nan, 100, 1),
-             _pm(r["accuracy"], math.nan, 100, 1), _delta(r["accuracy_diff"], 100, 1),
-             f"{_p(r['accuracy_t_p'])} / {_p(r['accuracy_wilcoxon_p'])}", _delta(r["auc_diff"], 1, 3),
-             f"{_p(r['auc_t_p'])} / {_p(r['auc_wilcoxon_p'])}",
-             _significant(r["delong_better"], r["delong_worse"], r["delong_tests"], r["delong_unit"]),
-             "n/a" if r["task"] == "multilabel" else _significant(r["mcnemar_better"], r["mcnemar_worse"], r["mcnemar_seeds"], "seeds"),
-             _text(r["note"])] for r in compared.to_dict("records")]
+    rows = [[*(fmt_text(r[c]) for c in shown), fmt_text(r["n_paired"]), fmt_pm(r["baseline_accuracy"], math.nan, 100, 1),
+             fmt_pm(r["accuracy"], math.nan, 100, 1), fmt_delta(r["accuracy_diff"], 100, 1),
+             f"{fmt_p(r['accuracy_t_p'])} / {fmt_p(r['accuracy_wilcoxon_p'])}", fmt_delta(r["auc_diff"], 1, 3),
+             f"{fmt_p(r['auc_t_p'])} / {fmt_p(r['auc_wilcoxon_p'])}",
+             fmt_significant(r["delong_better"], r["delong_worse"], r["delong_tests"], r["delong_unit"]),
+             "n/a" if r["task"] == "multilabel" else fmt_significant(r["mcnemar_better"], r["mcnemar_worse"], r["mcnemar_seeds"], "seeds"),
+             fmt_text(r["note"])] for r in compared.to_dict("records")]
     return lines + _table(headers, rows)
 
 
 def _cross_section(board: Leaderboard) -> list[str]:
     """Table 3 layout: accuracy per dataset side by side, their average and mean FID."""
     frame, datasets = board.cross_dataset, list(board.wide)
-    shown = _shown(frame)
+    shown = fmt_shown(frame)
     lines = ["## Across datasets (Table 3 layout)", "",
              ("_Accuracy (%): mean ± sample std (ddof=1) over each dataset's seeds. Average: mean over datasets of the "
              "per-dataset means, only for rows run on every dataset. FID: mean over datasets._"), ""]
-    headers = [*(_HEADERS[c] for c in shown), *(f"{d} acc. (%)" for d in datasets), "Average", "FID"]
-    rows = [[*(_text(r[c]) for c in shown), *(_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1) for d in datasets),
-             _pm(r["average_accuracy"], math.nan, 100, 1), _pm(r["fid_mean"], math.nan, 1, 1)] for r in frame.to_dict("records")]
+    headers = [*(HEADERS[c] for c in shown), *(f"{d} acc. (%)" for d in datasets), "Average", "FID"]
+    rows = [[*(fmt_text(r[c]) for c in shown), *(fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1) for d in datasets),
+             fmt_pm(r["average_accuracy"], math.nan, 100, 1), fmt_pm(r["fid_mean"], math.nan, 1, 1)] for r in frame.to_dict("records")]
     return lines + _table(headers, rows)
 
 
@@ -287,8 +287,8 @@ def _rank_section(ranks: pd.DataFrame) -> list[str]:
         elif pd.isna(p):
             lines.append(f"- {name}: no Friedman test (needs ≥ 3 models ranked on every dataset, not all tied).")
         else:
-            lines.append(f"- {name}: Friedman χ² = {statistic:.2f}, p = {_p(p)} over {ranks['n_datasets'].iloc[0]} datasets.")
-    rows = [[r["model"], _pm(r["auc_rank"], math.nan, 1, 2), _pm(r["accuracy_rank"], math.nan, 1, 2), r["note"]]
+            lines.append(f"- {name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {ranks['n_datasets'].iloc[0]} datasets.")
+    rows = [[r["model"], fmt_pm(r["auc_rank"], math.nan, 1, 2), fmt_pm(r["accuracy_rank"], math.nan, 1, 2), r["note"]]
             for r in ranks.to_dict("records")]
     return [*lines, "", *_table(["Model", "Avg. rank (AUC)", "Avg. rank (accuracy)", "Note"], rows)]
 
@@ -424,7 +424,7 @@ def _ints(values: object) -> list[int]:
     return sorted(int(v) for v in values)
 
 
-def _shown(frame: pd.DataFrame) -> list[str]:
+def fmt_shown(frame: pd.DataFrame) -> list[str]:
     """Coordinate columns a Markdown table shows: strategy and backbone, fraction and policy where they vary."""
     return ["strategy", "backbone", *(c for c in ("train_fraction", "policy") if frame[c].nunique(dropna=False) > 1)]
 
@@ -432,44 +432,44 @@ def _shown(frame: pd.DataFrame) -> list[str]:
 def _table(headers: list[str], rows: list[list[object]]) -> list[str]:
     """A Markdown table, cells escaped so messages cannot break it, and a blank line after."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_text(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt_text(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
     return [*lines, ""]
 
 
-def _text(value: object) -> str:
+def fmt_text(value: object) -> str:
     """A table cell: '–' for missing, compact numbers."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _pm(mean: float, std: float, scale: float, digits: int) -> str:
+def fmt_pm(mean: float, std: float, scale: float, digits: int) -> str:
     """'mean ± std' scaled and rounded for display; the mean alone without a std, '–' without a mean."""
     if pd.isna(mean):
         return "–"
     return f"{mean * scale:.{digits}f}" + ("" if pd.isna(std) else f" ± {std * scale:.{digits}f}")
 
 
-def _ci(low: float, high: float, scale: float, digits: int) -> str:
+def fmt_ci(low: float, high: float, scale: float, digits: int) -> str:
     """'[low, high]' scaled and rounded, or '–'."""
     return "–" if pd.isna(low) else f"[{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
 
 
-def _delta(value: float, scale: float, digits: int) -> str:
+def fmt_delta(value: float, scale: float, digits: int) -> str:
     """A signed difference, or '–'."""
     return "–" if pd.isna(value) else f"{value * scale:+.{digits}f}"
 
 
-def _p(value: float) -> str:
+def fmt_p(value: float) -> str:
     """A p-value with 3 significant digits, or '–' where undefined."""
     return "–" if pd.isna(value) else f"{value:.3g}"
 
 
-def _n(row: dict) -> str:
+def fmt_n(row: dict) -> str:
     """Seeds that ran, with failures beside them."""
     return f"{row['n_seeds']}" + (f" (+{row['n_failed']} failed)" if row["n_failed"] else "")
 
 
-def _significant(better: float, worse: float, tests: float, unit: object) -> str:
+def fmt_significant(better: float, worse: float, tests: float, unit: object) -> str:
     """'b↑ w↓ of n unit' for significant tests in each direction, or '–' when nothing was tested."""
     return "–" if pd.isna(tests) else f"{better:.0f}↑ {worse:.0f}↓ of {tests:.0f} {unit}"

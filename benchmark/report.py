@@ -24,17 +24,17 @@ import pandas as pd
 from benchmark.errors import MedAugBenchError
 from benchmark.grid_config import BudgetBlock
 from benchmark.leaderboard import (
-    _HEADERS,
+    HEADERS,
     SPREAD,
     Leaderboard,
-    _ci,
-    _delta,
-    _n,
-    _p,
-    _pm,
-    _shown,
-    _significant,
-    _text,
+    fmt_ci,
+    fmt_delta,
+    fmt_n,
+    fmt_p,
+    fmt_pm,
+    fmt_shown,
+    fmt_significant,
+    fmt_text,
     build_leaderboard,
 )
 from benchmark.leaderboard_plots import write_plots
@@ -234,17 +234,17 @@ def _dataset_section(board: Leaderboard, records: list[CellRecord], dataset: str
     frame = board.wide[dataset]
     cells = board.long[board.long["dataset"] == dataset]
     kind, floor = next(iter(cells["task"].dropna()), "?"), cells["fid_floor"].mean()
-    shown = _shown(frame)
-    columns = [*((_HEADERS[c], "text") for c in shown), ("n", "num"), ("Accuracy (%)", "num"), ("Acc. 95% CI", "num"),
+    shown = fmt_shown(frame)
+    columns = [*((HEADERS[c], "text") for c in shown), ("n", "num"), ("Accuracy (%)", "num"), ("Acc. 95% CI", "num"),
                ("Balanced acc. (%)", "num"), ("Precision (%)", "num"), ("Recall (%)", "num"), ("Specificity (%)", "num"),
                ("F1 (%)", "num"), ("AUC", "num"), ("AUC 95% CI", "num"), ("FID", "num")]
     rows, classes = [], []
     for r in frame.to_dict("records"):
-        rows.append([*((_text(r[c]), _sort_text(r[c])) for c in shown), (_n(r), r["n_seeds"]),
+        rows.append([*((fmt_text(r[c]), _sort_text(r[c])) for c in shown), (fmt_n(r), r["n_seeds"]),
                      *(_metric(r, m, 100, 1) for m in ("accuracy",)),
-                     (_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
+                     (fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
                      *(_metric(r, m, 100, 1) for m in ("balanced_accuracy", "precision", "recall", "specificity", "f1")),
-                     _metric(r, "auc", 1, 3), (_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
+                     _metric(r, "auc", 1, 3), (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
                      _metric(r, "fid", 1, 1)])
         classes.append("baseline" if r["strategy"] == board.baseline else "")
     note = (f"{SPREAD}. Percentages ×100. FID: generated vs real training images"
@@ -275,28 +275,28 @@ def _stats_block(board: Leaderboard, dataset: str) -> str:
             "each seed on the same test images: tests with p < 0.05 where the strategy is better ↑ / worse ↓.")
     if compared.empty:
         return f'<p class="note">{_e(note)}</p>\n<p>No other strategy to compare.</p>'
-    shown = _shown(compared)
-    columns = [*((_HEADERS[c], "text") for c in shown), ("Pairs", "num"), (f"{board.baseline} acc. (%)", "num"),
+    shown = fmt_shown(compared)
+    columns = [*((HEADERS[c], "text") for c in shown), ("Pairs", "num"), (f"{board.baseline} acc. (%)", "num"),
                ("Accuracy (%)", "num"), ("Δ acc. (pp)", "num"), ("p acc. (t / W)", "num"), ("Δ AUC", "num"),
                ("p AUC (t / W)", "num"), ("DeLong p<0.05 (↑ − ↓)", "num"), ("McNemar p<0.05 (↑ − ↓)", "num"),
                ("Note", "wrap")]
     rows = []
     for r in compared.to_dict("records"):
         mcnemar = ("n/a", None) if r["task"] == "multilabel" else (
-            _significant(r["mcnemar_better"], r["mcnemar_worse"], r["mcnemar_seeds"], "seeds"),
+            fmt_significant(r["mcnemar_better"], r["mcnemar_worse"], r["mcnemar_seeds"], "seeds"),
             _num(r["mcnemar_better"] - r["mcnemar_worse"]))
         rows.append([
-            *((_text(r[c]), _sort_text(r[c])) for c in shown), (_text(r["n_paired"]), _num(r["n_paired"])),
-            (_pm(r["baseline_accuracy"], math.nan, 100, 1), _num(r["baseline_accuracy"])),
-            (_pm(r["accuracy"], math.nan, 100, 1), _num(r["accuracy"])),
-            (_delta(r["accuracy_diff"], 100, 1), _num(r["accuracy_diff"])),
-            (f"{_p(r['accuracy_t_p'])} / {_p(r['accuracy_wilcoxon_p'])}", _num(r["accuracy_t_p"])),
-            (_delta(r["auc_diff"], 1, 3), _num(r["auc_diff"])),
-            (f"{_p(r['auc_t_p'])} / {_p(r['auc_wilcoxon_p'])}", _num(r["auc_t_p"])),
-            (_significant(r["delong_better"], r["delong_worse"], r["delong_tests"], r["delong_unit"]),
+            *((fmt_text(r[c]), _sort_text(r[c])) for c in shown), (fmt_text(r["n_paired"]), _num(r["n_paired"])),
+            (fmt_pm(r["baseline_accuracy"], math.nan, 100, 1), _num(r["baseline_accuracy"])),
+            (fmt_pm(r["accuracy"], math.nan, 100, 1), _num(r["accuracy"])),
+            (fmt_delta(r["accuracy_diff"], 100, 1), _num(r["accuracy_diff"])),
+            (f"{fmt_p(r['accuracy_t_p'])} / {fmt_p(r['accuracy_wilcoxon_p'])}", _num(r["accuracy_t_p"])),
+            (fmt_delta(r["auc_diff"], 1, 3), _num(r["auc_diff"])),
+            (f"{fmt_p(r['auc_t_p'])} / {fmt_p(r['auc_wilcoxon_p'])}", _num(r["auc_t_p"])),
+            (fmt_significant(r["delong_better"], r["delong_worse"], r["delong_tests"], r["delong_unit"]),
              _num(r["delong_better"] - r["delong_worse"])),
             mcnemar,
-            (_text(r["note"]) if isinstance(r["note"], str) and r["note"] else "", _sort_text(r["note"])),
+            (fmt_text(r["note"]) if isinstance(r["note"], str) and r["note"] else "", _sort_text(r["note"])),
         ])
     return f'<p class="note">{_e(note)}</p>\n' + _table(columns, rows, table_id=f"stats-{_anchor(dataset)}")
 
@@ -343,7 +343,7 @@ def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -
             continue
         record, samples, pairs = found
         cell = record.cell
-        where = (f"seed {cell.get('seed')}, backbone {cell.get('backbone')}, train fraction {_text(cell.get('train_fraction'))}"
+        where = (f"seed {cell.get('seed')}, backbone {cell.get('backbone')}, train fraction {fmt_text(cell.get('train_fraction'))}"
                  + (f", policy {cell.get('policy')}" if cell.get("policy") else "") + f" (cell {record.cell_id})")
         figures = []
         for path, caption in ((samples, "Synthetic images per class (one row per class)"),
@@ -360,13 +360,13 @@ def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -
 def _cross_section(board: Leaderboard) -> str:
     """Accuracy per dataset side by side, their average and mean FID (Table 3 layout)."""
     frame, datasets = board.cross_dataset, board.datasets
-    shown = _shown(frame)
-    columns = [*((_HEADERS[c], "text") for c in shown), *((f"{d} acc. (%)", "num") for d in datasets),
+    shown = fmt_shown(frame)
+    columns = [*((HEADERS[c], "text") for c in shown), *((f"{d} acc. (%)", "num") for d in datasets),
                ("Average acc. (%)", "num"), ("FID", "num")]
-    rows = [[*((_text(r[c]), _sort_text(r[c])) for c in shown),
-             *((_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1), _num(r[f"{d}_accuracy_mean"])) for d in datasets),
-             (_pm(r["average_accuracy"], math.nan, 100, 1), _num(r["average_accuracy"])),
-             (_pm(r["fid_mean"], math.nan, 1, 1), _num(r["fid_mean"]))] for r in frame.to_dict("records")]
+    rows = [[*((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+             *((fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1), _num(r[f"{d}_accuracy_mean"])) for d in datasets),
+             (fmt_pm(r["average_accuracy"], math.nan, 100, 1), _num(r["average_accuracy"])),
+             (fmt_pm(r["fid_mean"], math.nan, 1, 1), _num(r["fid_mean"]))] for r in frame.to_dict("records")]
     note = ("Accuracy (%): mean ± sample std (ddof=1) over each dataset's seeds. Average: mean over datasets of the "
             "per-dataset means, only for rows run on every dataset. FID: mean over datasets.")
     return "\n".join(['<section id="cross">', "<h2>Across datasets</h2>", f'<p class="note">{_e(note)}</p>',
@@ -384,10 +384,10 @@ def _rank_section(board: Leaderboard) -> str:
         elif pd.isna(p):
             lines.append(f"{name}: no Friedman test (needs ≥ 3 models ranked on every dataset, not all tied).")
         else:
-            lines.append(f"{name}: Friedman χ² = {statistic:.2f}, p = {_p(p)} over {ranks['n_datasets'].iloc[0]} datasets.")
+            lines.append(f"{name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {ranks['n_datasets'].iloc[0]} datasets.")
     columns = [("Model", "text"), ("Avg. rank (AUC)", "num"), ("Avg. rank (accuracy)", "num"), ("Note", "wrap")]
-    rows = [[(_text(r["model"]), _sort_text(r["model"])), (_pm(r["auc_rank"], math.nan, 1, 2), _num(r["auc_rank"])),
-             (_pm(r["accuracy_rank"], math.nan, 1, 2), _num(r["accuracy_rank"])), (str(r["note"] or ""), _sort_text(r["note"]))]
+    rows = [[(fmt_text(r["model"]), _sort_text(r["model"])), (fmt_pm(r["auc_rank"], math.nan, 1, 2), _num(r["auc_rank"])),
+             (fmt_pm(r["accuracy_rank"], math.nan, 1, 2), _num(r["accuracy_rank"])), (str(r["note"] or ""), _sort_text(r["note"]))]
             for r in ranks.to_dict("records")]
     return "\n".join(['<section id="ranks">', "<h2>Average ranks across datasets (Friedman)</h2>",
                       '<p class="note">Rank 1 = best mean test score on a dataset, ties averaged.</p>',
@@ -403,7 +403,7 @@ def _failed_section(failed: list[CellRecord]) -> str:
         message = ": ".join(str(part) for part in (error.get("type"), error.get("message")) if part) or "no error recorded"
         traceback = error.get("traceback")
         details = (f"<details><summary>traceback</summary><pre>{_e(traceback)}</pre></details>" if traceback else "")
-        rows.append("<tr>" + "".join(f'<td class="text">{_e(_text(cell.get(key)))}</td>'
+        rows.append("<tr>" + "".join(f'<td class="text">{_e(fmt_text(cell.get(key)))}</td>'
                                      for key in ("dataset", "strategy", "backbone", "seed", "train_fraction", "policy"))
                     + f'<td class="text"><code>{_e(record.cell_id)}</code></td>'
                     + f'<td class="wrap"><span class="error-message">{_e(message)}</span>{details}</td></tr>')
@@ -452,7 +452,7 @@ def _cell_class(kind: str) -> str:
 
 def _metric(row: dict, metric: str, scale: float, digits: int) -> Cell:
     """'mean ± std' of a wide-table metric, sorted by the mean."""
-    return _pm(row[f"{metric}_mean"], row[f"{metric}_std"], scale, digits), _num(row[f"{metric}_mean"])
+    return fmt_pm(row[f"{metric}_mean"], row[f"{metric}_std"], scale, digits), _num(row[f"{metric}_mean"])
 
 
 def _num(value: object) -> float | None:
@@ -465,7 +465,7 @@ def _num(value: object) -> float | None:
 
 
 def _sort_text(value: object) -> str | None:
-    text = _text(value)
+    text = fmt_text(value)
     return None if text in ("–", "") else text
 
 
