@@ -383,6 +383,7 @@ def run_command(
     executor: Annotated[str, typer.Option("--executor", help="How cells run: local (see `plugins list` for others).")] = "local",
     workers: Annotated[Optional[int], typer.Option("--workers", help="local: parallel worker processes (default: one per visible GPU, else 1).")] = None,
     address: Annotated[Optional[str], typer.Option("--address", help="ray: join this cluster ('auto': the running one); default: start a local one.")] = None,
+    cpus_per_cell: Annotated[Optional[int], typer.Option("--cpus-per-cell", help="ray without GPUs: CPUs each cell gets (default 1).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run cells recorded as failed again.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the grid and list its cells; train nothing.")] = False,
     data_dir: DataDir = None,
@@ -403,10 +404,12 @@ def run_command(
                           c["policy"] or "-", "to run" if cell in todo else "recorded")
         console().print(table)
         return
-    options = {key: value for key, value in (("workers", workers), ("address", address)) if value is not None}
-    accepted = {"local": {"workers"}, "ray": {"address"}}.get(executor, set(options))
+    given = (("workers", workers), ("address", address), ("cpus_per_cell", cpus_per_cell))
+    options = {key: value for key, value in given if value is not None}
+    accepted = {"local": {"workers"}, "ray": {"address", "cpus_per_cell"}}.get(executor, set(options))
     if set(options) - accepted:
-        raise MedAugBenchError(f"{', '.join('--' + k for k in sorted(set(options) - accepted))} does not apply to --executor {executor}")
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(set(options) - accepted))
+        raise MedAugBenchError(f"{flags} does not apply to --executor {executor}")
     run = run_grid(grid, results_dir, registry.create_executor(executor, **options), data_dir=data_dir, retry_failed=retry_failed)
     console().print(f"grid {grid.name}: {len(run.outcomes)} cells run ({len(run.failed)} failed), {run.skipped} already recorded, "
                     f"{run.seconds / 60:.1f} min; budget: {grid.budget.describe()}")

@@ -27,6 +27,7 @@ DEFAULT_PLUGINS = (
     "plugins.generative_strategies",
     "plugins.extractors",
     "plugins.executors",
+    "plugins.ray_executor",
 )
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"
