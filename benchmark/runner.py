@@ -20,17 +20,19 @@ from tqdm import tqdm
 from benchmark.cells import Cell, expand, validate
 from benchmark.datafiles import write_json_atomic
 from benchmark.executor import CellOutcome, Executor
+from benchmark.grid import save_class_grid
 from benchmark.grid_config import GridConfig
+from benchmark.quality import save_closest_pairs_png
 from benchmark.results_store import (
     FAILED,
     OK,
     CellRecord,
     load_records,
+    pairs_path,
     remove_stale_temp_files,
+    samples_path,
     write_record,
 )
-from benchmark.grid import save_class_grid
-from benchmark.quality import save_closest_pairs_png
 from benchmark.training import Trained, train_model
 
 PACKAGES = ("medaugbench", "torch", "torchvision", "timm", "diffusers", "numpy", "pandas", "scikit-learn", "scipy",

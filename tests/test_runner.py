@@ -262,17 +262,17 @@ def test_cli_dry_run_lists_cells_and_leaderboard_rebuilds(tmp_path, cli):
 
 def test_generative_cell_saves_sample_grid_and_closest_pairs(tmp_path):
     require_medmnist("breastmnist")
-    grid = tiny_grid(strategies=("none", "vae"), seeds=(0,), budget=BudgetBlock(classifier_steps=4, generator_steps=4),
-                     strategy_params={"vae": {"quality_params": {"steps": 4}, "quality_images": 64}})
+    grid = tiny_grid(strategies=("none", "cgan"), seeds=(0,), budget=BudgetBlock(classifier_steps=4, generator_steps=4),
+                     strategy_params={"cgan": {"quality_params": {"steps": 4}, "quality_images": 64}})
     run = run_grid(grid, tmp_path, LocalExecutor(), progress=False)
     assert [o.status for o in run.outcomes] == [OK, OK]
-    vae = next(r for r in load_records(tmp_path) if r.cell["strategy"] == "vae")
+    cgan = next(r for r in load_records(tmp_path) if r.cell["strategy"] == "cgan")
     from PIL import Image
 
     from benchmark.results_store import pairs_path, samples_path
 
-    assert Image.open(samples_path(tmp_path, vae.cell_id)).size[1] > 64  # a row per class
-    assert Image.open(pairs_path(tmp_path, vae.cell_id)).size[0] > 64
+    assert Image.open(samples_path(tmp_path, cgan.cell_id)).size[1] > 64  # a row per class
+    assert Image.open(pairs_path(tmp_path, cgan.cell_id)).size[0] > 64
     none = next(r for r in load_records(tmp_path) if r.cell["strategy"] == "none")
     assert not samples_path(tmp_path, none.cell_id).exists()
 
