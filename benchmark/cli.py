@@ -222,6 +222,7 @@ def train_command(
     per_class_cap: PerClassCap = None,
     data_dir: DataDir = None,
     device: DeviceName = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the classifier (pays off on GPUs for long budgets).")] = False,
     generator_steps: GeneratorSteps = None,
     generator_seconds: GeneratorSeconds = None,
     strategy_option: StrategyOptions = None,
@@ -246,7 +247,7 @@ def train_command(
         size=size, image_size=image_size, train_fraction=train_fraction, per_class_cap=per_class_cap,
         strategy_params=strategy_params(strategy, strategy_option, generator_steps, generator_seconds),
         backbone_params=parse_options(backbone_option, "backbone", "-B drop_rate=0.2"),
-        dataset_params=dataset_params, device=device,
+        dataset_params=dataset_params, device=device, compile=compile_model,
     )
     record = train(config, data_dir=data_dir)
     print_summary(record)

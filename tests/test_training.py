@@ -146,3 +146,15 @@ def test_mismatched_synthetic_samples_are_rejected():
     with pytest.raises(MedAugBenchError, match="synthesised images"):
         merge_synthetic(real, wrong, "mygan")
     assert len(merge_synthetic(real, real, "x")) == 8
+
+
+def test_compile_option_wraps_the_classifier_and_is_recorded(monkeypatch):
+    """`compile=True` hands the classifier to torch.compile (spied on here: inductor takes minutes on this CPU)."""
+    require_medmnist("breastmnist")
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    config = TrainConfig(dataset="breastmnist", budget=Budget(steps=2), batch_size=16, eval_every=2, compile=True)
+    record = train(config, progress=False)
+    assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+    assert record.config["compile"] is True and record.budget.steps == 2
+    assert record.environment["device_name"] and record.budget.peak_memory_bytes > 0
