@@ -469,7 +469,9 @@ def publish(results_dir: Path, baseline: str, out: Path | None = None) -> None:
         for row in rows[1:]:
             table.add_row(*row)
         console().print(table)
-    console().print(f"wrote {len(board.paths)} tables in {board.paths[0].parent} (leaderboard.md, CSVs) and {len(plots)} plots")
+    folder = board.paths[0].parent
+    console().print(f"wrote {folder / 'leaderboard.md'} (Tables 2-4 layouts, ranks, failures), {len(board.paths) - 1} CSVs in "
+                    f"{folder} and {len(plots)} plots in {folder / 'plots'}; `medaugbench report {results_dir}` makes one HTML page")
 
 
 def print_quality(report: dict) -> None:
