@@ -36,6 +36,15 @@ class GenerativeModel(nn.Module):
         super().__init__()
         self.spec = spec
 
+    def check_cond(self, cond: torch.Tensor | None, n: int) -> None:
+        """Raise if `cond` does not fit the spec: None for an unconditional model, else shape (n, cond_dim)."""
+        if self.spec.cond_dim == 0:
+            if cond is not None:
+                raise ValueError("this model is unconditional (cond_dim 0) and takes cond=None")
+        elif cond is None or tuple(cond.shape) != (n, self.spec.cond_dim):
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(f"cond must have shape ({n}, {self.spec.cond_dim}); got {got}")
+
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimizers by name (e.g. {'g': …, 'd': …}); the shared loop keeps and checkpoints them."""
         raise NotImplementedError

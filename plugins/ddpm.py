@@ -152,14 +152,6 @@ class DDPM(GenerativeModel):
             num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, prediction_type=prediction_type
         )
 
-    def _check_cond(self, cond: torch.Tensor | None, n: int) -> None:
-        if self.spec.cond_dim == 0:
-            if cond is not None:
-                raise ValueError("this model is unconditional (cond_dim 0) and takes cond=None")
-        elif cond is None or cond.shape != (n, self.spec.cond_dim):
-            got = None if cond is None else tuple(cond.shape)
-            raise ValueError(f"cond must have shape ({n}, {self.spec.cond_dim}); got {got}")
-
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"unet": torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)}
 
@@ -182,7 +174,7 @@ class DDPM(GenerativeModel):
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
         n = images.shape[0]
-        self._check_cond(cond, n)
+        self.check_cond(cond, n)
         device = images.device
         noise = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype)
         t = torch.randint(
@@ -215,7 +207,7 @@ class DDPM(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
-        self._check_cond(cond, n)
+        self.check_cond(cond, n)
         param = next(self.ema.parameters())
         device, dtype = param.device, param.dtype
         c, s = self.spec.channels, self.spec.image_size

@@ -207,14 +207,8 @@ class GAN(GenerativeModel):
 
     def _checked(self, cond: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
         """`cond` as a float tensor beside `like`, after checking it matches the spec (None when cond_dim is 0)."""
-        expected = (like.shape[0], self.spec.cond_dim)
-        if self.spec.cond_dim == 0:
-            if cond is not None:
-                raise ValueError("this generator is unconditional (cond_dim 0) but was given conditioning")
-            return None
-        if cond is None or tuple(cond.shape) != expected:
-            raise ValueError(f"expected conditioning of shape {expected}, got {None if cond is None else tuple(cond.shape)}")
-        return cond.to(device=like.device, dtype=like.dtype)
+        self.check_cond(cond, like.shape[0])
+        return None if cond is None else cond.to(device=like.device, dtype=like.dtype)
 
 
 class DCGAN(GAN):

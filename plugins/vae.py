@@ -25,15 +25,6 @@ from benchmark.generative import GenerativeModel, ImageSpec
 from benchmark.hookspecs import hookimpl
 
 
-def _check_cond(spec: ImageSpec, cond: torch.Tensor | None, n: int) -> None:
-    if spec.cond_dim == 0:
-        if cond is not None:
-            raise ValueError("this model is unconditional (cond_dim 0) and takes cond=None")
-    elif cond is None or cond.shape != (n, spec.cond_dim):
-        got = None if cond is None else tuple(cond.shape)
-        raise ValueError(f"cond must have shape ({n}, {spec.cond_dim}); got {got}")
-
-
 class VAE(GenerativeModel):
     """Conditional convolutional VAE; `VAE(spec, latent_dim=32, base_channels=32, lr=1e-3, beta=1.0)`."""
 
@@ -108,7 +99,7 @@ class VAE(GenerativeModel):
         optimizers: dict[str, torch.optim.Optimizer],
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
-        _check_cond(self.spec, cond, images.shape[0])
+        self.check_cond(cond, images.shape[0])
         mu, logvar = self.encode(images, cond)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
@@ -124,7 +115,7 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
-        _check_cond(self.spec, cond, n)
+        self.check_cond(cond, n)
         param = self.from_latent.weight
         z = torch.randn((n, self.latent_dim), generator=generator, device=param.device, dtype=param.dtype)
         if cond is not None:
