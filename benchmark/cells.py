@@ -9,10 +9,11 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from benchmark import registry
 from benchmark.config import Budget, OptimConfig, TrainConfig
-from benchmark.dataset import DataOptions
+from benchmark.dataset import DataOptions, dataset_source
 from benchmark.errors import MedAugBenchError
 from benchmark.grid_config import CELL_FIELDS, GridConfig
 from benchmark.synthesis import SynthesisPolicy
@@ -50,14 +51,6 @@ def is_generative(strategy: str) -> bool:
     return strategy in registry.entries("generator")
 
 
-def dataset_source(name: str, params: dict) -> tuple[str, dict]:
-    """A registered dataset, or a folder/CSV of the user's own images through the `imagefolder` plugin."""
-    path = Path(name).expanduser()
-    if name not in registry.entries("dataset") and (path.is_dir() or path.suffix.lower() == ".csv"):
-        return "imagefolder", {("csv" if path.suffix.lower() == ".csv" else "root"): str(path), **params}
-    return name, dict(params)
-
-
 def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) -> dict[str, int]:
     """Check the whole grid and raise one error listing every problem; returns real training-set sizes per dataset.
 
@@ -74,6 +67,16 @@ def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) 
         except MedAugBenchError as error:
             problems.append(str(error))
             return False
+
+    def attempt(what: str, build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`build(*args, **kwargs)`, or None with a problem named after `what` when it rejects its arguments."""
+        try:
+            return build(*args, **kwargs)
+        except MedAugBenchError as error:
+            problems.append(f"{what}: {error}")
+        except TypeError as error:
+            problems.append(f"{what}: bad parameter ({error})")
+        return None
 
     for key in ("datasets", "strategies", "backbones", "seeds", "train_fractions", "policies"):
         values = getattr(grid, key)
@@ -108,56 +111,42 @@ def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) 
             continue
         generative_any |= is_generative(variant.strategy)
         for policy in grid.policies if is_generative(variant.strategy) else [None]:
-            try:
-                registry.create_strategy(variant.strategy, **strategy_params(grid, label, policy, generator_steps=1))
-            except MedAugBenchError as error:
-                problems.append(f"strategy {label}: {error}")
-            except TypeError as error:
-                problems.append(f"strategy {label}: bad parameter ({error})")
+            params = strategy_params(grid, label, policy, generator_steps=1)
+            attempt(f"strategy {label}", registry.create_strategy, variant.strategy, **params)
     if grid.baseline not in grid.strategies:
         problems.append(f"baseline {grid.baseline!r} is not among the strategies {list(grid.strategies)}; add it or set `baseline`")
+    pretrained = grid.train.get("pretrained", False) if check_files else False
     for backbone in grid.backbones:
         if known("backbone", backbone):
-            try:
-                pretrained = grid.train.get("pretrained", False) if check_files else False
-                registry.create_backbone(backbone, in_chans=1, num_classes=2, image_size=grid.train.get("size", 28),
-                                         pretrained=pretrained, **grid.backbone_params.get(backbone, {}))
-            except TypeError as error:
-                problems.append(f"backbone {backbone}: bad parameter ({error})")
-            except MedAugBenchError as error:
-                problems.append(f"backbone {backbone}: {error}")
-    if not generative_any and any(getattr(grid.budget, k) is not None for k in ("generator_steps", "generator_seconds", "generator_epochs")):
+            attempt(f"backbone {backbone}", registry.create_backbone, backbone, in_chans=1, num_classes=2,
+                    image_size=grid.train.get("size", 28), pretrained=pretrained, **grid.backbone_params.get(backbone, {}))
+    if not generative_any and grid.budget.has_generator_budget:
         problems.append("[budget] sets a generator budget but the grid runs no generative strategy")
-    if generative_any and not problems and all(getattr(grid.budget, k) is None for k in ("generator_steps", "generator_seconds", "generator_epochs")):
+    if generative_any and not problems and not grid.budget.has_generator_budget:
         problems.append("the grid runs generative strategies: set generator_steps, generator_seconds or generator_epochs in [budget]")
 
     sizes: dict[str, int] = {}
     options = DataOptions(data_dir=data_dir, size=grid.train.get("size", 28))
+
+    def train_size(plugin: str, params: dict) -> int | None:
+        source = registry.create_dataset(plugin, **params)
+        if check_files:
+            source.prepare(options)
+        split_sizes = source.info(options).split_sizes
+        return int(split_sizes["train"]) if split_sizes else None
+
     for name in grid.datasets:
         plugin, params = dataset_source(name, grid.dataset_params.get(name, {}))
-        if not known("dataset", plugin):
-            continue
-        try:
-            source = registry.create_dataset(plugin, **params)
-            if check_files:
-                source.prepare(options)
-            split_sizes = source.info(options).split_sizes
-            if split_sizes:
-                sizes[name] = int(split_sizes["train"])
-        except MedAugBenchError as error:
-            problems.append(f"dataset {name}: {error}")
-        except TypeError as error:
-            problems.append(f"dataset {name}: bad parameter ({error})")
-    uses_epochs = grid.budget.classifier_epochs is not None or grid.budget.generator_epochs is not None
+        if known("dataset", plugin):
+            size = attempt(f"dataset {name}", train_size, plugin, params)
+            if size is not None:
+                sizes[name] = size
     for name in grid.datasets:
-        if uses_epochs and name not in sizes and not any(name in p for p in problems):
+        if grid.budget.uses_epochs and name not in sizes and not any(name in p for p in problems):
             problems.append(f"dataset {name}: its training-set size is unknown, so epoch budgets cannot be converted; give steps")
-    if uses_epochs and "per_class_cap" in grid.train:
+    if grid.budget.uses_epochs and "per_class_cap" in grid.train:
         problems.append("epoch budgets with [train] per_class_cap: the capped size is unknown before loading; give steps")
-    try:
-        TrainConfig(**train_fields({k: v for k, v in grid.train.items() if k in TRAIN_FIELDS}))
-    except (MedAugBenchError, TypeError) as error:
-        problems.append(f"[train]: {error}")
+    attempt("[train]", TrainConfig, **train_fields({k: v for k, v in grid.train.items() if k in TRAIN_FIELDS}))
     if problems:
         raise MedAugBenchError(
             f"the grid {grid.name!r} has {len(problems)} problem(s); nothing was run:\n  - " + "\n  - ".join(problems)

@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from benchmark import registry
 from benchmark.cards import load_card
-from benchmark.dataset import DataOptions, finalize, load_dataset
+from benchmark.dataset import DataOptions, dataset_source, finalize, load_dataset
 from benchmark.errors import MedAugBenchError
 
 
@@ -101,14 +101,9 @@ def parse_options(items: list[str] | None, what: str, example: str) -> dict[str,
     return kwargs
 
 
-def dataset_source(name: str, options: list[str] | None) -> tuple[str, dict[str, object]]:
-    """A registered dataset name, or a folder/CSV path (→ the `imagefolder` plugin), plus its KEY=VALUE options."""
-    kwargs = parse_options(options, "dataset", "-O root=/data/xrays")
-    path = Path(name).expanduser()
-    if name not in registry.entries("dataset") and (path.is_dir() or path.suffix.lower() == ".csv"):
-        kwargs.setdefault("csv" if path.suffix.lower() == ".csv" else "root", str(path))
-        return "imagefolder", kwargs
-    return name, kwargs
+def dataset_with_options(name: str, options: list[str] | None) -> tuple[str, dict[str, object]]:
+    """The dataset plugin for `--dataset` (a name, or a folder/CSV path) and its -O KEY=VALUE options."""
+    return dataset_source(name, parse_options(options, "dataset", "-O root=/data/xrays"))
 
 
 @plugins_app.command("list")
@@ -146,7 +141,7 @@ def datasets_prepare(
     name: str, data_dir: DataDir = None, size: Size = 28, option: PluginOptions = None
 ) -> None:
     """Download (with MD5 check) or verify a dataset's files; files in --data-dir are used in place."""
-    plugin, kwargs = dataset_source(name, option)
+    plugin, kwargs = dataset_with_options(name, option)
     paths = registry.create_dataset(plugin, **kwargs).prepare(DataOptions(data_dir=data_dir, size=size))
     for path in paths[:20]:
         console().print(f"ready: {path}")
@@ -174,7 +169,7 @@ def datasets_show(
 
     if per_class < 1:
         raise MedAugBenchError(f"--per-class must be at least 1, got {per_class}")
-    plugin, kwargs = dataset_source(name, option)
+    plugin, kwargs = dataset_with_options(name, option)
     options = DataOptions(
         data_dir=data_dir, size=size, image_size=image_size, skip_bad=skip_bad,
         train_fraction=train_fraction, per_class_cap=per_class_cap, seed=seed,
@@ -236,7 +231,7 @@ def train_command(
     from benchmark.config import OPTIM_PRESETS, Budget, TrainConfig
     from benchmark.training import train
 
-    plugin, dataset_params = dataset_source(dataset, option)
+    plugin, dataset_params = dataset_with_options(dataset, option)
     preset = OPTIM_PRESETS.get(optimizer)
     config = TrainConfig(
         dataset=plugin, strategy=strategy, backbone=backbone, seed=seed,
@@ -298,7 +293,7 @@ def synth_command(
     if per_class < 1:
         raise MedAugBenchError(f"--per-class must be at least 1, got {per_class}")
     params = strategy_params(strategy, strategy_option, generator_steps, generator_seconds)
-    plugin, dataset_params = dataset_source(dataset, option)
+    plugin, dataset_params = dataset_with_options(dataset, option)
     options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, train_fraction=train_fraction,
                           per_class_cap=per_class_cap, seed=seed)
     data = load_dataset(plugin, options, **dataset_params)
@@ -350,7 +345,7 @@ def quality_command(
 
     if (generator is None) == (images is None):
         raise MedAugBenchError("give exactly one source of synthetic images: --generator FOLDER or --images NPZ_OR_FOLDER")
-    plugin, dataset_params = dataset_source(dataset, option)
+    plugin, dataset_params = dataset_with_options(dataset, option)
     options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, seed=seed)
     data = load_dataset(plugin, options, **dataset_params)
     torch_device = pick_device(device)
@@ -399,10 +394,10 @@ def run_command(
         todo, done = plan(grid, results_dir, data_dir, retry_failed)
         table = Table("cell", "dataset", "strategy", "backbone", "seed", "fraction", "policy", "status",
                       title=f"grid {grid.name}: {len(todo) + len(done)} cells, budget: {grid.budget.describe()}")
-        for cell in sorted(todo + done, key=lambda c: (todo + done).index(c)):
+        for cell, status in [(cell, "to run") for cell in todo] + [(cell, "recorded") for cell in done]:
             c = cell.coords
             table.add_row(cell.cell_id, c["dataset"], c["strategy"], c["backbone"], str(c["seed"]), f"{c['train_fraction']:g}",
-                          c["policy"] or "-", "to run" if cell in todo else "recorded")
+                          c["policy"] or "-", status)
         console().print(table)
         return
     given = (("workers", workers), ("address", address), ("cpus_per_cell", cpus_per_cell))
@@ -447,12 +442,10 @@ def report_command(
 
 def grid_baseline(results_dir: Path) -> str:
     """The baseline named by the grid that wrote the folder (grid.json), else `none`."""
-    import json
+    from benchmark.results_store import read_grid_file
 
-    try:
-        return json.loads((results_dir / "grid.json").read_text())["grid"]["baseline"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "none"
+    grid = read_grid_file(results_dir).get("grid")
+    return grid.get("baseline", "none") if isinstance(grid, dict) else "none"
 
 
 def publish(results_dir: Path, baseline: str, out: Path | None = None) -> None:

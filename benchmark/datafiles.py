@@ -1,17 +1,20 @@
-"""MedMNIST files on disk: where to look, official names, MD5 checks (once per file) and downloads.
+"""MedMNIST files on disk: where to look, official names, MD5 checks (once per file) and downloads; atomic writes.
 
 URLs and MD5s come from `medmnist.INFO`; nothing here re-types them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from medmnist import INFO
 from tqdm import tqdm
@@ -98,12 +101,27 @@ def _ledger_key(path: Path) -> str:
     return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON via a temp file and rename, so readers never see half a file."""
+@contextlib.contextmanager
+def atomic_output(path: Path, mode: str = "w", **open_kwargs: object) -> Iterator[IO]:
+    """A file handle on a temp file beside `path` that is renamed into place when the block ends, or deleted if it
+    raises: readers (and a run killed mid-write) see the old file or the whole new one, never half of it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f"{path.name}.", suffix=".tmp", delete=False, **open_kwargs)
+    try:
+        with handle:
+            yield handle
+        os.chmod(handle.name, 0o644)  # results are for sharing; the temp file's 0600 would hide them
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    """Write JSON atomically (see `atomic_output`)."""
+    with atomic_output(path) as handle:
         json.dump(payload, handle, indent=2, sort_keys=True)
-    os.replace(handle.name, path)
 
 
 def verify(path: Path, md5: str) -> None:

@@ -143,6 +143,17 @@ def finalize(loaded: LoadedDataset, options: DataOptions) -> LoadedDataset:
     return replace(loaded, image_size=size, **splits)
 
 
+def dataset_source(name: str, params: dict) -> tuple[str, dict]:
+    """A registered dataset name, or a folder/CSV of the user's own images (→ the `imagefolder` plugin), with its
+    plugin parameters (given ones win over the path)."""
+    from benchmark.registry import entries
+
+    path = Path(name).expanduser()
+    if name not in entries("dataset") and (path.is_dir() or path.suffix.lower() == ".csv"):
+        return "imagefolder", {("csv" if path.suffix.lower() == ".csv" else "root"): str(path), **params}
+    return name, dict(params)
+
+
 def load_dataset(name: str, options: DataOptions | None = None, **plugin_options: object) -> LoadedDataset:
     """Create the named dataset plugin, load it and apply the shared options."""
     from benchmark.registry import create_dataset

@@ -61,9 +61,9 @@ class LocalExecutor:
                 yield job(cell)
             return
         context = multiprocessing.get_context("spawn")
-        devices = context.Queue()
+        devices, gpus = context.Queue(), visible_gpus()
         for index in range(self.workers):
-            devices.put(index % visible_gpus() if visible_gpus() else None)
+            devices.put(index % gpus if gpus else None)
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker, initargs=(devices, threads)) as pool:
             for future in as_completed([pool.submit(job, cell) for cell in cells]):

@@ -92,6 +92,14 @@ class BudgetBlock:
                     found.append(f"budget.{key} must be a whole number of steps, got {value!r}")
         return found
 
+    @property
+    def has_generator_budget(self) -> bool:
+        return any(getattr(self, k) is not None for k in GENERATOR_BUDGET_KEYS)
+
+    @property
+    def uses_epochs(self) -> bool:
+        return self.classifier_epochs is not None or self.generator_epochs is not None
+
     def describe(self) -> str:
         parts = [f"{k.replace('_', ' ')} {getattr(self, k):g}" for k in (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS)
                  if getattr(self, k) is not None]
@@ -149,25 +157,27 @@ def from_mapping(data: dict, source: str) -> GridConfig:
             if not items:
                 problems.append(f"{key} must not be empty")
             values[key] = tuple(items)
-    for key in ("train", "strategy_params", "backbone_params", "dataset_params", "variants", "budget"):
-        if key in data and not isinstance(data[key], dict):
+    tables = {}
+    for key in TABLE_KEYS:
+        tables[key] = data.get(key, {})
+        if not isinstance(tables[key], dict):
             problems.append(f"[{key}] must be a table")
-    budget = data.get("budget", {}) if isinstance(data.get("budget", {}), dict) else {}
-    bad_budget = sorted(set(budget) - set(CLASSIFIER_BUDGET_KEYS + GENERATOR_BUDGET_KEYS))
+            tables[key] = {}
+    budget_keys = CLASSIFIER_BUDGET_KEYS + GENERATOR_BUDGET_KEYS
+    bad_budget = sorted(set(tables["budget"]) - set(budget_keys))
     if bad_budget:
-        problems.append(f"unknown budget key(s) {', '.join(bad_budget)}; allowed: {', '.join(CLASSIFIER_BUDGET_KEYS + GENERATOR_BUDGET_KEYS)}")
+        problems.append(f"unknown budget key(s) {', '.join(bad_budget)}; allowed: {', '.join(budget_keys)}")
     if "budget" in data:
-        values["budget"] = BudgetBlock(**{k: v for k, v in budget.items() if k not in bad_budget})
-    variants = {}
-    for label, spec in (data.get("variants") or {}).items() if isinstance(data.get("variants", {}), dict) else []:
+        values["budget"] = BudgetBlock(**{k: v for k, v in tables["budget"].items() if k not in bad_budget})
+    values["variants"] = {}
+    for label, spec in tables["variants"].items():
         if not isinstance(spec, dict) or "strategy" not in spec or set(spec) - {"strategy", "params", "train"}:
             problems.append(f"variants.{label} needs `strategy = \"PLUGIN\"` and optional `params`/`train` tables only")
             continue
-        variants[label] = Variant(strategy=spec["strategy"], params=dict(spec.get("params", {})), train=dict(spec.get("train", {})))
-    values["variants"] = variants
+        values["variants"][label] = Variant(strategy=spec["strategy"], params=dict(spec.get("params", {})), train=dict(spec.get("train", {})))
     for key in ("train", "strategy_params", "backbone_params", "dataset_params"):
-        if isinstance(data.get(key), dict):
-            values[key] = data[key]
+        if key in data:
+            values[key] = tables[key]
     if problems:
         raise MedAugBenchError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
     return GridConfig(**values)

@@ -5,8 +5,6 @@ full-precision CSVs and a Markdown file laid out like the seed paper's tables.""
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import stats
+from benchmark.datafiles import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.results_store import (
     FAILED,
@@ -47,7 +46,7 @@ STATS_COLUMNS = (
     "delong_unit", "delong_seeds", "delong_diff", "delong_tests", "delong_better", "delong_worse",
     "mcnemar_seeds", "mcnemar_b", "mcnemar_c", "mcnemar_better", "mcnemar_worse", "note",
 )
-# Suffix per coordinate some strategy ran with several values of, naming rows as leaderboard_plots does.
+# Suffix per coordinate some strategy ran with several values of: row names in tables, plots and the report.
 SUFFIXES = {"backbone": "/{}", "train_fraction": "@{:g}", "policy": "[{}]"}
 HEADERS = {"strategy": "Strategy", "backbone": "Backbone", "train_fraction": "Fraction", "policy": "Policy"}
 SPREAD = "mean ± sample std (ddof=1) over the n seeds of each row; CI: 95% percentile bootstrap CI of the mean over seeds"
@@ -76,7 +75,7 @@ class Leaderboard:
 
 def long_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per cell, ok or failed: coordinates, test metrics, generator quality and seconds, to recompute anything."""
-    has_ap = any("average_precision" in (_dig(r.result, "metrics", "test") or {}) for r in records)
+    has_ap = any("average_precision" in (dig(r.result, "metrics", "test") or {}) for r in records)
     metrics = TEST_METRICS if has_ap else TEST_METRICS[:-1]
     columns = ["cell_id", "status", *COORDINATES, "task", *metrics, "fid", "kid", "fid_floor", *SECONDS, "error"]
     frame = pd.DataFrame([_long_row(record, metrics) for record in records], columns=columns)
@@ -280,32 +279,46 @@ def _cross_section(board: Leaderboard) -> list[str]:
 def _rank_section(ranks: pd.DataFrame) -> list[str]:
     """Average ranks on AUC and accuracy with each Friedman test, or why there is none."""
     lines = ["## Average ranks across datasets (Friedman)", "", "_Rank 1 = best mean test score on a dataset, ties averaged._", ""]
-    for metric, name in (("auc", "AUC"), ("accuracy", "accuracy")):
-        statistic, p = ranks[f"{metric}_friedman_statistic"].iloc[0], ranks[f"{metric}_friedman_p"].iloc[0]
-        if ranks["n_datasets"].iloc[0] < 2:
-            lines.append(f"- {name}: one dataset only, so ranks are that dataset's; Friedman's test needs ≥ 2 datasets.")
-        elif pd.isna(p):
-            lines.append(f"- {name}: no Friedman test (needs ≥ 3 models ranked on every dataset, not all tied).")
-        else:
-            lines.append(f"- {name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {ranks['n_datasets'].iloc[0]} datasets.")
+    lines += [f"- {note}" for note in friedman_notes(ranks)]
     rows = [[r["model"], fmt_pm(r["auc_rank"], math.nan, 1, 2), fmt_pm(r["accuracy_rank"], math.nan, 1, 2), r["note"]]
             for r in ranks.to_dict("records")]
     return [*lines, "", *_table(["Model", "Avg. rank (AUC)", "Avg. rank (accuracy)", "Note"], rows)]
 
 
+def friedman_notes(ranks: pd.DataFrame) -> list[str]:
+    """One sentence per ranked metric: Friedman's statistic and p, or why there is no test."""
+    notes = []
+    for metric, name in (("auc", "AUC"), ("accuracy", "accuracy")):
+        statistic, p = ranks[f"{metric}_friedman_statistic"].iloc[0], ranks[f"{metric}_friedman_p"].iloc[0]
+        if ranks["n_datasets"].iloc[0] < 2:
+            notes.append(f"{name}: one dataset only, so ranks are that dataset's; Friedman's test needs ≥ 2 datasets.")
+        elif pd.isna(p):
+            notes.append(f"{name}: no Friedman test (needs ≥ 3 models ranked on every dataset, not all tied).")
+        else:
+            notes.append(f"{name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {ranks['n_datasets'].iloc[0]} datasets.")
+    return notes
+
+
 def _long_row(record: CellRecord, metrics: tuple[str, ...]) -> dict:
     """A cell's row of the long table; NaN where the record has no value."""
     result, cell = record.result, record.cell
-    quality = _dig(result, "strategy", "quality", "overall")
+    quality = dig(result, "strategy", "quality", "overall")
     row = {"cell_id": record.cell_id, "status": record.status, **{key: cell.get(key) for key in COORDINATES}}
-    row["task"] = _dig(result, "dataset", "task", "kind")
-    row |= {metric: _number(_dig(result, "metrics", "test", metric)) for metric in metrics}
-    row["fid"] = _number(_dig(quality, "fake_vs_train", "fid"))
-    row["kid"] = _number(_dig(quality, "fake_vs_train", "kid_mean"))
-    row["fid_floor"] = _number(_dig(quality, "test_vs_train", "fid"))
-    row |= {name: _number(_dig(result, "budget", "seconds", key)) for name, key in SECONDS.items()}
-    row["error"] = _dig(record.error, "message") if record.status == FAILED else None
+    row["task"] = dig(result, "dataset", "task", "kind")
+    row |= {metric: _number(dig(result, "metrics", "test", metric)) for metric in metrics}
+    row["fid"] = _number(dig(quality, "fake_vs_train", "fid"))
+    row["kid"] = _number(dig(quality, "fake_vs_train", "kid_mean"))
+    row["fid_floor"] = _number(dig(quality, "test_vs_train", "fid"))
+    row |= {name: _number(dig(result, "budget", "seconds", key)) for name, key in SECONDS.items()}
+    row["error"] = dig(record.error, "message") if record.status == FAILED else None
     return row
+
+
+def record_labels(records: list[CellRecord]) -> dict[str, str]:
+    """Each cell's row name in the leaderboard (see `_model_labels`), by cell id, so plots name rows the same way."""
+    frame = pd.DataFrame([{"cell_id": r.cell_id, **{k: r.cell.get(k) for k in COORDINATES}} for r in records],
+                         columns=["cell_id", *COORDINATES])
+    return dict(zip(frame["cell_id"], _model_labels(frame)))
 
 
 def _model_labels(frame: pd.DataFrame) -> pd.Series:
@@ -397,15 +410,12 @@ def _summarise_pairs(pairs: pd.DataFrame, cells: pd.DataFrame, task: str | None,
 
 
 def _write_text_atomic(path: Path, text: str) -> Path:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8", newline="") as handle:
+    with atomic_output(path, encoding="utf-8", newline="") as handle:
         handle.write(text)
-    os.replace(handle.name, path)
     return path
 
 
-def _dig(data: object, *keys: str) -> object:
+def dig(data: object, *keys: str) -> object:
     """data[k1][k2]…, or None where a level is missing, so partial records still tabulate."""
     for key in keys:
         if not isinstance(data, dict):

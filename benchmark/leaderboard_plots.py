@@ -1,14 +1,12 @@
 """Leaderboard figures (matplotlib, headless PNG) from a results folder's cell records, per dataset: test metric per
 strategy with 95% bootstrap CIs over seeds, FID against test AUC, per-class F1, validation curves and generator FID.
 
-Seeds are pooled per leaderboard label: the strategy, plus the backbone, train fraction or policy wherever a strategy
-was run with several of them, so different set-ups never share a mean. Failed cells and None values are left out.
+Seeds are pooled per leaderboard label (`leaderboard.record_labels`: the strategy, plus the backbone, train fraction or
+policy wherever a strategy was run with several of them), so different set-ups never share a mean. Failed cells and None values are left out.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,12 +20,12 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from benchmark.datafiles import atomic_output
+from benchmark.leaderboard import dig, record_labels
 from benchmark.results_store import CellRecord
 from benchmark.stats import bootstrap_ci, mean_std
 
 BASELINE = "none"
-# Label suffix per coordinate a strategy was run with several of: the leaderboard's row names, e.g. cgan/resnet18@0.1[balance]
-VARYING = {"backbone": "/{}", "train_fraction": "@{:g}", "policy": "[{}]"}
 DPI = 120
 
 
@@ -44,15 +42,14 @@ class Summary:
 
 def group_records(records: Iterable[CellRecord], dataset: str) -> dict[str, list[CellRecord]]:
     """The dataset's "ok" cells by leaderboard label, ordered by backbone and fraction with the `none` baseline first."""
+    records = list(records)
+    labels = record_labels(records)
     ok = [r for r in records if r.ok and r.result is not None and r.cell.get("dataset") == dataset]
-    strategies = {r.cell["strategy"] for r in ok}
-    varying = [f for f in VARYING if len({(r.cell["strategy"], str(r.cell.get(f))) for r in ok}) > len(strategies)]
     order = sorted(ok, key=lambda r: (str(r.cell.get("backbone")), str(r.cell.get("train_fraction")),
                                       r.cell["strategy"] != BASELINE, r.cell["strategy"], str(r.cell.get("policy"))))
     groups: dict[str, list[CellRecord]] = {}
     for r in order:
-        parts = [VARYING[f].format(r.cell[f]) for f in varying if r.cell.get(f) is not None]
-        groups.setdefault("".join([r.cell["strategy"], *parts]), []).append(r)
+        groups.setdefault(labels[r.cell_id], []).append(r)
     return groups
 
 
@@ -67,13 +64,12 @@ def summarize(strategy: str, values: Iterable[float | None]) -> Summary | None:
 
 def metric_summary(records: Iterable[CellRecord], dataset: str, metric: str) -> dict[str, Summary]:
     """Per-label test `metric` over seeds: the numbers the CI figure plots."""
-    return _summaries(group_records(records, dataset), lambda r: r.result["metrics"]["test"].get(metric))
+    return _metric_summaries(group_records(records, dataset), metric)
 
 
 def fid_summary(records: Iterable[CellRecord], dataset: str) -> dict[str, Summary]:
     """Per-label FID of synthetic vs. training images over seeds, for the generative cells that measured it."""
-    return _summaries(group_records(records, dataset),
-                      lambda r: _dig(r.result, "strategy", "quality", "overall", "fake_vs_train", "fid"))
+    return _fid_summaries(group_records(records, dataset))
 
 
 def step_band(traces: Iterable[tuple[Sequence[float], Sequence[float | None]]]) -> tuple[np.ndarray, ...] | None:
@@ -96,15 +92,22 @@ def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -
     for dataset in sorted({r.cell["dataset"] for r in records if r.ok and r.result is not None}):
         groups = group_records(records, dataset)
         colours = {label: f"C{i % 10}" for i, label in enumerate(groups)}
-        figures = {f"{dataset}_{m}_ci.png": _ci_figure(dataset, m, metric_summary(records, dataset, m), colours)
-                   for m in dict.fromkeys((metric, "accuracy"))}
-        figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(
-            dataset, fid_summary(records, dataset), metric_summary(records, dataset, "auc"), colours)
+        summaries = {m: _metric_summaries(groups, m) for m in dict.fromkeys((metric, "accuracy", "auc"))}
+        figures = {f"{dataset}_{m}_ci.png": _ci_figure(dataset, m, summaries[m], colours) for m in dict.fromkeys((metric, "accuracy"))}
+        figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(dataset, _fid_summaries(groups), summaries["auc"], colours)
         figures[f"{dataset}_per_class_f1.png"] = _f1_figure(dataset, groups)
         figures[f"{dataset}_val_curves.png"] = _val_figure(dataset, groups, colours)
         figures[f"{dataset}_generator_quality.png"] = _quality_figure(dataset, groups, colours)
         written += [_save(fig, Path(out_dir) / name) for name, fig in figures.items() if fig is not None]
     return sorted(written)
+
+
+def _metric_summaries(groups: dict[str, list[CellRecord]], metric: str) -> dict[str, Summary]:
+    return _summaries(groups, lambda r: r.result["metrics"]["test"].get(metric))
+
+
+def _fid_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, Summary]:
+    return _summaries(groups, lambda r: dig(r.result, "strategy", "quality", "overall", "fake_vs_train", "fid"))
 
 
 def _summaries(groups: dict[str, list[CellRecord]], value: Callable[[CellRecord], float | None]) -> dict[str, Summary]:
@@ -160,7 +163,7 @@ def _f1_figure(dataset: str, groups: dict[str, list[CellRecord]]) -> Figure | No
     if not rows:
         return None
     matrix = np.array(list(rows.values()))
-    names = _dig(next(iter(groups.values()))[0].result, "dataset", "task", "labels") or []
+    names = dig(next(iter(groups.values()))[0].result, "dataset", "task", "labels") or []
     names = [str(n) for n in names] if len(names) == matrix.shape[1] else [str(i) for i in range(matrix.shape[1])]
     fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.8 * len(names)), max(3.0, 1.5 + 0.5 * len(rows))))
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
@@ -187,7 +190,7 @@ def _val_figure(dataset: str, groups: dict[str, list[CellRecord]], colours: dict
 def _quality_figure(dataset: str, groups: dict[str, list[CellRecord]], colours: dict[str, str]) -> Figure | None:
     """Generator FID against generator step per generative label, pooled over seeds and per-class models."""
     traces = {label: [(h.get("quality_step") or [], h.get("quality") or [])
-                      for r in group for h in (_dig(r.result, "strategy", "generator", "histories") or {}).values()]
+                      for r in group for h in (dig(r.result, "strategy", "generator", "histories") or {}).values()]
               for label, group in groups.items()}
     return _band_figure(traces, colours, "generator step", "FID (lower is better)",
                         f"{dataset}: generator FID during generator training", "seeds × models")
@@ -237,27 +240,12 @@ def _n_seeds(counts: Iterable[int]) -> str:
     return f"n={low} seed{'s' * (high > 1)}" if low == high else f"n={low}–{high} seeds"
 
 
-def _dig(data: dict | None, *keys: str) -> object:
-    """data[k1][k2]... or None where a level is missing."""
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
 def _save(fig: Figure, path: Path) -> Path:
     """Save as PNG via a temp file in the same folder and a rename, so a killed run never leaves half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
     try:
         fig.tight_layout()
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_output(path, "wb") as handle:
             fig.savefig(handle, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         plt.close(fig)
     return path

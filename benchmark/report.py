@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import tempfile
 from datetime import datetime, timezone
 from html import escape
@@ -21,12 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.datafiles import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.grid_config import BudgetBlock
 from benchmark.leaderboard import (
     HEADERS,
     SPREAD,
     Leaderboard,
+    build_leaderboard,
     fmt_ci,
     fmt_delta,
     fmt_n,
@@ -35,13 +36,14 @@ from benchmark.leaderboard import (
     fmt_shown,
     fmt_significant,
     fmt_text,
-    build_leaderboard,
+    friedman_notes,
 )
 from benchmark.leaderboard_plots import write_plots
 from benchmark.results_store import (
     CellRecord,
     load_records,
     pairs_path,
+    read_grid_file,
     records_dir,
     samples_path,
 )
@@ -154,7 +156,7 @@ def write_report(results_dir: Path, out: Path | None = None, baseline: str | Non
         raise MedAugBenchError(
             f"{results_dir} {where}: run a grid into it first with `medaugbench run CONFIG --results {results_dir}`"
         )
-    grid_file = _read_grid_file(results_dir)
+    grid_file = read_grid_file(results_dir)
     grid = grid_file.get("grid") if isinstance(grid_file.get("grid"), dict) else {}
     baseline = baseline or (grid.get("baseline") if isinstance(grid.get("baseline"), str) else None) or "none"
     board = build_leaderboard(results_dir, baseline)
@@ -376,15 +378,7 @@ def _cross_section(board: Leaderboard) -> str:
 def _rank_section(board: Leaderboard) -> str:
     """Average ranks on AUC and accuracy across datasets, with Friedman's test or why there is none."""
     ranks = board.ranks
-    lines = []
-    for metric, name in (("auc", "AUC"), ("accuracy", "accuracy")):
-        statistic, p = ranks[f"{metric}_friedman_statistic"].iloc[0], ranks[f"{metric}_friedman_p"].iloc[0]
-        if ranks["n_datasets"].iloc[0] < 2:
-            lines.append(f"{name}: one dataset only, so ranks are that dataset's; Friedman's test needs ≥ 2 datasets.")
-        elif pd.isna(p):
-            lines.append(f"{name}: no Friedman test (needs ≥ 3 models ranked on every dataset, not all tied).")
-        else:
-            lines.append(f"{name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {ranks['n_datasets'].iloc[0]} datasets.")
+    lines = friedman_notes(ranks)
     columns = [("Model", "text"), ("Avg. rank (AUC)", "num"), ("Avg. rank (accuracy)", "num"), ("Note", "wrap")]
     rows = [[(fmt_text(r["model"]), _sort_text(r["model"])), (fmt_pm(r["auc_rank"], math.nan, 1, 2), _num(r["auc_rank"])),
              (fmt_pm(r["accuracy_rank"], math.nan, 1, 2), _num(r["accuracy_rank"])), (str(r["note"] or ""), _sort_text(r["note"]))]
@@ -518,15 +512,6 @@ def _budget(grid: dict, records: list[CellRecord]) -> str:
     return ("per cell config: " + "; ".join(seen)) if seen else "unknown (no grid.json)"
 
 
-def _read_grid_file(results_dir: Path) -> dict:
-    """grid.json as a dict, or {} when it is missing or damaged."""
-    try:
-        data = json.loads((results_dir / "grid.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
@@ -541,15 +526,6 @@ def _e(value: object) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> Path:
-    """Write via a temp file in the same folder and rename, so a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # a report is for sharing: mkstemp's 0600 would hide it from a web server or colleague
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
     return path

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from benchmark.datafiles import write_json_atomic
+from benchmark.datafiles import atomic_output, write_json_atomic
 
 SCHEMA = "medaugbench.cell/1"
 RECORDS = "records"
+GRID_FILE = "grid.json"
 OK, FAILED = "ok", "failed"
 
 
@@ -79,17 +78,27 @@ def pairs_path(results_dir: Path, cell_id: str) -> Path:
 def write_record(results_dir: Path, record: CellRecord, labels: np.ndarray | None = None, scores: np.ndarray | None = None) -> Path:
     """Write the predictions (if any), then the record: the JSON appears last, so a present record is complete."""
     if labels is not None and scores is not None:
-        _write_npz_atomic(predictions_path(results_dir, record.cell_id), labels=np.asarray(labels), scores=np.asarray(scores, dtype=np.float32))
+        with atomic_output(predictions_path(results_dir, record.cell_id), "wb") as handle:
+            np.savez_compressed(handle, labels=np.asarray(labels), scores=np.asarray(scores, dtype=np.float32))
     path = record_path(results_dir, record.cell_id)
     write_json_atomic(path, record.to_dict())
     return path
 
 
-def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        np.savez_compressed(handle, **arrays)
-    os.replace(handle.name, path)
+def write_grid_file(results_dir: Path, grid: dict, environment: dict, written: str) -> Path:
+    """grid.json: the resolved grid config and the environment it ran in."""
+    path = Path(results_dir) / GRID_FILE
+    write_json_atomic(path, {"grid": grid, "environment": environment, "written": written})
+    return path
+
+
+def read_grid_file(results_dir: Path) -> dict:
+    """grid.json as a dict ({"grid", "environment", "written"}), or {} when it is missing or damaged."""
+    try:
+        data = json.loads((Path(results_dir) / GRID_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_record(path: Path) -> CellRecord | None:

@@ -18,7 +18,6 @@ import torch
 from tqdm import tqdm
 
 from benchmark.cells import Cell, expand, validate
-from benchmark.datafiles import write_json_atomic
 from benchmark.executor import CellOutcome, Executor
 from benchmark.grid import save_class_grid
 from benchmark.grid_config import GridConfig
@@ -31,6 +30,7 @@ from benchmark.results_store import (
     pairs_path,
     remove_stale_temp_files,
     samples_path,
+    write_grid_file,
     write_record,
 )
 from benchmark.training import Trained, train_model
@@ -52,20 +52,26 @@ class RunCell:
 
     def __call__(self, cell: Cell) -> CellOutcome:
         started, clock = now(), time.perf_counter()
+        trained, error = None, None
         try:
             trained = train_model(cell.config, progress=self.progress, data_dir=self.data_dir)
-        except Exception as error:  # a failing plugin is recorded and the grid goes on; KeyboardInterrupt is not caught
-            timing = {"started": started, "finished": now(), "wall_seconds": time.perf_counter() - clock}
-            record = CellRecord(cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid, timing=timing,
-                                error={"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()})
-            write_record(self.results_dir, record)
-            return CellOutcome(cell.cell_id, cell.label(), FAILED, timing["wall_seconds"], f"{type(error).__name__}: {error}")
+        except Exception as exc:  # a failing plugin is recorded and the grid goes on; KeyboardInterrupt is not caught
+            error = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
         timing = {"started": started, "finished": now(), "wall_seconds": time.perf_counter() - clock}
+        if trained is None:
+            return record_failure(self.results_dir, cell, error, timing)
         record = CellRecord(cell.cell_id, OK, cell.coords, cell.config.to_dict(), grid=cell.grid,
                             result=trained.record.to_dict(), timing=timing)
         save_images(self.results_dir, cell.cell_id, trained)
         write_record(self.results_dir, record, trained.test_labels, trained.test_scores)
         return CellOutcome(cell.cell_id, cell.label(), OK, timing["wall_seconds"])
+
+
+def record_failure(results_dir: Path, cell: Cell, error: dict, timing: dict) -> CellOutcome:
+    """Write a failed cell's record (`error`: type, message, traceback) and the outcome the driver reports."""
+    write_record(results_dir, CellRecord(cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid,
+                                         error=error, timing=timing))
+    return CellOutcome(cell.cell_id, cell.label(), FAILED, timing["wall_seconds"], f"{error['type']}: {error['message']}")
 
 
 def save_images(results_dir: Path, cell_id: str, trained: Trained) -> None:
@@ -132,7 +138,8 @@ def plan(grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_faile
     cells = expand(grid, validate(grid, data_dir))
     done = {r.cell_id: r for r in load_records(results_dir)}
     todo = [c for c in cells if c.cell_id not in done or (retry_failed and done[c.cell_id].status == FAILED)]
-    return todo, [c for c in cells if c not in todo]
+    running = {c.cell_id for c in todo}
+    return todo, [c for c in cells if c.cell_id not in running]
 
 
 def run_grid(
@@ -144,7 +151,7 @@ def run_grid(
     started = time.perf_counter()
     todo, done = plan(grid, results_dir, data_dir, retry_failed)
     remove_stale_temp_files(results_dir)
-    write_json_atomic(results_dir / "grid.json", {"grid": grid.to_dict(), "environment": environment(), "written": now()})
+    write_grid_file(results_dir, grid.to_dict(), environment(), now())
     run = GridRun(results_dir=results_dir, total=len(todo) + len(done), skipped=len(done))
     job = RunCell(results_dir=results_dir, data_dir=data_dir, progress=progress)
     with tqdm(total=len(todo), desc=f"grid {grid.name}", unit="cell", disable=not progress) as bar:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.results_store import load_records
+from benchmark.results_store import load_records, read_grid_file
 
 PHASES = ("load", "synthesize", "train", "eval", "test")
 
@@ -77,12 +77,11 @@ def analyse(results: Path, wall: float) -> dict:
 
 def machine(results: Path) -> dict:
     """The machine the run recorded in grid.json (this one's if absent)."""
-    try:
-        env = json.loads((results / "grid.json").read_text())["environment"]
+    env = read_grid_file(results).get("environment")
+    if isinstance(env, dict):
         return {k: env.get(k) for k in ("processor", "cpu_count", "torch_threads", "memory_gib", "gpus")}
-    except (OSError, ValueError, KeyError):
-        return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                "gpus": [torch.cuda.get_device_name(0)] if torch.cuda.is_available() else []}
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpus": [torch.cuda.get_device_name(0)] if torch.cuda.is_available() else []}
 
 
 def main() -> None:

@@ -37,14 +37,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmark.cells import Cell
+from benchmark.datafiles import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.executor import CellJob, CellOutcome
 from benchmark.hookspecs import hookimpl
-from benchmark.results_store import FAILED, CellRecord, records_dir, write_record
+from benchmark.results_store import records_dir
+from benchmark.runner import now, record_failure
 
 INSTALL = '--executor ray needs Ray: pip install "medaugbench[ray]"'
 ENV_PREFIX = "MEDAUGBENCH_"
@@ -152,12 +153,8 @@ class RayExecutor:
             kind = type(error).__name__
             lines = str(error).strip().splitlines()
             message = f"the Ray task failed: {lines[-1] if lines else kind}"
-        finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        record = CellRecord(cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid,
-                            timing={"finished": finished, "wall_seconds": seconds},
-                            error={"type": kind, "message": message, "traceback": str(error)})
-        write_record(results_dir, record)
-        return CellOutcome(cell.cell_id, cell.label(), FAILED, seconds, f"{kind}: {message}")
+        return record_failure(results_dir, cell, {"type": kind, "message": message, "traceback": str(error)},
+                              {"finished": now(), "wall_seconds": seconds})
 
 
 def run_cell_task(job: CellJob, cell: Cell, threads: int) -> tuple[CellOutcome, dict[str, bytes]]:
@@ -204,9 +201,8 @@ def write_files(results_dir: Path, cell_id: str, files: dict[str, bytes]) -> Non
     for name in sorted(files, key=lambda n: n == record):
         if Path(name).name != name or not name.startswith(cell_id):
             raise MedAugBenchError(f"a Ray worker returned the file {name!r} for cell {cell_id}; expected {cell_id}.*")
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f"{name}.", suffix=".tmp", delete=False) as handle:
+        with atomic_output(folder / name, "wb") as handle:
             handle.write(files[name])
-        os.replace(handle.name, folder / name)
 
 
 @hookimpl
