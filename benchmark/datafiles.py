@@ -77,12 +77,14 @@ def locate(flag: str, size: int, data_dir: Path | None) -> Path | None:
     return None
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file's bytes, read in chunks."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, algorithm).hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def _verified_ledger() -> Path:

@@ -12,7 +12,6 @@ not with published Inception FIDs, and not across datasets.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -30,7 +29,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 from benchmark import training
 from benchmark.checkpoints import CARD, read_checkpoint, write_checkpoint
 from benchmark.config import Budget, TrainConfig
-from benchmark.datafiles import cache_dir, fetch
+from benchmark.datafiles import cache_dir, fetch, file_digest
 from benchmark.errors import MedAugBenchError
 from benchmark.features import FeatureExtractor
 from benchmark.hookspecs import Register, hookimpl
@@ -47,11 +46,7 @@ RESIZE = "299 bilinear (torch-fidelity, TF1.x-compatible)"
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _check_images(images: torch.Tensor, channels: tuple[int, ...], name: str) -> None:
