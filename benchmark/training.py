@@ -106,9 +106,18 @@ def evaluate(model: torch.nn.Module, split: Split, images: torch.Tensor, task: T
     return classification_metrics(task, split.labels.numpy(), predict(model, images, task, config, device))
 
 
+FALLBACK_METRIC = "balanced_accuracy"
+
+
+def selection_metric(metrics: dict) -> str:
+    """The validation metric that ranks checkpoints: AUC (the MedMNIST protocol), balanced accuracy when AUC is
+    undefined (a validation split with one class)."""
+    return PRIMARY_METRIC if metrics[PRIMARY_METRIC] is not None else FALLBACK_METRIC
+
+
 def selection_score(metrics: dict) -> float:
-    """Validation AUC (the MedMNIST protocol); balanced accuracy when AUC is undefined."""
-    return metrics[PRIMARY_METRIC] if metrics[PRIMARY_METRIC] is not None else metrics["balanced_accuracy"]
+    """The value of `selection_metric` on these validation metrics."""
+    return metrics[selection_metric(metrics)]
 
 
 def train(
@@ -261,7 +270,7 @@ def train_model(
         },
         strategy={"name": config.strategy, "params": strategy.params(), **strategy.report()},
         metrics={"val": best["metrics"], "test": test_metrics},
-        best={"step": best["step"], "selected_by": "val auc"},
+        best={"step": best["step"], "selected_by": f"val {selection_metric(best['metrics'])}"},
         budget=used,
         curves=curves,
         environment=dev.describe(device),

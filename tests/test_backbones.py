@@ -123,3 +123,27 @@ def test_pretrained_true_offline_fails_fast_with_local_file_hint(tmp_path, monke
 def test_simple_cnn_has_no_pretrained_weights() -> None:
     with pytest.raises(MedAugBenchError, match="no pretrained weights"):
         create_backbone("simple_cnn", in_chans=1, num_classes=2, image_size=28, pretrained=True)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_small_input_stem_keeps_28_px_resolution_into_layer1(name: str) -> None:
+    """MedMNIST v2's 28-px ResNet: 3×3 stride-1 stem, no max-pool; timm's ImageNet stem leaves 7 px after the stem."""
+    sizes = {}
+    for stem in ("imagenet", "small"):
+        model = create_backbone(name, in_chans=1, num_classes=2, image_size=28, stem=stem).eval()
+        seen = []
+        model.layer1.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape[-2:])))
+        with torch.no_grad():
+            assert model(torch.randn(2, 1, 28, 28)).shape == (2, 2)
+        sizes[stem] = seen[0]
+    assert sizes == {"imagenet": (7, 7), "small": (28, 28)}
+    small = create_backbone(name, in_chans=3, num_classes=2, image_size=28, stem="small")
+    assert (small.conv1.kernel_size, small.conv1.stride, small.conv1.in_channels) == ((3, 3), (1, 1), 3)
+    assert isinstance(small.maxpool, nn.Identity)
+
+
+def test_small_stem_is_refused_where_it_is_not_offered() -> None:
+    with pytest.raises(MedAugBenchError, match="stem='small' is offered for resnet18, resnet50"):
+        create_backbone("densenet121", in_chans=1, num_classes=2, image_size=28, stem="small")
+    with pytest.raises(MedAugBenchError, match="unknown stem 'tiny'"):
+        create_backbone("resnet18", in_chans=1, num_classes=2, image_size=28, stem="tiny")

@@ -158,3 +158,18 @@ def test_compile_option_wraps_the_classifier_and_is_recorded(monkeypatch):
     assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
     assert record.config["compile"] is True and record.budget.steps == 2
     assert record.environment["device_name"] and record.budget.peak_memory_bytes > 0
+
+
+def test_selected_by_names_the_metric_that_chose_the_checkpoint():
+    """With AUC undefined on validation (one class), checkpoints are ranked by balanced accuracy, and the record says so."""
+    require_medmnist("breastmnist")
+    from benchmark.dataset import DataOptions, load_dataset
+
+    config = TrainConfig(dataset="breastmnist", budget=Budget(steps=4), batch_size=16, eval_every=2)
+    record = train(config, progress=False)
+    assert record.best["selected_by"] == "val auc"
+    data = load_dataset("breastmnist", DataOptions())
+    one_class = data.val.subset(torch.nonzero(data.val.labels == 1).flatten())
+    data = type(data)(**{**data.__dict__, "val": one_class})
+    record = train(config, progress=False, data=data)
+    assert record.metrics["val"]["auc"] is None and record.best["selected_by"] == "val balanced_accuracy"
