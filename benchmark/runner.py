@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -119,8 +120,21 @@ def environment() -> dict:
     return {
         "python": sys.version.split()[0], "platform": platform.platform(), "processor": _cpu_model(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "memory_gib": round(memory / 2**30, 1) if memory else None,
-        "gpus": gpus, "cuda": torch.version.cuda if gpus else None, "packages": versions,
+        "gpus": gpus, "cuda": torch.version.cuda if gpus else None, "packages": versions, "code": code_version(),
     }
+
+
+def code_version() -> dict:
+    """The package version and, when the code runs from a git checkout, its commit and whether files differ from it."""
+    source = Path(__file__).resolve().parent
+    version = {"medaugbench": importlib.metadata.version("medaugbench"), "git_commit": None, "git_dirty": None}
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return version
+    return version | {"git_commit": commit.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
 
 
 def _cpu_model() -> str:
