@@ -1,0 +1,16 @@
+"""What the shipped presets promise: `standard` has enough seeds for its tests and MedMNIST's 28-px ResNet stem."""
+
+from __future__ import annotations
+
+from benchmark.cells import expand, validate
+from benchmark.grid_config import load_preset
+from benchmark.registry import create_backbone
+
+
+def test_standard_runs_five_seeds_with_the_medmnist_resnet_stem():
+    grid = load_preset("standard")
+    assert list(grid.seeds) == [0, 1, 2, 3, 4]  # two-sided exact Wilcoxon needs n >= 6 for p < 0.05; t/bootstrap work at 5
+    cells = expand(grid, validate(grid, None, check_files=False))
+    assert {c.config.backbone_params.get("stem") for c in cells} == {"small"}
+    model = create_backbone("resnet18", in_chans=1, num_classes=2, image_size=28, **cells[0].config.backbone_params)
+    assert model.conv1.stride == (1, 1)
