@@ -1,6 +1,8 @@
-"""Leaderboards from a results folder: a long table of cells, per-dataset mean ± std with bootstrap CIs, paired tests
-against a baseline strategy (over seeds, and per seed over test images), Friedman ranks across datasets; written as
-full-precision CSVs and a Markdown file laid out like the seed paper's tables."""
+"""Leaderboards from a results folder: a long table of cells, per-dataset mean ± std with Student-t CIs over seeds,
+the class-matched FID/KID next to their real-vs-real floors, each strategy against a baseline (a paired bootstrap over
+test images and seeds, paired t-test and Wilcoxon over seeds, Holm-corrected per table; per-seed DeLong and McNemar
+kept apart), Friedman ranks across datasets; written as full-precision CSVs and a Markdown file laid out like the
+seed paper's tables."""
 
 from __future__ import annotations
 
@@ -31,25 +33,53 @@ GROUP = ("strategy", "backbone", "train_fraction", "policy")
 # Runs compared with the baseline share these; seeds pair them within.
 PAIRING = ("dataset", "backbone", "train_fraction")
 SECONDS = {"generator_seconds": "synthesize", "classifier_seconds": "train", "total_seconds": "total"}
+# Class-matched generator quality (record key strategy.quality.matched): long-table column -> path in the block.
+QUALITY = {"fid": ("fake_vs_real", "fid"), "fid_floor": ("floor", "fid"), "kid": ("fake_vs_real", "kid_mean"),
+           "kid_floor": ("floor", "kid_mean")}
 ALPHA = 0.05
-THRESHOLD = 0.5  # benchmark.metrics' decision threshold on the positive-class probability
-DELONG_UNITS = {"binary": "seeds", "multiclass": "seed×class tests", "ordinal": "seed×class tests", "multilabel": "seed×label tests"}
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0  # every comparison draws the same resamples: common random numbers across a table
+P_KINDS = ("bootstrap_p", "t_p", "wilcoxon_p")  # each its own Holm family per dataset table
 SEED_COLUMNS = (
     "dataset", "model", "strategy", "backbone", "train_fraction", "policy", "task", "seed", "baseline_cell_id", "cell_id",
     "baseline_accuracy", "accuracy", "baseline_auc", "auc", "delong_diff", "delong_p", "delong_tests", "delong_better",
     "delong_worse", "mcnemar_b", "mcnemar_c", "mcnemar_p", "note",
 )
+# Per metric against the baseline: Δ over seeds, the bootstrap's Δ and CI, raw and Holm-corrected p, the marker.
+COMPARED = ("diff", "bootstrap_diff", "ci_low", "ci_high", *(f"{k}{h}" for k in P_KINDS for h in ("", "_holm")),
+            "wilcoxon_n", "marker")
 STATS_COLUMNS = (
     "dataset", "model", "strategy", "backbone", "train_fraction", "policy", "baseline", "task", "n_paired",
-    "baseline_accuracy", "accuracy", "accuracy_diff", "accuracy_t_p", "accuracy_wilcoxon_p",
-    "baseline_auc", "auc", "auc_diff", "auc_t_p", "auc_wilcoxon_p",
-    "delong_unit", "delong_seeds", "delong_diff", "delong_tests", "delong_better", "delong_worse",
-    "mcnemar_seeds", "mcnemar_b", "mcnemar_c", "mcnemar_better", "mcnemar_worse", "note",
+    *(c for m in stats.BOOTSTRAP_METRICS for c in (f"baseline_{m}", m, *(f"{m}_{c}" for c in COMPARED))),
+    "bootstrap_seeds", "bootstrap_images", "bootstrap_resamples", "note",
 )
+MARKERS = {"better": " ↑", "worse": " ↓", "": ""}
+ONE_SEED_NOTE = "one seed: the bootstrap CI covers test images only, not training randomness"
 # Suffix per coordinate some strategy ran with several values of: row names in tables, plots and the report.
 SUFFIXES = {"backbone": "/{}", "train_fraction": "@{:g}", "policy": "[{}]"}
 HEADERS = {"strategy": "Strategy", "backbone": "Backbone", "train_fraction": "Fraction", "policy": "Policy"}
-SPREAD = "mean ± sample std (ddof=1) over the n seeds of each row; CI: 95% percentile bootstrap CI of the mean over seeds"
+SPREAD = ("mean ± sample std (ddof=1) over the n seeds of each row; CI: 95% Student-t interval of the mean over seeds "
+          "(mean ± t(0.975, n−1) · std / √n; none for one seed)")
+FID_NOTE = ("FID/KID (floor): class-matched, synthetic images against real training images of the same class "
+            "composition and n; floor: real held-out images against the same reference (a perfect generator's score); "
+            "mean over seeds. FID is comparable within a dataset and size only, never across datasets")
+RANK_MARK = "†"
+RANK_NOTE = (f"{RANK_MARK} rank-deficient: n − 1 is below the feature dimension, so the covariance is singular and "
+             "this FID is unreliable")
+AGAINST_NOTE = ("Δ: strategy − `{baseline}` over the seeds both ran, [95% CI] from a paired bootstrap over test "
+                "images and seeds (the same resampled images for both; accuracy in percentage points). p: bootstrap / "
+                "paired t-test / Wilcoxon signed-rank over seeds (\"n too small\" below {min_n} non-zero differences, "
+                "where its exact p cannot reach 0.05), each Holm-corrected across this table's strategies × metrics. "
+                "↑ better / ↓ worse: Holm-corrected bootstrap p < 0.05")
+PER_SEED_NOTE = ("Each seed alone on the same test images: DeLong (AUC; per class for multi-class, per label for "
+                 "multi-label) and McNemar (accuracy), uncorrected. Per-seed results, not evidence on their own and "
+                 "not summed over seeds")
+CROSS_NOTE = ("Accuracy (%): mean ± sample std (ddof=1) over each dataset's seeds. Average: mean over datasets of the "
+              "per-dataset means, only for rows run on every dataset. No FID here: each dataset's features differ, so "
+              "FIDs are compared within a dataset only")
+
+
+Predictions = dict[str, tuple[np.ndarray, np.ndarray] | None]
 
 
 @dataclass
@@ -74,18 +104,18 @@ class Leaderboard:
 
 
 def long_table(records: list[CellRecord]) -> pd.DataFrame:
-    """One row per cell, ok or failed: coordinates, test metrics, generator quality and seconds, to recompute anything."""
+    """One row per cell, ok or failed: coordinates, test metrics, class-matched generator quality and seconds."""
     has_ap = any("average_precision" in (dig(r.result, "metrics", "test") or {}) for r in records)
     metrics = TEST_METRICS if has_ap else TEST_METRICS[:-1]
-    columns = ["cell_id", "status", *COORDINATES, "task", *metrics, "fid", "kid", "fid_floor", *SECONDS, "error"]
+    columns = ["cell_id", "status", *COORDINATES, "task", *metrics, *QUALITY, "fid_rank_deficient", *SECONDS, "error"]
     frame = pd.DataFrame([_long_row(record, metrics) for record in records], columns=columns)
     frame.insert(3, "model", _model_labels(frame))
     return frame
 
 
 def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """One row per strategy × backbone (× fraction × policy) of a dataset: seeds, failures, mean ± std and CI per
-    metric, FID/KID, seconds; best AUC first, so the table reads as a leaderboard."""
+    """One row per strategy × backbone (× fraction × policy) of a dataset: seeds, failures, mean ± std and
+    t-interval per metric, class-matched FID/KID with their floors, seconds; best AUC first, as a leaderboard."""
     rows = []
     for key, cells in long[long["dataset"] == dataset].groupby(list(GROUP), dropna=False, sort=True):
         ok = cells[cells["status"] == OK]
@@ -94,13 +124,16 @@ def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
         for metric in METRICS:
             row |= _spread(metric, ok[metric], with_ci=True)
         row |= _spread("fid", ok["fid"]) | _spread("kid", ok["kid"])
-        row |= {f"{name}_mean": ok[name].mean() for name in ("fid_floor", "generator_seconds", "classifier_seconds")}
+        means = ("fid_floor", "kid_floor", "generator_seconds", "classifier_seconds")
+        row |= {f"{name}_mean": ok[name].mean() for name in means}
+        row["fid_rank_deficient"] = bool(ok["fid_rank_deficient"].eq(True).any())
         rows.append(row)
     return pd.DataFrame(rows).sort_values("auc_mean", ascending=False, na_position="last", kind="stable", ignore_index=True)
 
 
 def cross_dataset_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Each model's accuracy on every dataset side by side, their average (rows on every dataset only) and mean FID."""
+    """Each model's accuracy on every dataset side by side and their average (rows on every dataset only). FID is not
+    carried over: its feature space differs per dataset, so an average over datasets means nothing."""
     rows = []
     for model, cells in pd.concat([w.assign(dataset=d) for d, w in wide.items()]).groupby("model", sort=False):
         by_dataset = cells.set_index("dataset")
@@ -109,14 +142,13 @@ def cross_dataset_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
             row |= {f"{dataset}_{name}": by_dataset[name].get(dataset, math.nan) for name in ("accuracy_mean", "accuracy_std", "n_seeds")}
         means = [row[f"{dataset}_accuracy_mean"] for dataset in wide]
         row["average_accuracy"] = float(np.mean(means)) if np.all(np.isfinite(means)) else math.nan
-        row["fid_mean"] = cells["fid_mean"].mean()
         rows.append(row)
     return pd.DataFrame(rows).sort_values("average_accuracy", ascending=False, na_position="last", kind="stable", ignore_index=True)
 
 
-def seed_tests(long: pd.DataFrame, results_dir: Path, baseline: str = "none") -> pd.DataFrame:
+def seed_tests(long: pd.DataFrame, predictions: Predictions, baseline: str = "none") -> pd.DataFrame:
     """One row per seed a run shares with the baseline in its (dataset, backbone, fraction): both runs' accuracy and
-    AUC, and DeLong's (AUC) and McNemar's (accuracy) tests on their saved test predictions."""
+    AUC, and DeLong's (AUC) and McNemar's (accuracy) tests on their saved test predictions, for that seed alone."""
     rows = []
     for _, group in long[long["status"] == OK].groupby(list(PAIRING), dropna=False, sort=True):
         base = {cell["seed"]: cell for cell in group[group["strategy"] == baseline].to_dict("records")}
@@ -126,13 +158,15 @@ def seed_tests(long: pd.DataFrame, results_dir: Path, baseline: str = "none") ->
                 continue
             row = {key: cell[key] for key in SEED_COLUMNS[:8]} | {"cell_id": cell["cell_id"], "accuracy": cell["accuracy"], "auc": cell["auc"]}
             row |= {"baseline_cell_id": pair["cell_id"], "baseline_accuracy": pair["accuracy"], "baseline_auc": pair["auc"]}
-            rows.append(row | _image_tests(results_dir, cell["task"], pair["cell_id"], cell["cell_id"]))
+            rows.append(row | _image_tests(predictions, cell["task"], pair["cell_id"], cell["cell_id"]))
     return pd.DataFrame(rows, columns=list(SEED_COLUMNS))
 
 
-def stats_table(long: pd.DataFrame, tests: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
-    """Per run type against the baseline in its (dataset, backbone, fraction): paired differences over seeds (t-test,
-    Wilcoxon) of accuracy and AUC, and how many DeLong / McNemar tests find it significantly better or worse."""
+def stats_table(long: pd.DataFrame, tests: pd.DataFrame, predictions: Predictions,
+                baseline: str = "none") -> pd.DataFrame:
+    """Per run type against the baseline in its (dataset, backbone, fraction): accuracy and AUC differences with a
+    paired bootstrap CI and p over test images and seeds, paired t-test and Wilcoxon over seeds, every p also
+    Holm-corrected across the dataset's table, and the better/worse marker from the corrected bootstrap p."""
     rows = []
     for _, group in long.groupby(list(PAIRING), dropna=False, sort=True):
         has_baseline = bool(((group["strategy"] == baseline) & (group["status"] == OK)).any())
@@ -141,11 +175,11 @@ def stats_table(long: pd.DataFrame, tests: pd.DataFrame, baseline: str = "none")
             row = {key: first[key] for key in STATS_COLUMNS[:6]} | {"baseline": baseline, "task": task}
             if has_baseline:
                 pairs = tests[(tests["dataset"] == first["dataset"]) & (tests["model"] == model)]
-                row |= _summarise_pairs(pairs, cells, task, baseline)
+                row |= _summarise_pairs(pairs, cells, task, baseline, predictions)
             else:
                 row["note"] = f"no successful '{baseline}' run in this group to compare with"
             rows.append(row)
-    return pd.DataFrame(rows, columns=list(STATS_COLUMNS))
+    return _holm_correct(pd.DataFrame(rows, columns=list(STATS_COLUMNS)))
 
 
 def rank_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -174,9 +208,11 @@ def build_leaderboard(results_dir: Path, baseline: str = "none") -> Leaderboard:
         )
     long = long_table(records)
     wide = {dataset: wide_table(long, dataset) for dataset in sorted(long["dataset"].unique())}
-    tests = seed_tests(long, results_dir, baseline)
+    ok = long.loc[long["status"] == OK, "cell_id"]
+    predictions = {cell_id: load_predictions(results_dir, cell_id) for cell_id in ok}
+    tests = seed_tests(long, predictions, baseline)
     board = Leaderboard(Path(results_dir), baseline, long, wide, cross_dataset_table(wide),
-                        stats_table(long, tests, baseline), tests, rank_table(wide))
+                        stats_table(long, tests, predictions, baseline), tests, rank_table(wide))
     board.markdown = render_markdown(board)
     return board
 
@@ -196,17 +232,19 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, baseline: 
 def console_rows(board: Leaderboard, dataset: str) -> list[tuple[str, ...]]:
     """A dataset's headline columns as strings for the CLI's table, the header first."""
     compared = board.stats[board.stats["dataset"] == dataset].set_index("model")
-    rows = [("Model", "Backbone", "n", "Accuracy (%)", "AUC [95% CI]", "FID", f"Δ AUC vs {board.baseline} (p)")]
+    rows = [("Model", "Backbone", "n", "Accuracy (%)", "AUC [95% CI]", "FID (floor)",
+             f"Δ AUC vs {board.baseline} (Holm p)")]
     for row in board.wide[dataset].to_dict("records"):
         if row["strategy"] == board.baseline:
             delta = "baseline"
         elif row["model"] in compared.index and pd.notna(compared.at[row["model"], "auc_diff"]):
-            delta = f"{compared.at[row['model'], 'auc_diff']:+.3f} (p={fmt_p(compared.at[row['model'], 'auc_t_p'])})"
+            other = compared.loc[row["model"]]
+            delta = f"{other['auc_diff']:+.3f} (p={fmt_p(other['auc_bootstrap_p_holm'])}){MARKERS[other['auc_marker']]}"
         else:
             delta = "–"
         auc = fmt_pm(row["auc_mean"], row["auc_std"], 1, 3) + ("" if pd.isna(row["auc_ci_low"]) else f" {fmt_ci(row['auc_ci_low'], row['auc_ci_high'], 1, 3)}")
         rows.append((row["model"], row["backbone"], fmt_n(row), fmt_pm(row["accuracy_mean"], row["accuracy_std"], 100, 1),
-                     auc, fmt_pm(row["fid_mean"], row["fid_std"], 1, 1), delta))
+                     auc, fmt_quality(row, "fid", 1), delta))
     return rows
 
 
@@ -227,52 +265,55 @@ def render_markdown(board: Leaderboard) -> str:
 
 
 def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> list[str]:
-    """Table 2 (test metrics) and Table 4 (against the baseline) layouts for one dataset."""
+    """Table 2 (test metrics), Table 4 (against the baseline) and the per-seed tests of one dataset."""
     cells = board.long[board.long["dataset"] == dataset]
-    kind, floor = next(iter(cells["task"].dropna()), "?"), cells["fid_floor"].mean()
+    kind = next(iter(cells["task"].dropna()), "?")
     shown = fmt_shown(frame)
     lines = [f"## {dataset} ({kind})", "", "### Test metrics (Table 2 layout)", "",
-             f"_{SPREAD}. Percentages ×100. FID: generated vs real training images"
-             + (f"; the real test set scores {floor:.1f} against the training set" if pd.notna(floor) else "") + "._", ""]
+             f"_{SPREAD}. Percentages ×100. {FID_NOTE}._", ""]
     headers = [*(HEADERS[c] for c in shown), "n", "Accuracy (%)", "Acc. 95% CI", "Precision (%)", "Recall (%)",
-               "Specificity (%)", "F1 (%)", "AUC", "AUC 95% CI", "FID"]
+               "Specificity (%)", "F1 (%)", "AUC", "AUC 95% CI", "FID (floor)", "KID (floor)"]
     rows = [[*(fmt_text(r[c]) for c in shown), fmt_n(r), fmt_pm(r["accuracy_mean"], r["accuracy_std"], 100, 1),
              fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1),
              *(fmt_pm(r[f"{m}_mean"], r[f"{m}_std"], 100, 1) for m in ("precision", "recall", "specificity", "f1")),
              fmt_pm(r["auc_mean"], r["auc_std"], 1, 3), fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3),
-             fmt_pm(r["fid_mean"], r["fid_std"], 1, 1)] for r in frame.to_dict("records")]
-    lines += _table(headers, rows)
+             fmt_quality(r, "fid", 1), fmt_quality(r, "kid", 4)] for r in frame.to_dict("records")]
+    lines += _table(headers, rows) + ([f"_{RANK_NOTE}._", ""] if frame["fid_rank_deficient"].any() else [])
     compared = board.stats[board.stats["dataset"] == dataset]
-    lines += ["### Against the baseline (Table 4 layout)", "",
-              (f"_Δ: strategy − `{board.baseline}` over the seeds both ran (paired by seed number; accuracy in percentage "
-              "points); p: paired t-test / Wilcoxon signed-rank over those seeds. DeLong (AUC) and McNemar (accuracy) "
-              "test each seed on the same test images: tests with p < 0.05 where the strategy is better ↑ / worse ↓._"),
-              ""]
+    lines += ["### Against the baseline (Table 4 layout)", "", f"_{against_note(board.baseline)}._", ""]
     if compared.empty:
         return lines + ["No other strategy to compare.", ""]
     shown = fmt_shown(compared)
-    headers = [*(HEADERS[c] for c in shown), "Pairs", f"{board.baseline} acc. (%)", "Accuracy (%)", "Δ acc. (pp)",
-               "p (t / W)", "Δ AUC", "p (t / W)", "DeLong p<0.05", "McNemar p<0.05", "Note"]
+    headers = [*(HEADERS[c] for c in shown), "Pairs", f"{board.baseline} acc. (%)", "Accuracy (%)",
+               "Δ acc. (pp) [95% CI]", "Holm p (boot / t / W)", f"{board.baseline} AUC", "AUC", "Δ AUC [95% CI]",
+               "Holm p (boot / t / W)", "Note"]
     rows = [[*(fmt_text(r[c]) for c in shown), fmt_text(r["n_paired"]), fmt_pm(r["baseline_accuracy"], math.nan, 100, 1),
-             fmt_pm(r["accuracy"], math.nan, 100, 1), fmt_delta(r["accuracy_diff"], 100, 1),
-             f"{fmt_p(r['accuracy_t_p'])} / {fmt_p(r['accuracy_wilcoxon_p'])}", fmt_delta(r["auc_diff"], 1, 3),
-             f"{fmt_p(r['auc_t_p'])} / {fmt_p(r['auc_wilcoxon_p'])}",
-             fmt_significant(r["delong_better"], r["delong_worse"], r["delong_tests"], r["delong_unit"]),
-             "n/a" if r["task"] == "multilabel" else fmt_significant(r["mcnemar_better"], r["mcnemar_worse"], r["mcnemar_seeds"], "seeds"),
-             fmt_text(r["note"])] for r in compared.to_dict("records")]
+             fmt_pm(r["accuracy"], math.nan, 100, 1), fmt_compared(r, "accuracy", 100, 1), fmt_holm(r, "accuracy"),
+             fmt_pm(r["baseline_auc"], math.nan, 1, 3), fmt_pm(r["auc"], math.nan, 1, 3), fmt_compared(r, "auc", 1, 3),
+             fmt_holm(r, "auc"), fmt_text(r["note"])] for r in compared.to_dict("records")]
+    return lines + _table(headers, rows) + _per_seed_section(board, dataset)
+
+
+def _per_seed_section(board: Leaderboard, dataset: str) -> list[str]:
+    """The per-seed DeLong and McNemar results of a dataset, one row per seed, clearly not a claim."""
+    tests = board.seed_tests[board.seed_tests["dataset"] == dataset]
+    if tests.empty:
+        return []
+    lines = ["#### Per-seed tests on the same test images (not corrected, not summed)", "", f"_{PER_SEED_NOTE}._", ""]
+    headers = ["Model", "Seed", "Δ AUC", "DeLong p (this seed)", "McNemar b / c", "McNemar p (this seed)"]
+    rows = [[r["model"], fmt_text(r["seed"]), fmt_delta(r["delong_diff"], 1, 3), fmt_delong(r), fmt_mcnemar(r),
+             fmt_p(r["mcnemar_p"])] for r in tests.to_dict("records")]
     return lines + _table(headers, rows)
 
 
 def _cross_section(board: Leaderboard) -> list[str]:
-    """Table 3 layout: accuracy per dataset side by side, their average and mean FID."""
+    """Table 3 layout: accuracy per dataset side by side and their average; no FID (not comparable across datasets)."""
     frame, datasets = board.cross_dataset, list(board.wide)
     shown = fmt_shown(frame)
-    lines = ["## Across datasets (Table 3 layout)", "",
-             ("_Accuracy (%): mean ± sample std (ddof=1) over each dataset's seeds. Average: mean over datasets of the "
-             "per-dataset means, only for rows run on every dataset. FID: mean over datasets._"), ""]
-    headers = [*(HEADERS[c] for c in shown), *(f"{d} acc. (%)" for d in datasets), "Average", "FID"]
+    lines = ["## Across datasets (Table 3 layout)", "", f"_{CROSS_NOTE}._", ""]
+    headers = [*(HEADERS[c] for c in shown), *(f"{d} acc. (%)" for d in datasets), "Average"]
     rows = [[*(fmt_text(r[c]) for c in shown), *(fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1) for d in datasets),
-             fmt_pm(r["average_accuracy"], math.nan, 100, 1), fmt_pm(r["fid_mean"], math.nan, 1, 1)] for r in frame.to_dict("records")]
+             fmt_pm(r["average_accuracy"], math.nan, 100, 1)] for r in frame.to_dict("records")]
     return lines + _table(headers, rows)
 
 
@@ -299,16 +340,21 @@ def friedman_notes(ranks: pd.DataFrame) -> list[str]:
     return notes
 
 
+def against_note(baseline: str) -> str:
+    """How the against-the-baseline table is computed and corrected, for Markdown and HTML."""
+    return AGAINST_NOTE.format(baseline=baseline, min_n=stats.WILCOXON_MIN_N)
+
+
 def _long_row(record: CellRecord, metrics: tuple[str, ...]) -> dict:
     """A cell's row of the long table; NaN where the record has no value."""
     result, cell = record.result, record.cell
-    quality = dig(result, "strategy", "quality", "overall")
+    matched = dig(result, "strategy", "quality", "matched")
     row = {"cell_id": record.cell_id, "status": record.status, **{key: cell.get(key) for key in COORDINATES}}
     row["task"] = dig(result, "dataset", "task", "kind")
     row |= {metric: _number(dig(result, "metrics", "test", metric)) for metric in metrics}
-    row["fid"] = _number(dig(quality, "fake_vs_train", "fid"))
-    row["kid"] = _number(dig(quality, "fake_vs_train", "kid_mean"))
-    row["fid_floor"] = _number(dig(quality, "test_vs_train", "fid"))
+    row |= {name: _number(dig(matched, *path)) for name, path in QUALITY.items()}
+    deficient = dig(matched, "rank_deficient")
+    row["fid_rank_deficient"] = None if deficient is None else bool(deficient)
     row |= {name: _number(dig(result, "budget", "seconds", key)) for name, key in SECONDS.items()}
     row["error"] = dig(record.error, "message") if record.status == FAILED else None
     return row
@@ -331,20 +377,20 @@ def _model_labels(frame: pd.DataFrame) -> pd.Series:
 
 
 def _spread(name: str, values: pd.Series, with_ci: bool = False) -> dict[str, float]:
-    """Mean and sample std over the seeds that have a value, and optionally their 95% bootstrap CI (NaN for one
+    """Mean and sample std over the seeds that have a value, and optionally their 95% Student-t CI (NaN for one
     seed: a single run has no interval)."""
     x = values.dropna().to_numpy(dtype=float)
     spread = stats.mean_std(x)
     out = {f"{name}_mean": _number(spread["mean"]), f"{name}_std": _number(spread["std"])}
     if with_ci:
-        ci = stats.bootstrap_ci(x) if x.size >= 2 else {"low": None, "high": None}
+        ci = stats.t_interval(x)
         out |= {f"{name}_ci_low": _number(ci["low"]), f"{name}_ci_high": _number(ci["high"])}
     return out
 
 
-def _image_tests(results_dir: Path, kind: str, baseline_id: str, cell_id: str) -> dict:
+def _image_tests(predictions: Predictions, kind: str, baseline_id: str, cell_id: str) -> dict:
     """DeLong's test of AUC and McNemar's of accuracy between the baseline's and a run's test predictions."""
-    base, other = load_predictions(results_dir, baseline_id), load_predictions(results_dir, cell_id)
+    base, other = predictions.get(baseline_id), predictions.get(cell_id)
     if base is None or other is None:
         return {"note": "test predictions missing"}
     (labels, a), (other_labels, b) = base, other
@@ -371,42 +417,68 @@ def _image_tests(results_dir: Path, kind: str, baseline_id: str, cell_id: str) -
     }
     if kind == "multilabel":
         return row | {"note": "McNemar n/a for multilabel: exact-match accuracy is not meaningful"}
-    test = stats.mcnemar_test(labels, _predict(kind, a), _predict(kind, b))
+    test = stats.mcnemar_test(labels, stats.predict(kind, a), stats.predict(kind, b))
     return row | {"mcnemar_b": test["b"], "mcnemar_c": test["c"], "mcnemar_p": test["p_value"]}
 
 
-def _predict(kind: str, scores: np.ndarray) -> np.ndarray:
-    """Predicted classes as benchmark.metrics makes them: positive probability > 0.5 if binary, else argmax."""
-    return (scores[:, 1] > THRESHOLD).astype(int) if kind == "binary" else scores.argmax(axis=1)
-
-
-def _summarise_pairs(pairs: pd.DataFrame, cells: pd.DataFrame, task: str | None, baseline: str) -> dict:
+def _summarise_pairs(pairs: pd.DataFrame, cells: pd.DataFrame, task: str | None, baseline: str,
+                     predictions: Predictions) -> dict:
     """The stats-table columns of one run type from its per-seed pairs with the baseline; empty where nothing pairs."""
-    row: dict[str, object] = {"n_paired": len(pairs), "delong_unit": DELONG_UNITS.get(task or "")}
-    for metric in ("accuracy", "auc"):
+    row: dict[str, object] = {"n_paired": len(pairs)}
+    for metric in stats.BOOTSTRAP_METRICS:
         valid = pairs[[f"baseline_{metric}", metric]].dropna()
         if len(valid):
             diff = stats.paired_difference(valid[f"baseline_{metric}"], valid[metric])
             row |= {f"baseline_{metric}": valid[f"baseline_{metric}"].mean(), metric: valid[metric].mean(),
                     f"{metric}_diff": diff["mean_difference"], f"{metric}_t_p": _number(diff["t_p_value"]),
-                    f"{metric}_wilcoxon_p": _number(diff["wilcoxon_p_value"])}
-    delong = pairs.dropna(subset=["delong_diff"])
-    if len(delong):
-        row |= {"delong_seeds": len(delong), "delong_diff": delong["delong_diff"].mean()}
-        row |= {name: int(delong[name].sum()) for name in ("delong_tests", "delong_better", "delong_worse")}
-    mcnemar = pairs.dropna(subset=["mcnemar_p"])
-    if len(mcnemar):
-        significant = mcnemar["mcnemar_p"] < ALPHA
-        row |= {"mcnemar_seeds": len(mcnemar), "mcnemar_b": int(mcnemar["mcnemar_b"].sum()),
-                "mcnemar_c": int(mcnemar["mcnemar_c"].sum()),
-                "mcnemar_better": int((significant & (mcnemar["mcnemar_c"] > mcnemar["mcnemar_b"])).sum()),
-                "mcnemar_worse": int((significant & (mcnemar["mcnemar_b"] > mcnemar["mcnemar_c"])).sum())}
-    notes = [f"{note} (seeds {_ints(seeds)})" for note, seeds in pairs.groupby("note")["seed"]]
+                    f"{metric}_wilcoxon_p": _number(diff["wilcoxon_p_value"]),
+                    f"{metric}_wilcoxon_n": diff["wilcoxon_n"]}
+    bootstrap, bootstrap_notes = _bootstrap_columns(pairs, task, predictions)
+    notes = [f"{note} (seeds {_ints(seeds)})" for note, seeds in pairs.groupby("note")["seed"]] + bootstrap_notes
     unpaired = set(cells.loc[cells["status"] == OK, "seed"]) - set(pairs["seed"])
     if unpaired:
         notes.append(f"seeds without a '{baseline}' run: {_ints(unpaired)}")
-    row["note"] = "; ".join(notes)
-    return row
+    return row | bootstrap | {"note": "; ".join(notes)}
+
+
+def _bootstrap_columns(pairs: pd.DataFrame, task: str | None, predictions: Predictions) -> tuple[dict, list[str]]:
+    """The paired bootstrap over test images and seeds of the pairs whose predictions are saved on the same test
+    images, as stats-table columns, and a note where it could not run."""
+    runs = [(predictions.get(a), predictions.get(b)) for a, b in zip(pairs["baseline_cell_id"], pairs["cell_id"])]
+    runs = [(a, b) for a, b in runs if a is not None and b is not None and np.array_equal(a[0], b[0])]
+    if not runs or task is None:
+        return {}, []
+    labels = runs[0][0][0]
+    if not all(np.array_equal(a[0], labels) for a, _ in runs):
+        return {}, ["test labels differ between seeds: no bootstrap over test images"]
+    result = stats.paired_bootstrap(task, labels, [a[1] for a, _ in runs], [b[1] for _, b in runs],
+                                    np.random.default_rng(BOOTSTRAP_SEED), BOOTSTRAP_RESAMPLES)
+    row = {"bootstrap_seeds": result["n_seeds"], "bootstrap_images": result["n_images"],
+           "bootstrap_resamples": result["n_resamples"]}
+    for metric in stats.BOOTSTRAP_METRICS:
+        summary = result[metric]
+        row |= {f"{metric}_bootstrap_diff": _number(summary["difference"]),
+                f"{metric}_ci_low": _number(summary["ci_low"]), f"{metric}_ci_high": _number(summary["ci_high"]),
+                f"{metric}_bootstrap_p": _number(summary["p_value"])}
+    return row, ([ONE_SEED_NOTE] if result["n_seeds"] == 1 else [])
+
+
+def _holm_correct(frame: pd.DataFrame) -> pd.DataFrame:
+    """Holm-correct each kind of p across one dataset's table (every strategy × metric it reports), then mark each
+    metric better / worse where the corrected bootstrap p is below ALPHA."""
+    frame = frame.copy()
+    for index in frame.groupby("dataset", sort=False).groups.values():
+        for kind in P_KINDS:
+            columns = [f"{metric}_{kind}" for metric in stats.BOOTSTRAP_METRICS]
+            raw = frame.loc[index, columns].to_numpy(dtype=float)
+            adjusted = [_number(p) for p in stats.holm(raw.ravel().tolist())]
+            frame.loc[index, [f"{c}_holm" for c in columns]] = np.reshape(adjusted, raw.shape)
+    for metric in stats.BOOTSTRAP_METRICS:
+        significant = frame[f"{metric}_bootstrap_p_holm"] < ALPHA
+        direction = frame[f"{metric}_bootstrap_diff"]
+        frame[f"{metric}_marker"] = np.select([significant & (direction > 0), significant & (direction < 0)],
+                                              ["better", "worse"], "")
+    return frame
 
 
 def _write_text_atomic(path: Path, text: str) -> Path:
@@ -480,6 +552,42 @@ def fmt_n(row: dict) -> str:
     return f"{row['n_seeds']}" + (f" (+{row['n_failed']} failed)" if row["n_failed"] else "")
 
 
-def fmt_significant(better: float, worse: float, tests: float, unit: object) -> str:
-    """'b↑ w↓ of n unit' for significant tests in each direction, or '–' when nothing was tested."""
-    return "–" if pd.isna(tests) else f"{better:.0f}↑ {worse:.0f}↓ of {tests:.0f} {unit}"
+def fmt_quality(row: dict, name: str, digits: int) -> str:
+    """A wide-table FID or KID cell: 'mean ± std (floor f)', marked † when the FID's covariance is rank-deficient."""
+    if pd.isna(row[f"{name}_mean"]):
+        return "–"
+    floor = row[f"{name}_floor_mean"]
+    text = fmt_pm(row[f"{name}_mean"], row[f"{name}_std"], 1, digits)
+    text += "" if pd.isna(floor) else f" (floor {floor:.{digits}f})"
+    return text + (RANK_MARK if name == "fid" and row["fid_rank_deficient"] else "")
+
+
+def fmt_compared(row: dict, metric: str, scale: float, digits: int) -> str:
+    """'Δ [CI]' of a metric against the baseline, with ↑ / ↓ where the Holm-corrected bootstrap p says so."""
+    text = fmt_delta(row[f"{metric}_diff"], scale, digits)
+    if pd.notna(row[f"{metric}_ci_low"]):
+        text += f" {fmt_ci(row[f'{metric}_ci_low'], row[f'{metric}_ci_high'], scale, digits)}"
+    return text + MARKERS[row[f"{metric}_marker"]]
+
+
+def fmt_holm(row: dict, metric: str) -> str:
+    """Holm-corrected 'bootstrap / t-test / Wilcoxon' p of a metric; Wilcoxon reads 'n too small' where it cannot
+    reach 0.05."""
+    n = row[f"{metric}_wilcoxon_n"]
+    wilcoxon = "n too small" if pd.notna(n) and n < stats.WILCOXON_MIN_N else fmt_p(row[f"{metric}_wilcoxon_p_holm"])
+    return f"{fmt_p(row[f'{metric}_bootstrap_p_holm'])} / {fmt_p(row[f'{metric}_t_p_holm'])} / {wilcoxon}"
+
+
+def fmt_delong(row: dict) -> str:
+    """One seed's DeLong result: its p (binary), or how many of its per-class / per-label tests have p < 0.05."""
+    if row["task"] == "binary" or pd.isna(row["delong_tests"]):
+        return fmt_p(row["delong_p"])
+    unit = "labels" if row["task"] == "multilabel" else "classes"
+    return f"p<0.05: {row['delong_better']:.0f}↑ {row['delong_worse']:.0f}↓ of {row['delong_tests']:.0f} {unit}"
+
+
+def fmt_mcnemar(row: dict) -> str:
+    """One seed's McNemar discordant counts 'b / c' (b: only the baseline right), or 'n/a' / '–'."""
+    if row["task"] == "multilabel":
+        return "n/a"
+    return "–" if pd.isna(row["mcnemar_b"]) else f"{row['mcnemar_b']:.0f} / {row['mcnemar_c']:.0f}"

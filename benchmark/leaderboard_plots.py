@@ -1,5 +1,6 @@
 """Leaderboard figures (matplotlib, headless PNG) from a results folder's cell records, per dataset: test metric per
-strategy with 95% bootstrap CIs over seeds, FID against test AUC, per-class F1, validation curves and generator FID.
+strategy with 95% Student-t CIs over seeds, the class-matched FID (its real-vs-real floor beside it) against test AUC,
+per-class F1, validation curves and generator FID during training. The numbers are the leaderboard's.
 
 Seeds are pooled per leaderboard label (`leaderboard.record_labels`: the strategy, plus the backbone, train fraction or
 policy wherever a strategy was run with several of them), so different set-ups never share a mean. Failed cells and None values are left out.
@@ -21,9 +22,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from benchmark.datafiles import atomic_output
-from benchmark.leaderboard import dig, record_labels
+from benchmark.leaderboard import RANK_MARK, dig, record_labels
 from benchmark.results_store import CellRecord
-from benchmark.stats import bootstrap_ci, mean_std
+from benchmark.stats import mean_std, t_interval
 
 BASELINE = "none"
 DPI = 120
@@ -31,13 +32,13 @@ DPI = 120
 
 @dataclass(frozen=True)
 class Summary:
-    """One label's per-seed values of a quantity, their mean and 95% bootstrap CI (low = high = mean for one seed)."""
+    """One label's per-seed values of a quantity, their mean and 95% Student-t CI (None for one seed)."""
 
     strategy: str
     values: list[float]
     mean: float
-    low: float
-    high: float
+    low: float | None
+    high: float | None
 
 
 def group_records(records: Iterable[CellRecord], dataset: str) -> dict[str, list[CellRecord]]:
@@ -54,12 +55,12 @@ def group_records(records: Iterable[CellRecord], dataset: str) -> dict[str, list
 
 
 def summarize(strategy: str, values: Iterable[float | None]) -> Summary | None:
-    """Mean and bootstrap CI of the non-None values, or None when there are none."""
+    """Mean and t-interval of the non-None values, or None when there are none."""
     kept = [float(v) for v in values if v is not None]
     if not kept:
         return None
-    ci = bootstrap_ci(kept)
-    return Summary(strategy, kept, float(mean_std(kept)["mean"]), float(ci["low"]), float(ci["high"]))
+    ci = t_interval(kept)
+    return Summary(strategy, kept, float(mean_std(kept)["mean"]), ci["low"], ci["high"])
 
 
 def metric_summary(records: Iterable[CellRecord], dataset: str, metric: str) -> dict[str, Summary]:
@@ -67,9 +68,10 @@ def metric_summary(records: Iterable[CellRecord], dataset: str, metric: str) -> 
     return _metric_summaries(group_records(records, dataset), metric)
 
 
-def fid_summary(records: Iterable[CellRecord], dataset: str) -> dict[str, Summary]:
-    """Per-label FID of synthetic vs. training images over seeds, for the generative cells that measured it."""
-    return _fid_summaries(group_records(records, dataset))
+def fid_summary(records: Iterable[CellRecord], dataset: str, key: str = "fake_vs_real") -> dict[str, Summary]:
+    """Per-label class-matched FID over seeds (key "fake_vs_real", or "floor": its real-vs-real floor), for the
+    generative cells that measured it."""
+    return _fid_summaries(group_records(records, dataset), key)
 
 
 def step_band(traces: Iterable[tuple[Sequence[float], Sequence[float | None]]]) -> tuple[np.ndarray, ...] | None:
@@ -94,7 +96,9 @@ def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -
         colours = {label: f"C{i % 10}" for i, label in enumerate(groups)}
         summaries = {m: _metric_summaries(groups, m) for m in dict.fromkeys((metric, "accuracy", "auc"))}
         figures = {f"{dataset}_{m}_ci.png": _ci_figure(dataset, m, summaries[m], colours) for m in dict.fromkeys((metric, "accuracy"))}
-        figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(dataset, _fid_summaries(groups), summaries["auc"], colours)
+        fid = {key: _fid_summaries(groups, key) for key in ("fake_vs_real", "floor")}
+        figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(dataset, fid, _rank_deficient(groups), summaries["auc"],
+                                                           colours)
         figures[f"{dataset}_per_class_f1.png"] = _f1_figure(dataset, groups)
         figures[f"{dataset}_val_curves.png"] = _val_figure(dataset, groups, colours)
         figures[f"{dataset}_generator_quality.png"] = _quality_figure(dataset, groups, colours)
@@ -106,8 +110,15 @@ def _metric_summaries(groups: dict[str, list[CellRecord]], metric: str) -> dict[
     return _summaries(groups, lambda r: r.result["metrics"]["test"].get(metric))
 
 
-def _fid_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, Summary]:
-    return _summaries(groups, lambda r: dig(r.result, "strategy", "quality", "overall", "fake_vs_train", "fid"))
+def _fid_summaries(groups: dict[str, list[CellRecord]], key: str) -> dict[str, Summary]:
+    """The leaderboard's FID: strategy.quality.matched.<key>.fid."""
+    return _summaries(groups, lambda r: dig(r.result, "strategy", "quality", "matched", key, "fid"))
+
+
+def _rank_deficient(groups: dict[str, list[CellRecord]]) -> set[str]:
+    """Labels with a seed whose class-matched FID came from a rank-deficient covariance (the leaderboard's †)."""
+    return {label for label, group in groups.items()
+            if any(dig(r.result, "strategy", "quality", "matched", "rank_deficient") for r in group)}
 
 
 def _summaries(groups: dict[str, list[CellRecord]], value: Callable[[CellRecord], float | None]) -> dict[str, Summary]:
@@ -117,7 +128,7 @@ def _summaries(groups: dict[str, list[CellRecord]], value: Callable[[CellRecord]
 
 
 def _ci_figure(dataset: str, metric: str, summaries: dict[str, Summary], colours: dict[str, str]) -> Figure | None:
-    """Mean test metric per label with its 95% bootstrap CI, each seed as a dot, the baseline mean dashed."""
+    """Mean test metric per label with its 95% t-interval, each seed as a dot, the baseline mean dashed."""
     if not summaries:
         return None
     fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 0.9 * len(summaries)), 4.2))
@@ -130,25 +141,33 @@ def _ci_figure(dataset: str, metric: str, summaries: dict[str, Summary], colours
     _label_ticks(ax, list(summaries))
     ax.set_ylabel(f"test {metric}")
     n = _n_seeds(len(s.values) for s in summaries.values())
-    ax.set_title(f"{dataset}: test {metric} ({n})\nmean and 95% bootstrap CI, dots: single seeds", fontsize=10)
+    ax.set_title(f"{dataset}: test {metric} ({n})\nmean and 95% t-interval (none for one seed), dots: single seeds",
+                 fontsize=10)
     return fig
 
 
-def _fid_figure(dataset: str, fid: dict[str, Summary], auc: dict[str, Summary], colours: dict[str, str]) -> Figure | None:
-    """FID of the synthetic images against test AUC per generative label, 95% bootstrap CIs both ways."""
-    labels = [label for label in fid if label in auc]
+def _fid_figure(dataset: str, fid: dict[str, dict[str, Summary]], deficient: set[str], auc: dict[str, Summary],
+                colours: dict[str, str]) -> Figure | None:
+    """Class-matched FID against test AUC per generative label (95% t-intervals both ways), its real-vs-real floor as
+    a cross at the same AUC; labels marked † where the FID is rank-deficient, as in the leaderboard."""
+    labels = [label for label in fid["fake_vs_real"] if label in auc]
     if not labels:
         return None
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for label in labels:
-        f, a = fid[label], auc[label]
-        ax.errorbar(f.mean, a.mean, xerr=_err(f), yerr=_err(a), fmt="o", ms=7, capsize=4, color=colours[label], label=label)
+        f, a = fid["fake_vs_real"][label], auc[label]
+        name = label + (RANK_MARK if label in deficient else "")
+        ax.errorbar(f.mean, a.mean, xerr=_err(f), yerr=_err(a), fmt="o", ms=7, capsize=4, color=colours[label],
+                    label=name)
+        if label in fid["floor"]:
+            ax.plot(fid["floor"][label].mean, a.mean, "x", ms=8, color=colours[label])
     _baselines(ax, auc, colours)
     ax.legend(fontsize=8)
-    ax.set_xlabel("FID synthetic vs. train (lower is better)")
+    ax.set_xlabel("class-matched FID, synthetic vs. real (lower is better); ×: real-vs-real floor")
     ax.set_ylabel("test auc")
-    n = _n_seeds(len(fid[k].values) for k in labels)
-    ax.set_title(f"{dataset}: FID vs. test AUC ({n})\nmean and 95% bootstrap CI over seeds", fontsize=10)
+    n = _n_seeds(len(fid["fake_vs_real"][k].values) for k in labels)
+    note = f"; {RANK_MARK} rank-deficient FID" if deficient & set(labels) else ""
+    ax.set_title(f"{dataset}: FID vs. test AUC ({n})\nmean and 95% t-interval over seeds{note}", fontsize=10)
     return fig
 
 
@@ -214,8 +233,11 @@ def _band_figure(traces: dict[str, list[tuple]], colours: dict[str, str], xlabel
     return fig
 
 
-def _err(s: Summary) -> list[list[float]]:
-    """Asymmetric error bar from the mean to the CI ends, never negative (matplotlib rejects that)."""
+def _err(s: Summary) -> list[list[float]] | None:
+    """Asymmetric error bar from the mean to the CI ends, never negative (matplotlib rejects that); None without
+    a CI."""
+    if s.low is None or s.high is None:
+        return None
     return [[max(s.mean - s.low, 0.0)], [max(s.high - s.mean, 0.0)]]
 
 

@@ -18,23 +18,31 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-import pandas as pd
 
 from benchmark.datafiles import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.grid_config import BudgetBlock
 from benchmark.leaderboard import (
+    CROSS_NOTE,
+    FID_NOTE,
     HEADERS,
+    PER_SEED_NOTE,
+    RANK_NOTE,
     SPREAD,
     Leaderboard,
+    against_note,
     build_leaderboard,
     fmt_ci,
+    fmt_compared,
+    fmt_delong,
     fmt_delta,
+    fmt_holm,
+    fmt_mcnemar,
     fmt_n,
     fmt_p,
     fmt_pm,
+    fmt_quality,
     fmt_shown,
-    fmt_significant,
     fmt_text,
     friedman_notes,
 )
@@ -51,9 +59,9 @@ from benchmark.results_store import (
 REPORT_NAME = "report.html"
 # Captions of write_plots' figures, by file name after "<dataset>_".
 PLOT_TITLES = {
-    "auc_ci": "Test AUC per strategy (mean, 95% bootstrap CI over seeds)",
-    "accuracy_ci": "Test accuracy per strategy (mean, 95% bootstrap CI over seeds)",
-    "fid_vs_auc": "Generator FID against test AUC",
+    "auc_ci": "Test AUC per strategy (mean, 95% Student-t CI over seeds)",
+    "accuracy_ci": "Test accuracy per strategy (mean, 95% Student-t CI over seeds)",
+    "fid_vs_auc": "Class-matched generator FID (× its real-vs-real floor) against test AUC",
     "per_class_f1": "Per-class test F1",
     "val_curves": "Validation curves during classifier training",
     "generator_quality": "Generator FID during generator training",
@@ -235,11 +243,11 @@ def _dataset_section(board: Leaderboard, records: list[CellRecord], dataset: str
     """Leaderboard, statistics against the baseline, plots and generated images of one dataset."""
     frame = board.wide[dataset]
     cells = board.long[board.long["dataset"] == dataset]
-    kind, floor = next(iter(cells["task"].dropna()), "?"), cells["fid_floor"].mean()
+    kind = next(iter(cells["task"].dropna()), "?")
     shown = fmt_shown(frame)
     columns = [*((HEADERS[c], "text") for c in shown), ("n", "num"), ("Accuracy (%)", "num"), ("Acc. 95% CI", "num"),
                ("Balanced acc. (%)", "num"), ("Precision (%)", "num"), ("Recall (%)", "num"), ("Specificity (%)", "num"),
-               ("F1 (%)", "num"), ("AUC", "num"), ("AUC 95% CI", "num"), ("FID", "num")]
+               ("F1 (%)", "num"), ("AUC", "num"), ("AUC 95% CI", "num"), ("FID (floor)", "num"), ("KID (floor)", "num")]
     rows, classes = [], []
     for r in frame.to_dict("records"):
         rows.append([*((fmt_text(r[c]), _sort_text(r[c])) for c in shown), (fmt_n(r), r["n_seeds"]),
@@ -247,11 +255,10 @@ def _dataset_section(board: Leaderboard, records: list[CellRecord], dataset: str
                      (fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
                      *(_metric(r, m, 100, 1) for m in ("balanced_accuracy", "precision", "recall", "specificity", "f1")),
                      _metric(r, "auc", 1, 3), (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
-                     _metric(r, "fid", 1, 1)])
+                     (fmt_quality(r, "fid", 1), _num(r["fid_mean"])), (fmt_quality(r, "kid", 4), _num(r["kid_mean"]))])
         classes.append("baseline" if r["strategy"] == board.baseline else "")
-    note = (f"{SPREAD}. Percentages ×100. FID: generated vs real training images"
-            + (f"; the real test set scores {floor:.1f} against the training set" if pd.notna(floor) else "")
-            + ". Click a column header to sort; CI columns sort by their lower bound.")
+    note = (f"{SPREAD}. Percentages ×100. {FID_NOTE}. Click a column header to sort; CI columns sort by their lower "
+            "bound." + (f" {RANK_NOTE}." if frame["fid_rank_deficient"].any() else ""))
     parts = [
         f'<section id="ds-{_anchor(dataset)}">',
         f'<h2>{_e(dataset)} <span class="muted">({_e(kind)})</span></h2>',
@@ -270,37 +277,48 @@ def _dataset_section(board: Leaderboard, records: list[CellRecord], dataset: str
 
 
 def _stats_block(board: Leaderboard, dataset: str) -> str:
-    """The Table 4 layout of a dataset: each strategy against the baseline over paired seeds."""
+    """The Table 4 layout of a dataset (each strategy against the baseline), then the per-seed tests."""
     compared = board.stats[board.stats["dataset"] == dataset]
-    note = (f"Δ: strategy − {board.baseline} over the seeds both ran (paired by seed number; accuracy in percentage "
-            "points); p: paired t-test / Wilcoxon signed-rank over those seeds. DeLong (AUC) and McNemar (accuracy) test "
-            "each seed on the same test images: tests with p < 0.05 where the strategy is better ↑ / worse ↓.")
+    note = against_note(board.baseline).replace("`", "") + "."
     if compared.empty:
         return f'<p class="note">{_e(note)}</p>\n<p>No other strategy to compare.</p>'
     shown = fmt_shown(compared)
     columns = [*((HEADERS[c], "text") for c in shown), ("Pairs", "num"), (f"{board.baseline} acc. (%)", "num"),
-               ("Accuracy (%)", "num"), ("Δ acc. (pp)", "num"), ("p acc. (t / W)", "num"), ("Δ AUC", "num"),
-               ("p AUC (t / W)", "num"), ("DeLong p<0.05 (↑ − ↓)", "num"), ("McNemar p<0.05 (↑ − ↓)", "num"),
-               ("Note", "wrap")]
+               ("Accuracy (%)", "num"), ("Δ acc. (pp) [95% CI]", "num"), ("Holm p acc. (boot / t / W)", "num"),
+               (f"{board.baseline} AUC", "num"), ("AUC", "num"), ("Δ AUC [95% CI]", "num"),
+               ("Holm p AUC (boot / t / W)", "num"), ("Note", "wrap")]
     rows = []
     for r in compared.to_dict("records"):
-        mcnemar = ("n/a", None) if r["task"] == "multilabel" else (
-            fmt_significant(r["mcnemar_better"], r["mcnemar_worse"], r["mcnemar_seeds"], "seeds"),
-            _num(r["mcnemar_better"] - r["mcnemar_worse"]))
         rows.append([
             *((fmt_text(r[c]), _sort_text(r[c])) for c in shown), (fmt_text(r["n_paired"]), _num(r["n_paired"])),
             (fmt_pm(r["baseline_accuracy"], math.nan, 100, 1), _num(r["baseline_accuracy"])),
             (fmt_pm(r["accuracy"], math.nan, 100, 1), _num(r["accuracy"])),
-            (fmt_delta(r["accuracy_diff"], 100, 1), _num(r["accuracy_diff"])),
-            (f"{fmt_p(r['accuracy_t_p'])} / {fmt_p(r['accuracy_wilcoxon_p'])}", _num(r["accuracy_t_p"])),
-            (fmt_delta(r["auc_diff"], 1, 3), _num(r["auc_diff"])),
-            (f"{fmt_p(r['auc_t_p'])} / {fmt_p(r['auc_wilcoxon_p'])}", _num(r["auc_t_p"])),
-            (fmt_significant(r["delong_better"], r["delong_worse"], r["delong_tests"], r["delong_unit"]),
-             _num(r["delong_better"] - r["delong_worse"])),
-            mcnemar,
+            (fmt_compared(r, "accuracy", 100, 1), _num(r["accuracy_diff"])),
+            (fmt_holm(r, "accuracy"), _num(r["accuracy_bootstrap_p_holm"])),
+            (fmt_pm(r["baseline_auc"], math.nan, 1, 3), _num(r["baseline_auc"])),
+            (fmt_pm(r["auc"], math.nan, 1, 3), _num(r["auc"])),
+            (fmt_compared(r, "auc", 1, 3), _num(r["auc_diff"])),
+            (fmt_holm(r, "auc"), _num(r["auc_bootstrap_p_holm"])),
             (fmt_text(r["note"]) if isinstance(r["note"], str) and r["note"] else "", _sort_text(r["note"])),
         ])
-    return f'<p class="note">{_e(note)}</p>\n' + _table(columns, rows, table_id=f"stats-{_anchor(dataset)}")
+    return "\n".join([f'<p class="note">{_e(note)}</p>', _table(columns, rows, table_id=f"stats-{_anchor(dataset)}"),
+                      _per_seed_block(board, dataset)])
+
+
+def _per_seed_block(board: Leaderboard, dataset: str) -> str:
+    """The per-seed DeLong and McNemar results, one row per seed, folded away and labelled as per-seed."""
+    tests = board.seed_tests[board.seed_tests["dataset"] == dataset]
+    if tests.empty:
+        return ""
+    columns = [("Model", "text"), ("Seed", "num"), ("Δ AUC", "num"), ("DeLong p (this seed)", "num"),
+               ("McNemar b / c", "text"), ("McNemar p (this seed)", "num")]
+    rows = [[(fmt_text(r["model"]), _sort_text(r["model"])), (fmt_text(r["seed"]), _num(r["seed"])),
+             (fmt_delta(r["delong_diff"], 1, 3), _num(r["delong_diff"])), (fmt_delong(r), _num(r["delong_p"])),
+             (fmt_mcnemar(r), _sort_text(fmt_mcnemar(r))), (fmt_p(r["mcnemar_p"]), _num(r["mcnemar_p"]))]
+            for r in tests.to_dict("records")]
+    return "\n".join(["<details><summary>Per-seed tests on the same test images (not corrected, not summed)</summary>",
+                      f'<p class="note">{_e(PER_SEED_NOTE)}.</p>',
+                      _table(columns, rows, table_id=f"per-seed-{_anchor(dataset)}"), "</details>"])
 
 
 def _plots_block(plots: list[tuple[str, bytes]], dataset: str) -> str:
@@ -360,18 +378,17 @@ def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -
 
 
 def _cross_section(board: Leaderboard) -> str:
-    """Accuracy per dataset side by side, their average and mean FID (Table 3 layout)."""
+    """Accuracy per dataset side by side and their average (Table 3 layout); no FID, which is per dataset only."""
     frame, datasets = board.cross_dataset, board.datasets
     shown = fmt_shown(frame)
     columns = [*((HEADERS[c], "text") for c in shown), *((f"{d} acc. (%)", "num") for d in datasets),
-               ("Average acc. (%)", "num"), ("FID", "num")]
+               ("Average acc. (%)", "num")]
     rows = [[*((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
-             *((fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1), _num(r[f"{d}_accuracy_mean"])) for d in datasets),
-             (fmt_pm(r["average_accuracy"], math.nan, 100, 1), _num(r["average_accuracy"])),
-             (fmt_pm(r["fid_mean"], math.nan, 1, 1), _num(r["fid_mean"]))] for r in frame.to_dict("records")]
-    note = ("Accuracy (%): mean ± sample std (ddof=1) over each dataset's seeds. Average: mean over datasets of the "
-            "per-dataset means, only for rows run on every dataset. FID: mean over datasets.")
-    return "\n".join(['<section id="cross">', "<h2>Across datasets</h2>", f'<p class="note">{_e(note)}</p>',
+             *((fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1), _num(r[f"{d}_accuracy_mean"]))
+               for d in datasets),
+             (fmt_pm(r["average_accuracy"], math.nan, 100, 1), _num(r["average_accuracy"]))]
+            for r in frame.to_dict("records")]
+    return "\n".join(['<section id="cross">', "<h2>Across datasets</h2>", f'<p class="note">{_e(CROSS_NOTE)}.</p>',
                       _table(columns, rows, table_id="cross-dataset"), "</section>"])
 
 

@@ -1,4 +1,5 @@
-"""Leaderboard statistics: spread over seeds, bootstrap CIs, paired tests over seeds and over test images, rank tests.
+"""Leaderboard statistics: spread and Student-t CIs over seeds, paired tests over seeds, a paired bootstrap over test
+images and seeds, Holm's correction, per-seed tests over test images, rank tests.
 
 Conventions: in every paired comparison the first argument is the baseline ("a") and differences are
 other − baseline (b − a), so a positive difference or z means the second model is better. Outputs are plain
@@ -12,6 +13,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+THRESHOLD = 0.5  # benchmark.metrics' default decision threshold on a positive-class (or label) probability
+# The exact two-sided Wilcoxon signed-rank p is at least 2 / 2**n: below 0.05 only from n = 6 non-zero differences.
+WILCOXON_MIN_N = 6
+BOOTSTRAP_METRICS = ("accuracy", "auc")
+TASK_KINDS = ("binary", "multiclass", "ordinal", "multilabel")
+CHUNK_ELEMENTS = 1 << 22  # resamples × images held at once by the paired bootstrap (~32 MB per float64 array)
+
 
 def mean_std(values: Sequence[float]) -> dict[str, float | int | None]:
     """Mean and sample std (ddof=1) over seeds, the error bar the seed papers leave out; None where undefined."""
@@ -23,36 +31,24 @@ def mean_std(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def bootstrap_ci(
-    values: Sequence[float], confidence: float = 0.95, n_resamples: int = 10000, seed: int = 0
-) -> dict[str, float | str | None]:
-    """Percentile bootstrap CI of the mean over seeds (BCa degenerates for 2-3 seeds); deterministic for a seed.
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float | str | None]:
+    """Student-t CI of the mean over seeds, mean ± t_{(1+c)/2, n-1} · s / √n: exact for normal seed scores at any n.
 
-    With n < 2 or constant values there is nothing to resample: low = high = that value and method is "none".
-    With few seeds the percentile interval is coarse and too narrow (n=2 gives at most [min, max]).
+    One seed (or none) has no interval: low = high = None and method "none". Constant values give low = high = mean.
     """
     x = _vector(values)
-    if x.size == 0:
+    if x.size < 2:
         return {"low": None, "high": None, "method": "none"}
-    if x.size < 2 or np.all(x == x[0]):
-        return {"low": float(x[0]), "high": float(x[0]), "method": "none"}
-    result = stats.bootstrap(
-        (x,),
-        np.mean,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    ci = result.confidence_interval
-    return {"low": float(ci.low), "high": float(ci.high), "method": "percentile"}
+    half = float(stats.t.ppf((1 + confidence) / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    mean = float(x.mean())
+    return {"low": mean - half, "high": mean + half, "method": "t"}
 
 
 def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> dict[str, float | int | None]:
     """Per-seed paired differences other − baseline with paired t-test and Wilcoxon p-values, since seeds pair runs.
 
-    t-test p is None for n < 2 or identical differences (zero variance); Wilcoxon p is None with fewer than two
-    non-zero differences. The exact two-sided Wilcoxon p can never go below 2 / 2**n (0.0625 for 5 seeds).
+    t-test p is None for n < 2 or identical differences (zero variance). Wilcoxon p is None with fewer than
+    WILCOXON_MIN_N non-zero differences (`wilcoxon_n`): below that its exact two-sided p cannot reach 0.05.
     """
     a, b = _vector(baseline), _vector(other)
     if a.shape != b.shape:
@@ -61,13 +57,83 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> dict
     t_p = None
     if d.size >= 2 and np.ptp(d) > 1e-12 * max(1.0, float(np.abs(d).max())):
         t_p = float(stats.ttest_rel(b, a).pvalue)
-    w_p = float(stats.wilcoxon(d).pvalue) if np.count_nonzero(d) >= 2 else None
+    nonzero = d[d != 0]
+    w_p = float(stats.wilcoxon(nonzero).pvalue) if nonzero.size >= WILCOXON_MIN_N else None
     return {
         "mean_difference": float(d.mean()) if d.size else None,
         "t_p_value": t_p,
         "wilcoxon_p_value": w_p,
+        "wilcoxon_n": int(nonzero.size),
         "n": int(d.size),
     }
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values of one family: the i-th smallest of m defined p's becomes
+    max over j ≤ i of min(1, (m − j + 1) · p_(j)); None and NaN entries are not hypotheses and stay None."""
+    defined = [i for i, p in enumerate(p_values) if p is not None and not np.isnan(p)]
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(sorted(defined, key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (len(defined) - rank) * float(p_values[i])))
+        adjusted[i] = running
+    return adjusted
+
+
+def predict(kind: str, scores: np.ndarray) -> np.ndarray:
+    """Predictions as benchmark.metrics makes them: positive probability > 0.5 if binary, every label's > 0.5 if
+    multilabel, else argmax."""
+    if kind == "binary":
+        return (scores[:, 1] > THRESHOLD).astype(int)
+    return (scores > THRESHOLD).astype(int) if kind == "multilabel" else scores.argmax(axis=1)
+
+
+def paired_bootstrap(
+    kind: str,
+    labels: np.ndarray,
+    baseline: Sequence[np.ndarray],
+    other: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+) -> dict[str, object]:
+    """Accuracy and AUC difference other − baseline with a paired bootstrap over test images and seeds.
+
+    `baseline[s]` and `other[s]` are the two runs' test scores (N, K) of seed s, all on the same test images
+    `labels` (N,) or (N, L) multi-hot. Each resample draws S seeds with replacement and N image indices with
+    replacement; the same image indices serve both strategies and every drawn seed (seeds and images are crossed:
+    every seed's models see the same test set). It computes accuracy and AUC as benchmark.metrics defines them for
+    `kind` (binary: positive-class AUC; multiclass/ordinal: macro one-vs-rest AUC, argmax accuracy; multilabel:
+    macro AUC over labels, mean per-label accuracy) for both, averaged over the drawn seeds. Resamples where an
+    AUC is undefined (a class not drawn) are left out (`n_valid` counts the rest).
+
+    Per metric: `difference` is the observed mean over seeds of metric(other) − metric(baseline); the CI is the
+    percentile interval of the resampled differences d*; the two-sided p is 2 · Φ(−|difference| / se), with se the
+    standard deviation of d* (1 when se = 0 and difference = 0, 0 when se = 0 otherwise). This normal form is used
+    rather than counting resamples beyond 0, whose floor 2 / (B + 1) would stop Holm's correction from ever
+    reaching 0.05 in a table of many comparisons.
+    """
+    if kind not in TASK_KINDS:
+        raise ValueError(f"unknown task kind {kind!r}: expected one of {', '.join(TASK_KINDS)}")
+    a, b = _score_stack(labels, baseline), _score_stack(labels, other)
+    if a.shape != b.shape:
+        raise ValueError(f"need one baseline run per other run with the same shape, got {a.shape} and {b.shape}")
+    labels = np.asarray(labels)
+    seeds, n = a.shape[0], labels.shape[0]
+    full = np.ones((1, n))
+    observed = {m: float(np.mean([_metric(kind, m, labels, y, full) - _metric(kind, m, labels, x, full)
+                                  for x, y in zip(a, b)])) for m in BOOTSTRAP_METRICS}
+    draws: dict[str, list[np.ndarray]] = {m: [] for m in BOOTSTRAP_METRICS}
+    for size in _chunks(n_resamples, n):
+        counts = _draw_counts(rng, size, n)
+        weights = _draw_counts(rng, size, seeds) / seeds
+        for m in BOOTSTRAP_METRICS:
+            per_seed = np.stack([_metric(kind, m, labels, y, counts) - _metric(kind, m, labels, x, counts)
+                                 for x, y in zip(a, b)], axis=1)
+            draws[m].append((per_seed * weights).sum(axis=1))
+    result: dict[str, object] = {m: _bootstrap_summary(observed[m], np.concatenate(draws[m]), confidence)
+                                 for m in BOOTSTRAP_METRICS}
+    return result | {"n_seeds": seeds, "n_images": n, "n_resamples": n_resamples}
 
 
 def delong_test(y_true: Sequence[int], score_a: Sequence[float], score_b: Sequence[float]) -> dict[str, float | None]:
@@ -173,3 +239,71 @@ def friedman_ranks(table: Mapping[str, Mapping[str, float]], higher_is_better: b
 def _vector(values: Sequence[float]) -> np.ndarray:
     """A 1-D float array of the given values."""
     return np.asarray(values, dtype=float).ravel()
+
+
+def _score_stack(labels: np.ndarray, runs: Sequence[np.ndarray]) -> np.ndarray:
+    """The runs' (N, K) scores as one (S, N, K) float array, checked against the N labels."""
+    if not len(runs):
+        raise ValueError("need the scores of at least one seed")
+    stack = np.stack([np.asarray(run, dtype=float) for run in runs])
+    if stack.ndim != 3 or stack.shape[1] != len(labels):
+        raise ValueError(f"need (N, K) scores for N={len(labels)} labels per seed, got {stack.shape[1:]}")
+    return stack
+
+
+def _chunks(n_resamples: int, n: int) -> list[int]:
+    """Resample counts per chunk, so no (chunk, n) array exceeds CHUNK_ELEMENTS."""
+    step = max(1, CHUNK_ELEMENTS // n)
+    return [min(step, n_resamples - start) for start in range(0, n_resamples, step)]
+
+
+def _draw_counts(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
+    """(size, n): how often each of n items (test images, seeds) is drawn in each of `size` resamples of n draws
+    with replacement."""
+    draws = rng.integers(0, n, (size, n)) + n * np.arange(size)[:, None]
+    return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(float)
+
+
+def _metric(kind: str, metric: str, labels: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Accuracy or AUC (benchmark.metrics' definitions for `kind`) of each resample given by image counts: (B,)."""
+    if metric == "accuracy":
+        correct = predict(kind, scores) == labels
+        per_image = correct.mean(axis=1) if kind == "multilabel" else correct.astype(float)
+        return (counts * per_image).sum(axis=1) / labels.shape[0]  # not BLAS: its threads stall on a busy CPU
+    if kind == "binary":
+        return _resampled_auc(labels == 1, scores[:, 1], counts)
+    positive = labels.astype(bool) if kind == "multilabel" else labels[:, None] == np.arange(scores.shape[1])
+    return np.mean([_resampled_auc(positive[:, k], scores[:, k], counts) for k in range(scores.shape[1])], axis=0)
+
+
+def _resampled_auc(positive: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Rank (Mann–Whitney) AUC per resample, each image weighted by its draw count, ties counting ½; NaN without
+    both classes. Negatives sorted by score once give, per positive, the drawn negatives below and tied with it."""
+    negative = np.flatnonzero(~positive)
+    negative = negative[np.argsort(score[negative], kind="stable")]
+    below_or_at = np.zeros((len(counts), negative.size + 1))  # column j: drawn negatives among the j lowest
+    np.cumsum(counts[:, negative], axis=1, out=below_or_at[:, 1:])
+    where = np.flatnonzero(positive)
+    sorted_scores, at = score[negative], score[where]
+    below = below_or_at[:, np.searchsorted(sorted_scores, at, side="left")]
+    through = below_or_at[:, np.searchsorted(sorted_scores, at, side="right")]
+    weight = counts[:, where]
+    pairs = (weight * (below + through)).sum(axis=1) / 2  # negatives below + ½ · tied = (below + through) / 2
+    n_pairs = weight.sum(axis=1) * below_or_at[:, -1]
+    return np.divide(pairs, n_pairs, out=np.full(len(counts), np.nan), where=n_pairs > 0)
+
+
+def _bootstrap_summary(observed: float, draws: np.ndarray, confidence: float) -> dict[str, float | int | None]:
+    """Observed difference, percentile CI, bootstrap se and normal two-sided p of one metric (None if undefined)."""
+    valid = draws[np.isfinite(draws)]
+    summary: dict[str, float | int | None] = dict.fromkeys(("difference", "ci_low", "ci_high", "se", "p_value"))
+    summary["n_valid"] = int(valid.size)
+    if not np.isfinite(observed) or valid.size < 2:
+        return summary
+    low, high = np.quantile(valid, [(1 - confidence) / 2, (1 + confidence) / 2])
+    se = float(valid.std(ddof=1))
+    if se > 0:
+        p = float(2 * stats.norm.sf(abs(observed) / se))
+    else:
+        p = 1.0 if observed == 0 else 0.0
+    return summary | {"difference": observed, "ci_low": float(low), "ci_high": float(high), "se": se, "p_value": p}

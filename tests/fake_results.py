@@ -17,6 +17,7 @@ TASKS = {
     "retinamnist": TaskSpec(kind="ordinal", labels=("0", "1", "2", "3", "4"), channels=3),
 }
 GENERATIVE = {"vae", "dcgan", "ddpm", "cgan"}
+FEATURE_DIM = 32  # of the fake extractor: pneumoniamnist's 20 synthetic images are rank-deficient, retinamnist's 50 not
 
 
 def fake_scores(task: TaskSpec, labels: np.ndarray, skill: float, rng: np.random.Generator) -> np.ndarray:
@@ -74,13 +75,14 @@ def fake_result(task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray,
     report: dict = {}
     if strategy in GENERATIVE:
         fid = float(rng.uniform(20, 200))
+        plan = [10] * task.num_outputs
         report = {
             "generator": {"generator": strategy, "histories": {"all": {
                 "steps": 200, "seconds": 30.0, "log_step": [50, 100], "losses": {"loss": [1.0, 0.8]},
                 "quality_step": [50, 100, 150, 200], "quality": [fid * 3, fid * 2, fid * 1.2, fid],
                 "stopped_early": False, "failure": None}}},
-            "synthesis": {"policy": "balance", "plan": [10] * task.num_outputs, "generated": 10 * task.num_outputs},
-            "quality": {"overall": {"fake_vs_train": {"fid": fid, "kid_mean": fid / 1000}, "test_vs_train": {"fid": 5.0, "kid_mean": 0.0}}},
+            "synthesis": {"policy": "balance", "plan": plan, "generated": sum(plan)},
+            "quality": fake_quality(task, plan, fid, float(rng.uniform(3, 6))),
         }
     return {
         "config": {"dataset": dataset, "strategy": strategy},
@@ -96,3 +98,31 @@ def fake_result(task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray,
                    "val_balanced_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps]},
         "environment": {"device": "cpu", "device_name": "x86_64", "torch": "2.14.1"},
     }
+
+
+def fake_quality(task: TaskSpec, plan: list[int], fid: float, floor: float) -> dict:
+    """A schema-2 quality report (benchmark.quality's layout): class-matched block, per-class blocks, audit."""
+    composition = {label: count for label, count in zip(task.labels, plan) if count}
+    per_class = {label: _quality_block({label: count}, fid * 1.5, floor * 1.5) for label, count in composition.items()}
+    empty = {"threshold": 1.0, "near_copies": 0, "near_copy_fraction": 0.0, "exact_copies": 0, "copies": [],
+             "fake_to_train": {}, "test_to_train": {}, "closest_pairs": []}
+    return {
+        "schema": 2, "extractor": {"name": "domain", "weights_sha256": "0" * 64}, "seed": 0, "max_images": 2000,
+        "per_class_grouping": "class", "reference": "fake", "ms_ssim_setup": {},
+        "matched": _quality_block(composition, fid, floor), "per_class": per_class,
+        "memorisation": {"n_fake": sum(plan), "n_train": 1000, "n_test": 200, "quantile": 0.01,
+                         "pixel": empty, "feature": empty},
+    }
+
+
+def _quality_block(composition: dict[str, int], fid: float, floor: float) -> dict:
+    """One BLOCK of the quality report: synthetic vs real reference and the real-vs-real floor at the same n."""
+    n = sum(composition.values())
+
+    def scores(value: float) -> dict:
+        return {"fid": value, "kid_mean": value / 1000, "kid_std": value / 10000, "kid_subset_size": n,
+                "precision": 0.5, "recall": 0.5, "density": 0.9, "coverage": 0.6, "n_real": n, "n_fake": n}
+
+    return {"n": n, "composition": composition, "feature_dim": FEATURE_DIM, "rank_deficient": n - 1 < FEATURE_DIM,
+            "fake_vs_real": scores(fid), "floor": scores(floor), "ms_ssim_fake": 0.3, "ms_ssim_real": 0.25,
+            "nearest_real": None}

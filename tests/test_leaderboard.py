@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,10 @@ from scipy import stats as sps
 from benchmark import stats
 from benchmark.errors import MedAugBenchError
 from benchmark.leaderboard import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
     METRICS,
+    RANK_NOTE,
     build_leaderboard,
     console_rows,
     write_leaderboard,
@@ -57,11 +61,15 @@ def test_wide_table_matches_records(board, folder):
             values = np.array([r.result["metrics"]["test"][metric] for r in ok])
             assert row[f"{metric}_mean"] == pytest.approx(values.mean())
             assert row[f"{metric}_std"] == pytest.approx(values.std(ddof=1))
-            assert row[f"{metric}_ci_low"] <= row[f"{metric}_mean"] <= row[f"{metric}_ci_high"]
+            ci = stats.t_interval(values)
+            assert (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) == pytest.approx((ci["low"], ci["high"]))
     cgan = wide.set_index("strategy").loc["cgan"]
-    fids = [r.result["strategy"]["quality"]["overall"]["fake_vs_train"]["fid"] for (d, s, _), r in records.items()
-            if d == "pneumoniamnist" and s == "cgan" and r.ok]
-    assert cgan["fid_mean"] == pytest.approx(np.mean(fids)) and cgan["generator_seconds_mean"] == 30.0
+    matched = [r.result["strategy"]["quality"]["matched"] for (d, s, _), r in records.items()
+               if d == "pneumoniamnist" and s == "cgan" and r.ok]
+    assert cgan["fid_mean"] == pytest.approx(np.mean([m["fake_vs_real"]["fid"] for m in matched]))
+    assert cgan["fid_floor_mean"] == pytest.approx(np.mean([m["floor"]["fid"] for m in matched]))
+    assert cgan["kid_mean"] == pytest.approx(np.mean([m["fake_vs_real"]["kid_mean"] for m in matched]))
+    assert cgan["generator_seconds_mean"] == 30.0
     assert math.isnan(wide.set_index("strategy").loc["none", "fid_mean"])
 
 
@@ -105,10 +113,8 @@ def test_stats_paired_difference_over_seeds(board, folder):
         expected = stats.paired_difference(a, b)
         assert row[f"{metric}_diff"] == pytest.approx(expected["mean_difference"])
         assert row[f"{metric}_t_p"] == pytest.approx(expected["t_p_value"])
-        assert row[f"{metric}_wilcoxon_p"] == pytest.approx(expected["wilcoxon_p_value"])
-    seeds = board.seed_tests.query("dataset == 'retinamnist' and strategy == 'geometric'")
-    assert row["n_paired"] == 3 and row["delong_better"] == seeds["delong_better"].sum()
-    assert row["mcnemar_better"] == ((seeds["mcnemar_p"] < 0.05) & (seeds["mcnemar_c"] > seeds["mcnemar_b"])).sum()
+        assert math.isnan(row[f"{metric}_wilcoxon_p"]) and row[f"{metric}_wilcoxon_n"] == 3  # 3 seeds: n too small
+    assert row["n_paired"] == 3
     cgan = board.stats.set_index(["dataset", "strategy"]).loc["pneumoniamnist", "cgan"]
     assert cgan["n_paired"] == 2  # the failed seed pairs with nothing
 
@@ -128,7 +134,8 @@ def test_hand_checked_binary_pair(tmp_path):
     assert seed["delong_p"] == pytest.approx(2 * sps.norm.sf(2 / math.sqrt(5)))
     row = board.stats.iloc[0]
     assert row["accuracy_diff"] == pytest.approx(1 / 3) and row["auc_diff"] == pytest.approx(2 / 9)
-    assert (row["mcnemar_b"], row["mcnemar_c"], row["mcnemar_better"], row["delong_better"]) == (0, 2, 0, 0)
+    assert row["accuracy_bootstrap_diff"] == pytest.approx(1 / 3) and row["bootstrap_images"] == 6
+    assert "one seed: the bootstrap CI covers test images only" in row["note"]
     assert math.isnan(row["accuracy_t_p"])  # one seed: no t-test
 
 
@@ -147,7 +154,7 @@ def test_multilabel_delong_per_label_and_no_mcnemar(tmp_path):
     assert seed["delong_better"] == sum(d["p_value"] < 0.05 and d["difference"] > 0 for d in direct)
     assert seed["delong_tests"] == 2 and math.isnan(seed["mcnemar_p"])
     row = board.stats.iloc[0]
-    assert row["delong_unit"] == "seed×label tests" and math.isnan(row["mcnemar_seeds"])
+    assert row["auc_bootstrap_diff"] == pytest.approx(np.mean([d["difference"] for d in direct]))
     assert "McNemar n/a" in row["note"] and "n/a" in board.markdown
 
 
@@ -172,7 +179,8 @@ def test_markdown_tables_and_failed_section(board):
     md = board.markdown
     for strategy in ("none", "geometric", "cgan"):
         assert f"| {strategy} | simple_cnn |" in md
-    assert "±" in md and "95% percentile bootstrap" in md and "Table 3" in md and "Table 4" in md
+    assert "±" in md and "95% Student-t interval" in md and "Table 3" in md and "Table 4" in md
+    assert "bootstrap" not in md.split("Against the baseline")[0]  # no bootstrap CI of seed means anywhere
     assert "## Failed cells" in md and "| pneumoniamnist | cgan | simple_cnn | 2 | cgan exploded |" in md
     assert "(+1 failed)" in md
 
@@ -199,9 +207,13 @@ def test_cross_dataset_average_and_console_rows(board):
     expected = np.mean([w.loc["geometric", "accuracy_mean"] for w in wide.values()])
     assert cross.loc["geometric", "average_accuracy"] == pytest.approx(expected)
     header, *rows = console_rows(board, "pneumoniamnist")
-    assert header[0] == "Model" and header[-1] == "Δ AUC vs none (p)"
+    assert header[0] == "Model" and header[-1] == "Δ AUC vs none (Holm p)" and header[5] == "FID (floor)"
     assert [r[0] for r in rows] == board.wide["pneumoniamnist"]["model"].tolist()
     assert {r[0]: r[-1] for r in rows}["none"] == "baseline"
+    compared = board.stats.set_index(["dataset", "model"]).loc["pneumoniamnist", "geometric"]
+    assert {r[0]: r[-1] for r in rows}["geometric"].startswith(
+        f"{compared['auc_diff']:+.3f} (p={compared['auc_bootstrap_p_holm']:.3g})")
+    assert re.fullmatch(r"\d+\.\d ± \d+\.\d \(floor \d+\.\d\)†", {r[0]: r[5] for r in rows}["cgan"])
     assert board.datasets == ["pneumoniamnist", "retinamnist"]
 
 
@@ -225,7 +237,8 @@ def test_missing_baseline_leaves_stats_empty(tmp_path):
     make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("geometric", "cgan"), seeds=(0, 1))
     board = write_leaderboard(tmp_path)
     assert len(board.stats) == 2 and board.seed_tests.empty
-    assert board.stats[["accuracy_diff", "auc_diff", "delong_better", "mcnemar_b"]].isna().all().all()
+    assert board.stats[["accuracy_diff", "auc_diff", "auc_ci_low", "auc_bootstrap_p_holm"]].isna().all().all()
+    assert (board.stats["auc_marker"] == "").all()
     assert board.stats["note"].str.contains("no successful 'none' run").all()
     assert all(r[-1] == "–" for r in console_rows(board, "pneumoniamnist")[1:])
 
@@ -234,5 +247,106 @@ def test_missing_predictions_are_noted(tmp_path):
     records = make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("none", "geometric"), seeds=(0, 1))
     (tmp_path / "records" / f"{records[-1].cell_id}.npz").unlink()  # geometric, seed 1
     row = build_leaderboard(tmp_path).stats.iloc[0]
-    assert row["n_paired"] == 2 and row["delong_seeds"] == 1 and row["mcnemar_seeds"] == 1
+    assert row["n_paired"] == 2 and row["bootstrap_seeds"] == 1
     assert "test predictions missing (seeds [1])" in row["note"]
+
+
+def test_bootstrap_columns_equal_a_direct_call(board, folder):
+    root, records = folder
+    row = board.stats.set_index(["dataset", "strategy"]).loc["retinamnist", "cgan"]
+    base = [load_predictions(root, records["retinamnist", "none", s].cell_id) for s in range(3)]
+    other = [load_predictions(root, records["retinamnist", "cgan", s].cell_id) for s in range(3)]
+    direct = stats.paired_bootstrap("ordinal", base[0][0], [b[1] for b in base], [o[1] for o in other],
+                                    np.random.default_rng(BOOTSTRAP_SEED), BOOTSTRAP_RESAMPLES)
+    for metric in ("accuracy", "auc"):
+        assert row[f"{metric}_bootstrap_diff"] == pytest.approx(direct[metric]["difference"])
+        assert row[f"{metric}_diff"] == pytest.approx(direct[metric]["difference"], abs=1e-6)  # float32 predictions
+        assert (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) == pytest.approx(
+            (direct[metric]["ci_low"], direct[metric]["ci_high"]))
+        assert row[f"{metric}_bootstrap_p"] == pytest.approx(direct[metric]["p_value"])
+    assert (row["bootstrap_seeds"], row["bootstrap_images"], row["bootstrap_resamples"]) == (3, 200, 1000)
+
+
+def test_holm_over_each_dataset_table_and_markers_from_it(board):
+    for _, table in board.stats.groupby("dataset"):
+        for kind in ("bootstrap_p", "t_p", "wilcoxon_p"):
+            raw = table[[f"accuracy_{kind}", f"auc_{kind}"]].to_numpy(dtype=float).ravel().tolist()
+            expected = [math.nan if p is None else p for p in stats.holm(raw)]
+            corrected = table[[f"accuracy_{kind}_holm", f"auc_{kind}_holm"]].to_numpy(dtype=float).ravel()
+            np.testing.assert_allclose(corrected, expected)
+        for metric in ("accuracy", "auc"):
+            significant = table[f"{metric}_bootstrap_p_holm"] < 0.05
+            expected = np.where(significant, np.where(table[f"{metric}_bootstrap_diff"] > 0, "better", "worse"), "")
+            assert table[f"{metric}_marker"].tolist() == expected.tolist()
+
+
+def test_markers_use_holm_corrected_p(tmp_path, monkeypatch):
+    make_fake_results(tmp_path, datasets=("pneumoniamnist",), seeds=(0, 1))
+
+    def fixed_p(kind, labels, baseline, other, rng, n_resamples, confidence=0.95):
+        def block(p):
+            return {"difference": 0.01, "ci_low": 0.001, "ci_high": 0.02, "se": 0.005, "p_value": p,
+                    "n_valid": n_resamples}
+        return {"accuracy": block(0.03), "auc": block(0.001), "n_seeds": len(baseline), "n_images": len(labels),
+                "n_resamples": n_resamples}
+
+    monkeypatch.setattr(stats, "paired_bootstrap", fixed_p)
+    board = build_leaderboard(tmp_path)
+    # two strategies × two metrics: Holm gives 0.001·4 = 0.004 (twice) and 0.03·2 = 0.06 (twice)
+    assert board.stats["auc_bootstrap_p_holm"].tolist() == pytest.approx([0.004, 0.004])
+    assert board.stats["accuracy_bootstrap_p_holm"].tolist() == pytest.approx([0.06, 0.06])
+    assert board.stats["accuracy_bootstrap_p"].tolist() == pytest.approx([0.03, 0.03])  # raw p kept beside it
+    assert (board.stats["auc_marker"] == "better").all() and (board.stats["accuracy_marker"] == "").all()
+    against = board.markdown.split("### Against the baseline")[1].split("####")[0]
+    assert "Holm-corrected" in against and "| 0.06 / " in against and "| 0.03 / " not in against
+    assert against.count("↑") == 2 + 1  # the two AUC cells, and the note explaining ↑
+
+
+def test_wilcoxon_needs_six_seeds(board, tmp_path):
+    assert "/ n too small |" in board.markdown  # 3 seeds
+    make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("none", "geometric"), seeds=tuple(range(6)))
+    six = build_leaderboard(tmp_path)
+    row = six.stats.iloc[0]
+    assert row["auc_wilcoxon_n"] == 6 and row["auc_wilcoxon_p"] == pytest.approx(2 / 2**6)  # all six seeds better
+    assert row["auc_wilcoxon_p_holm"] == pytest.approx(min(1.0, 2 * row["auc_wilcoxon_p"]))
+    assert "/ n too small" not in six.markdown and f"/ {row['auc_wilcoxon_p_holm']:.3g} |" in six.markdown
+
+
+def test_per_seed_tests_are_listed_per_seed_not_summed(board):
+    assert not [c for c in board.stats.columns if c.startswith(("delong", "mcnemar"))]
+    md = board.markdown
+    assert md.count("#### Per-seed tests on the same test images (not corrected, not summed)") == 2
+    assert not re.search(r"of \d+ seeds", md)
+    section = md.split("#### Per-seed tests")[1].split("## retinamnist")[0]
+    assert len([line for line in section.splitlines() if line.startswith("| geometric | ")]) == 3  # one per seed
+
+
+def test_fid_cell_shows_floor_and_rank_deficiency_mark(board):
+    wide = {d: w.set_index("strategy").loc["cgan"] for d, w in board.wide.items()}
+    deficient, full_rank = wide["pneumoniamnist"], wide["retinamnist"]  # 20 and 50 images, 32 feature dimensions
+    assert deficient["fid_rank_deficient"] and not full_rank["fid_rank_deficient"]
+    md = board.markdown
+    cell = "{:.1f} ± {:.1f} (floor {:.1f})"
+    assert cell.format(deficient["fid_mean"], deficient["fid_std"], deficient["fid_floor_mean"]) + "† |" in md
+    assert cell.format(full_rank["fid_mean"], full_rank["fid_std"], full_rank["fid_floor_mean"]) + " |" in md
+    assert md.count(RANK_NOTE) == 1  # the footnote under pneumoniamnist's table only
+    assert "(floor 0.00" in md  # KID beside its floor as well
+
+
+def test_quality_without_a_matched_block_shows_no_fid(tmp_path):
+    task, labels = TASKS["pneumoniamnist"], np.array([0, 1] * 10)
+    scores = np.stack([1 - labels * 0.8, labels * 0.8], axis=1)
+    result = fake_result(task, "pneumoniamnist", "cgan", labels, scores, np.random.default_rng(0))
+    result["strategy"]["quality"] = {"overall": {"fake_vs_train": {"fid": 50.0}, "test_vs_train": {"fid": 5.0}}}
+    cell = {"dataset": "pneumoniamnist", "strategy": "cgan", "base_strategy": "cgan", "backbone": "simple_cnn",
+            "seed": 0, "train_fraction": 1.0, "policy": "balance"}
+    write_record(tmp_path, CellRecord("old", OK, cell, {}, result=result), labels, scores)
+    board = build_leaderboard(tmp_path)
+    assert board.long[["fid", "fid_floor", "kid"]].isna().all().all() and board.long["fid_rank_deficient"].isna().all()
+    assert "50.0" not in board.markdown
+
+
+def test_cross_dataset_has_no_fid(board):
+    assert not [c for c in board.cross_dataset.columns if "fid" in c or "kid" in c]
+    cross = board.markdown.split("## Across datasets")[1].split("## Average ranks")[0]
+    assert "FID |" not in cross and "No FID here" in cross

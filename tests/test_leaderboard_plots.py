@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.leaderboard_plots import metric_summary, write_plots
+from benchmark.leaderboard import build_leaderboard
+from benchmark.leaderboard_plots import fid_summary, metric_summary, write_plots
 from benchmark.results_store import load_records
-from benchmark.stats import bootstrap_ci
+from benchmark.stats import t_interval
 from tests.fake_results import make_fake_results
 
 DATASETS = ("pneumoniamnist", "retinamnist")
@@ -47,11 +48,11 @@ def test_single_seed(tmp_path):
     records = load_records(tmp_path / "results")
     assert write_plots(records, tmp_path / "plots") == expected(tmp_path / "plots", ALWAYS + GENERATIVE, DATASETS[1:])
     summary = metric_summary(records, "retinamnist", "auc")["cgan"]
-    assert len(summary.values) == 1 and summary.low == summary.mean == summary.high
+    assert len(summary.values) == 1 and summary.low is None and summary.high is None  # one seed: no interval
 
 
 @pytest.mark.parametrize("metric", ["auc", "accuracy"])
-def test_metric_summary_is_mean_and_bootstrap_ci_over_seeds(tmp_path, metric):
+def test_metric_summary_is_mean_and_t_interval_over_seeds(tmp_path, metric):
     make_fake_results(tmp_path / "results", failed=(("retinamnist", "cgan", 1),))
     records = load_records(tmp_path / "results")
     summaries = metric_summary(records, "retinamnist", metric)
@@ -60,7 +61,7 @@ def test_metric_summary_is_mean_and_bootstrap_ci_over_seeds(tmp_path, metric):
         values = [r.result["metrics"]["test"][metric] for r in records
                   if r.ok and r.cell["dataset"] == "retinamnist" and r.cell["strategy"] == label]
         assert len(values) == (2 if label == "cgan" else 3)  # the failed cell is left out
-        ci = bootstrap_ci(values)
+        ci = t_interval(values)
         assert summary.values == values
         assert summary.mean == pytest.approx(np.mean(values))
         assert (summary.low, summary.high) == pytest.approx((ci["low"], ci["high"]))
@@ -73,3 +74,15 @@ def test_labels_split_backbones(tmp_path):
     summaries = metric_summary(load_records(tmp_path / "results"), "pneumoniamnist", "auc")
     assert list(summaries) == ["none/resnet18", "cgan/resnet18", "none/simple_cnn", "cgan/simple_cnn"]
     assert all(len(s.values) == 3 for s in summaries.values())
+
+
+def test_fid_summary_is_the_leaderboards_class_matched_fid_and_floor(tmp_path):
+    make_fake_results(tmp_path / "results")
+    records = load_records(tmp_path / "results")
+    wide = build_leaderboard(tmp_path / "results").wide
+    for dataset in DATASETS:
+        row = wide[dataset].set_index("model").loc["cgan"]
+        fid, floor = fid_summary(records, dataset)["cgan"], fid_summary(records, dataset, "floor")["cgan"]
+        assert fid.mean == pytest.approx(row["fid_mean"]) and floor.mean == pytest.approx(row["fid_floor_mean"])
+        assert (fid.low, fid.high) == pytest.approx(tuple(t_interval(fid.values).values())[:2])
+        assert list(fid_summary(records, dataset)) == ["cgan"]  # classic strategies have no FID

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from benchmark.errors import MedAugBenchError
+from benchmark.leaderboard import build_leaderboard
 from benchmark.report import NO_IMAGES, write_report
 from benchmark.results_store import pairs_path, samples_path
 from tests.fake_results import make_fake_results
@@ -95,6 +96,27 @@ def test_sort_values_are_the_underlying_numbers(report):
         assert abs(float(value) - float(shown.split(" ± ")[0])) <= 0.0005 + 1e-12
         value, shown = row[headers.index("AUC 95% CI")]
         assert shown.startswith("[") and abs(float(value) - float(shown[1:].split(",")[0])) <= 0.0005 + 1e-12
+
+
+def _table_html(report: str, table_id: str) -> str:
+    table = report[report.index(f'id="{table_id}"'):]
+    return table[:table.index("</table>")]
+
+
+def test_report_uses_the_leaderboards_numbers(folder, report):
+    board = build_leaderboard(folder)
+    cgan = board.wide["pneumoniamnist"].set_index("strategy").loc["cgan"]
+    table = _table_html(report, "leaderboard-pneumoniamnist")
+    assert "FID (floor)" in table and "KID (floor)" in table
+    shown = f"{cgan['fid_mean']:.1f} ± {cgan['fid_std']:.1f} (floor {cgan['fid_floor_mean']:.1f})†"
+    assert f'data-value="{float(cgan["fid_mean"])!r}">{shown}</td>' in table
+    assert "rank-deficient" in report and "Student-t" in report and "bootstrap CI over seeds" not in report
+    stats_table = _table_html(report, "stats-pneumoniamnist")
+    geometric = board.stats.set_index(["dataset", "strategy"]).loc["pneumoniamnist", "geometric"]
+    assert f"{geometric['auc_bootstrap_p_holm']:.3g} / " in stats_table and "/ n too small" in stats_table
+    assert "Holm-corrected" in report and "Per-seed tests on the same test images (not corrected, not summed)" in report
+    assert len(re.findall(r"<tr>", _table_html(report, "per-seed-pneumoniamnist"))) == 1 + 2 + 3  # per seed rows
+    assert "FID" not in _table_html(report, "cross-dataset")
 
 
 def test_report_without_grid_json_or_images(tmp_path):

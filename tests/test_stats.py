@@ -1,4 +1,5 @@
-"""Leaderboard statistics: hand-checked cases, DeLong against a slow structural-components reference, scipy."""
+"""Leaderboard statistics: hand-checked cases, DeLong against a slow structural-components reference, scipy, the
+paired bootstrap against benchmark.metrics and against an unpaired bootstrap."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from benchmark.metrics import classification_metrics
 from benchmark.stats import (
-    bootstrap_ci,
+    WILCOXON_MIN_N,
+    _resampled_auc,
     delong_test,
     delong_test_multiclass,
     friedman_ranks,
+    holm,
     mcnemar_test,
     mean_std,
+    paired_bootstrap,
     paired_difference,
+    t_interval,
 )
+from benchmark.task import TaskSpec
 
 # Degenerate inputs must be handled, not left to emit RuntimeWarnings (division by zero, precision loss).
 pytestmark = pytest.mark.filterwarnings("error")
@@ -53,7 +60,7 @@ def slow_delong(y, score_a, score_b):
     return auc_a, auc_b, z, math.erfc(abs(z) / math.sqrt(2))
 
 
-# ---------------------------------------------------------------- mean_std / bootstrap_ci
+# ---------------------------------------------------------------- mean_std / t_interval
 
 
 def test_mean_std():
@@ -63,36 +70,25 @@ def test_mean_std():
     assert_plain_json(mean_std(np.array([0.1, 0.2])))
 
 
-def test_bootstrap_ci_contains_mean_deterministic_and_matches_scipy():
-    values = [0.81, 0.84, 0.79, 0.86, 0.83]
-    ci = bootstrap_ci(values, seed=3)
-    assert ci["method"] == "percentile"
-    assert ci["low"] < np.mean(values) < ci["high"]
-    assert min(values) <= ci["low"] and ci["high"] <= max(values)
-    assert bootstrap_ci(values, seed=3) == ci
-    direct = stats.bootstrap(
-        (np.array(values),), np.mean, n_resamples=10000, method="percentile", rng=np.random.default_rng(3)
-    )
-    assert ci["low"] == pytest.approx(direct.confidence_interval.low, abs=1e-15)
-    assert ci["high"] == pytest.approx(direct.confidence_interval.high, abs=1e-15)
+def test_t_interval_hand_case_and_scipy():
+    # mean 2.5, s = √(5/3), se = s / 2; t(0.975, 3 df) = 3.182446305284263
+    ci = t_interval([1.0, 2.0, 3.0, 4.0])
+    half = 3.182446305284263 * math.sqrt(5 / 3) / 2
+    assert ci == pytest.approx({"low": 2.5 - half, "high": 2.5 + half, "method": "t"})
+    direct = stats.t.interval(0.95, 3, loc=2.5, scale=stats.sem([1.0, 2.0, 3.0, 4.0]))
+    assert (ci["low"], ci["high"]) == pytest.approx(direct)
+    # two seeds: t(0.975, 1) = 12.706: far wider than the [min, max] a percentile bootstrap of 2 seeds would give
+    two = t_interval([0.8, 0.9])
+    assert (two["low"], two["high"]) == pytest.approx((0.85 - 12.706204736 * 0.05, 0.85 + 12.706204736 * 0.05))
+    narrow = t_interval([1.0, 2.0, 3.0, 4.0], confidence=0.5)
+    assert narrow["high"] - narrow["low"] < ci["high"] - ci["low"]
     assert_plain_json(ci)
 
 
-def test_bootstrap_ci_narrows_with_more_seeds_and_with_lower_confidence():
-    values = [0.80, 0.82, 0.84, 0.86, 0.88]
-    few, many = bootstrap_ci(values), bootstrap_ci(values * 4)  # 20 seeds with the same spread
-    assert many["high"] - many["low"] < 0.6 * (few["high"] - few["low"])
-    narrow = bootstrap_ci(values, confidence=0.5)
-    assert narrow["high"] - narrow["low"] < few["high"] - few["low"]
-
-
-def test_bootstrap_ci_degenerate_inputs():
-    assert bootstrap_ci([0.9]) == {"low": 0.9, "high": 0.9, "method": "none"}
-    assert bootstrap_ci([0.1, 0.1, 0.1]) == {"low": 0.1, "high": 0.1, "method": "none"}
-    assert bootstrap_ci([]) == {"low": None, "high": None, "method": "none"}
-    two = bootstrap_ci([0.8, 0.9])  # 2 seeds: resampled means are only 0.8, 0.85, 0.9
-    assert two["method"] == "percentile"
-    assert 0.8 == pytest.approx(two["low"]) and two["high"] == pytest.approx(0.9)
+def test_t_interval_one_seed_has_none():
+    assert t_interval([0.9]) == {"low": None, "high": None, "method": "none"}
+    assert t_interval([]) == {"low": None, "high": None, "method": "none"}
+    assert t_interval([0.1, 0.1, 0.1]) == pytest.approx({"low": 0.1, "high": 0.1, "method": "t"})
 
 
 # ---------------------------------------------------------------- paired_difference
@@ -105,22 +101,165 @@ def test_paired_difference_hand_case():
     assert r["mean_difference"] == pytest.approx(0.07 / 3)
     # sd = 0.01/√3, so t = mean / (sd/√3) = (0.07/3) / (0.01/3) = 7; with 2 df, two-sided p = 1 − t / √(t² + 2)
     assert r["t_p_value"] == pytest.approx(1 - 7 / math.sqrt(51), rel=1e-6)
-    # all three differences positive: exact two-sided Wilcoxon p = 2 · (1/2)³
-    assert r["wilcoxon_p_value"] == pytest.approx(0.25)
+    # 3 seeds: the exact two-sided Wilcoxon p is at least 2 / 2³ = 0.25, so it is not reported
+    assert r["wilcoxon_p_value"] is None and r["wilcoxon_n"] == 3
     assert paired_difference(other, baseline)["mean_difference"] == pytest.approx(-0.07 / 3)
     assert_plain_json(r)
 
 
+def test_wilcoxon_needs_six_nonzero_differences():
+    assert 2 / 2**(WILCOXON_MIN_N - 1) >= 0.05 > 2 / 2**WILCOXON_MIN_N
+    assert stats.wilcoxon([0.1, 0.2, 0.3, 0.4, 0.5]).pvalue == pytest.approx(0.0625)  # n = 5: never below 0.05
+    six = paired_difference([0.0] * 6, [0.1, 0.2, 0.25, 0.3, 0.15, 0.4])
+    assert six["wilcoxon_n"] == 6 and six["wilcoxon_p_value"] == pytest.approx(2 / 2**6)
+    one_zero = paired_difference([0.0] * 6, [0.0, 0.2, 0.25, 0.3, 0.15, 0.4])
+    assert one_zero["wilcoxon_n"] == 5 and one_zero["wilcoxon_p_value"] is None
+
+
 def test_paired_difference_degenerate():
     zero = paired_difference([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert zero == {"mean_difference": 0.0, "t_p_value": None, "wilcoxon_p_value": None, "n": 3}
-    constant = paired_difference([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])  # zero variance: t undefined, Wilcoxon is not
-    assert constant["t_p_value"] is None and constant["wilcoxon_p_value"] == pytest.approx(0.25)
+    assert zero == {"mean_difference": 0.0, "t_p_value": None, "wilcoxon_p_value": None, "wilcoxon_n": 0, "n": 3}
+    constant = paired_difference([1.0, 2, 3, 4, 5, 6], [2.0, 3, 4, 5, 6, 7])  # zero variance: t undefined, Wilcoxon not
+    assert constant["t_p_value"] is None and constant["wilcoxon_p_value"] == pytest.approx(2 / 2**6)
     single = paired_difference([0.5], [0.6])
     assert single["t_p_value"] is None and single["wilcoxon_p_value"] is None
     assert single["mean_difference"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="one baseline score"):
         paired_difference([0.5, 0.6], [0.5])
+
+
+# ---------------------------------------------------------------- Holm
+
+
+def test_holm_hand_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # undefined p's are not hypotheses: m = 2 here, not 4
+    assert holm([None, 0.02, float("nan"), 0.04]) == [None, pytest.approx(0.04), None, pytest.approx(0.04)]
+    assert holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1, and monotone
+    assert holm([]) == [] and holm([0.03]) == [0.03]
+
+
+# ---------------------------------------------------------------- paired bootstrap over test images and seeds
+
+TASKS = {
+    "binary": TaskSpec(kind="binary", labels=("a", "b"), channels=1),
+    "multiclass": TaskSpec(kind="multiclass", labels=("a", "b", "c", "d"), channels=1),
+    "multilabel": TaskSpec(kind="multilabel", labels=("a", "b", "c"), channels=1),
+}
+
+
+def _predictions(kind: str, n: int, skills: list[float], seed: int = 0):
+    """Labels of one test set and, per skill, scores that favour the truth by that much (softmax or sigmoid)."""
+    rng = np.random.default_rng(seed)
+    k = TASKS[kind].num_outputs
+    if kind == "multilabel":
+        labels = rng.integers(0, 2, (n, k))
+        return labels, [1 / (1 + np.exp(-(rng.normal(size=(n, k)) + skill * (2 * labels - 1)))) for skill in skills]
+    labels = rng.integers(0, k, n)
+    runs = []
+    for skill in skills:
+        logits = rng.normal(size=(n, k)) + skill * np.eye(k)[labels]
+        runs.append(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True))
+    return labels, runs
+
+
+@pytest.mark.parametrize("kind", TASKS)
+def test_bootstrap_observed_difference_is_benchmark_metrics(kind):
+    labels, (a0, a1, b0, b1) = _predictions(kind, 150, [0.5, 0.6, 1.0, 1.2])
+    r = paired_bootstrap(kind, labels, [a0, a1], [b0, b1], np.random.default_rng(0), n_resamples=50)
+    for metric in ("accuracy", "auc"):
+        score = {id(s): classification_metrics(TASKS[kind], labels, s)[metric] for s in (a0, a1, b0, b1)}
+        per_seed = [score[id(b)] - score[id(a)] for a, b in ((a0, b0), (a1, b1))]
+        assert r[metric]["difference"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+    assert (r["n_seeds"], r["n_images"], r["n_resamples"]) == (2, 150, 50)
+    assert_plain_json(r)
+
+
+@pytest.mark.parametrize("kind", TASKS)
+def test_bootstrap_identical_predictions_give_zero_and_p_one(kind):
+    labels, (a, b) = _predictions(kind, 120, [1.0, 1.0])
+    r = paired_bootstrap(kind, labels, [a, b], [a.copy(), b.copy()], np.random.default_rng(1))
+    for metric in ("accuracy", "auc"):
+        assert r[metric]["difference"] == 0.0 and r[metric]["p_value"] == 1.0
+        assert r[metric]["ci_low"] == r[metric]["ci_high"] == 0.0 and r[metric]["n_valid"] == 1000
+
+
+@pytest.mark.parametrize("kind", TASKS)
+def test_bootstrap_clearly_better_model_excludes_zero(kind):
+    labels, (a0, a1, a2, b0, b1, b2) = _predictions(kind, 300, [0.3, 0.3, 0.3, 2.5, 2.5, 2.5])
+    r = paired_bootstrap(kind, labels, [a0, a1, a2], [b0, b1, b2], np.random.default_rng(2))
+    for metric in ("accuracy", "auc"):
+        assert 0 < r[metric]["ci_low"] < r[metric]["difference"] < r[metric]["ci_high"]
+        assert r[metric]["p_value"] < 1e-6
+    backwards = paired_bootstrap(kind, labels, [b0, b1, b2], [a0, a1, a2], np.random.default_rng(2))
+    assert backwards["auc"]["ci_high"] < 0 and backwards["auc"]["difference"] == pytest.approx(-r["auc"]["difference"])
+
+
+def test_bootstrap_draws_the_same_images_for_both_strategies():
+    # a is right on ~70 % of very unequal images; b only fixes 4 of a's mistakes. Drawing the same images for both
+    # keeps the resampled difference in [0, a few images]; independent draws would spread it over ±7 points.
+    rng = np.random.default_rng(3)
+    n = 400
+    labels = rng.integers(0, 2, n)
+    logit = rng.normal(0, 2, n) + (2 * labels - 1)
+    p_a = 1 / (1 + np.exp(-logit))
+    wrong = np.flatnonzero((p_a > 0.5) != labels)[:4]
+    p_b = p_a.copy()
+    p_b[wrong] = np.where(labels[wrong] == 1, 0.9, 0.1)
+    a, b = np.stack([1 - p_a, p_a], axis=1), np.stack([1 - p_b, p_b], axis=1)
+    r = paired_bootstrap("binary", labels, [a], [b], np.random.default_rng(4))
+    assert r["accuracy"]["difference"] == pytest.approx(4 / n)
+    draws = np.random.default_rng(5).integers(0, n, (2, 1000, n))
+    right_a, right_b = (p_a > 0.5) == labels, (p_b > 0.5) == labels
+    unpaired = np.quantile(right_b[draws[1]].mean(axis=1) - right_a[draws[0]].mean(axis=1), [0.025, 0.975])
+    assert unpaired[1] - unpaired[0] > 0.08
+    assert r["accuracy"]["ci_low"] >= 0 and r["accuracy"]["ci_high"] - r["accuracy"]["ci_low"] < 0.02
+    assert r["auc"]["ci_low"] >= 0 and r["auc"]["ci_high"] - r["auc"]["ci_low"] < 0.02
+
+
+def test_bootstrap_resamples_seeds():
+    # seed 0: b fixes a's 40 mistakes (+0.1), seed 1: b makes 40 new ones (−0.1). The same images serve both seeds,
+    # so image draws alone cancel exactly; drawing seeds puts a quarter of the resamples at +0.1, a quarter at −0.1.
+    n = 400
+    labels = np.repeat([0, 1], n // 2)
+    right = np.stack([1.0 - labels, labels.astype(float)], axis=1) * 0.8 + 0.1
+    mixed = np.where(np.arange(n)[:, None] < 40, right[:, ::-1], right)
+    r = paired_bootstrap("binary", labels, [mixed, right], [right, mixed], np.random.default_rng(6))
+    assert r["accuracy"]["difference"] == 0.0
+    assert r["accuracy"]["ci_low"] < -0.07 and r["accuracy"]["ci_high"] > 0.07
+
+
+def test_bootstrap_is_deterministic_and_checks_shapes():
+    labels, (a, b) = _predictions("binary", 100, [0.5, 1.5])
+    first = paired_bootstrap("binary", labels, [a], [b], np.random.default_rng(7), n_resamples=200)
+    assert paired_bootstrap("binary", labels, [a], [b], np.random.default_rng(7), n_resamples=200) == first
+    assert paired_bootstrap("binary", labels, [a], [b], np.random.default_rng(8), n_resamples=200) != first
+    with pytest.raises(ValueError, match="one baseline run per other run"):
+        paired_bootstrap("binary", labels, [a, a], [b], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="N=100"):
+        paired_bootstrap("binary", labels, [a[:50]], [b[:50]], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown task kind 'regression'"):
+        paired_bootstrap("regression", labels, [a], [b], np.random.default_rng(0))
+
+
+def test_bootstrap_undefined_auc_is_none():
+    labels = np.zeros(20, dtype=int)  # one class only: no AUC, accuracy still defined
+    scores = np.full((20, 2), 0.5)
+    r = paired_bootstrap("binary", labels, [scores], [scores], np.random.default_rng(0), n_resamples=20)
+    assert r["auc"]["difference"] is None and r["auc"]["p_value"] is None and r["auc"]["n_valid"] == 0
+    assert r["accuracy"]["p_value"] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_resampled_auc_is_sklearn_on_the_drawn_images_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 80)
+    score = np.round(rng.normal(y, 1.0), 1)
+    counts = rng.integers(0, 3, (4, 80)).astype(float)
+    counts[0] = 1
+    expected = [roc_auc_score(np.repeat(y, c.astype(int)), np.repeat(score, c.astype(int))) for c in counts]
+    assert _resampled_auc(y == 1, score, counts) == pytest.approx(expected, abs=1e-12)
 
 
 # ---------------------------------------------------------------- DeLong
