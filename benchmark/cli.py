@@ -67,9 +67,9 @@ StrategyOptions = Annotated[
     Optional[list[str]],
     typer.Option("--strategy-option", "-S", help="Strategy parameter KEY=VALUE (a.b=V nests), e.g. -S degrees=10."),
 ]
-GeneratorSteps = Annotated[Optional[int], typer.Option("--generator-steps", help="Generator budget in optimizer steps (per model).")]
+GeneratorSteps = Annotated[Optional[int], typer.Option("--generator-steps", help="Generator budget in steps (the total; per-class models share it).")]
 GeneratorSeconds = Annotated[
-    Optional[float], typer.Option("--generator-seconds", help="Generator budget in device-seconds (per model).")
+    Optional[float], typer.Option("--generator-seconds", help="Generator budget in device-seconds (the total; per-class models share it).")
 ]
 
 
@@ -327,7 +327,7 @@ def quality_command(
     extractor_option: Annotated[
         Optional[list[str]], typer.Option("--extractor-option", "-E", help="Extractor parameter KEY=VALUE, e.g. -E weights=/path/inception.pth or -E steps=300.")
     ] = None,
-    n: Annotated[int, typer.Option("--n", help="Synthetic images to draw from --generator (classes in the real training proportions).")] = 2000,
+    n: Annotated[int, typer.Option("--n", help="Synthetic images to draw from --generator (real training class proportions); also the report's max_images.")] = 2000,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON quality record here (and the closest-pairs PNG beside it).")] = None,
     seed: Seed = 0,
     size: Size = 28,
@@ -336,8 +336,9 @@ def quality_command(
     device: DeviceName = "auto",
     option: PluginOptions = None,
 ) -> None:
-    """FID, KID, precision/recall/density/coverage, MS-SSIM diversity, nearest-real SSIM/PSNR and a memorisation
-    audit of synthetic images against the real dataset."""
+    """FID, KID, precision/recall/density/coverage against real training images of the same class composition and n
+    (next to the real-test-vs-train floor), MS-SSIM diversity, nearest-real SSIM/PSNR, and a memorisation audit of
+    synthetic images against every training image."""
     from benchmark.device import pick_device
     from benchmark.features import make_extractor
     from benchmark.quality import quality_report, save_closest_pairs_png
@@ -354,15 +355,15 @@ def quality_command(
     else:
         fake = load_image_set(images, data)
     features = make_extractor(extractor, data, **parse_options(extractor_option, "extractor", "-E steps=300")).to(torch_device)
-    report = quality_report(data.train, data.test, fake, data.task, features, max_images=n, seed=seed)
+    report = quality_report(data.train, data.test, fake, data.task, features, max_images=n, seed=seed,
+                            device=torch_device)
     print_quality(report)
     if out is not None:
         from benchmark.datafiles import write_json_atomic
 
         write_json_atomic(out, report)
-        pairs = save_closest_pairs_png(
-            fake.images, data.train.images, report["overall"]["memorisation"]["pixel"]["closest_pairs"], out.with_suffix(".pairs.png")
-        )
+        closest = report["memorisation"]["pixel"]["closest_pairs"]
+        pairs = save_closest_pairs_png(fake.images, data.train.images, closest, out.with_suffix(".pairs.png"))
         console().print(f"wrote {out} and {pairs}")
 
 
@@ -467,20 +468,32 @@ def publish(results_dir: Path, baseline: str, out: Path | None = None) -> None:
                     f"{folder} and {len(plots)} plots in {folder / 'plots'}; `medaugbench report {results_dir}` makes one HTML page")
 
 
+QUALITY_COLUMNS = {"fid": "FID", "kid_mean": "KID", "precision": "precision", "recall": "recall", "density": "density",
+                   "coverage": "coverage"}
+
+
 def print_quality(report: dict) -> None:
-    """Headline quality numbers, overall and per class."""
-    table = Table("group", "n fake", "FID", "FID real test (n)", "KID", "precision", "recall", "density", "coverage",
-                  "MS-SSIM", "near-copies px", "near-copies feat", title=f"features: {report['extractor']['name']}")
-    for name, block in [("all", report["overall"]), *report["per_class"].items()]:
-        fake, floor, audit = block["fake_vs_train"], block["test_vs_train"], block["memorisation"] or {}
-        table.add_row(
-            name, str(block["n_fake"]), _cell(fake["fid"]), f"{_cell(floor['fid'])} ({block['n_test']})", _cell(fake["kid_mean"]),
-            *(_cell(fake[k]) for k in ("precision", "recall", "density", "coverage")), _cell(block["ms_ssim_fake"]),
-            *(_cell(audit[space]["near_copy_fraction"]) if audit else "n/a" for space in ("pixel", "feature")),
-        )
+    """The class-matched block and the per-class blocks, each metric next to its floor, then the memorisation audit."""
+    extractor = f"{report['extractor']['name']}, {report['matched']['feature_dim']} features"
+    table = Table("group", "n", *(f"{header} (floor)" for header in QUALITY_COLUMNS.values()), "MS-SSIM syn / real",
+                  title=f"synthetic vs real training images of the same class composition and n ({extractor})")
+    per_class = ((f"class {label}", block) for label, block in report["per_class"].items())
+    for name, block in [("matched", report["matched"]), *per_class]:
+        fake, floor = block["fake_vs_real"], block["floor"]
+        table.add_row(name, f"{block['n']}{' *' if block['rank_deficient'] else ''}",
+                      *(f"{_cell(fake[key])} ({_cell(floor[key])})" for key in QUALITY_COLUMNS),
+                      f"{_cell(block['ms_ssim_fake'])} / {_cell(block['ms_ssim_real'])}")
     console().print(table)
-    console().print("FID real test = real test images (n) scored against the same real training images: the floor a "
-                    "perfect generator would reach at that n (FID falls as n grows, so compare at equal n).")
+    console().print("floor: real test images drawn with the same composition and n, scored against the same training "
+                    "images (what a perfect generator would reach). * n - 1 < feature count: singular covariance, the "
+                    "FID is unreliable.")
+    audit = report["memorisation"]
+    for space in ("pixel", "feature"):
+        found = audit[space]
+        console().print(f"memorisation ({space} space, {audit['n_fake']} synthetic vs all {audit['n_train']} training "
+                        f"images): {found['exact_copies']} exact copies; {found['near_copies']} near copies "
+                        f"({found['near_copy_fraction']:.1%}, exact ones included) within {found['threshold']:.4g}, "
+                        f"the {audit['quantile']:g} quantile of {audit['n_test']} test images' nearest-training distances")
 
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc", "ece")

@@ -1,4 +1,6 @@
-"""Synthetic-image quality (FID, KID, precision/recall/density/coverage, MS-SSIM diversity) and a memorisation audit.
+"""Synthetic-image quality (FID, KID, precision/recall/density/coverage, MS-SSIM diversity), scored against a real
+reference of the same class composition next to a real-vs-real floor, and a memorisation audit over every training
+image.
 
 Every distance is computed in float64. Pixel distances are Euclidean on raw 0-255 grey levels, flattened over
 (C, H, W); integer pixels make float64 squared distances exact, so an exact copy has distance 0.
@@ -32,6 +34,11 @@ BATCH_SIZE = 256
 PROGRESS_MIN_IMAGES = 1000
 PRDC_K = 5
 CLOSEST_PAIRS = 16
+SCHEMA = 2  # version of the quality report's layout
+# Nearest-neighbour chunks: query and reference rows per chunk, and at most this many values per chunk (128 MiB).
+NN_QUERY_ROWS = 1024
+NN_REFERENCE_ROWS = 4096
+NN_CHUNK_VALUES = 2**24
 # Wang, Simoncelli & Bovik 2003, finest scale first; fewer scales keep the first ones, renormalised to sum to 1.
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # Gaussian window sigmas tried in order: the standard one (11-px window), then a 7-px window for small images.
@@ -42,7 +49,7 @@ MIN_MS_SSIM_SCALES = 3
 @torch.no_grad()
 def extract_features(images: Tensor, extractor: FeatureExtractor, batch_size: int = BATCH_SIZE) -> Tensor:
     """Float64 features (N, D) of uint8 images, in batches, with the extractor in eval mode (progress bar over 1000)."""
-    device = next(extractor.parameters(), torch.empty(0)).device
+    device = _device_of(extractor)
     starts = range(0, len(images), batch_size)
     bar = tqdm(starts, desc="features", unit="batch", disable=len(images) <= PROGRESS_MIN_IMAGES, leave=False)
     was_training = extractor.training
@@ -211,11 +218,34 @@ def ms_ssim_diversity(images: Tensor, pairs: int = 500, generator: torch.Generat
     return float(torch.cat(scores).mean())
 
 
-def nearest_neighbours(query: Tensor, reference: Tensor, chunk: int = 512) -> tuple[Tensor, Tensor]:
-    """Index and Euclidean distance of each query row's nearest reference row (float64, in chunks; both non-empty)."""
-    query, reference = query.double(), reference.double()
-    best = [torch.cdist(query[i : i + chunk], reference).min(dim=1) for i in range(0, len(query), chunk)]
-    return torch.cat([b.indices for b in best]), torch.cat([b.values for b in best])
+def nearest_neighbours(query: Tensor, reference: Tensor, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Index and Euclidean distance (float64, on the CPU) of each query row's nearest reference row.
+
+    Rows of any dtype are converted to float64 chunk by chunk on `device` (default CPU), over the queries and over
+    the reference, so memory stays bounded for splits of any size; ties go to the lowest reference index.
+    """
+    if len(query) == 0 or len(reference) == 0:
+        raise ValueError(f"a nearest-neighbour search needs queries and references, got {len(query)}, {len(reference)}")
+    device = device or torch.device("cpu")
+    query_rows, reference_rows = _chunk_rows(query, NN_QUERY_ROWS), _chunk_rows(reference, NN_REFERENCE_ROWS)
+    indices, distances = [], []
+    for i in range(0, len(query), query_rows):
+        chunk = query[i : i + query_rows].to(device).double()
+        best = torch.full((len(chunk),), math.inf, dtype=torch.float64, device=device)
+        best_index = torch.zeros(len(chunk), dtype=torch.long, device=device)
+        for j in range(0, len(reference), reference_rows):
+            nearest = torch.cdist(chunk, reference[j : j + reference_rows].to(device).double()).min(dim=1)
+            closer = nearest.values < best  # strict: an equal distance keeps the earlier (lower) index
+            best = torch.where(closer, nearest.values, best)
+            best_index = torch.where(closer, nearest.indices + j, best_index)
+        indices.append(best_index.cpu())
+        distances.append(best.cpu())
+    return torch.cat(indices), torch.cat(distances)
+
+
+def _chunk_rows(rows: Tensor, most: int) -> int:
+    """Rows per chunk: at most `most`, and fewer for long rows so a chunk holds at most NN_CHUNK_VALUES values."""
+    return max(1, min(most, NN_CHUNK_VALUES // max(1, rows[0].numel())))
 
 
 def psnr_cap(shape: torch.Size | tuple[int, ...]) -> float:
@@ -223,8 +253,8 @@ def psnr_cap(shape: torch.Size | tuple[int, ...]) -> float:
     return 10 * math.log10(255**2 * math.prod(shape))
 
 
-def nearest_real_similarity(fake: Tensor, real: Tensor) -> dict:
-    """SSIM and PSNR between each fake image and its nearest real image by pixel L2.
+def nearest_real_similarity(fake: Tensor, real: Tensor, device: torch.device | None = None) -> dict:
+    """SSIM and PSNR between each fake image and its nearest real image by pixel L2 (searched on `device`).
 
     Returns "summary" (JSON-able: means and standard deviations, the number of exact copies, the PSNR cap) and the
     tensors "nearest_index", "nearest_distance", "ssim" and "psnr" (per fake image). SSIM uses torchmetrics'
@@ -232,7 +262,7 @@ def nearest_real_similarity(fake: Tensor, real: Tensor) -> dict:
     """
     if len(fake) == 0 or len(real) == 0:
         raise ValueError(f"nearest-real similarity needs fake and real images, got {len(fake)} and {len(real)}")
-    index, distance = nearest_neighbours(_pixels(fake), _pixels(real))
+    index, distance = nearest_neighbours(fake.flatten(1), real.flatten(1), device)
     ssim, psnr = [], []
     for i in range(0, len(fake), BATCH_SIZE):
         a, b = _unit(fake[i : i + BATCH_SIZE]), _unit(real[index[i : i + BATCH_SIZE]])
@@ -267,35 +297,50 @@ def memorisation_audit(
     train_features: Tensor,
     test_features: Tensor,
     quantile: float = 0.01,
+    device: torch.device | None = None,
 ) -> dict:
-    """Near-copies of training images among synthetic ones, in pixel space and in feature space.
+    """Exact and near copies of training images among synthetic ones, in pixel space and in feature space.
 
-    Per space: each synthetic image's distance to its nearest training image, and each real test image's (test →
-    train, the same distance for images the generator never saw). A synthetic image is a near-copy when its distance
-    is at or below the `quantile` of the test → train distances ("at or below" so that exact copies still count when
-    that quantile is 0 because test images duplicate training images). JSON-able.
+    Per space: each synthetic image's distance to its nearest image among ALL of `train` (searched in chunks on
+    `device`), and each real test image's (test → train, the same distance for images the generator never saw). A
+    synthetic image is a near copy when its distance is at or below the `quantile` of the test → train distances
+    ("at or below", so exact copies count even when test images duplicate training images and that quantile is 0);
+    an exact copy (counted among the near copies too) is pixel-identical to the training image it was matched with.
+    "copies" lists every near copy as (fake, train) indices into the given tensors. JSON-able.
     """
     if min(len(fake), len(train), len(test)) == 0:
         raise ValueError(f"the audit needs fake, train and test images, got {len(fake)}, {len(train)}, {len(test)}")
     spaces = {
-        "pixel": (_pixels(fake), _pixels(train), _pixels(test)),
+        "pixel": (fake.flatten(1), train.flatten(1), test.flatten(1)),
         "feature": (fake_features, train_features, test_features),
     }
     counts = {"n_fake": len(fake), "n_train": len(train), "n_test": len(test), "quantile": quantile}
-    return counts | {name: _audit_space(*vectors, quantile) for name, vectors in spaces.items()}
+    return counts | {
+        name: _audit_space(*vectors, images=(fake, train), quantile=quantile, device=device)
+        for name, vectors in spaces.items()
+    }
 
 
-def _audit_space(fake: Tensor, train: Tensor, test: Tensor, quantile: float) -> dict:
-    """The memorisation audit in one space (rows are vectors)."""
-    fake_index, fake_distance = nearest_neighbours(fake, train)
-    _, test_distance = nearest_neighbours(test, train)
+def _audit_space(
+    fake: Tensor, train: Tensor, test: Tensor, images: tuple[Tensor, Tensor], quantile: float,
+    device: torch.device | None,
+) -> dict:
+    """The memorisation audit in one space (rows are vectors; `images`: the fake and train images they stand for)."""
+    fake_index, fake_distance = nearest_neighbours(fake, train, device)
+    _, test_distance = nearest_neighbours(test, train, device)
     threshold = torch.quantile(test_distance, quantile)
-    near = fake_distance <= threshold
+    flagged = (fake_distance <= threshold).nonzero().flatten()
+    exact = (images[0][flagged].flatten(1) == images[1][fake_index[flagged]].flatten(1)).all(dim=1)
     closest = torch.argsort(fake_distance, stable=True)[:CLOSEST_PAIRS]
     return {
         "threshold": float(threshold),
-        "near_copies": int(near.sum()),
-        "near_copy_fraction": float(near.double().mean()),
+        "near_copies": len(flagged),
+        "near_copy_fraction": len(flagged) / len(fake),
+        "exact_copies": int(exact.sum()),
+        "copies": [
+            {"fake": int(i), "train": int(fake_index[i]), "distance": float(fake_distance[i]), "exact": bool(e)}
+            for i, e in zip(flagged, exact)
+        ],
         "fake_to_train": _distribution(fake_distance),
         "test_to_train": _distribution(test_distance),
         "closest_pairs": [
@@ -315,91 +360,182 @@ def save_closest_pairs_png(fake: Tensor, train: Tensor, pairs: list[dict], out: 
     return out
 
 
-@dataclass
-class _Set:
-    """Images, labels, their features and their indices in the caller's split, kept aligned in class subsets."""
+REFERENCE = (
+    "per class (multi-label: per exact label row) the same number of synthetic, real training (the reference) and "
+    "real held-out images (the floor), min(available in each) scaled to max_images by largest remainder, drawn "
+    "without replacement with the seed; the floor scores the held-out images against the same reference"
+)
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """Indices drawn from the training, held-out and synthetic splits with one shared class composition."""
+
+    composition: dict[str, int]
+    train: Tensor
+    heldout: Tensor
+    fake: Tensor
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """One split's images and the features of the images some measurement uses (image i's are row `row[i]`)."""
 
     images: Tensor
-    labels: Tensor
     features: Tensor
-    index: Tensor
+    row: Tensor
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def where(self, mask: Tensor) -> "_Set":
-        return _Set(self.images[mask], self.labels[mask], self.features[mask], self.index[mask])
+    def features_of(self, index: Tensor) -> Tensor:
+        return self.features[self.row[index]]
 
 
 def quality_report(
     real_train: Split,
-    real_test: Split,
+    real_heldout: Split,
     fake: Split,
     task: TaskSpec,
     extractor: FeatureExtractor,
     max_images: int = 2000,
     seed: int = 0,
     kid_subsets: int = 50,
+    device: torch.device | None = None,
 ) -> dict:
-    """Every quality metric and the memorisation audit, overall and per class, as a JSON-able dict.
+    """Class-matched quality metrics, per-class blocks and the memorisation audit, as a JSON-able dict (schema 2).
 
-    Each split is first subsampled to `max_images` (random, by `seed`); closest pairs in the audit are named by
-    their indices in the given splits. Per-class blocks compare the images of that
-    class only (multi-label: the images positive for that label, so an image can be in several blocks), including
-    the nearest-neighbour searches. Every block also scores real test against real train with the same metrics and
-    sample sizes ("test_vs_train"), the floor FID/KID a perfect generator would reach at that n. Metrics that need
-    more images than a block has are None (FID/KID: 2 per set; PRDC: k + 1; MS-SSIM: 2); FID is biased upwards for
-    small n, so compare it only at equal n (reported).
+    Every block scores a synthetic draw against a real training draw of the same class (label-row) composition and
+    n, next to its floor: a real held-out draw of that composition and n against the same reference ("reference"
+    says how). "matched" covers the whole synthetic set; "per_class" one class each (multi-label: the images
+    positive for the label). The audit searches every training image; only the synthetic and held-out sets are
+    subsampled to `max_images`. Draws come from a torch.Generator seeded with `seed`; nearest-neighbour searches run
+    on `device` (default: the extractor's). Metrics a block has too few images for are None (FID/KID: 2; PRDC: k+1);
+    FID is biased upwards at small n and unreliable when n - 1 < feature dim ("rank_deficient").
     """
+    device = device or _device_of(extractor)
     generator = torch.Generator().manual_seed(seed)
-    sets = {}
-    for name, split in (("train", real_train), ("test", real_test), ("fake", fake)):
-        index = torch.randperm(len(split), generator=generator)[:max_images].sort().values
-        images, labels = split.images[index], split.labels[index]
-        sets[name] = _Set(images, labels, extract_features(images, extractor), index)
-    masks = {name: _class_masks(s.labels, task) for name, s in sets.items()}
-    per_class = {
-        label: _block(*(sets[name].where(masks[name][c]) for name in ("train", "test", "fake")), kid_subsets, seed)
-        for c, label in enumerate(task.labels)
-    }
+    splits = (real_train, real_heldout, fake)
+    codes, names = _composition_codes([split.labels for split in splits], task)
+    everything = [torch.ones(len(split), dtype=torch.bool) for split in splits]
+    per_class = [[class_mask(split.labels, task, c) for split in splits] for c in range(task.num_outputs)]
+    groups = [everything, *per_class]  # the masks (train, held-out, fake) of each block: all images, then each class
+    draws = [_matched_draw(codes, masks, names, max_images, generator) for masks in groups]
+    audit_fake, audit_heldout = (_subsample(len(split), max_images, generator) for split in (fake, real_heldout))
+    train, heldout, fake_pool = (
+        _pool(real_train.images, [torch.arange(len(real_train))], extractor),
+        _pool(real_heldout.images, [audit_heldout, *(d.heldout for d in draws)], extractor),
+        _pool(fake.images, [audit_fake, *(d.fake for d in draws)], extractor),
+    )
+    blocks = [
+        _block(draw, train, heldout, fake_pool, masks[0], kid_subsets, seed, device)
+        for draw, masks in zip(draws, groups)
+    ]
+    audit_images = (fake.images[audit_fake], real_train.images, real_heldout.images[audit_heldout])
+    audit_features = (fake_pool.features_of(audit_fake), train.features, heldout.features_of(audit_heldout))
+    audit = memorisation_audit(*audit_images, *audit_features, device=device)
     return {
+        "schema": SCHEMA,
         "extractor": extractor.describe(),
         "seed": seed,
         "max_images": max_images,
         "per_class_grouping": "positive for the label" if task.multilabel else "class",
+        "reference": REFERENCE,
         "ms_ssim_setup": asdict(ms_ssim_setup(*fake.images.shape[-2:])),
-        "overall": _block(sets["train"], sets["test"], sets["fake"], kid_subsets, seed),
-        "per_class": per_class,
+        "matched": blocks[0],
+        "per_class": dict(zip(task.labels, blocks[1:])),
+        "memorisation": _in_fake_split_indices(audit, audit_fake),
     }
 
 
-def _class_masks(labels: Tensor, task: TaskSpec) -> list[Tensor]:
-    """One boolean mask per class, or per label (positives) for a multi-label task."""
-    return [class_mask(labels, task, i) for i in range(task.num_outputs)]
+def _device_of(extractor: FeatureExtractor) -> torch.device:
+    """The device the extractor's weights are on (CPU for a weightless one)."""
+    return next(extractor.parameters(), torch.empty(0)).device
 
 
-def _block(train: _Set, test: _Set, fake: _Set, kid_subsets: int, seed: int) -> dict:
-    """All metrics for one group of images; those the group is too small for are None."""
-    nonempty = min(len(train), len(test), len(fake)) > 0
+def _composition_codes(labels: list[Tensor], task: TaskSpec) -> tuple[list[Tensor], list[str]]:
+    """A composition key per image, shared across the splits (single-label: the class; multi-label: the exact
+    label row), and each key's name (the class name, or the row as 0/1 digits)."""
+    rows = [(y > 0.5).long() if task.multilabel else y.long()[:, None] for y in labels]
+    unique, inverse = torch.unique(torch.cat(rows), dim=0, return_inverse=True)
+    if task.multilabel:
+        names = ["".join(str(v) for v in row.tolist()) for row in unique]
+    else:
+        names = [task.labels[int(row[0])] for row in unique]
+    return list(inverse.split([len(r) for r in rows])), names
+
+
+def _matched_draw(
+    codes: list[Tensor], masks: list[Tensor], names: list[str], max_images: int, generator: torch.Generator
+) -> _Draw:
+    """Draw without replacement from each split (train, held-out, fake; restricted to `masks`) the same count per
+    composition key: the fewest any split has, scaled down to `max_images` in total by largest remainder."""
+    groups = [_groups(code, mask, len(names)) for code, mask in zip(codes, masks)]
+    available = [min(len(split_groups[k]) for split_groups in groups) for k in range(len(names))]
+    quotas = _proportional_quotas(available, max_images)
+    index = [
+        torch.cat([g[torch.randperm(len(g), generator=generator)[:q]] for g, q in zip(split_groups, quotas)])
+        for split_groups in groups
+    ]
+    return _Draw({names[k]: q for k, q in enumerate(quotas) if q > 0}, *(i.sort().values for i in index))
+
+
+def _groups(code: Tensor, mask: Tensor, keys: int) -> list[Tensor]:
+    """Indices of the masked images, one ascending tensor per composition key."""
+    index = mask.nonzero().flatten()
+    order = torch.argsort(code[index], stable=True)
+    return list(index[order].split(torch.bincount(code[index], minlength=keys).tolist()))
+
+
+def _proportional_quotas(counts: list[int], total: int) -> list[int]:
+    """`counts` scaled down to sum to `total` by largest remainder (ties to the first key); unchanged if they fit."""
+    whole = sum(counts)
+    if whole <= total:
+        return list(counts)
+    quotas = [c * total // whole for c in counts]
+    by_remainder = sorted(range(len(counts)), key=lambda k: -(counts[k] * total % whole))
+    for k in by_remainder[: total - sum(quotas)]:
+        quotas[k] += 1
+    return quotas
+
+
+def _subsample(n: int, most: int, generator: torch.Generator) -> Tensor:
+    """Sorted indices of at most `most` of n items, drawn without replacement."""
+    return torch.randperm(n, generator=generator)[:most].sort().values
+
+
+def _pool(images: Tensor, uses: list[Tensor], extractor: FeatureExtractor) -> _Pool:
+    """A split with the features of every image in `uses` (index tensors) extracted once."""
+    needed = torch.cat(uses).unique()
+    row = torch.full((len(images),), -1, dtype=torch.long)
+    row[needed] = torch.arange(len(needed))
+    return _Pool(images, extract_features(images[needed], extractor), row)
+
+
+def _block(
+    draw: _Draw, train: _Pool, heldout: _Pool, fake: _Pool, train_mask: Tensor, kid_subsets: int, seed: int,
+    device: torch.device,
+) -> dict:
+    """Every distribution metric of one matched draw, its floor, diversity and nearest training images (restricted
+    to `train_mask`); the metrics a draw is too small for are None."""
+    reference, feature_dim, n = train.features_of(draw.train), train.features.shape[1], len(draw.fake)
+    fake_images = fake.images[draw.fake]
+    nearest = nearest_real_similarity(fake_images, train.images[train_mask], device)["summary"] if n else None
     return {
-        "n_train": len(train),
-        "n_test": len(test),
-        "n_fake": len(fake),
-        "fake_vs_train": _distribution_metrics(train.features, fake.features, kid_subsets, seed),
-        "test_vs_train": _distribution_metrics(train.features, test.features, kid_subsets, seed),
-        "ms_ssim_fake": _diversity(fake.images, seed),
-        "ms_ssim_train": _diversity(train.images, seed),
-        "nearest_real": nearest_real_similarity(fake.images, train.images)["summary"] if nonempty else None,
-        "memorisation": _audit_in_split_indices(fake, train, test) if nonempty else None,
+        "n": n,
+        "composition": draw.composition,
+        "feature_dim": feature_dim,
+        "rank_deficient": n - 1 < feature_dim,
+        "fake_vs_real": _distribution_metrics(reference, fake.features_of(draw.fake), kid_subsets, seed),
+        "floor": _distribution_metrics(reference, heldout.features_of(draw.heldout), kid_subsets, seed),
+        "ms_ssim_fake": _diversity(fake_images, seed),
+        "ms_ssim_real": _diversity(train.images[draw.train], seed),
+        "nearest_real": nearest,
     }
 
 
-def _audit_in_split_indices(fake: _Set, train: _Set, test: _Set) -> dict:
-    """The memorisation audit, with closest pairs named by their indices in the caller's fake and train splits."""
-    audit = memorisation_audit(fake.images, train.images, test.images, fake.features, train.features, test.features)
+def _in_fake_split_indices(audit: dict, fake_index: Tensor) -> dict:
+    """The audit with its synthetic indices mapped from the subsample back to the caller's fake split."""
     for space in ("pixel", "feature"):
-        for pair in audit[space]["closest_pairs"]:
-            pair["fake"], pair["train"] = int(fake.index[pair["fake"]]), int(train.index[pair["train"]])
+        for pair in audit[space]["copies"] + audit[space]["closest_pairs"]:
+            pair["fake"] = int(fake_index[pair["fake"]])
     return audit
 
 
@@ -418,11 +554,6 @@ def _distribution_metrics(real: Tensor, other: Tensor, kid_subsets: int, seed: i
 def _diversity(images: Tensor, seed: int) -> float | None:
     """MS-SSIM diversity with a seeded pair sampler, or None for fewer than 2 images."""
     return ms_ssim_diversity(images, generator=torch.Generator().manual_seed(seed)) if len(images) >= 2 else None
-
-
-def _pixels(images: Tensor) -> Tensor:
-    """Images flattened to float64 rows of grey levels 0-255."""
-    return images.flatten(1).double()
 
 
 def _unit(images: Tensor) -> Tensor:

@@ -82,7 +82,7 @@ def save_images(results_dir: Path, cell_id: str, trained: Trained) -> None:
     if synthetic is None or len(synthetic) == 0:
         return
     save_class_grid(synthetic, trained.data.task, samples_path(results_dir, cell_id), per_class=8, seed=0)
-    audit = (trained.record.strategy.get("quality") or {}).get("overall", {}).get("memorisation") or {}
+    audit = (trained.record.strategy.get("quality") or {}).get("memorisation") or {}
     pairs = audit.get("pixel", {}).get("closest_pairs")
     if pairs:
         save_closest_pairs_png(synthetic.images, trained.data.train.images, pairs, pairs_path(results_dir, cell_id))

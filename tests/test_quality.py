@@ -210,6 +210,21 @@ def test_nearest_real_similarity_finds_exact_copies(pneumonia):
     json.dumps(summary, allow_nan=False)
 
 
+def test_nearest_neighbours_in_chunks_match_one_search(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randint(0, 4, (50, 3), generator=generator, dtype=torch.uint8)  # many ties among 64 values
+    query = torch.cat([reference[[7, 31, 49]], torch.randint(0, 4, (20, 3), generator=generator, dtype=torch.uint8)])
+    distance = torch.cdist(query.double(), reference.double())
+    lowest_nearest = [int((row == row.min()).nonzero()[0]) for row in distance]
+    monkeypatch.setattr(quality, "NN_QUERY_ROWS", 4)
+    monkeypatch.setattr(quality, "NN_REFERENCE_ROWS", 7)  # chunks that split ties across reference chunks
+    index, nearest = quality.nearest_neighbours(query, reference, torch.device("cpu"))
+    assert index.tolist() == lowest_nearest and torch.equal(nearest, distance.min(dim=1).values)
+    assert nearest.dtype == torch.float64 and nearest[:3].tolist() == [0.0, 0.0, 0.0]
+    monkeypatch.setattr(quality, "NN_CHUNK_VALUES", 5)  # rows longer than the budget: one row per chunk
+    assert quality.nearest_neighbours(query, reference)[0].tolist() == lowest_nearest
+
+
 def test_memorisation_audit_counts_near_copies(pneumonia, extractor, tmp_path):
     train, test = pneumonia[0].images[:500], pneumonia[1].images[:200]
     copied = unique_rows(train, range(0, 500, 7))[:10]
@@ -218,15 +233,19 @@ def test_memorisation_audit_counts_near_copies(pneumonia, extractor, tmp_path):
     features = [quality.extract_features(x, extractor) for x in (fake, train, test)]
     audit = quality.memorisation_audit(fake, train, test, *features)
     pixel = audit["pixel"]
-    assert pixel["near_copy_fraction"] == 0.2 and pixel["near_copies"] == 10
+    assert pixel["near_copy_fraction"] == 0.2 and pixel["near_copies"] == pixel["exact_copies"] == 10
+    assert [(c["fake"], c["train"], c["distance"], c["exact"]) for c in pixel["copies"]] == [
+        (i, j, 0.0, True) for i, j in enumerate(copied)
+    ]
     assert 0 < pixel["threshold"] < pixel["test_to_train"]["median"]
     assert sorted((p["fake"], p["train"]) for p in pixel["closest_pairs"][:10]) == list(enumerate(copied))
     assert all(p["distance"] == 0 for p in pixel["closest_pairs"][:10]) and pixel["closest_pairs"][10]["distance"] > 0
-    assert audit["feature"]["near_copies"] >= 10 and audit["feature"]["fake_to_train"]["p05"] < 1e-6
+    assert audit["feature"]["near_copies"] >= audit["feature"]["exact_copies"] == 10
+    assert audit["feature"]["fake_to_train"]["p05"] < 1e-6
     json.dumps(audit, allow_nan=False)
     # without the copies nothing is flagged in pixel space
     clean = quality.memorisation_audit(noisy, train, test, features[0][10:], features[1], features[2])
-    assert clean["pixel"]["near_copy_fraction"] == 0.0
+    assert clean["pixel"]["near_copy_fraction"] == 0.0 and clean["pixel"]["copies"] == []
 
     out = quality.save_closest_pairs_png(fake, train, pixel["closest_pairs"], tmp_path / "pairs" / "closest.png", n=12)
     image = np.asarray(Image.open(out).convert("L"), dtype=float)
@@ -244,54 +263,172 @@ def test_memorisation_threshold_is_the_test_quantile():
     audit = quality.memorisation_audit(fake, train, test, fake_features, features([0]), features(range(1, 101)), 0.5)
     assert audit["pixel"]["threshold"] == audit["feature"]["threshold"] == 50.5
     assert (audit["pixel"]["near_copies"], audit["feature"]["near_copies"]) == (2, 3)
+    assert [(c["fake"], c["exact"]) for c in audit["pixel"]["copies"]] == [(0, True), (1, False)]
+    assert [(c["fake"], c["exact"]) for c in audit["feature"]["copies"]] == [(0, True), (2, False), (3, False)]
     assert audit["pixel"]["test_to_train"] == {"mean": 50.5, "median": 50.5, "p05": pytest.approx(5.95)}
     assert [p["fake"] for p in audit["pixel"]["closest_pairs"]] == [0, 1, 2, 3]
 
 
+def test_real_test_images_are_flagged_at_about_the_quantile(pneumonia, extractor):
+    # Two random halves of the test split: one sets the threshold, the other is passed as synthetic. Neither was
+    # trained on, so about `quantile` of the second half lies within the threshold of its nearest training image.
+    train, test = pneumonia[0].images, pneumonia[1].images
+    perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+    held_out, as_fake = test[perm[:312]], test[perm[312:]]
+    features = [quality.extract_features(x, extractor) for x in (as_fake, train, held_out)]
+    audit = quality.memorisation_audit(as_fake, train, held_out, *features, quantile=0.1)
+    assert audit["n_train"] == len(train) == 4708
+    for space in ("pixel", "feature"):
+        assert 0.05 <= audit[space]["near_copy_fraction"] <= 0.17, (space, audit[space]["near_copy_fraction"])
+        assert len(audit[space]["copies"]) == audit[space]["near_copies"] and audit[space]["exact_copies"] == 0
+
+
 # the full report
 
+BINARY = TaskSpec("binary", ("malignant", "normal, benign"), channels=1)
 
-def test_quality_report_on_breastmnist(extractor):
-    train, test = load_split("breastmnist", "train"), load_split("breastmnist", "test")
-    fake = Split(add_noise(test.images, 30), test.labels)
-    task = TaskSpec("binary", ("malignant", "normal, benign"), channels=1)
-    report = quality.quality_report(train, test, fake, task, extractor, kid_subsets=5)
+
+@pytest.fixture(scope="module")
+def breast() -> tuple[Split, Split]:
+    return load_split("breastmnist", "train"), load_split("breastmnist", "test")
+
+
+@pytest.fixture(scope="module")
+def pneumonia_val_normal() -> Split:
+    """Real PneumoniaMNIST validation images of the minority class 0 (normal): a perfect minority-class generator."""
+    val = load_split("pneumoniamnist", "val")
+    return val.subset(val.labels == 0)
+
+
+PNEUMONIA = TaskSpec("binary", ("normal", "pneumonia"), channels=1)
+
+
+def test_a_perfect_minority_class_generator_scores_near_its_floor(pneumonia, pneumonia_val_normal, extractor):
+    report = quality.quality_report(*pneumonia, pneumonia_val_normal, PNEUMONIA, extractor, kid_subsets=5)
+    matched = report["matched"]
+    assert matched["n"] == len(pneumonia_val_normal) == 135 and matched["composition"] == {"normal": 135}
+    assert matched["feature_dim"] == 128 and not matched["rank_deficient"]
+    for metrics in (matched["fake_vs_real"], matched["floor"]):
+        assert metrics["n_real"] == metrics["n_fake"] == 135
+    assert 0 < matched["fake_vs_real"]["fid"] <= 1.5 * matched["floor"]["fid"], matched
+    # scored as schema 1 did, against 2,000 training images of every class, with the whole test split as the floor,
+    # the same images score several times that floor
+    draw = torch.randperm(len(pneumonia[0]), generator=torch.Generator().manual_seed(0))[:2000]
+    mixed, test, fake = (
+        quality.extract_features(images, extractor)
+        for images in (pneumonia[0].images[draw], pneumonia[1].images, pneumonia_val_normal.images)
+    )
+    assert quality.fid_kid_features(mixed, fake)["fid"] > 3 * quality.fid_kid_features(mixed, test)["fid"]
+    pneumonia_block = report["per_class"]["pneumonia"]
+    assert pneumonia_block["n"] == 0 and pneumonia_block["fake_vs_real"]["fid"] is None
     json.dumps(report, allow_nan=False)
+
+
+def test_the_same_images_labelled_as_the_other_class_score_far_above_its_floor(
+    pneumonia, pneumonia_val_normal, extractor
+):
+    mislabelled = Split(pneumonia_val_normal.images, torch.ones(len(pneumonia_val_normal), dtype=torch.long))
+    matched = quality.quality_report(*pneumonia, mislabelled, PNEUMONIA, extractor, kid_subsets=5)["matched"]
+    assert matched["composition"] == {"pneumonia": 135}
+    assert matched["fake_vs_real"]["fid"] > 2.5 * matched["floor"]["fid"], matched
+    assert matched["fake_vs_real"]["precision"] < matched["floor"]["precision"]
+
+
+def test_audit_flags_exact_and_noisy_copies_from_the_whole_training_split(pneumonia, extractor):
+    # copies of training images beyond index max_images, which a max_images draw of the training split would miss
+    train, test = pneumonia
+    max_images = 300
+    copied = unique_rows(train.images, range(max_images, 4708, 71))[:30]
+    noisy = unique_rows(train.images, range(max_images + 1, 4708, 97))[:20]
+    fake_images = torch.cat([
+        train.images[copied], add_noise(train.images[noisy], 4), add_noise(train.images[noisy], 16, seed=1),
+        add_noise(test.images[:30], 40),
+    ])  # fmt: skip
+    fake = Split(fake_images, torch.zeros(len(fake_images), dtype=torch.long))
+    report = quality.quality_report(train, test, fake, PNEUMONIA, extractor, max_images, kid_subsets=2)
+    audit, pixel = report["memorisation"], report["memorisation"]["pixel"]
+    assert (audit["n_train"], audit["n_fake"], audit["n_test"]) == (4708, 100, 300)
+    assert pixel["exact_copies"] == 30 and pixel["near_copies"] == 50  # σ = 4 copies are within the threshold
+    exact = [(c["fake"], c["train"]) for c in pixel["copies"] if c["exact"]]
+    assert exact == list(enumerate(copied))
+    near = [(c["fake"], c["train"]) for c in pixel["copies"] if not c["exact"]]
+    assert near == [(30 + i, j) for i, j in enumerate(noisy)]
+    assert all(c["distance"] <= pixel["threshold"] for c in pixel["copies"])
+    # σ grey levels of noise move a 28×28 image about 28·σ away: σ = 4 stays within the threshold (the 1 % quantile
+    # of held-out → train distances), σ = 16 does not, and those copies are not flagged (50 near copies above)
+    assert 4 * 28 < pixel["threshold"] < 14 * 28
+    assert audit["feature"]["exact_copies"] == 30
+    json.dumps(audit, allow_nan=False)
+
+
+def test_audit_indices_name_the_callers_synthetic_images(pneumonia, extractor):
+    train, test = pneumonia
+    copied = unique_rows(train.images, range(0, 4708, 157))[:20]
+    fake_images = torch.cat([add_noise(test.images[:40], 40), train.images[copied]])
+    fake = Split(fake_images, torch.zeros(len(fake_images), dtype=torch.long))
+    report = quality.quality_report(train, test, fake, PNEUMONIA, extractor, max_images=30, kid_subsets=2)
+    audit = report["memorisation"]
+    assert audit["n_fake"] == 30 and audit["pixel"]["exact_copies"] > 0
+    for pair in audit["pixel"]["copies"] + audit["pixel"]["closest_pairs"][:1]:
+        assert pair["fake"] >= 40 and torch.equal(fake_images[pair["fake"]], train.images[pair["train"]])
+
+
+def test_quality_report_on_breastmnist(breast, extractor):
+    train, test = breast
+    fake = Split(add_noise(test.images, 30), test.labels)
+    report = quality.quality_report(train, test, fake, BINARY, extractor, kid_subsets=5)
+    json.dumps(report, allow_nan=False)
+    assert report["schema"] == 2 and report["reference"] and "overall" not in report
     assert report["extractor"] == extractor.describe() and report["per_class_grouping"] == "class"
-    overall = report["overall"]
-    assert (overall["n_train"], overall["n_test"], overall["n_fake"]) == (546, 156, 156)
-    assert set(report["per_class"]) == set(task.labels)
-    assert sum(block["n_fake"] for block in report["per_class"].values()) == 156
-    assert [report["per_class"][name]["n_train"] for name in task.labels] == train.class_counts(task)
-    for block in [overall, *report["per_class"].values()]:
-        assert block["fake_vs_train"]["fid"] > block["test_vs_train"]["fid"] > 0  # noise is worse than real
-        assert block["memorisation"]["pixel"]["near_copies"] == 0
-        assert 0 < block["ms_ssim_fake"] < 1 and block["nearest_real"]["exact_copies"] == 0
-    assert overall["fake_vs_train"]["precision"] < overall["test_vs_train"]["precision"]
+    matched = report["matched"]
+    assert matched["n"] == 156 and matched["composition"] == {"malignant": 42, "normal, benign": 114}
+    assert [report["per_class"][name]["composition"] for name in BINARY.labels] == [
+        {"malignant": 42}, {"normal, benign": 114}
+    ]
+    assert report["memorisation"]["n_train"] == 546 and report["memorisation"]["pixel"]["near_copies"] == 0
+    for block in [matched, *report["per_class"].values()]:
+        assert block["fake_vs_real"]["fid"] > block["floor"]["fid"] > 0  # noise is worse than real
+        assert block["fake_vs_real"]["precision"] < block["floor"]["precision"]
+        assert 0 < block["ms_ssim_fake"] < 1 and 0 < block["ms_ssim_real"] < 1
+        assert block["nearest_real"]["exact_copies"] == 0
+        assert block["rank_deficient"] == (block["n"] - 1 < 128)
+    assert report["per_class"]["malignant"]["nearest_real"]["n_real"] == train.class_counts(BINARY)[0]
 
 
-def test_quality_report_subsamples_and_groups_multilabel(extractor):
-    train, test = load_split("breastmnist", "train"), load_split("breastmnist", "test")
-    task = TaskSpec("multilabel", ("a", "b"), channels=1)
-    one_hot = lambda split: Split(split.images, torch.nn.functional.one_hot(split.labels, 2).float())  # noqa: E731
-    fake = Split(add_noise(test.images[:40], 30), torch.ones(40, 2))  # positive for both labels
-    args = (one_hot(train), one_hot(test), fake, task, extractor)
+def test_matched_draw_is_scaled_to_max_images_and_seeded(breast, extractor):
+    train, test = breast
+    fake = Split(add_noise(test.images, 30), test.labels)  # 42 malignant, 114 benign
+    args = (train, test, fake, BINARY, extractor)
     report = quality.quality_report(*args, max_images=60, seed=1, kid_subsets=2)
+    matched = report["matched"]
+    # 60 · (42, 114) / 156 = (16.15, 43.85): largest remainder gives the spare image to the second class
+    assert matched["composition"] == {"malignant": 16, "normal, benign": 44} and matched["n"] == 60
+    assert matched["rank_deficient"] and matched["feature_dim"] == 128  # 59 < 128 features
+    assert matched["fake_vs_real"]["n_real"] == matched["floor"]["n_fake"] == 60
+    assert report["per_class"]["normal, benign"]["n"] == 60  # each class block is scaled on its own
+    assert report["memorisation"]["n_train"] == 546 and report["memorisation"]["n_fake"] == 60
     assert report == quality.quality_report(*args, max_images=60, seed=1, kid_subsets=2)
     assert report != quality.quality_report(*args, max_images=60, seed=2, kid_subsets=2)
+
+
+def test_multilabel_blocks_match_exact_label_rows(breast, extractor):
+    train, test = breast
+    task = TaskSpec("multilabel", ("a", "b"), channels=1)
+    one_hot = lambda split: Split(split.images, torch.nn.functional.one_hot(split.labels, 2).float())  # noqa: E731
+    rows = torch.tensor([[1.0, 0.0]] * 20 + [[0.0, 1.0]] * 30 + [[1.0, 1.0]] * 10)  # no real image is "11"
+    fake = Split(add_noise(test.images[:60], 30), rows)
+    report = quality.quality_report(one_hot(train), one_hot(test), fake, task, extractor, kid_subsets=2)
     assert report["per_class_grouping"] == "positive for the label"
-    assert (report["overall"]["n_train"], report["overall"]["n_test"], report["overall"]["n_fake"]) == (60, 60, 40)
-    assert [report["per_class"][label]["n_fake"] for label in "ab"] == [40, 40]  # one image counts for both labels
-    assert sum(report["per_class"][label]["n_train"] for label in "ab") == 60
+    assert report["matched"]["composition"] == {"01": 30, "10": 20}
+    assert [report["per_class"][label]["composition"] for label in "ab"] == [{"10": 20}, {"01": 30}]
+    assert report["memorisation"]["n_fake"] == 60  # the audit covers every synthetic image, matched or not
     json.dumps(report, allow_nan=False)
 
 
-def test_report_blocks_skip_metrics_for_tiny_classes(extractor):
-    train, test = load_split("breastmnist", "train"), load_split("breastmnist", "test")
-    task = TaskSpec("binary", ("malignant", "normal, benign"), channels=1)
+def test_report_blocks_skip_metrics_for_tiny_classes(breast, extractor):
+    train, test = breast
     fake = Split(test.images[:4], torch.tensor([0, 1, 1, 1]))  # one malignant fake image
-    block = quality.quality_report(train, test, fake, task, extractor, kid_subsets=2)["per_class"]["malignant"]
-    assert block["n_fake"] == 1
-    assert block["fake_vs_train"]["fid"] is None and block["fake_vs_train"]["precision"] is None
-    assert block["ms_ssim_fake"] is None
-    assert block["nearest_real"]["n_fake"] == 1 and block["memorisation"]["pixel"]["near_copies"] == 0
+    block = quality.quality_report(train, test, fake, BINARY, extractor, kid_subsets=2)["per_class"]["malignant"]
+    assert block["n"] == 1 and block["composition"] == {"malignant": 1} and block["rank_deficient"]
+    assert block["fake_vs_real"]["fid"] is None and block["floor"]["precision"] is None
+    assert block["ms_ssim_fake"] is None and block["nearest_real"]["n_fake"] == 1

@@ -31,10 +31,13 @@ def test_generative_run_carries_a_quality_record(breast):
     strategy.synthesize(breast)
     quality = strategy.report()["quality"]
     json.dumps(quality, allow_nan=False)
-    overall = quality["overall"]
-    assert overall["fake_vs_train"]["fid"] > overall["test_vs_train"]["fid"] > 0 and overall["n_fake"] == 120
-    assert quality["extractor"]["name"] == "domain"
+    matched = quality["matched"]
+    # 60 synthetic and 60 real training images per class, 42 and 114 test images: 42 + 60 per set
+    assert matched["composition"] == {"malignant": 42, "normal, benign": 60} and matched["n"] == 102
+    assert matched["fake_vs_real"]["fid"] > matched["floor"]["fid"] > 0
+    assert quality["schema"] == 2 and quality["extractor"]["name"] == "domain"
     assert set(quality["per_class"]) == {"malignant", "normal, benign"}
+    assert (quality["memorisation"]["n_fake"], quality["memorisation"]["n_train"]) == (120, 120)
 
 
 def test_early_stopping_scores_the_generator_on_held_out_images(breast):
@@ -60,16 +63,20 @@ def test_quality_cli_on_a_saved_generator_and_on_an_npz(cli, tmp_path):
     result = cli("quality", "--dataset", "breastmnist", "--generator", str(saved), "--n", "100", "--out", str(out), "-E", "steps=30")
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert report["overall"]["n_fake"] == 100 and report["overall"]["memorisation"]["pixel"]["closest_pairs"]
+    assert report["matched"]["n"] == 100 and report["memorisation"]["pixel"]["closest_pairs"]
+    assert report["matched"]["rank_deficient"]  # 100 images, 256 domain features
     assert out.with_suffix(".pairs.png").is_file()
+    printed = " ".join(result.output.split())
+    assert "matched │ 100 *" in printed and "(floor)" in printed and "all 546 training images" in printed
 
     real = np.load(require_medmnist("breastmnist"))
     np.savez(tmp_path / "copies.npz", images=real["train_images"][:50], labels=real["train_labels"][:50])
     result = cli("quality", "--dataset", "breastmnist", "--images", str(tmp_path / "copies.npz"), "--out", str(tmp_path / "q2.json"),
                  "-E", "steps=30")
     assert result.exit_code == 0, result.output
-    copies = json.loads((tmp_path / "q2.json").read_text())
-    assert copies["overall"]["memorisation"]["pixel"]["near_copy_fraction"] == 1.0  # exact training images are all flagged
+    copies = json.loads((tmp_path / "q2.json").read_text())["memorisation"]["pixel"]
+    assert copies["near_copy_fraction"] == 1.0 and copies["exact_copies"] == 50  # exact training images are all flagged
+    assert "50 exact copies" in " ".join(result.output.split())
 
 
 def test_quality_cli_needs_exactly_one_source(cli):
