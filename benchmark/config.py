@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -23,8 +24,6 @@ class OptimConfig:
 
     def factor(self, progress: float) -> float:
         """Multiplier of the base learning rate when `progress` of the budget is spent."""
-        import math
-
         if self.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
         if self.schedule == "step":
@@ -75,10 +74,60 @@ class Budget:
 
 @dataclass(frozen=True)
 class GeneratorBudget(Budget):
-    """The generator's budget, per trained model: optimizer steps or device-seconds."""
+    """A generative strategy's TOTAL generator budget in one cell (generator steps or device-seconds). One step is
+    one generator update with its discriminator/critic updates, each on a fresh real batch. Models trained one per
+    class share the total (`split`), so a per-class strategy spends what a conditional one does."""
 
     steps: int | None = 2000
     FLAGS: ClassVar[tuple[str, str]] = ("--generator-steps", "--generator-seconds")
+    MIN_SHARE: ClassVar[float] = 0.05
+    SPLIT_RULE: ClassVar[str] = (
+        "the total is shared in proportion to each model's training images, each model getting at least "
+        "min(5 %, 1/K) of it (K models; steps: at least 1), the others scaled down to keep the sum; steps are "
+        "rounded by largest remainder so the parts sum to the total exactly"
+    )
+
+    def split(self, sizes: dict[str, int]) -> dict[str, "GeneratorBudget"]:
+        """The part of this budget each model gets, by `SPLIT_RULE`, from its number of training images."""
+        if len(sizes) == 1:
+            return dict.fromkeys(sizes, self)
+        if any(n < 1 for n in sizes.values()):
+            raise ValueError(f"every model needs training images to share a budget, got {sizes}")
+        total = self.steps if self.steps is not None else self.seconds
+        minimum = min(self.MIN_SHARE * total, total / len(sizes))
+        if self.steps is None:
+            shares = _shares(total, sizes, minimum)
+            return {name: GeneratorBudget(steps=None, seconds=part) for name, part in shares.items()}
+        if self.steps < len(sizes):
+            raise MedAugBenchError(
+                f"{self.FLAGS[0]} {self.steps} is the total of {len(sizes)} per-class models, less than one step each; "
+                f"give at least {len(sizes)}"
+            )
+        parts = _largest_remainder(_shares(total, sizes, max(1, math.floor(minimum))), self.steps)
+        return {name: GeneratorBudget(steps=part) for name, part in parts.items()}
+
+
+def _shares(total: float, sizes: dict[str, int], minimum: float) -> dict[str, float]:
+    """Shares of `total` proportional to `sizes`, raising every share below `minimum` to it and scaling the others
+    down (water-filling); needs minimum × len(sizes) ≤ total."""
+    raised: set[str] = set()
+    while True:
+        free = {name: n for name, n in sizes.items() if name not in raised}
+        rest, weight = total - minimum * len(raised), sum(free.values())
+        shares = {name: rest * n / weight for name, n in free.items()}
+        low = {name for name, share in shares.items() if share < minimum}
+        if not low:
+            return {name: minimum if name in raised else shares[name] for name in sizes}
+        raised |= low
+
+
+def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
+    """Whole parts that sum to `total`: each share rounded down, the leftover units to the largest fractions."""
+    parts = {name: math.floor(share + 1e-9) for name, share in shares.items()}
+    order = sorted(shares, key=lambda name: (parts[name] - shares[name], name))
+    for name in order[: total - sum(parts.values())]:
+        parts[name] += 1
+    return parts
 
 
 @dataclass(frozen=True)

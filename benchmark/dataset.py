@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -43,6 +44,14 @@ class Split:
     def subset(self, index: torch.Tensor) -> "Split":
         return Split(self.images[index], self.labels[index])
 
+    def digest(self) -> str:
+        """Digest of the exact images and labels (shapes included): what a model trained on this split saw."""
+        digest = hashlib.sha256()
+        for tensor in (self.images, self.labels):
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     def class_counts(self, task: TaskSpec) -> list[int]:
         """Images per class, or positives per label for a multi-label task."""
         if task.multilabel:
@@ -52,7 +61,12 @@ class Split:
 
 @dataclass
 class LoadedDataset:
-    """A dataset ready for training: task description and the three splits at one image size."""
+    """A dataset ready for training: task description and the three splits at one image size.
+
+    `train` is what a cell trains on (after any low-data subset); `full_train` is the whole training split before
+    that subset (the same split when there is none), for what must be shared by every cell of a dataset, such as
+    the extractor that reports quality. Nothing that trains a cell's models may use `full_train`.
+    """
 
     name: str
     task: TaskSpec
@@ -62,6 +76,11 @@ class LoadedDataset:
     source_size: int
     image_size: int
     provenance: dict = field(default_factory=dict)
+    full_train: Split | None = None
+
+    def __post_init__(self) -> None:
+        if self.full_train is None:
+            self.full_train = self.train
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
@@ -128,18 +147,22 @@ def resample(split: Split, size: int) -> Split:
 
 
 def finalize(loaded: LoadedDataset, options: DataOptions) -> LoadedDataset:
-    """Apply the options every dataset shares: low-data subset of train, then optional resampling."""
+    """Apply the options every dataset shares: low-data subset of train (the whole split kept as `full_train`), then
+    optional resampling."""
     from benchmark.lowdata import subsample_indices
 
-    train = loaded.train
+    splits = {"full_train": loaded.train, "train": loaded.train, "val": loaded.val, "test": loaded.test}
     if options.train_fraction < 1.0 or options.per_class_cap is not None:
-        index = subsample_indices(train.labels, loaded.task, options.train_fraction, options.per_class_cap, options.seed)
-        train = train.subset(index)
-    splits = {"train": train, "val": loaded.val, "test": loaded.test}
+        index = subsample_indices(
+            loaded.train.labels, loaded.task, options.train_fraction, options.per_class_cap, options.seed
+        )
+        splits["train"] = loaded.train.subset(index)
     size = loaded.image_size
     if options.image_size is not None:
         size = options.image_size
-        splits = {k: resample(v, size) for k, v in splits.items()}
+        unique = {id(v): v for v in splits.values()}  # without a subset, full_train is train: resample it once
+        resampled = {key: resample(v, size) for key, v in unique.items()}
+        splits = {k: resampled[id(v)] for k, v in splits.items()}
     return replace(loaded, image_size=size, **splits)
 
 

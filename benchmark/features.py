@@ -28,9 +28,13 @@ class FeatureExtractor(nn.Module):
 
 
 def make_extractor(name: str, data: LoadedDataset, **params: object) -> FeatureExtractor:
-    """Create a registered extractor for a dataset: it receives `dataset`, `image_size` and `size` if it takes them
-    (the `domain` extractor trains on that dataset), plus `params`."""
+    """Create a registered extractor for a loaded dataset. A factory that takes them receives `images` (the split it
+    may learn from: the dataset's FULL training split, so one extractor serves every cell of a dataset and size),
+    `task`, `dataset` (the name, for records), `image_size` and `size` (the source size), plus `params`, which win:
+    pass `images=` to train it on less (the early-stopping monitor passes the cell's training subset). Nothing is
+    reloaded by name, so it works for any dataset source and data folder."""
     factory = get_entry("extractor", name).factory
     accepted = inspect.signature(factory).parameters
-    context = {"dataset": data.name, "image_size": data.image_size, "size": data.source_size}
+    context = {"images": data.full_train, "task": data.task, "dataset": data.name, "image_size": data.image_size,
+               "size": data.source_size}
     return factory(**{k: v for k, v in context.items() if k in accepted and k not in params}, **params)

@@ -1,7 +1,8 @@
 """The one interface every generator implements (diffusers style: the model holds architecture and loss only).
 
 The shared machinery (`benchmark/generator_training.py`) owns batching, the budget, seeding, divergence checks,
-logging and checkpoints; a model only says how to take one training step and how to sample.
+logging and checkpoints; a model only says how to take one training step, how many fresh real batches that step
+consumes (`real_batches_per_step`), and how to sample.
 
 Conditioning is a float vector per image: one-hot for single-label tasks, multi-hot for multi-label ones
 (ChestMNIST's 14 labels). A model created with `ImageSpec.cond_dim == 0` is unconditional and gets `cond=None`;
@@ -36,6 +37,13 @@ class GenerativeModel(nn.Module):
         super().__init__()
         self.spec = spec
 
+    @property
+    def real_batches_per_step(self) -> int:
+        """Fresh real batches one training step consumes (one generator update with all its discriminator/critic
+        updates, each on its own batch: WGAN-GP's n_critic). The shared loop draws that many and passes them stacked
+        in `training_step`'s `images` (and `cond`), so `images.chunk(k)` gives them back; 1 for most models."""
+        return 1
+
     def check_cond(self, cond: torch.Tensor | None, n: int) -> None:
         """Raise if `cond` does not fit the spec: None for an unconditional model, else shape (n, cond_dim)."""
         if self.spec.cond_dim == 0:
@@ -56,7 +64,8 @@ class GenerativeModel(nn.Module):
         optimizers: dict[str, torch.optim.Optimizer],
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
-        """One update on a batch (all its optimizer steps); returns detached scalar losses by name.
+        """One generator step (all its optimizer steps) on `real_batches_per_step` stacked fresh batches; returns
+        detached scalar losses by name.
 
         Every random draw must use `generator` (on the batch's device) so that a seed fixes the weights.
         """

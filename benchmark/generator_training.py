@@ -40,9 +40,11 @@ class QualityMonitor:
 
 @dataclass
 class FitHistory:
-    """What one generator's training did: losses over steps, budget used, quality, and why it stopped."""
+    """What one generator's training did: losses over steps, budget used (steps, and every real image drawn for
+    them, e.g. n_critic batches per WGAN-GP step), quality, and why it stopped."""
 
     steps: int = 0
+    real_batches: int = 0
     images_seen: int = 0
     seconds: float = 0.0
     log_step: list[int] = field(default_factory=list)
@@ -90,7 +92,9 @@ def fit(
 ) -> FitHistory:
     """Train one model on uint8 images (N, C, H, W) with optional conditioning rows (N, K) under `budget`.
 
-    Stops early on a non-finite loss (recorded as the failure) or on a quality plateau.
+    Each step draws `model.real_batches_per_step` fresh batches (consecutive draws of the epoch permutation) and
+    hands them stacked to `training_step`. Stops early on a non-finite loss (recorded as the failure) or on a
+    quality plateau.
     """
     torch.manual_seed(seed)
     model.to(device).train()
@@ -108,12 +112,14 @@ def fit(
         elapsed = dev.clock(device) - started if budget.seconds is not None else 0.0
         if budget.spent(history.steps, elapsed) >= 1:
             break
-        index = sampler.next()
-        losses = model.training_step(to_model_range(data[index]), cond[index] if cond is not None else None, optimizers, generator)
+        index = torch.cat([sampler.next() for _ in range(model.real_batches_per_step)])
+        batch_cond = cond[index] if cond is not None else None
+        losses = model.training_step(to_model_range(data[index]), batch_cond, optimizers, generator)
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.detach().float()
         count += 1
         history.steps += 1
+        history.real_batches += model.real_batches_per_step
         history.images_seen += len(index)
         budget.show(bar, history.steps, elapsed)
         if history.steps % log_every == 0 or history.steps == budget.steps:

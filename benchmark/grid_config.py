@@ -14,7 +14,8 @@ File layout (every key optional except where noted; see `benchmark/presets/*.tom
 
     [budget]                               # exactly one classifier_* and at most one generator_* key
     classifier_steps = 500                 # or classifier_seconds, or classifier_epochs (of the real training set)
-    generator_steps = 2000                 # or generator_seconds, or generator_epochs (per trained model)
+    generator_steps = 2000                 # or generator_seconds, or generator_epochs: the strategy's total,
+                                           # shared by per-class models (GeneratorBudget.SPLIT_RULE)
 
     [train]                                # TrainConfig fields shared by every cell
     batch_size = 128
@@ -66,7 +67,10 @@ class BudgetBlock:
     """The one budget every cell gets: the classifier's, and the generator's for generative strategies.
 
     Epochs are converted to optimizer steps from the size of the real training set (after `train_fraction`), so
-    synthetic images never buy a strategy extra steps.
+    synthetic images never buy a strategy extra steps. The generator budget is each strategy's total in a cell:
+    a strategy that trains one model per class shares it among them in proportion to their training images (with a
+    minimum each, `GeneratorBudget.SPLIT_RULE`), so generator epochs come to about epochs × own images / batch per
+    model and to the same total a conditional model gets.
     """
 
     classifier_steps: int | None = None

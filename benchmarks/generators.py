@@ -32,11 +32,14 @@ def conditioned(model_conditional: bool, labels: torch.Tensor, task) -> tuple[in
 
 
 def time_training(name: str, data, steps: int, batch_size: int, device: torch.device, extra_steps: int = 0) -> tuple[float, object]:
-    cond_dim, cond = conditioned(is_conditional(entries("generator")[name].factory), data.train.labels[:batch_size], data.task)
-    model = create_generator(name, spec=ImageSpec(data.task.channels, data.image_size, cond_dim)).to(device)
+    conditional = is_conditional(entries("generator")[name].factory)
+    spec = ImageSpec(data.task.channels, data.image_size, data.task.num_outputs if conditional else 0)
+    model = create_generator(name, spec=spec).to(device)
+    n = batch_size * model.real_batches_per_step  # one step takes that many fresh batches (WGAN-GP: n_critic)
+    cond = conditioned(conditional, data.train.labels[:n], data.task)[1]
     optimizers = model.make_optimizers()
     generator = torch.Generator(device=device).manual_seed(0)
-    images = to_model_range(data.train.images[:batch_size]).to(device)
+    images = to_model_range(data.train.images[:n]).to(device)
     cond = cond.to(device) if cond is not None else None
     for _ in range(3 + (extra_steps if name == "ddpm" else 0)):
         model.training_step(images, cond, optimizers, generator)
@@ -68,7 +71,8 @@ def main() -> None:
     results = {}
     for name in args.generators.split(","):
         steps_per_s, (model, cond) = time_training(name, data, args.steps, args.batch_size, device, args.ddpm_train_steps)
-        results[name] = {"train_steps_per_s": round(steps_per_s, 2), "train_images_per_s": round(steps_per_s * args.batch_size, 1),
+        images_per_s = steps_per_s * args.batch_size * model.real_batches_per_step
+        results[name] = {"train_steps_per_s": round(steps_per_s, 2), "train_images_per_s": round(images_per_s, 1),
                          "sample_images_per_s": round(time_sampling(model, cond, args.samples, device)[0], 1)}
         if name == "ddpm":
             extractor = make_extractor("domain", data).to(device)

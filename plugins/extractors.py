@@ -4,18 +4,21 @@ on the dataset itself).
 Why two: Inception FID on 28×28 grayscale medical images is widely considered dubious. Its features were learned on
 ImageNet photographs, and every image is upsampled about 10× (28 → 299 px) and replicated to three channels before
 it sees them, so its distances say little about what matters in an X-ray or an ultrasound. It is kept because it is
-the number papers report. The `domain` network is trained by the harness on the dataset's real training split with a
-fixed recipe; its pooled features give an FID-style distance that is always available offline and meaningful for the
-data, but its values are comparable only with other values from the same network (same dataset, recipe and seed):
-not with published Inception FIDs, and not across datasets.
+the number papers report. The `domain` network is trained by the harness, with a fixed recipe, on the images it is
+given (by `make_extractor`: the dataset's full training split, whatever its source), selecting its checkpoint on a
+held-out part of those images; its pooled features give an FID-style distance that is always available offline and
+meaningful for the data, but its values are comparable only with other values from the same network (same
+`weights_sha256`): not with published Inception FIDs, and not across datasets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import safetensors
@@ -30,9 +33,12 @@ from benchmark import training
 from benchmark.checkpoints import CARD, read_checkpoint, write_checkpoint
 from benchmark.config import Budget, TrainConfig
 from benchmark.datafiles import cache_dir, fetch, file_digest
+from benchmark.dataset import LoadedDataset, Split
 from benchmark.errors import MedAugBenchError
 from benchmark.features import FeatureExtractor
 from benchmark.hookspecs import Register, hookimpl
+from benchmark.lowdata import strata
+from benchmark.task import TaskSpec
 from plugins.backbones import SimpleCNN
 
 INCEPTION_WEIGHTS_ENV = "MEDAUGBENCH_INCEPTION_WEIGHTS"
@@ -150,35 +156,71 @@ class InceptionExtractor(_FrozenExtractor):
         }
 
 
+def holdout_split(split: Split, task: TaskSpec, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(fit, held-out) parts of `split`: per stratum (class, or rarest positive label) max(1, round(fraction × n))
+    images are held out when it has at least two, none otherwise; seeded, so the same images give the same parts."""
+    generator = torch.Generator().manual_seed(seed)
+    groups = strata(split.labels, task)
+    held = []
+    for value in torch.unique(groups):
+        members = torch.nonzero(groups == value).flatten()
+        if len(members) >= 2:
+            keep = min(len(members) - 1, max(1, round(fraction * len(members))))
+            held.append(members[torch.randperm(len(members), generator=generator)[:keep]])
+    if not held:
+        raise MedAugBenchError(
+            f"the domain extractor needs a class with at least 2 images to hold out one; got {len(split)} images"
+        )
+    mask = torch.zeros(len(split), dtype=torch.bool)
+    mask[torch.cat(held)] = True
+    return split.subset(torch.nonzero(~mask).flatten()), split.subset(torch.nonzero(mask).flatten())
+
+
 class DomainExtractor(_FrozenExtractor):
-    """SimpleCNN trained on the dataset's real training split (fixed recipe, cached); 256-d pooled penultimate features."""
+    """SimpleCNN trained on the images it is given (fixed recipe, cached by their digest and the recipe); 256-d pooled
+    penultimate features. The checkpoint is selected on a held-out part of those same images, so nothing else is
+    seen: the reported-quality extractor gets a dataset's full training split, the early-stopping monitor a cell's."""
 
     num_features = 256
 
     def __init__(
-        self, dataset: str, image_size: int = 28, size: int = 28, steps: int = 300, seed: int = 0,
-        data_dir: str | os.PathLike | None = None, progress: bool = False,
+        self, images: Split, task: TaskSpec, dataset: str = "images", steps: int = 300, seed: int = 0,
+        holdout: float = 0.2, progress: bool = False,
     ) -> None:
         super().__init__()
+        if not 0.0 < holdout < 1.0:
+            raise MedAugBenchError(f"the domain extractor's holdout fraction must lie in (0, 1), got {holdout}")
+        image_size = images.images.shape[-1]
         self.config = TrainConfig(
             dataset=dataset, strategy="geometric", backbone="simple_cnn", budget=Budget(steps=steps), batch_size=128,
-            eval_every=100, seed=seed, size=size, image_size=image_size,
+            eval_every=100, seed=seed, size=image_size, image_size=image_size,
         )
-        self.recipe = json.loads(json.dumps(self.config.to_dict()))
-        self.cache = cache_dir() / "extractors" / f"domain-{dataset}-{size}px-{image_size}-{steps}-{seed}"
+        self.recipe = {**json.loads(json.dumps(self.config.to_dict())), "holdout": holdout}
+        self.trained_on = {"images": len(images), "data_digest": images.digest()}
+        identity = json.dumps({"data": self.trained_on["data_digest"], "recipe": self.recipe}, sort_keys=True)
+        key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        folder = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)[:40]
+        self.cache = cache_dir() / "extractors" / f"domain-{folder}-{image_size}px-{key}"
         if not (self.cache / CARD).is_file():
-            self._train_and_save(data_dir, progress)
+            self._train_and_save(images, task, holdout, progress)
         self.card, self.net = self._load()
+        self.sha256 = _sha256(self.cache / WEIGHTS_FILE)
 
-    def _train_and_save(self, data_dir: str | os.PathLike | None, progress: bool) -> None:
-        """Train with the recipe through the project's training loop; write weights and card to a temp dir, then rename."""
-        trained = training.train_model(self.config, progress, data_dir=Path(data_dir) if data_dir else None)
-        model, record = trained.model, trained.record
-        model = model.cpu()
+    def _train_and_save(self, images: Split, task: TaskSpec, holdout: float, progress: bool) -> None:
+        """Train with the recipe through the project's training loop, selecting on the held-out part; write weights
+        and card to a temp dir, then rename."""
+        fit, held = holdout_split(images, task, holdout, self.config.seed)
+        size = self.config.image_size
+        data = LoadedDataset(self.config.dataset, task, train=fit, val=held, test=held, source_size=size,
+                             image_size=size)
+        trained = training.train_model(self.config, progress, data=data)
+        model, record = trained.model.cpu(), trained.record
         card = {
             "recipe": self.recipe, "in_chans": model.features[0].in_channels, "num_classes": model.head.out_features,
-            "val_auc": record.metrics["val"]["auc"], "test_auc": record.metrics["test"]["auc"], "metrics": record.metrics,
-            "best_step": record.best["step"], "dataset": record.dataset, "environment": record.environment,
+            "trained_on": {**self.trained_on, "fit": len(fit), "held_out": len(held)},
+            "holdout_metrics": record.metrics["val"],
+            "selected_by": f"held-out {training.selection_metric(record.metrics['val'])}",
+            "best_step": record.best["step"], "environment": record.environment,
         }
         try:
             write_checkpoint(self.cache, model.state_dict(), card, WEIGHTS_FILE)
@@ -195,8 +237,10 @@ class DomainExtractor(_FrozenExtractor):
             net.load_state_dict(state)
         except (OSError, ValueError, KeyError, RuntimeError, safetensors.SafetensorError) as error:
             raise MedAugBenchError(f"the domain extractor cache {self.cache} is damaged ({error!r}); {hint}") from None
-        if card["recipe"] != self.recipe:
-            raise MedAugBenchError(f"the domain extractor cache {self.cache} was trained with a different recipe; {hint}")
+        if card["recipe"] != self.recipe or card["trained_on"]["data_digest"] != self.trained_on["data_digest"]:
+            raise MedAugBenchError(
+                f"the domain extractor cache {self.cache} was trained with a different recipe or images; {hint}"
+            )
         return card, net.requires_grad_(False).eval()
 
     @torch.no_grad()
@@ -205,19 +249,25 @@ class DomainExtractor(_FrozenExtractor):
         if images.shape[-2:] != (self.config.image_size, self.config.image_size):
             raise MedAugBenchError(
                 f"the domain extractor was trained on {self.config.image_size} px images, got {tuple(images.shape[-2:])}; "
-                f"create it with image_size={images.shape[-1]}"
+                f"create it from images of that size"
             )
         x = training.normalize(images.float().div(255))
         return torch.flatten(self.net.pool(self.net.features(x)), 1)
 
     def describe(self) -> dict:
+        card = self.card
         return {
-            "name": "domain", "dataset": self.config.dataset, "recipe": self.card["recipe"], "cache": str(self.cache),
-            "val_auc": self.card["val_auc"], "test_auc": self.card["test_auc"], "best_step": self.card["best_step"],
+            "name": "domain", "dataset": self.config.dataset, "trained_on": card["trained_on"],
+            "recipe": card["recipe"], "cache": str(self.cache), "weights_sha256": self.sha256,
+            "holdout_auc": card["holdout_metrics"]["auc"],
+            "selected_by": card["selected_by"], "best_step": card["best_step"],
         }
 
 
 @hookimpl
 def register_extractors(register: Register) -> None:
     register("inception", InceptionExtractor, "FID Inception-v3 (torch-fidelity, TF 2015-12-05 weights), 2048-d, 299 px TF1.x bilinear")
-    register("domain", DomainExtractor, "SimpleCNN trained on the dataset's real train split (cached), 256-d pooled features")
+    register(
+        "domain", DomainExtractor,
+        "SimpleCNN trained on the images it is given (by default the dataset's full train split; cached), 256-d pooled",
+    )

@@ -14,6 +14,9 @@ Networks (shared by every loss), for any even image side of at least 8 px:
 
 Conditioning of the fakes: Algorithm 1 of the seed paper draws fake labels uniformly; here fakes reuse the batch's
 own conditioning rows, which follows the label distribution and also yields valid multi-hot combinations.
+
+One training step is one generator update with its `n_critic` discriminator updates, each on a fresh real batch
+(`real_batches_per_step = n_critic`: the shared loop draws them; WGAN-GP's critic never sees one batch twice per step).
 """
 
 from __future__ import annotations
@@ -151,6 +154,11 @@ class GAN(GenerativeModel):
             "d": torch.optim.Adam(self.d_net.parameters(), lr=self.lr, betas=self.betas),
         }
 
+    @property
+    def real_batches_per_step(self) -> int:
+        """One fresh real batch per discriminator update."""
+        return self.n_critic
+
     def training_step(
         self,
         images: torch.Tensor,
@@ -158,13 +166,19 @@ class GAN(GenerativeModel):
         optimizers: dict[str, torch.optim.Optimizer],
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
-        """`n_critic` discriminator updates, then one generator update, all on this batch and its conditioning."""
+        """`n_critic` discriminator updates, each on its own real batch (`images` stacks `n_critic` equal batches),
+        then one generator update whose fakes take the last batch's conditioning rows."""
         self.train()
+        if len(images) % self.n_critic:
+            raise ValueError(f"{self.n_critic} critic updates need {self.n_critic} equal stacked batches, "
+                             f"got {len(images)} rows")
         cond = self._checked(cond, images)
-        for _ in range(self.n_critic):
-            d_loss = self._critic_step(images, cond, optimizers["d"], generator)
+        reals = images.chunk(self.n_critic)
+        conds = cond.chunk(self.n_critic) if cond is not None else [None] * self.n_critic
+        for real, rows in zip(reals, conds):
+            d_loss = self._critic_step(real, rows, optimizers["d"], generator)
         self.d_net.requires_grad_(False)  # the generator step needs gradients through D, not for D's weights
-        g_loss = LOSSES[self.loss][1](self.d_net(self.g_net(self._noise(images, generator), cond), cond))
+        g_loss = LOSSES[self.loss][1](self.d_net(self.g_net(self._noise(reals[-1], generator), conds[-1]), conds[-1]))
         optimizers["g"].zero_grad(set_to_none=True)
         g_loss.backward()
         optimizers["g"].step()

@@ -2,17 +2,29 @@
 
 Conditional generators are trained once on all images with their label vectors; unconditional ones (or any
 generator with `conditioning=False`, the seed paper's ablation) are trained one per class, or per label for
-multi-label data. Trained generators are saved under the cache keyed by everything that determines them
-(generator, parameters, budget, seed, and a digest of the exact training images and labels), so a second run
-with the same config and seed reuses them.
+multi-label data. The generator budget is the strategy's TOTAL in the cell: per-class models share it
+(`GeneratorBudget.split`: in proportion to their training images, with a minimum each), so `dcgan` spends what
+`cgan` does; the card records the total and what each model was allotted and spent.
+
+Trained generators are saved under the cache keyed by everything that determines their weights (generator,
+parameters, budget and its split rule, seed, early-stopping settings and monitor, package version, and a digest of
+the exact training images and labels), so a second run with the same config and seed reuses them; a generator
+given by `generator_dir` must carry the same data digest.
+
+Early stopping (`early_stop_every`) and quality tracking (`track_quality_every`) score samples with an extractor
+trained on the cell's training subset only, against the cell's own training images of the same classes: nothing
+outside that subset steers the training. The quality record reported after synthesis uses another extractor, one
+per dataset and size (trained on the full training split), so its FIDs compare across the cells of a dataset.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -32,15 +44,25 @@ from benchmark.task import TaskSpec
 
 SAMPLE_CHUNK = 256
 ALL = "all"
+MONITOR_IMAGES = 256
+MONITOR_REFERENCE = (
+    "FID of samples against up to 256 of the cell's own training images of the model's classes (fakes conditioned "
+    "on the same label rows), under an extractor trained on the cell's training subset only"
+)
 
 
-def data_digest(split: Split) -> str:
-    """Digest of the exact training images and labels a generator sees."""
-    digest = hashlib.sha256()
-    for tensor in (split.images, split.labels):
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+def package_version() -> str:
+    """The installed medaugbench version: part of the cache key, since code changes can change trained weights."""
+    return metadata.version("medaugbench")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model to train: its real training images with labels, their conditioning rows (None: unconditional)."""
+
+    split: Split
+    cond: torch.Tensor | None
+    cond_dim: int
 
 
 @dataclass
@@ -67,6 +89,8 @@ class GenerativeStrategy(Strategy):
     early_stop_every: int | None = None
     early_stop_patience: int = 3
     track_quality_every: int | None = None
+    monitor_extractor: str | None = "domain"
+    monitor_params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.generator_seconds is not None and self.generator_steps == 2000:
@@ -77,46 +101,76 @@ class GenerativeStrategy(Strategy):
         self._report: dict = {}
         if self.generator_batch_size < 1:
             raise MedAugBenchError("generator_batch_size must be at least 1")
-        if (self.early_stop_every or self.track_quality_every) and self.quality_extractor is None:
-            raise MedAugBenchError("early stopping and quality tracking score the generator with a quality extractor; set quality_extractor")
+        if self.monitor_every and self.monitor_extractor is None:
+            raise MedAugBenchError(
+                "early stopping and quality tracking score the generator with an extractor; set monitor_extractor"
+            )
         self._extractor: FeatureExtractor | None = None
 
+    @property
+    def budget(self) -> gt.GeneratorBudget:
+        """The strategy's total generator budget in a cell (per-class models share it)."""
+        return self._budget
+
     def extractor(self, context: StrategyContext) -> FeatureExtractor:
-        """The quality extractor for this dataset, created once per strategy."""
+        """The reported-quality extractor: one per dataset and size (trained on the full training split), created
+        once per strategy."""
         if self._extractor is None:
             self._extractor = make_extractor(self.quality_extractor, context.dataset, **self.quality_params).to(context.device)
         return self._extractor
 
-    def monitor(self, context: StrategyContext, group: int | None) -> gt.QualityMonitor | None:
-        """FID between samples and held-out real (validation) images over training: early stopping on a plateau
-        (`early_stop_every`), or only recorded (`track_quality_every`, the seed paper's Figure 3)."""
-        every = self.early_stop_every or self.track_quality_every
-        if every is None:
-            return None
-        data, task = context.dataset, context.dataset.task
-        held_out = data.val if group is None else data.val.subset(group_members(data.val.labels, task, group))
-        held_out = held_out.subset(torch.arange(min(len(held_out), 256)))
-        cond = conditioning(held_out.labels, task).to(context.device) if group is None else None
-        features = self.extractor(context)  # built (maybe trained) now, so it is not timed as generator training
+    def monitor_features(self, context: StrategyContext) -> FeatureExtractor:
+        """The early-stopping/tracking extractor, made from the cell's view of the data: it learns from the cell's
+        training subset only (no validation, test or other training images)."""
+        cell_view = dataclasses.replace(context.dataset, full_train=context.dataset.train)
+        return make_extractor(self.monitor_extractor, cell_view, **self.monitor_params).to(context.device)
+
+    @property
+    def monitor_every(self) -> int | None:
+        """Steps between quality scores during training (None: not scored)."""
+        return self.early_stop_every or self.track_quality_every
+
+    def monitor(self, context: StrategyContext, job: Job, features: FeatureExtractor) -> gt.QualityMonitor:
+        """FID of samples against the model's own real training images over training (`MONITOR_REFERENCE`): early
+        stopping on a plateau (`early_stop_every`), or only recorded (`track_quality_every`, seed paper's Figure 3)."""
+        draw = torch.Generator().manual_seed(context.seed + 3)
+        index = torch.randperm(len(job.split), generator=draw)[:MONITOR_IMAGES].sort().values
+        reference = job.split.subset(index)
+        task = context.dataset.task
+        cond = conditioning(reference.labels, task).to(context.device) if job.cond_dim else None
 
         def score(model: GenerativeModel) -> float:
             generator = torch.Generator(device=context.device).manual_seed(context.seed + 2)
-            fake = gt.to_uint8(model.sample(cond, len(held_out), generator)).cpu()
-            return fid_kid(held_out.images, fake, features, kid_subsets=1)["fid"]
+            fake = gt.to_uint8(model.sample(cond, len(reference), generator)).cpu()
+            return fid_kid(reference.images, fake, features, kid_subsets=1)["fid"]
 
         patience = self.early_stop_patience if self.early_stop_every else None
-        return gt.QualityMonitor(score=score, every=every, patience=patience)
+        return gt.QualityMonitor(score=score, every=self.monitor_every, patience=patience)
 
     # -- training or reuse -------------------------------------------------------------------------------
     def per_group(self) -> bool:
         """Unconditional generators, and conditional ones with conditioning off, are trained one per group."""
         return not (is_conditional(entries("generator")[self.generator].factory) and self.conditioning)
 
+    def jobs(self, real: Split, task: TaskSpec) -> dict[str, Job]:
+        """The models to train: one on all images with their label vectors, or one per group with images (a group
+        without training images gets none)."""
+        if not self.per_group():
+            return {ALL: Job(real, conditioning(real.labels, task), task.num_outputs)}
+        members = {group: group_members(real.labels, task, group) for group in range(task.num_outputs)}
+        return {f"group_{group}": Job(real.subset(index), None, 0) for group, index in members.items() if len(index)}
+
     def key(self, real: Split, seed: int, image_size: int) -> str:
+        """Cache key: a digest of everything that changes the trained weights."""
+        early_stop = None
+        if self.early_stop_every:
+            early_stop = {"every": self.early_stop_every, "patience": self.early_stop_patience,
+                          "extractor": self.monitor_extractor, "params": self.monitor_params, "images": MONITOR_IMAGES}
         identity = {
             "generator": self.generator, "params": self.generator_params, "budget": asdict(self._budget),
-            "batch_size": self.generator_batch_size, "conditioning": self.conditioning, "seed": seed,
-            "image_size": image_size, "data": data_digest(real),
+            "split": gt.GeneratorBudget.SPLIT_RULE, "batch_size": self.generator_batch_size,
+            "conditioning": self.conditioning, "seed": seed, "image_size": image_size, "data": real.digest(),
+            "early_stop": early_stop, "version": package_version(),
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -124,7 +178,9 @@ class GenerativeStrategy(Strategy):
         """The trained models and their card: loaded from `generator_dir` or the cache, else trained and saved."""
         data, device = context.dataset, context.device
         if self.generator_dir is not None:
-            return gt.load(Path(self.generator_dir), device)
+            models, card = gt.load(Path(self.generator_dir), device)
+            check_trained_on(card, data.train, f"the generator in {self.generator_dir}")
+            return models, card
         root = context.work_dir or cache_dir() / "generators"
         directory = root / f"{self.generator}-{self.key(data.train, context.seed, data.image_size)}"
         if self.reuse and (directory / gt.CARD).is_file():
@@ -137,35 +193,53 @@ class GenerativeStrategy(Strategy):
         return models, card
 
     def train_models(self, context: StrategyContext) -> tuple[dict[str, GenerativeModel], dict]:
+        """Train every job under its part of the budget; the card records the split and what each model spent."""
         data, task = context.dataset, context.dataset.task
-        real = data.train
-        jobs: dict[str, tuple[torch.Tensor, torch.Tensor | None, int]] = {}
-        if self.per_group():
-            for group in range(task.num_outputs):
-                members = group_members(real.labels, task, group)
-                if len(members) == 0:
-                    continue
-                jobs[f"group_{group}"] = (real.images[members], None, 0)
-        else:
-            jobs[ALL] = (real.images, conditioning(real.labels, task), task.num_outputs)
+        jobs = self.jobs(data.train, task)
+        budgets = self._budget.split({name: len(job.split) for name, job in jobs.items()})
+        features = self.monitor_features(context) if self.monitor_every else None  # trained first: not generator time
         models, histories, specs = {}, {}, {}
-        for name, (images, cond, cond_dim) in jobs.items():
-            spec = ImageSpec(channels=task.channels, image_size=data.image_size, cond_dim=cond_dim)
+        for name, job in jobs.items():
+            spec = ImageSpec(channels=task.channels, image_size=data.image_size, cond_dim=job.cond_dim)
             torch.manual_seed(context.seed)
             model = create_generator(self.generator, spec=spec, **self.generator_params)
-            history = gt.fit(model, images, cond, self._budget, self.generator_batch_size, context.device, context.seed,
-                             progress=context.progress, desc=f"{self.generator} {name}",
-                             monitor=self.monitor(context, None if name == ALL else int(name.split("_")[1])))
+            monitor = self.monitor(context, job, features) if features is not None else None
+            history = gt.fit(model, job.split.images, job.cond, budgets[name], self.generator_batch_size,
+                             context.device, context.seed, progress=context.progress, desc=f"{self.generator} {name}",
+                             monitor=monitor)
             if history.failure:
                 raise gt.GeneratorFailure(f"generator {self.generator} ({name}) stopped: {history.failure}")
-            models[name], histories[name], specs[name] = model, asdict(history), asdict(spec)
+            models[name], histories[name], specs[name] = model, history, asdict(spec)
         card = {
             "generator": self.generator, "generator_params": self.generator_params, "models": specs,
-            "budget": asdict(self._budget), "batch_size": self.generator_batch_size, "seed": context.seed,
-            "conditioning": not self.per_group(), "dataset": data.name, "labels": list(task.labels),
-            "task": task.kind, "image_size": data.image_size, "data_digest": data_digest(real), "histories": histories,
+            "budget": self.budget_record(jobs, budgets, histories), "batch_size": self.generator_batch_size,
+            "seed": context.seed, "conditioning": not self.per_group(), "dataset": data.name,
+            "labels": list(task.labels), "task": task.kind, "image_size": data.image_size,
+            "data_digest": data.train.digest(), "histories": {name: asdict(h) for name, h in histories.items()},
+            "monitor": self.monitor_record(features), "package_version": package_version(),
         }
         return models, card
+
+    def budget_record(self, jobs: dict[str, Job], budgets: dict[str, gt.GeneratorBudget],
+                      histories: dict[str, gt.FitHistory]) -> dict:
+        """The total budget, the split rule, and per model: training images, allotted part, steps, images, seconds."""
+        kind = self._budget.kind
+        per_model = {
+            name: {"train_images": len(jobs[name].split), "allotted": getattr(budgets[name], kind), "steps": h.steps,
+                   "real_batches": h.real_batches, "images_seen": h.images_seen, "seconds": h.seconds}
+            for name, h in histories.items()
+        }
+        spent = {key: sum(model[key] for model in per_model.values()) for key in ("steps", "images_seen", "seconds")}
+        rule = gt.GeneratorBudget.SPLIT_RULE if len(jobs) > 1 else "one model: the whole budget"
+        return {"kind": kind, "total": getattr(self._budget, kind), "split_rule": rule, "per_model": per_model,
+                "spent": spent}
+
+    def monitor_record(self, features: FeatureExtractor | None) -> dict | None:
+        """What scored the generator during training (None: nothing did)."""
+        if features is None:
+            return None
+        return {"extractor": features.describe(), "reference": MONITOR_REFERENCE, "every": self.monitor_every,
+                "patience": self.early_stop_patience if self.early_stop_every else None}
 
     # -- synthesis -----------------------------------------------------------------------------------------
     def sample(self, models: dict[str, GenerativeModel], task: TaskSpec, real: Split, plan: list[int],
@@ -194,11 +268,6 @@ class GenerativeStrategy(Strategy):
     def synthesize(self, context: StrategyContext) -> Split:
         data, task = context.dataset, context.dataset.task
         models, card = self.fitted(context)
-        if card.get("image_size", data.image_size) != data.image_size or card.get("labels", list(task.labels)) != list(task.labels):
-            raise MedAugBenchError(
-                f"the saved generator was trained on {card.get('dataset')} at {card.get('image_size')} px; "
-                f"this run uses {data.name} at {data.image_size} px"
-            )
         plan = self._policy.plan(data.train.class_counts(task), task)
         synthetic = self.sample(models, task, data.train, plan, context.device, context.seed)
         reason = gt.collapse_reason(synthetic.images[:512]) if len(synthetic) else None
@@ -207,7 +276,8 @@ class GenerativeStrategy(Strategy):
         self._report = {"generator": card, "synthesis": {"policy": self.policy, "plan": plan, "generated": len(synthetic)}}
         if self.quality_extractor is not None and len(synthetic) > 1:
             self._report["quality"] = quality_report(data.train, data.test, synthetic, task, self.extractor(context),
-                                                     max_images=self.quality_images, seed=context.seed)
+                                                     max_images=self.quality_images, seed=context.seed,
+                                                     device=context.device)
         return synthetic
 
     def combine(self, real: Split, synthetic: Split | None) -> Split:
@@ -220,6 +290,17 @@ class GenerativeStrategy(Strategy):
 
     def report(self) -> dict:
         return self._report
+
+
+def check_trained_on(card: dict, real: Split, what: str) -> None:
+    """Refuse a saved generator whose card does not carry the digest of exactly these training images."""
+    digest = real.digest()
+    if card.get("data_digest") != digest:
+        raise MedAugBenchError(
+            f"{what} was trained on other images ({card.get('dataset')} at {card.get('image_size')} px, data digest "
+            f"{card.get('data_digest')}) than this cell's training set (digest {digest}); train it on the same "
+            "dataset, image size, train fraction, per-class cap and seed (`medaugbench synth`), or drop generator_dir"
+        )
 
 
 @hookimpl

@@ -1,5 +1,6 @@
 """Feature extractors: Inception weights load safely from every place they are looked for, and fail fast and clearly
-offline; the domain network trains once through the training loop, is cached, and is deterministic."""
+offline; the domain network trains once through the training loop on exactly the images it is given (by default
+the dataset's full training split, from any source), is cached by their digest, and is deterministic."""
 
 from __future__ import annotations
 
@@ -12,17 +13,21 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import safetensors.torch
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+from PIL import Image
 
 from benchmark import training
-from benchmark.dataset import DataOptions, load_dataset
+from benchmark.datafiles import file_digest
+from benchmark.dataset import DataOptions, LoadedDataset, dataset_source, load_dataset
 from benchmark.errors import MedAugBenchError
+from benchmark.features import make_extractor
 from benchmark.registry import create_extractor, entries
 from plugins import extractors
-from tests.conftest import REPO, require_medmnist
+from tests.conftest import DATA_DIR, REPO, require_medmnist
 
 SHARED_WEIGHTS = REPO.parent / "shared" / "weights"
 
@@ -205,32 +210,39 @@ def test_inception_fid_matches_torch_fidelity_with_the_real_weights() -> None:
 
 @pytest.fixture(scope="module")
 def breast_domain(tmp_path_factory):
-    """A small domain network on real BreastMNIST, trained into a cache of its own; returns (extractor, cache root)."""
+    """A small domain network made for real BreastMNIST the way runs make it (`make_extractor`), trained into a cache
+    of its own; returns (extractor, cache root, dataset)."""
     require_medmnist("breastmnist")
     root = tmp_path_factory.mktemp("domain-cache")
+    data = load_dataset("breastmnist", DataOptions())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDAUGBENCH_CACHE_DIR", str(root))
         started = time.perf_counter()
-        extractor = extractors.DomainExtractor("breastmnist", steps=40)
+        extractor = make_extractor("domain", data, steps=40)
         print(f"domain extractor, 40 steps on BreastMNIST: {time.perf_counter() - started:.1f} s")
-    return extractor, root
+    return extractor, root, data
 
 
 def test_domain_features_and_card(breast_domain) -> None:
-    extractor, root = breast_domain
-    test = load_dataset("breastmnist", DataOptions()).test
+    extractor, root, data = breast_domain
+    test = data.test
     features = extractor(test.images)
     assert features.shape == (len(test), extractor.num_features) == (len(test), 256)
     assert features.dtype == torch.float32 and torch.isfinite(features).all()
     card = json.loads((extractor.cache / "card.json").read_text())
-    assert extractor.cache.parent == root / "extractors" and extractor.cache.name == "domain-breastmnist-28px-28-40-0"
+    assert extractor.cache.parent == root / "extractors" and extractor.cache.name.startswith("domain-breastmnist-28px-")
     recipe = card["recipe"]
     assert (recipe["strategy"], recipe["backbone"], recipe["budget"], recipe["batch_size"], recipe["seed"]) == (
         "geometric", "simple_cnn", {"steps": 40, "seconds": None}, 128, 0
     )
-    assert 0.0 <= card["val_auc"] <= 1.0 and 0.0 <= card["test_auc"] <= 1.0
+    trained_on = card["trained_on"]
+    assert trained_on["images"] == len(data.train) == 546 and trained_on["data_digest"] == data.train.digest()
+    assert trained_on["fit"] + trained_on["held_out"] == 546
+    assert trained_on["held_out"] == round(0.2 * 147) + round(0.2 * 399)  # stratified: 20 % of each class
     described = extractor.describe()
-    assert described["name"] == "domain" and described["recipe"] == recipe and described["test_auc"] == card["test_auc"]
+    assert described["name"] == "domain" and described["recipe"] == recipe and described["trained_on"] == trained_on
+    assert described["weights_sha256"] == file_digest(extractor.cache / "model.safetensors", "sha256")
+    assert 0.0 <= described["holdout_auc"] <= 1.0 and described["selected_by"] == "held-out auc"
     # the classes are separated more than by chance: class-mean distance with true labels beats shuffled labels
     def class_mean_distance(labels: torch.Tensor) -> float:
         return float((features[labels == 0].mean(0) - features[labels == 1].mean(0)).norm())
@@ -240,25 +252,23 @@ def test_domain_features_and_card(breast_domain) -> None:
 
 
 def test_domain_second_construction_loads_from_cache(breast_domain, monkeypatch) -> None:
-    extractor, root = breast_domain
+    extractor, root, data = breast_domain
     monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(root))
     monkeypatch.setattr(training, "train_model", lambda *args, **kwargs: pytest.fail("trained instead of loading the cache"))
-    again = create_extractor("domain", dataset="breastmnist", steps=40)
-    images = load_dataset("breastmnist", DataOptions()).val.images
-    assert torch.equal(again(images), extractor(images))
+    again = create_extractor("domain", images=data.train, task=data.task, dataset="breastmnist", steps=40)
+    assert torch.equal(again(data.val.images), extractor(data.val.images))
 
 
 def test_domain_training_is_deterministic(breast_domain) -> None:
-    extractor, root = breast_domain  # the test's own (empty) cache dir: trains again from scratch
-    fresh = extractors.DomainExtractor("breastmnist", steps=40)
-    assert fresh.cache.parent.parent != root
-    images = load_dataset("breastmnist", DataOptions()).val.images
-    assert torch.equal(fresh(images), extractor(images))
+    extractor, root, data = breast_domain  # the test's own (empty) cache dir: trains again from scratch
+    fresh = extractors.DomainExtractor(data.train, data.task, dataset="breastmnist", steps=40)
+    assert fresh.cache.parent.parent != root and fresh.sha256 == extractor.sha256
+    assert torch.equal(fresh(data.val.images), extractor(data.val.images))
 
 
 def test_domain_rejects_other_sizes_and_damaged_or_stale_caches(breast_domain, tmp_path, monkeypatch) -> None:
-    extractor, root = breast_domain
-    with pytest.raises(MedAugBenchError, match="image_size=64"):
+    extractor, root, data = breast_domain
+    with pytest.raises(MedAugBenchError, match="trained on 28 px"):
         extractor(gray_images(2, size=64))
     with pytest.raises(MedAugBenchError, match="uint8"):
         extractor(gray_images(2).float())
@@ -269,7 +279,85 @@ def test_domain_rejects_other_sizes_and_damaged_or_stale_caches(breast_domain, t
     card = json.loads((copy / "card.json").read_text())
     (copy / "card.json").write_text(json.dumps({**card, "recipe": {**card["recipe"], "batch_size": 64}}))
     with pytest.raises(MedAugBenchError, match="different recipe"):
-        extractors.DomainExtractor("breastmnist", steps=40)
+        extractors.DomainExtractor(data.train, data.task, dataset="breastmnist", steps=40)
     (copy / "model.safetensors").write_bytes(b"damaged")
     with pytest.raises(MedAugBenchError, match=f"delete {copy}"):
-        extractors.DomainExtractor("breastmnist", steps=40)
+        extractors.DomainExtractor(data.train, data.task, dataset="breastmnist", steps=40)
+
+
+def rows(images: torch.Tensor) -> list[bytes]:
+    """Each image's bytes, to compare image sets without caring about order."""
+    return [image.numpy().tobytes() for image in images]
+
+
+def test_domain_learns_and_selects_only_on_the_images_it_is_given(monkeypatch) -> None:
+    """Fit and held-out parts are disjoint and together exactly the given images: nothing else (no validation
+    split) trains it or picks its checkpoint; other images give another cache entry."""
+    require_medmnist("breastmnist")
+    data = load_dataset("breastmnist", DataOptions(per_class_cap=20))
+    seen = []
+    real_train_model = training.train_model
+    def spy(config, progress, data):
+        seen.append(data)
+        return real_train_model(config, progress, data=data)
+
+    monkeypatch.setattr(training, "train_model", spy)
+    extractor = extractors.DomainExtractor(data.train, data.task, steps=3)
+    (used,) = seen
+    assert sorted(rows(used.train.images) + rows(used.val.images)) == sorted(rows(data.train.images))
+    assert not set(rows(used.train.images)) & set(rows(used.val.images))
+    assert torch.equal(used.test.images, used.val.images)
+    trained_on = extractor.describe()["trained_on"]
+    assert trained_on == {"images": 40, "data_digest": data.train.digest(), "fit": 32, "held_out": 8}
+    other = extractors.DomainExtractor(data.train.subset(torch.arange(30)), data.task, steps=3)
+    assert other.cache != extractor.cache and len(seen) == 2
+
+
+def test_full_train_is_the_split_before_the_low_data_subset() -> None:
+    require_medmnist("breastmnist")
+    whole = load_dataset("breastmnist", DataOptions())
+    cell = load_dataset("breastmnist", DataOptions(per_class_cap=20, image_size=32))
+    assert whole.full_train is whole.train and len(cell.train) == 40
+    assert cell.full_train.images.shape == (546, 1, 32, 32) and torch.equal(cell.full_train.labels, whole.train.labels)
+    assert set(rows(cell.train.images)) <= set(rows(cell.full_train.images))
+
+
+def test_reported_extractor_is_trained_on_the_full_training_split_of_a_low_data_cell() -> None:
+    """One extractor per dataset and size: every cell of BreastMNIST, whatever its subset, gets the same network."""
+    require_medmnist("breastmnist")
+    cell = load_dataset("breastmnist", DataOptions(per_class_cap=20))
+    other_cell = load_dataset("breastmnist", DataOptions(train_fraction=0.5, seed=3))
+    first, second = make_extractor("domain", cell, steps=3), make_extractor("domain", other_cell, steps=3)
+    assert first.describe()["trained_on"]["images"] == len(cell.full_train) == 546
+    assert first.cache == second.cache and first.sha256 == second.sha256
+
+
+def test_domain_extractor_from_an_explicit_data_dir_without_the_env_variable(monkeypatch) -> None:
+    require_medmnist("breastmnist")
+    monkeypatch.delenv("MEDAUGBENCH_DATA_DIR")
+    data = load_dataset("breastmnist", DataOptions(data_dir=DATA_DIR, per_class_cap=20))
+    assert make_extractor("domain", data, steps=3)(data.test.images[:4]).shape == (4, 256)
+
+
+def write_image_folder(root: Path, per_class: dict[str, int], size: int = 28) -> None:
+    """A folder dataset of the user's own images: one sub-folder per class of seeded random grayscale PNGs."""
+    rng = np.random.default_rng(0)
+    for label, count in per_class.items():
+        (root / label).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), "L").save(root / label / f"{i}.png")
+
+
+def load_image_folder(root: Path) -> LoadedDataset:
+    """The folder loaded as the CLI and grids load a path (→ the `imagefolder` plugin)."""
+    plugin, params = dataset_source(str(root), {})
+    return load_dataset(plugin, DataOptions(), **params)
+
+
+def test_domain_extractor_for_an_imagefolder_dataset(tmp_path) -> None:
+    write_image_folder(tmp_path / "images", {"cat": 12, "dog": 12})
+    data = load_image_folder(tmp_path / "images")
+    assert data.name == "imagefolder"
+    extractor = make_extractor("domain", data, steps=3)
+    assert extractor(data.test.images).shape == (len(data.test), 256)
+    assert extractor.describe()["trained_on"]["images"] == len(data.full_train)

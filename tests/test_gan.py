@@ -30,9 +30,11 @@ def batch(spec: ImageSpec, n: int, generator: torch.Generator) -> tuple[torch.Te
 
 
 def train(model: GAN, spec: ImageSpec, steps: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """`steps` training steps, each on `real_batches_per_step` stacked batches of 8 (as the shared loop passes them)."""
     generator = torch.Generator().manual_seed(seed)
     optimizers = model.make_optimizers()
-    return [model.training_step(*batch(spec, 8, generator), optimizers, generator) for _ in range(steps)]
+    n = 8 * model.real_batches_per_step
+    return [model.training_step(*batch(spec, n, generator), optimizers, generator) for _ in range(steps)]
 
 
 @pytest.mark.parametrize("channels, size", [(1, 28), (3, 64)])
@@ -83,14 +85,23 @@ def test_losses_match_their_formulas() -> None:
         torch.testing.assert_close((d_loss(real, fake), g_loss(fake)), expected[name], msg=name)
 
 
-def test_wgan_gp_takes_n_critic_steps_per_generator_step() -> None:
+def test_wgan_gp_takes_n_critic_steps_per_generator_step_each_on_its_own_batch(monkeypatch) -> None:
     spec = ImageSpec(1, 28, 2)
     model = VARIANTS["wgan_gp"](spec, base_channels=4)
+    assert model.real_batches_per_step == 5 and VARIANTS["cgan"](spec, base_channels=4).real_batches_per_step == 1
     generator = torch.Generator().manual_seed(0)
     optimizers = model.make_optimizers()
-    model.training_step(*batch(spec, 4, generator), optimizers, generator)
+    seen = []
+    critic_step = model._critic_step
+    monkeypatch.setattr(model, "_critic_step",
+                        lambda real, cond, *rest: seen.append(real) or critic_step(real, cond, *rest))
+    images, cond = batch(spec, 5 * 4, generator)
+    model.training_step(images, cond, optimizers, generator)
     steps = {name: {int(state["step"]) for state in opt.state.values()} for name, opt in optimizers.items()}
     assert steps == {"d": {5}, "g": {1}}
+    assert [len(real) for real in seen] == [4] * 5 and torch.equal(torch.cat(seen), images)  # each critic: its batch
+    with pytest.raises(ValueError, match="5 equal stacked batches"):
+        model.training_step(images[:4], cond[:4], optimizers, generator)
 
 
 def test_wgan_gp_critic_has_no_batchnorm() -> None:

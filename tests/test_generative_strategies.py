@@ -1,5 +1,6 @@
 """Every generative strategy end to end on real data: tiny-budget fits, requested counts, save/load, determinism,
-failure handling, and the CLI (`synth`, `train --strategy cgan`)."""
+failure handling, equal total budgets, fresh batches, early stopping inside the cell, honest caches, and the CLI
+(`synth`, `train --strategy cgan`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import pytest
 import torch
 
 from benchmark import generator_training as gt
-from benchmark.dataset import DataOptions, load_dataset
+from benchmark.dataset import DataOptions, Split, load_dataset
+from benchmark.errors import MedAugBenchError
 from benchmark.generative import GenerativeModel, ImageSpec
 from benchmark.registry import create_strategy, entries
 from benchmark.strategy import StrategyContext
-from tests.conftest import fake_chestmnist, require_medmnist
+from tests.conftest import DATA_DIR, fake_chestmnist, require_medmnist
 
 # Small networks so that every generator fits in a second or two on CPU; architecture, loss and the shared loop
 # are the same code paths as the defaults.
@@ -27,9 +29,10 @@ TINY = {
     "ddpm": {"block_out_channels": [16, 16, 16], "attention": False, "sample_steps": 2},
 }
 GENERATORS = sorted(TINY)
-# An untrained GAN generator or VAE decoder emits near-constant grey, which the collapse check rightly rejects; ~30 steps of a
-# tiny GAN (60 for the tiny VAE, whose KL term starts near 0) are enough to leave that state. A DDPM samples varied noise from the first step.
-STEPS = {"vae": 60, "ddpm": 2, "dcgan": 30, "cgan": 30, "lsgan": 30, "wgan_gp": 20}
+# An untrained GAN generator or VAE decoder emits near-constant grey, which the collapse check rightly rejects; ~30
+# steps of a tiny GAN (60 for the tiny VAE, whose KL term starts near 0) are enough to leave that state. A DDPM samples
+# varied noise from the first step. dcgan's per-class models share its total: 150 gives each of RetinaMNIST's five classes 30.
+STEPS = {"vae": 60, "ddpm": 2, "dcgan": 150, "cgan": 30, "lsgan": 30, "wgan_gp": 20}
 
 
 def test_every_registered_generator_has_a_strategy_and_a_tiny_config():
@@ -60,7 +63,7 @@ def test_grayscale_pneumonia_fit_and_requested_counts(generator, tmp_path):
     assert report["synthesis"]["plan"] == [5, 3]
     expected_models = {"group_0", "group_1"} if generator == "dcgan" else {"all"}
     assert set(report["generator"]["models"]) == expected_models
-    assert all(h["steps"] == STEPS[generator] for h in report["generator"]["histories"].values())
+    assert sum(h["steps"] for h in report["generator"]["histories"].values()) == STEPS[generator]  # the total
 
 
 @pytest.mark.parametrize("generator", GENERATORS)
@@ -220,3 +223,157 @@ def test_train_cli_with_a_generative_strategy(cli, tmp_path):
 def test_generator_budget_on_a_classic_strategy_is_rejected(cli):
     result = cli("train", "--strategy", "geometric", "--generator-steps", "10", "--steps", "1")
     assert result.exit_code == 1 and "apply to generative strategies" in result.output
+
+
+# -- equal generator budgets -------------------------------------------------------------------------------------
+def test_generator_budget_split_is_proportional_with_a_minimum_and_sums_to_the_total():
+    split = gt.GeneratorBudget(steps=101).split({"a": 300, "b": 100})
+    assert {name: b.steps for name, b in split.items()} == {"a": 76, "b": 25}  # 75.75 / 25.25, largest remainder
+    minimum = gt.GeneratorBudget(steps=100).split({"big": 990, "small": 10})
+    assert {name: b.steps for name, b in minimum.items()} == {"big": 95, "small": 5}  # 5 % floor, not 1 step
+    derma = gt.GeneratorBudget(steps=5000).split(dict(zip("abcdefg", [228, 359, 769, 80, 779, 4693, 99])))
+    assert sum(b.steps for b in derma.values()) == 5000 and min(b.steps for b in derma.values()) == 250
+    seconds = gt.GeneratorBudget(steps=None, seconds=10.0).split({"a": 300, "b": 100})
+    assert {name: b.seconds for name, b in seconds.items()} == pytest.approx({"a": 7.5, "b": 2.5})
+    many = gt.GeneratorBudget(steps=30).split({str(i): 1 + 100 * (i == 0) for i in range(30)})
+    assert all(b.steps == 1 for b in many.values())  # more models than 1/5 %: an equal share each
+    assert gt.GeneratorBudget(steps=7).split({"all": 10}) == {"all": gt.GeneratorBudget(steps=7)}
+    with pytest.raises(MedAugBenchError, match="give at least 3"):
+        gt.GeneratorBudget(steps=2).split({"a": 5, "b": 5, "c": 5})
+
+
+def test_cgan_and_dcgan_cells_spend_the_same_total_generator_steps(tmp_path):
+    """Per-class models share the cell's budget (in proportion to their images); the card says what each got."""
+    require_medmnist("breastmnist")
+    data = load_dataset("breastmnist", DataOptions(train_fraction=0.1))  # 15 malignant, 40 normal
+    context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
+    cards = {name: tiny(name, generator_steps=20, generator_batch_size=8).fitted(context)[1]
+             for name in ("cgan", "dcgan")}
+    for card in cards.values():
+        budget = card["budget"]
+        assert budget["kind"] == "steps" and budget["total"] == 20 and budget["spent"]["steps"] == 20
+        assert sum(h["steps"] for h in card["histories"].values()) == 20
+        assert budget["spent"]["images_seen"] == 20 * 8 == sum(m["images_seen"] for m in budget["per_model"].values())
+        assert budget["spent"]["seconds"] == pytest.approx(sum(h["seconds"] for h in card["histories"].values()))
+    per_model = cards["dcgan"]["budget"]["per_model"]
+    assert {name: (m["train_images"], m["allotted"], m["steps"]) for name, m in per_model.items()} == {
+        "group_0": (15, 5, 5), "group_1": (40, 15, 15)}  # 20 × 15/55 = 5.45, 20 × 40/55 = 14.5
+    assert cards["dcgan"]["budget"]["split_rule"] == gt.GeneratorBudget.SPLIT_RULE
+    assert cards["cgan"]["budget"]["per_model"]["all"]["allotted"] == 20
+
+
+def test_generator_epochs_convert_on_each_models_own_images():
+    """An epoch budget is the cell's total (epochs × real training images / batch), as a conditional model gets it;
+    a per-class model then gets about epochs × its own images / batch."""
+    from benchmark.cells import expand
+    from benchmark.grid_config import BudgetBlock, GridConfig
+
+    grid = GridConfig(datasets=("breastmnist",), strategies=("cgan", "dcgan"), baseline="cgan",
+                      budget=BudgetBlock(classifier_steps=1, generator_epochs=2),
+                      strategy_params={"dcgan": {"generator_batch_size": 16}, "cgan": {"generator_batch_size": 16}})
+    cells = {cell.coords["strategy"]: cell for cell in expand(grid, {"breastmnist": 546})}
+    totals = {name: cell.config.strategy_params["generator_steps"] for name, cell in cells.items()}
+    assert totals == {"cgan": 69, "dcgan": 69}  # ceil(2 × 546 / 16)
+    dcgan = create_strategy("dcgan", **cells["dcgan"].config.strategy_params)
+    parts = dcgan.budget.split({"group_0": 147, "group_1": 399})
+    assert sum(b.steps for b in parts.values()) == 69
+    assert all(abs(parts[name].steps - 2 * n / 16) <= 1 for name, n in (("group_0", 147), ("group_1", 399)))
+
+
+def test_wgan_gp_draws_a_fresh_real_batch_for_every_critic_update(monkeypatch):
+    """One generator step = n_critic critic updates, each on its own batch: 5 × 8 distinct real images per step."""
+    from plugins.gan import GAN
+
+    images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 8, 8).contiguous()  # image i ≡ i
+    model = GAN(ImageSpec(1, 8), base_channels=4, loss="wgan_gp", n_critic=5)
+    seen = []
+    critic_step = model._critic_step
+
+    def spy(real, cond, *rest):
+        seen.append(set(gt.to_uint8(real)[:, 0, 0, 0].tolist()))
+        return critic_step(real, cond, *rest)
+
+    monkeypatch.setattr(model, "_critic_step", spy)
+    history = gt.fit(model, images, None, gt.GeneratorBudget(steps=2), 8, torch.device("cpu"), 0, progress=False)
+    assert len(seen) == 10 and all(len(batch) == 8 for batch in seen)
+    for step in (seen[:5], seen[5:]):
+        assert len(set().union(*step)) == 40  # five different batches, not one batch five times
+    assert (history.steps, history.real_batches, history.images_seen) == (2, 10, 80)
+
+
+# -- early stopping only on the cell's training subset, from the loaded data ----------------------------------------
+def rows(images: torch.Tensor) -> set[bytes]:
+    return {image.numpy().tobytes() for image in images}
+
+
+MONITORED = dict(early_stop_every=5, early_stop_patience=2, generator_steps=10, monitor_params={"steps": 3})
+
+
+def test_the_early_stopping_monitor_sees_only_the_cells_training_images(tmp_path, monkeypatch):
+    from benchmark import training
+    from plugins import generative_strategies
+
+    require_medmnist("breastmnist")
+    context = context_for("breastmnist", tmp_path, per_class_cap=20)
+    cell = rows(context.dataset.train.images)
+    trained_on, references = [], []
+    real_train_model, real_fid_kid = training.train_model, generative_strategies.fid_kid
+    monkeypatch.setattr(training, "train_model", lambda config, progress=True, data=None, data_dir=None:
+                        trained_on.append(data) or real_train_model(config, progress, data=data))
+    monkeypatch.setattr(generative_strategies, "fid_kid", lambda real, fake, *args, **kwargs:
+                        references.append(real) or real_fid_kid(real, fake, *args, **kwargs))
+    card = tiny("cgan", **MONITORED).fitted(context)[1]
+    (extractor_data,) = trained_on  # the monitor's extractor, trained (and its checkpoint selected) in the cell
+    assert rows(extractor_data.train.images) | rows(extractor_data.val.images) == cell
+    assert references and all(rows(real) <= cell for real in references)
+    assert len(card["histories"]["all"]["quality"]) == len(references)
+    monitor = card["monitor"]
+    assert monitor["extractor"]["trained_on"]["images"] == 40 and len(monitor["extractor"]["weights_sha256"]) == 64
+    assert monitor["every"] == 5 and monitor["patience"] == 2 and "training images" in monitor["reference"]
+
+
+def test_generative_runs_on_an_imagefolder_dataset_and_an_explicit_data_dir(tmp_path, monkeypatch):
+    """Both extractors are built from the loaded data, never reloaded by name."""
+    from tests.test_extractors import load_image_folder, write_image_folder
+
+    require_medmnist("breastmnist")
+    write_image_folder(tmp_path / "images", {"a": 12, "b": 12})
+    monkeypatch.delenv("MEDAUGBENCH_DATA_DIR")
+    folder = load_image_folder(tmp_path / "images")
+    breast = load_dataset("breastmnist", DataOptions(data_dir=DATA_DIR, per_class_cap=20))
+    for data in (folder, breast):
+        context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path / data.name,
+                                  progress=False)
+        strategy = tiny("cgan", **MONITORED, quality_extractor="domain", quality_params={"steps": 3})
+        card = strategy.fitted(context)[1]
+        assert card["monitor"]["extractor"]["trained_on"]["images"] == len(data.train)
+        assert strategy.extractor(context).describe()["trained_on"]["images"] == len(data.full_train)
+
+
+# -- honest caches ------------------------------------------------------------------------------------------------
+def test_cache_key_covers_early_stopping_monitor_and_package_version(monkeypatch):
+    from plugins import generative_strategies
+
+    real = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+
+    def key(**params) -> str:
+        return tiny("cgan", **params).key(real, 0, 28)
+
+    assert key(early_stop_every=10, early_stop_patience=2) != key(early_stop_every=10, early_stop_patience=3)
+    assert key(early_stop_every=10) != key(early_stop_every=20) != key()
+    assert key(early_stop_every=10, monitor_params={"steps": 5}) != key(early_stop_every=10)
+    assert key(early_stop_patience=2) == key(early_stop_patience=3)  # patience without early stopping changes nothing
+    before = key()
+    monkeypatch.setattr(generative_strategies.metadata, "version", lambda name: "999.0")
+    assert key() != before
+
+
+def test_generator_dir_trained_on_other_images_is_refused(tmp_path):
+    require_medmnist("breastmnist")
+    trained = context_for("breastmnist", tmp_path, per_class_cap=32)
+    models, card = tiny("cgan", generator_steps=2).fitted(trained)
+    gt.save(tmp_path / "saved", models, card)
+    assert len(tiny("cgan", generator_dir=str(tmp_path / "saved")).fitted(trained)[0]) == 1  # same images: fine
+    other = context_for("breastmnist", tmp_path, per_class_cap=20)
+    with pytest.raises(MedAugBenchError, match="trained on other images .* than this cell's training set"):
+        tiny("cgan", generator_dir=str(tmp_path / "saved")).fitted(other)

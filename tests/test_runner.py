@@ -141,6 +141,19 @@ def test_presets_expand_with_identical_budgets():
     assert ablation["cgan_full"].config.strategy_params["augment_with"] == "geometric"
 
 
+def test_ablation_rows_get_equal_total_generator_budgets():
+    """The no-conditioning row trains one GAN per DermaMNIST class; they share the 5000 steps cgan_full gets."""
+    derma_counts = [228, 359, 769, 80, 779, 4693, 99]  # DermaMNIST's training images per class (MedMNIST v2)
+    cells = [c for c in expand(load_preset("ablation"), {"dermamnist": sum(derma_counts)}) if c.coords["seed"] == 0]
+    strategies = {c.coords["strategy"]: registry.create_strategy(c.config.strategy, **c.config.strategy_params)
+                  for c in cells}
+    full, split = strategies["cgan_full"], strategies["cgan_no_conditioning"]
+    assert not full.per_group() and split.per_group()
+    parts = split.budget.split({f"group_{k}": n for k, n in enumerate(derma_counts)})
+    assert len(parts) == 7 and sum(b.steps for b in parts.values()) == full.budget.steps == 5000
+    assert {s.budget for s in strategies.values()} == {full.budget}
+
+
 def test_cell_ids_follow_the_resolved_config():
     sizes = {"breastmnist": 546}
     cells = expand(tiny_grid(), sizes)
