@@ -40,9 +40,9 @@ def test_generative_run_carries_a_quality_record(breast):
     assert (quality["memorisation"]["n_fake"], quality["memorisation"]["n_train"]) == (120, 120)
 
 
-def test_early_stopping_scores_the_generator_on_held_out_images(breast):
+def test_early_stopping_scores_the_generator_on_the_cells_training_images(breast):
     strategy = create_strategy("cgan", early_stop_every=10, early_stop_patience=2, policy="fixed", counts={"0": 4},
-                               **{**CGAN, "generator_steps": 60}, **QUALITY)
+                               monitor_params={"steps": 30}, **{**CGAN, "generator_steps": 60}, **QUALITY)
     strategy.synthesize(breast)
     history = strategy.report()["generator"]["histories"]["all"]
     assert history["quality_step"][:2] == [10, 20] and all(q > 0 for q in history["quality"])
