@@ -70,7 +70,9 @@ AGAINST_NOTE = ("Δ: strategy − `{baseline}` over the seeds both ran, [95% CI]
                 "images and seeds (the same resampled images for both; accuracy in percentage points). p: bootstrap / "
                 "paired t-test / Wilcoxon signed-rank over seeds (\"n too small\" below {min_n} non-zero differences, "
                 "where its exact p cannot reach 0.05), each Holm-corrected across this table's strategies × metrics. "
-                "↑ better / ↓ worse: Holm-corrected bootstrap p < 0.05")
+                "↑ better / ↓ worse: Holm-corrected bootstrap p < 0.05. With few seeds the bootstrap sees little of "
+                "the seed-to-seed spread (resampling 3 seeds keeps 2/3 of their variance), so it reads as evidence "
+                "about these test images more than about new training runs; the t-test over seeds is the stricter one")
 PER_SEED_NOTE = ("Each seed alone on the same test images: DeLong (AUC; per class for multi-class, per label for "
                  "multi-label) and McNemar (accuracy), uncorrected. Per-seed results, not evidence on their own and "
                  "not summed over seeds")
