@@ -29,7 +29,7 @@ class GeneratorFailure(MedAugBenchError):
 @dataclass
 class QualityMonitor:
     """Early stopping on a quality plateau (seed Algorithm 1, line 15): every `every` steps `score(model)` is
-    computed (lower is better, e.g. FID on a held-out sample); training stops after `patience` evaluations
+    computed (lower is better, e.g. FID against the model's own training images); training stops after `patience` evaluations
     without improvement. `patience=None` only records the scores (quality over training, never stops)."""
 
     score: Callable[[GenerativeModel], float]
