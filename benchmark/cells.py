@@ -19,7 +19,8 @@ from benchmark.grid_config import CELL_FIELDS, GridConfig
 from benchmark.synthesis import SynthesisPolicy
 
 CELL_SCHEMA = 1
-ADDED_FIELDS = {"compile": False}  # TrainConfig fields newer than CELL_SCHEMA 1, with their defaults
+# TrainConfig fields newer than CELL_SCHEMA 1 (dotted: nested), with their defaults: left out of the id at the default
+ADDED_FIELDS = {"compile": False, "total_budget": None, "budget.flops": None}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - set(CELL_FIELDS)
 
 
@@ -35,8 +36,7 @@ class Cell:
     def cell_id(self) -> str:
         """Hash of the resolved config and coordinates; the device is left out so a run resumes on other hardware,
         and fields added after schema 1 count only when they differ from their default, so old records stay valid."""
-        config = {k: v for k, v in self.config.to_dict().items()
-                  if k != "device" and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+        config = without_added_defaults({k: v for k, v in self.config.to_dict().items() if k != "device"})
         payload = json.dumps({"schema": CELL_SCHEMA, "coords": self.coords, "config": config}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -45,6 +45,18 @@ class Cell:
         extra = "" if c["train_fraction"] == 1.0 else f" frac={c['train_fraction']:g}"
         extra += f" {c['policy']}" if c["policy"] else ""
         return f"{c['dataset']} · {c['strategy']} · {c['backbone']} · seed {c['seed']}{extra}"
+
+
+def without_added_defaults(config: dict) -> dict:
+    """`config` without the ADDED_FIELDS that still hold their default (the id an older schema-1 cell had)."""
+    for path, default in ADDED_FIELDS.items():
+        *parents, key = path.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node and node[key] == default:
+            del node[key]
+    return config
 
 
 def is_generative(strategy: str) -> bool:
@@ -122,7 +134,7 @@ def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) 
                     image_size=grid.train.get("size", 28), pretrained=pretrained, **grid.backbone_params.get(backbone, {}))
     if not generative_any and grid.budget.has_generator_budget:
         problems.append("[budget] sets a generator budget but the grid runs no generative strategy")
-    if generative_any and not problems and not grid.budget.has_generator_budget:
+    if generative_any and not problems and not (grid.budget.has_generator_budget or grid.budget.is_total):
         problems.append("the grid runs generative strategies: set generator_steps, generator_seconds or generator_epochs in [budget]")
 
     sizes: dict[str, int] = {}
@@ -182,7 +194,6 @@ def _epochs_to_steps(epochs: float, n_train: int, fraction: float, batch_size: i
 def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
     """Every cell of a validated grid, in a stable order (dataset, fraction, backbone, strategy, policy, seed)."""
     cells = []
-    budget = grid.budget
     for dataset in grid.datasets:
         plugin, dataset_params = dataset_source(dataset, grid.dataset_params.get(dataset, {}))
         for fraction in grid.train_fractions:
@@ -190,24 +201,15 @@ def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
                 for label in grid.strategies:
                     variant = grid.variant(label)
                     train = {**grid.train, **variant.train}
-                    batch = train.get("batch_size", 128)
-                    steps = budget.classifier_steps
-                    if budget.classifier_epochs is not None:
-                        steps = _epochs_to_steps(budget.classifier_epochs, sizes[dataset], fraction, batch)
                     generative = is_generative(variant.strategy)
                     for policy in grid.policies if generative else [None]:
+                        budgets = cell_budgets(grid, label, policy, sizes.get(dataset),
+                                               fraction, train.get("batch_size", 128), generative)
                         for seed in grid.seeds:
-                            generator_budget = {}
-                            if generative:
-                                generator_steps = budget.generator_steps
-                                if budget.generator_epochs is not None:
-                                    generator_batch = strategy_params(grid, label, policy).get("generator_batch_size", 64)
-                                    generator_steps = _epochs_to_steps(budget.generator_epochs, sizes[dataset], fraction, generator_batch)
-                                generator_budget = {"generator_steps": generator_steps, "generator_seconds": budget.generator_seconds}
+                            classifier, total, generator_budget = budgets
                             config = TrainConfig(
                                 dataset=plugin, strategy=variant.strategy, backbone=backbone, seed=int(seed),
-                                budget=Budget(steps=int(steps) if steps is not None else None, seconds=budget.classifier_seconds),
-                                train_fraction=float(fraction),
+                                budget=classifier, total_budget=total, train_fraction=float(fraction),
                                 strategy_params=strategy_params(grid, label, policy, **generator_budget),
                                 backbone_params=dict(grid.backbone_params.get(backbone, {})),
                                 dataset_params=dataset_params,
@@ -217,3 +219,30 @@ def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
                                       "backbone": backbone, "seed": int(seed), "train_fraction": float(fraction), "policy": policy}
                             cells.append(Cell(coords=coords, config=config, grid=grid.name))
     return cells
+
+
+def cell_budgets(grid: GridConfig, label: str, policy: str | None, n_train: int | None, fraction: float, batch: int,
+                 generative: bool) -> tuple[Budget, Budget | None, dict]:
+    """A cell's classifier budget, its total (compute-matched grids) and the generator budget parameters of a
+    generative strategy: epochs become steps of the real training set; a total gives a generative strategy's
+    generator `generator_share` of it and its classifier the rest, a classic strategy's classifier all of it."""
+    budget = grid.budget
+    if budget.is_total:
+        kind = budget.total_kind
+        amount = float(getattr(budget, f"total_{kind}"))
+        total = Budget(steps=None, **{kind: amount})
+        if not generative:
+            return total, total, {}
+        generator = amount * budget.share
+        return Budget(steps=None, **{kind: amount - generator}), total, {f"generator_{kind}": generator}
+    steps = budget.classifier_steps
+    if budget.classifier_epochs is not None:
+        steps = _epochs_to_steps(budget.classifier_epochs, n_train, fraction, batch)
+    classifier = Budget(steps=int(steps) if steps is not None else None, seconds=budget.classifier_seconds)
+    if not generative:
+        return classifier, None, {}
+    generator_steps = budget.generator_steps
+    if budget.generator_epochs is not None:
+        generator_batch = strategy_params(grid, label, policy).get("generator_batch_size", 64)
+        generator_steps = _epochs_to_steps(budget.generator_epochs, n_train, fraction, generator_batch)
+    return classifier, None, {"generator_steps": generator_steps, "generator_seconds": budget.generator_seconds}

@@ -71,6 +71,11 @@ GeneratorSteps = Annotated[Optional[int], typer.Option("--generator-steps", help
 GeneratorSeconds = Annotated[
     Optional[float], typer.Option("--generator-seconds", help="Generator budget in device-seconds (the total; per-class models share it).")
 ]
+GeneratorFlops = Annotated[
+    Optional[float],
+    typer.Option("--generator-flops",
+                 help="Generator budget in counted FLOPs, synthesis included (the total; per-class models share it)."),
+]
 
 
 def _parse_value(text: str) -> object:
@@ -205,6 +210,9 @@ def train_command(
     backbone: Annotated[str, typer.Option("--backbone", help="Classifier backbone plugin.")] = "simple_cnn",
     steps: Annotated[Optional[int], typer.Option("--steps", help="Classifier budget in optimizer steps.")] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="Classifier budget in device-seconds of training.")] = None,
+    flops: Annotated[
+        Optional[float], typer.Option("--flops", help="Classifier budget in FLOPs (counted per step, as whole steps).")
+    ] = None,
     seed: Seed = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
     eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate on validation every N steps.")] = 100,
@@ -220,6 +228,7 @@ def train_command(
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the classifier (pays off on GPUs for long budgets).")] = False,
     generator_steps: GeneratorSteps = None,
     generator_seconds: GeneratorSeconds = None,
+    generator_flops: GeneratorFlops = None,
     strategy_option: StrategyOptions = None,
     backbone_option: Annotated[Optional[list[str]], typer.Option("--backbone-option", "-B", help="Backbone parameter KEY=VALUE.")] = None,
     option: PluginOptions = None,
@@ -235,12 +244,13 @@ def train_command(
     preset = OPTIM_PRESETS.get(optimizer)
     config = TrainConfig(
         dataset=plugin, strategy=strategy, backbone=backbone, seed=seed,
-        budget=Budget(steps=steps if steps is not None or seconds is not None else 500, seconds=seconds),
+        budget=Budget(steps=500 if steps is None and seconds is None and flops is None else steps, seconds=seconds,
+                      flops=flops),
         batch_size=batch_size, eval_every=eval_every, optimizer=optimizer,
         optim=dataclasses.replace(preset, lr=lr) if preset is not None and lr is not None else None,
         pretrained={None: False, "imagenet": True}.get(pretrained, pretrained),
         size=size, image_size=image_size, train_fraction=train_fraction, per_class_cap=per_class_cap,
-        strategy_params=strategy_params(strategy, strategy_option, generator_steps, generator_seconds),
+        strategy_params=strategy_params(strategy, strategy_option, generator_steps, generator_seconds, generator_flops),
         backbone_params=parse_options(backbone_option, "backbone", "-B drop_rate=0.2"),
         dataset_params=dataset_params, device=device, compile=compile_model,
     )
@@ -251,14 +261,16 @@ def train_command(
         console().print(f"wrote {out}")
 
 
-def strategy_params(strategy: str, options: list[str] | None, generator_steps: int | None, generator_seconds: float | None) -> dict:
+def strategy_params(strategy: str, options: list[str] | None, generator_steps: int | None,
+                    generator_seconds: float | None, generator_flops: float | None = None) -> dict:
     """-S KEY=VALUE parameters plus the generator budget, which only generative strategies accept."""
     params = parse_options(options, "strategy", "-S degrees=10")
-    budget = {"generator_steps": generator_steps, "generator_seconds": generator_seconds}
+    budget = {"generator_steps": generator_steps, "generator_seconds": generator_seconds,
+              "generator_flops": generator_flops}
     given = {k: v for k, v in budget.items() if v is not None}
     if given and strategy not in registry.entries("generator"):
         raise MedAugBenchError(
-            f"--generator-steps/--generator-seconds apply to generative strategies "
+            f"--generator-steps/--generator-seconds/--generator-flops apply to generative strategies "
             f"({', '.join(registry.entries('generator'))}), not to {strategy!r}"
         )
     return {**params, **given}
@@ -270,6 +282,7 @@ def synth_command(
     strategy: Annotated[str, typer.Option("--strategy", help="Generative strategy (a registered generator).")] = "cgan",
     generator_steps: GeneratorSteps = None,
     generator_seconds: GeneratorSeconds = None,
+    generator_flops: GeneratorFlops = None,
     seed: Seed = 0,
     out: Annotated[Path, typer.Option("--out", help="Folder for the generator (safetensors + card.json), samples.png, losses.png.")] = Path("runs/generator"),
     per_class: Annotated[int, typer.Option("--per-class", help="Samples per class in samples.png.")] = 8,
@@ -292,7 +305,7 @@ def synth_command(
 
     if per_class < 1:
         raise MedAugBenchError(f"--per-class must be at least 1, got {per_class}")
-    params = strategy_params(strategy, strategy_option, generator_steps, generator_seconds)
+    params = strategy_params(strategy, strategy_option, generator_steps, generator_seconds, generator_flops)
     plugin, dataset_params = dataset_with_options(dataset, option)
     options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, train_fraction=train_fraction,
                           per_class_cap=per_class_cap, seed=seed)
@@ -514,6 +527,10 @@ def print_summary(record) -> None:  # type: ignore[no-untyped-def]
         f"best checkpoint at step {record.best['step']}; training set {record.dataset['train_real']} real + "
         f"{record.dataset['train_synthetic']} synthetic"
     )
+    phases = record.compute["phases"]
+    spent = [f"{name.replace('_', ' ')} {phase['flops']:.3g} FLOPs / {phase['seconds']:.1f} s"
+             for name, phase in phases.items()]
+    console().print(f"compute: {', '.join(spent)}; total {record.compute['total']['flops']:.3g} FLOPs")
 
 
 def _cell(value: object) -> str:

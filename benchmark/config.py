@@ -41,27 +41,55 @@ OPTIM_PRESETS = {
 
 @dataclass(frozen=True)
 class Budget:
-    """How long a model trains: optimizer steps, or device-seconds of training (evaluation excluded)."""
+    """How long a model trains: optimizer steps, device-seconds of training (evaluation excluded), or FLOPs (counted
+    per step with FlopCounterMode and turned into whole steps before training, `in_steps`)."""
 
     steps: int | None = 500
     seconds: float | None = None
-    FLAGS: ClassVar[tuple[str, str]] = ("--steps", "--seconds")
+    flops: float | None = None
+    FLAGS: ClassVar[tuple[str, str, str]] = ("--steps", "--seconds", "--flops")
+    KINDS: ClassVar[tuple[str, str, str]] = ("steps", "seconds", "flops")
 
     def __post_init__(self) -> None:
-        steps_flag, seconds_flag = self.FLAGS
-        if (self.steps is None) == (self.seconds is None):
-            raise MedAugBenchError(f"give exactly one budget: {steps_flag} N or {seconds_flag} S")
+        steps_flag, seconds_flag, flops_flag = self.FLAGS
+        if sum(getattr(self, kind) is not None for kind in self.KINDS) != 1:
+            raise MedAugBenchError(f"give exactly one budget: {steps_flag} N, {seconds_flag} S or {flops_flag} F")
         if self.steps is not None and self.steps < 1:
             raise MedAugBenchError(f"{steps_flag} must be a positive number of optimizer steps, got {self.steps}")
-        if self.seconds is not None and self.seconds <= 0:
-            raise MedAugBenchError(f"{seconds_flag} must be positive, got {self.seconds}")
+        for flag, value in ((seconds_flag, self.seconds), (flops_flag, self.flops)):
+            if value is not None and not value > 0:
+                raise MedAugBenchError(f"{flag} must be positive, got {value}")
 
     @property
     def kind(self) -> str:
-        return "steps" if self.steps is not None else "seconds"
+        return next(kind for kind in self.KINDS if getattr(self, kind) is not None)
+
+    @property
+    def amount(self) -> float:
+        """The budget in its own unit (steps, seconds or FLOPs)."""
+        return getattr(self, self.kind)
+
+    def of(self, kind: str, amount: float) -> "Budget":
+        """A budget of this class with `amount` of `kind` (steps, seconds or flops)."""
+        return type(self)(**{k: (amount if k == kind else None) for k in self.KINDS})
+
+    def in_steps(self, step_flops: int, what: str) -> "Budget":
+        """A FLOP budget as the whole steps of `step_flops` it pays for (others unchanged); less than one step is
+        an error naming `what`."""
+        if self.flops is None:
+            return self
+        steps = int(self.flops // step_flops)
+        if steps < 1:
+            raise MedAugBenchError(
+                f"{what}: a budget of {self.flops:.4g} FLOPs is less than one training step ({step_flops:.4g} FLOPs, "
+                f"counted); raise the FLOP budget (total_flops, or generator_share for the generator's part)"
+            )
+        return self.of("steps", steps)
 
     def spent(self, steps: int, seconds: float) -> float:
         """Fraction of the budget used after `steps` optimizer steps and `seconds` of training (≥ 1: exhausted)."""
+        if self.flops is not None:
+            raise ValueError("a FLOP budget is converted to steps (in_steps) before training")
         return steps / self.steps if self.steps is not None else seconds / self.seconds
 
     def progress_bar(self, desc: str, enabled: bool) -> tqdm:
@@ -74,12 +102,13 @@ class Budget:
 
 @dataclass(frozen=True)
 class GeneratorBudget(Budget):
-    """A generative strategy's TOTAL generator budget in one cell (generator steps or device-seconds). One step is
-    one generator update with its discriminator/critic updates, each on a fresh real batch. Models trained one per
-    class share the total (`split`), so a per-class strategy spends what a conditional one does."""
+    """A generative strategy's TOTAL generator budget in one cell (generator steps, device-seconds or FLOPs). One
+    step is one generator update with its discriminator/critic updates, each on a fresh real batch. Models trained one
+    per class share the total (`split`), so a per-class strategy spends what a conditional one does. A seconds or FLOP
+    budget also pays for the synthesis after training (see plugins/generative_strategies.py)."""
 
     steps: int | None = 2000
-    FLAGS: ClassVar[tuple[str, str]] = ("--generator-steps", "--generator-seconds")
+    FLAGS: ClassVar[tuple[str, str, str]] = ("--generator-steps", "--generator-seconds", "--generator-flops")
     MIN_SHARE: ClassVar[float] = 0.05
     SPLIT_RULE: ClassVar[str] = (
         "the total is shared in proportion to each model's training images, each model getting at least "
@@ -93,11 +122,11 @@ class GeneratorBudget(Budget):
             return dict.fromkeys(sizes, self)
         if any(n < 1 for n in sizes.values()):
             raise ValueError(f"every model needs training images to share a budget, got {sizes}")
-        total = self.steps if self.steps is not None else self.seconds
+        total = self.amount
         minimum = min(self.MIN_SHARE * total, total / len(sizes))
         if self.steps is None:
             shares = _shares(total, sizes, minimum)
-            return {name: GeneratorBudget(steps=None, seconds=part) for name, part in shares.items()}
+            return {name: self.of(self.kind, part) for name, part in shares.items()}
         if self.steps < len(sizes):
             raise MedAugBenchError(
                 f"{self.FLAGS[0]} {self.steps} is the total of {len(sizes)} per-class models, less than one step each; "
@@ -132,13 +161,19 @@ def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines one training run (with the seed, it fixes the metrics on CPU)."""
+    """Everything that determines one training run (with the seed, it fixes the metrics on CPU).
+
+    `budget` is the classifier's. A compute-matched cell also sets `total_budget` (FLOPs or device-seconds), the
+    cell's total of generator training + synthesis + classifier training: the classifier then trains on what the
+    strategy leaves of the total, and `budget` is the part it is guaranteed (the total less the generator's share).
+    """
 
     dataset: str = "pneumoniamnist"
     strategy: str = "none"
     backbone: str = "simple_cnn"
     seed: int = 0
     budget: Budget = field(default_factory=Budget)
+    total_budget: Budget | None = None
     batch_size: int = 128
     eval_every: int = 100
     optimizer: str = "seed_paper"
@@ -163,6 +198,13 @@ class TrainConfig:
             raise MedAugBenchError(f"--eval-every must be at least 1 step, got {self.eval_every}")
         if self.optimizer not in OPTIM_PRESETS:
             raise MedAugBenchError(f"unknown optimizer preset {self.optimizer!r}; choose {', '.join(OPTIM_PRESETS)}")
+        total = self.total_budget
+        if total is not None and (total.kind == "steps" or total.kind != self.budget.kind
+                                  or self.budget.amount > total.amount):
+            raise MedAugBenchError(
+                f"a total budget is FLOPs or seconds, of the same kind as the classifier's and at least as large; got "
+                f"total {total.amount:g} {total.kind}, classifier {self.budget.amount:g} {self.budget.kind}"
+            )
 
     def resolved_optim(self) -> OptimConfig:
         return self.optim or OPTIM_PRESETS[self.optimizer]

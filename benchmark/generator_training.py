@@ -4,6 +4,7 @@ early stopping, and checkpoints (safetensors weights + a JSON card). Models hold
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Callable
 import torch
 
 from benchmark import device as dev
+from benchmark import flops
 from benchmark.checkpoints import CARD, read_checkpoint, write_checkpoint
 from benchmark.config import GeneratorBudget
 from benchmark.errors import MedAugBenchError
@@ -41,12 +43,14 @@ class QualityMonitor:
 @dataclass
 class FitHistory:
     """What one generator's training did: losses over steps, budget used (steps, and every real image drawn for
-    them, e.g. n_critic batches per WGAN-GP step), quality, and why it stopped."""
+    them, e.g. n_critic batches per WGAN-GP step), quality, and why it stopped. `seconds` is training time: the
+    quality monitor's scoring (`monitor_seconds`) is evaluation, left out of it and of a seconds budget."""
 
     steps: int = 0
     real_batches: int = 0
     images_seen: int = 0
     seconds: float = 0.0
+    monitor_seconds: float = 0.0
     log_step: list[int] = field(default_factory=list)
     losses: dict[str, list[float]] = field(default_factory=dict)
     quality_step: list[int] = field(default_factory=list)
@@ -109,7 +113,7 @@ def fit(
     started = dev.clock(device)
     bar = budget.progress_bar(desc, progress)
     while True:
-        elapsed = dev.clock(device) - started if budget.seconds is not None else 0.0
+        elapsed = dev.clock(device) - started - history.monitor_seconds if budget.seconds is not None else 0.0
         if budget.spent(history.steps, elapsed) >= 1:
             break
         index = torch.cat([sampler.next() for _ in range(model.real_batches_per_step)])
@@ -134,8 +138,10 @@ def fit(
                 history.failure = f"divergence: non-finite {', '.join(bad)} by step {history.steps}"
                 break
         if monitor is not None and history.steps % monitor.every == 0:
+            scored = dev.clock(device)
             score = monitor.score(model)
             model.train()
+            history.monitor_seconds += dev.clock(device) - scored
             history.quality_step.append(history.steps)
             history.quality.append(score)
             if score < best - monitor.min_delta:
@@ -146,9 +152,45 @@ def fit(
                     history.stopped_early = True
                     break
     bar.close()
-    history.seconds = dev.clock(device) - started
+    history.seconds = dev.clock(device) - started - history.monitor_seconds
     model.eval()
     return history
+
+
+def step_flops(model: GenerativeModel, batch_size: int, device: torch.device) -> int:
+    """FLOPs of one training step at `batch_size` (`training_step` on `real_batches_per_step` stacked batches: every
+    discriminator/critic update, the generator update and their backward passes), counted on a copy of the model
+    with its own optimizers, a throwaway generator and every RNG state restored: the model itself is untouched."""
+    spec = model.spec
+    with flops.isolated_rng(device):
+        clone = copy.deepcopy(model).to(device).train()
+        optimizers = clone.make_optimizers()
+        rows = batch_size * clone.real_batches_per_step
+        images = torch.zeros(rows, spec.channels, spec.image_size, spec.image_size, device=device)
+        cond = torch.zeros(rows, spec.cond_dim, device=device) if spec.cond_dim else None
+        generator = torch.Generator(device=device).manual_seed(0)
+        return flops.count_flops(lambda: clone.training_step(images, cond, optimizers, generator))
+
+
+def sample_flops(model: GenerativeModel, device: torch.device) -> int:
+    """FLOPs of sampling one image with the model's sampler (e.g. every DDIM step), counted on a copy."""
+    return flops.count_flops(lambda: _sample_copy(model, 1, device))
+
+
+def sample_seconds(model: GenerativeModel, n: int, device: torch.device) -> float:
+    """Device-seconds of sampling `n` images from a copy of the model (weights do not change sampling time)."""
+    started = dev.clock(device)
+    _sample_copy(model, n, device)
+    return dev.clock(device) - started
+
+
+def _sample_copy(model: GenerativeModel, n: int, device: torch.device) -> torch.Tensor:
+    """`n` samples from a copy of the model in eval mode, with a throwaway generator and the RNG states restored."""
+    spec = model.spec
+    with flops.isolated_rng(device):
+        clone = copy.deepcopy(model).to(device).eval()
+        cond = torch.zeros(n, spec.cond_dim, device=device) if spec.cond_dim else None
+        return clone.sample(cond, n, torch.Generator(device=device).manual_seed(0))
 
 
 def save(directory: Path, models: dict[str, GenerativeModel], card: dict) -> Path:

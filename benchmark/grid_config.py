@@ -16,6 +16,10 @@ File layout (every key optional except where noted; see `benchmark/presets/*.tom
     classifier_steps = 500                 # or classifier_seconds, or classifier_epochs (of the real training set)
     generator_steps = 2000                 # or generator_seconds, or generator_epochs: the strategy's total,
                                            # shared by per-class models (GeneratorBudget.SPLIT_RULE)
+    # or compute-matched, instead of the keys above: every cell spends the same total
+    # total_flops = 2e15                   # or total_seconds (device-seconds): generator training + synthesis +
+    # generator_share = 0.5                # classifier training; generative strategies give this share to their
+                                           # generator and its synthesis, classic ones train the classifier on all
 
     [train]                                # TrainConfig fields shared by every cell
     batch_size = 128
@@ -48,6 +52,8 @@ TABLE_KEYS = ("budget", "train", "strategy_params", "backbone_params", "dataset_
 TOP_KEYS = ("name", "description", "baseline", *LIST_KEYS, *TABLE_KEYS)
 CLASSIFIER_BUDGET_KEYS = ("classifier_steps", "classifier_seconds", "classifier_epochs")
 GENERATOR_BUDGET_KEYS = ("generator_steps", "generator_seconds", "generator_epochs")
+TOTAL_BUDGET_KEYS = ("total_flops", "total_seconds")
+GENERATOR_SHARE = 0.5  # default share of a total budget for a generative strategy's generator and synthesis
 # Fields a grid may not set through [train]: the grid's own axes and budget set them per cell.
 CELL_FIELDS = ("dataset", "strategy", "backbone", "seed", "budget", "train_fraction", "strategy_params",
                "backbone_params", "dataset_params")
@@ -64,13 +70,18 @@ class Variant:
 
 @dataclass(frozen=True)
 class BudgetBlock:
-    """The one budget every cell gets: the classifier's, and the generator's for generative strategies.
+    """The one budget every cell gets: the classifier's, and the generator's for generative strategies; or one total
+    (FLOPs or device-seconds) that every cell spends, compute-matched.
 
     Epochs are converted to optimizer steps from the size of the real training set (after `train_fraction`), so
     synthetic images never buy a strategy extra steps. The generator budget is each strategy's total in a cell:
     a strategy that trains one model per class shares it among them in proportion to their training images (with a
     minimum each, `GeneratorBudget.SPLIT_RULE`), so generator epochs come to about epochs × own images / batch per
     model and to the same total a conditional model gets.
+
+    A total (`total_flops` / `total_seconds`) is generator training + synthesis + classifier training: a classic
+    strategy's classifier gets all of it; a generative strategy's generator gets `generator_share` of it, which must
+    also pay for synthesising its images, and the classifier the rest (plus whatever the generator left unspent).
     """
 
     classifier_steps: int | None = None
@@ -79,35 +90,79 @@ class BudgetBlock:
     generator_steps: int | None = None
     generator_seconds: float | None = None
     generator_epochs: float | None = None
+    total_flops: float | None = None
+    total_seconds: float | None = None
+    generator_share: float | None = None
 
     def problems(self) -> list[str]:
+        if self.is_total:
+            return self._total_problems()
         found = []
+        if self.generator_share is not None:
+            found.append("budget.generator_share goes with total_flops or total_seconds")
         for group, keys in (("classifier", CLASSIFIER_BUDGET_KEYS), ("generator", GENERATOR_BUDGET_KEYS)):
             given = [k for k in keys if getattr(self, k) is not None]
             if group == "classifier" and len(given) != 1:
-                found.append(f"[budget] needs exactly one of {', '.join(keys)} (got {', '.join(given) or 'none'})")
+                found.append(f"[budget] needs exactly one of {', '.join(keys)} (got {', '.join(given) or 'none'}), or "
+                             f"one of {', '.join(TOTAL_BUDGET_KEYS)}")
             if group == "generator" and len(given) > 1:
                 found.append(f"[budget] takes at most one of {', '.join(keys)} (got {', '.join(given)})")
-            for key in given:
-                value = getattr(self, key)
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-                    found.append(f"budget.{key} must be a positive number, got {value!r}")
-                elif key.endswith("_steps") and int(value) != value:
-                    found.append(f"budget.{key} must be a whole number of steps, got {value!r}")
+            found += [problem for key in given if (problem := _amount_problem(key, getattr(self, key)))]
+        return found
+
+    def _total_problems(self) -> list[str]:
+        """What is wrong with a total budget: two totals, per-model keys beside it, a bad amount or share."""
+        given = [k for k in TOTAL_BUDGET_KEYS if getattr(self, k) is not None]
+        found = [] if len(given) == 1 else [f"[budget] takes one of {', '.join(TOTAL_BUDGET_KEYS)}, not both"]
+        mixed = [k for k in (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS) if getattr(self, k) is not None]
+        if mixed:
+            found.append(f"[budget] {given[0]} is the whole cell's budget and replaces {', '.join(mixed)}: drop "
+                         f"{'them' if len(mixed) > 1 else 'it'}, or drop {given[0]}")
+        found += [problem for key in given if (problem := _amount_problem(key, getattr(self, key)))]
+        share = self.generator_share
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1):
+            found.append(f"budget.generator_share must lie strictly between 0 and 1 (the generator's part of the "
+                         f"total), got {share!r}")
         return found
 
     @property
+    def is_total(self) -> bool:
+        """Compute-matched: one total for the whole cell."""
+        return any(getattr(self, k) is not None for k in TOTAL_BUDGET_KEYS)
+
+    @property
+    def total_kind(self) -> str:
+        """'flops' or 'seconds' of a total budget."""
+        return "flops" if self.total_flops is not None else "seconds"
+
+    @property
+    def share(self) -> float:
+        """The generator's share of a total budget (default GENERATOR_SHARE)."""
+        return GENERATOR_SHARE if self.generator_share is None else float(self.generator_share)
+
+    @property
     def has_generator_budget(self) -> bool:
-        return any(getattr(self, k) is not None for k in GENERATOR_BUDGET_KEYS)
+        return any(getattr(self, k) is not None for k in GENERATOR_BUDGET_KEYS) or self.generator_share is not None
 
     @property
     def uses_epochs(self) -> bool:
         return self.classifier_epochs is not None or self.generator_epochs is not None
 
     def describe(self) -> str:
-        parts = [f"{k.replace('_', ' ')} {getattr(self, k):g}" for k in (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS)
-                 if getattr(self, k) is not None]
+        keys = (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS, *TOTAL_BUDGET_KEYS)
+        parts = [f"{k.replace('_', ' ')} {getattr(self, k):g}" for k in keys if getattr(self, k) is not None]
+        if self.is_total:
+            parts.append(f"generator share {self.share:g}")
         return ", ".join(parts)
+
+
+def _amount_problem(key: str, value: object) -> str | None:
+    """Why a budget amount is invalid (not a positive finite number, or fractional steps), or None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        return f"budget.{key} must be a positive number, got {value!r}"
+    if key.endswith("_steps") and int(value) != value:
+        return f"budget.{key} must be a whole number of steps, got {value!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -167,7 +222,7 @@ def from_mapping(data: dict, source: str) -> GridConfig:
         if not isinstance(tables[key], dict):
             problems.append(f"[{key}] must be a table")
             tables[key] = {}
-    budget_keys = CLASSIFIER_BUDGET_KEYS + GENERATOR_BUDGET_KEYS
+    budget_keys = (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS, *TOTAL_BUDGET_KEYS, "generator_share")
     bad_budget = sorted(set(tables["budget"]) - set(budget_keys))
     if bad_budget:
         problems.append(f"unknown budget key(s) {', '.join(bad_budget)}; allowed: {', '.join(budget_keys)}")

@@ -33,6 +33,13 @@ GROUP = ("strategy", "backbone", "train_fraction", "policy")
 # Runs compared with the baseline share these; seeds pair them within.
 PAIRING = ("dataset", "backbone", "train_fraction")
 SECONDS = {"generator_seconds": "synthesize", "classifier_seconds": "train", "total_seconds": "total"}
+# What each cell spent (record key compute): long-table column -> path in the block; FLOPs counted, device-seconds.
+PHASES = ("generator_training", "synthesis", "classifier_training")
+COMPUTE = {
+    **{f"{phase}_{unit}": ("phases", phase, unit) for unit in ("flops", "seconds") for phase in PHASES},
+    "total_flops": ("total", "flops"), "compute_seconds": ("total", "seconds"),
+}
+SYNTHETIC_ONLY = "synthetic_only"
 # Class-matched generator quality (record key strategy.quality.matched): long-table column -> path in the block.
 QUALITY = {"fid": ("fake_vs_real", "fid"), "fid_floor": ("floor", "fid"), "kid": ("fake_vs_real", "kid_mean"),
            "kid_floor": ("floor", "kid_mean")}
@@ -63,6 +70,13 @@ SPREAD = ("mean ± sample std (ddof=1) over the n seeds of each row; CI: 95% Stu
 FID_NOTE = ("FID/KID (floor): class-matched, synthetic images against real training images of the same class "
             "composition and n; floor: real held-out images against the same reference (a perfect generator's score); "
             "mean over seeds. FID is comparable within a dataset and size only, never across datasets")
+COMPUTE_NOTE = ("What each cell spent, mean over seeds: FLOPs counted with FlopCounterMode (matmuls, convolutions, "
+                "attention; forward and backward; once per model × steps or images) and device-seconds, of generator "
+                "training, synthesis (sampling) and classifier training. Evaluation, quality scoring and data loading "
+                "are excluded. A generator reused from the cache costs what training it did")
+CAS_NOTE = ("CAS (classification accuracy score): test AUC / accuracy of the classifier trained on synthetic images "
+            f"only (policy `{SYNTHETIC_ONLY}`) and tested on real test images, beside the class-matched FID of the "
+            "same cells (mean ± std over seeds); '–' for rows that also trained on real images")
 RANK_MARK = "†"
 RANK_NOTE = (f"{RANK_MARK} rank-deficient: n − 1 is below the feature dimension, so the covariance is singular and "
              "this FID is unreliable")
@@ -96,6 +110,7 @@ class Leaderboard:
     stats: pd.DataFrame
     seed_tests: pd.DataFrame
     ranks: pd.DataFrame
+    quality: pd.DataFrame = field(default_factory=pd.DataFrame)
     markdown: str = ""
     paths: list[Path] = field(default_factory=list)
 
@@ -109,7 +124,8 @@ def long_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per cell, ok or failed: coordinates, test metrics, class-matched generator quality and seconds."""
     has_ap = any("average_precision" in (dig(r.result, "metrics", "test") or {}) for r in records)
     metrics = TEST_METRICS if has_ap else TEST_METRICS[:-1]
-    columns = ["cell_id", "status", *COORDINATES, "task", *metrics, *QUALITY, "fid_rank_deficient", *SECONDS, "error"]
+    columns = ["cell_id", "status", *COORDINATES, "task", *metrics, *QUALITY, "fid_rank_deficient", *SECONDS, *COMPUTE,
+               "error"]
     frame = pd.DataFrame([_long_row(record, metrics) for record in records], columns=columns)
     frame.insert(3, "model", _model_labels(frame))
     return frame
@@ -117,7 +133,8 @@ def long_table(records: list[CellRecord]) -> pd.DataFrame:
 
 def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """One row per strategy × backbone (× fraction × policy) of a dataset: seeds, failures, mean ± std and
-    t-interval per metric, class-matched FID/KID with their floors, seconds; best AUC first, as a leaderboard."""
+    t-interval per metric, class-matched FID/KID with their floors, seconds and compute; best AUC first, as a
+    leaderboard."""
     rows = []
     for key, cells in long[long["dataset"] == dataset].groupby(list(GROUP), dropna=False, sort=True):
         ok = cells[cells["status"] == OK]
@@ -126,11 +143,29 @@ def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
         for metric in METRICS:
             row |= _spread(metric, ok[metric], with_ci=True)
         row |= _spread("fid", ok["fid"]) | _spread("kid", ok["kid"])
-        means = ("fid_floor", "kid_floor", "generator_seconds", "classifier_seconds")
+        means = ("fid_floor", "kid_floor", "generator_seconds", "classifier_seconds", *COMPUTE)
         row |= {f"{name}_mean": ok[name].mean() for name in means}
         row["fid_rank_deficient"] = bool(ok["fid_rank_deficient"].eq(True).any())
         rows.append(row)
     return pd.DataFrame(rows).sort_values("auc_mean", ascending=False, na_position="last", kind="stable", ignore_index=True)
+
+
+def quality_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The generator-quality rows of every dataset: class-matched FID/KID with their floors, and for cells trained on
+    synthetic images only the classification accuracy score (their test AUC and accuracy on real images)."""
+    columns = ["dataset", "model", *GROUP, "n_seeds", "fid_mean", "fid_std", "fid_floor_mean", "kid_mean", "kid_std",
+               "kid_floor_mean", "fid_rank_deficient", "cas_auc_mean", "cas_auc_std", "cas_accuracy_mean",
+               "cas_accuracy_std"]
+    rows = []
+    for dataset, frame in wide.items():
+        for row in frame.to_dict("records"):
+            cas = row["policy"] == SYNTHETIC_ONLY
+            if pd.isna(row["fid_mean"]) and not cas:
+                continue
+            scores = {f"cas_{m}_{s}": row[f"{m}_{s}"] if cas else math.nan
+                      for m in ("auc", "accuracy") for s in ("mean", "std")}
+            rows.append({"dataset": dataset, **{c: row[c] for c in columns[1:-4]}, **scores})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def cross_dataset_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -214,7 +249,7 @@ def build_leaderboard(results_dir: Path, baseline: str = "none") -> Leaderboard:
     predictions = {cell_id: load_predictions(results_dir, cell_id) for cell_id in ok}
     tests = seed_tests(long, predictions, baseline)
     board = Leaderboard(Path(results_dir), baseline, long, wide, cross_dataset_table(wide),
-                        stats_table(long, tests, predictions, baseline), tests, rank_table(wide))
+                        stats_table(long, tests, predictions, baseline), tests, rank_table(wide), quality_table(wide))
     board.markdown = render_markdown(board)
     return board
 
@@ -224,7 +259,7 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, baseline: 
     board = build_leaderboard(results_dir, baseline)
     out = Path(out_dir) if out_dir is not None else Path(results_dir) / "leaderboard"
     tables = {"long": board.long, **board.wide, "cross_dataset": board.cross_dataset, "stats": board.stats,
-              "stats_per_seed": board.seed_tests, "ranks": board.ranks}
+              "stats_per_seed": board.seed_tests, "ranks": board.ranks, "quality": board.quality}
     for name, frame in tables.items():
         board.paths.append(_write_text_atomic(out / f"{name}.csv", frame.to_csv(index=False)))
     board.paths.append(_write_text_atomic(out / "leaderboard.md", board.markdown))
@@ -281,6 +316,7 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
              fmt_pm(r["auc_mean"], r["auc_std"], 1, 3), fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3),
              fmt_quality(r, "fid", 1), fmt_quality(r, "kid", 4)] for r in frame.to_dict("records")]
     lines += _table(headers, rows) + ([f"_{RANK_NOTE}._", ""] if frame["fid_rank_deficient"].any() else [])
+    lines += _quality_section(board.quality[board.quality["dataset"] == dataset]) + _compute_section(frame)
     compared = board.stats[board.stats["dataset"] == dataset]
     lines += ["### Against the baseline (Table 4 layout)", "", f"_{against_note(board.baseline)}._", ""]
     if compared.empty:
@@ -294,6 +330,34 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
              fmt_pm(r["baseline_auc"], math.nan, 1, 3), fmt_pm(r["auc"], math.nan, 1, 3), fmt_compared(r, "auc", 1, 3),
              fmt_holm(r, "auc"), fmt_text(r["note"])] for r in compared.to_dict("records")]
     return lines + _table(headers, rows) + _per_seed_section(board, dataset)
+
+
+def _quality_section(quality: pd.DataFrame) -> list[str]:
+    """Generator quality of a dataset's generative rows: FID and KID (floors), and CAS where a row trained on
+    synthetic images only; nothing without generative rows."""
+    if quality.empty:
+        return []
+    shown = fmt_shown(quality)
+    lines = ["### Generator quality and train-on-synthetic (CAS)", "", f"_{FID_NOTE}. {CAS_NOTE}._", ""]
+    headers = [*(HEADERS[c] for c in shown), "n", "FID (floor)", "KID (floor)", "CAS AUC", "CAS accuracy (%)"]
+    rows = [[*(fmt_text(r[c]) for c in shown), fmt_text(r["n_seeds"]), fmt_quality(r, "fid", 1),
+             fmt_quality(r, "kid", 4), fmt_pm(r["cas_auc_mean"], r["cas_auc_std"], 1, 3),
+             fmt_pm(r["cas_accuracy_mean"], r["cas_accuracy_std"], 100, 1)] for r in quality.to_dict("records")]
+    return lines + _table(headers, rows)
+
+
+def _compute_section(frame: pd.DataFrame) -> list[str]:
+    """What each row spent per cell, by phase: FLOPs and device-seconds (rows without compute records show '–')."""
+    shown = fmt_shown(frame)
+    lines = ["### Compute per cell", "", f"_{COMPUTE_NOTE}._", ""]
+    phases = ("generator_training", "synthesis", "classifier_training")
+    headers = [*(HEADERS[c] for c in shown), "n", "Generator FLOPs", "Synthesis FLOPs", "Classifier FLOPs",
+               "Total FLOPs", "Generator s", "Synthesis s", "Classifier s", "Total s"]
+    rows = [[*(fmt_text(r[c]) for c in shown), fmt_n(r),
+             *(fmt_flops(r[f"{p}_flops_mean"]) for p in (*phases, "total")),
+             *(fmt_pm(r[f"{p}_seconds_mean"], math.nan, 1, 1) for p in (*phases, "compute"))]
+            for r in frame.to_dict("records")]
+    return lines + _table(headers, rows)
 
 
 def _per_seed_section(board: Leaderboard, dataset: str) -> list[str]:
@@ -358,6 +422,7 @@ def _long_row(record: CellRecord, metrics: tuple[str, ...]) -> dict:
     deficient = dig(matched, "rank_deficient")
     row["fid_rank_deficient"] = None if deficient is None else bool(deficient)
     row |= {name: _number(dig(result, "budget", "seconds", key)) for name, key in SECONDS.items()}
+    row |= {name: _number(dig(result, "compute", *path)) for name, path in COMPUTE.items()}
     row["error"] = dig(record.error, "message") if record.status == FAILED else None
     return row
 
@@ -532,6 +597,11 @@ def fmt_pm(mean: float, std: float, scale: float, digits: int) -> str:
     if pd.isna(mean):
         return "–"
     return f"{mean * scale:.{digits}f}" + ("" if pd.isna(std) else f" ± {std * scale:.{digits}f}")
+
+
+def fmt_flops(value: float) -> str:
+    """A FLOP count with 3 significant digits ('1.93e+12'), or '–'."""
+    return "–" if pd.isna(value) else f"{value:.3g}"
 
 
 def fmt_ci(low: float, high: float, scale: float, digits: int) -> str:

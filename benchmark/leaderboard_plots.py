@@ -1,6 +1,7 @@
 """Leaderboard figures (matplotlib, headless PNG) from a results folder's cell records, per dataset: test metric per
 strategy with 95% Student-t CIs over seeds, the class-matched FID (its real-vs-real floor beside it) against test AUC,
-per-class F1, validation curves and generator FID during training. The numbers are the leaderboard's.
+test AUC against total compute, per-class F1, validation curves and generator FID during training. The numbers are the
+leaderboard's.
 
 Seeds are pooled per leaderboard label (`leaderboard.record_labels`: the strategy, plus the backbone, train fraction or
 policy wherever a strategy was run with several of them), so different set-ups never share a mean. Failed cells and None values are left out.
@@ -99,6 +100,8 @@ def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -
         fid = {key: _fid_summaries(groups, key) for key in ("fake_vs_real", "floor")}
         figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(dataset, fid, _rank_deficient(groups), summaries["auc"],
                                                            colours)
+        figures[f"{dataset}_auc_vs_compute.png"] = _compute_figure(dataset, _compute_summaries(groups),
+                                                                   summaries["auc"], colours)
         figures[f"{dataset}_per_class_f1.png"] = _f1_figure(dataset, groups)
         figures[f"{dataset}_val_curves.png"] = _val_figure(dataset, groups, colours)
         figures[f"{dataset}_generator_quality.png"] = _quality_figure(dataset, groups, colours)
@@ -113,6 +116,11 @@ def _metric_summaries(groups: dict[str, list[CellRecord]], metric: str) -> dict[
 def _fid_summaries(groups: dict[str, list[CellRecord]], key: str) -> dict[str, Summary]:
     """The leaderboard's FID: strategy.quality.matched.<key>.fid."""
     return _summaries(groups, lambda r: dig(r.result, "strategy", "quality", "matched", key, "fid"))
+
+
+def _compute_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, Summary]:
+    """The leaderboard's total compute per cell: compute.total.flops (counted FLOPs of every phase)."""
+    return _summaries(groups, lambda r: dig(r.result, "compute", "total", "flops"))
 
 
 def _rank_deficient(groups: dict[str, list[CellRecord]]) -> set[str]:
@@ -168,6 +176,28 @@ def _fid_figure(dataset: str, fid: dict[str, dict[str, Summary]], deficient: set
     n = _n_seeds(len(fid["fake_vs_real"][k].values) for k in labels)
     note = f"; {RANK_MARK} rank-deficient FID" if deficient & set(labels) else ""
     ax.set_title(f"{dataset}: FID vs. test AUC ({n})\nmean and 95% t-interval over seeds{note}", fontsize=10)
+    return fig
+
+
+def _compute_figure(dataset: str, compute: dict[str, Summary], auc: dict[str, Summary],
+                    colours: dict[str, str]) -> Figure | None:
+    """Test AUC against total compute per label (log x: FLOPs of generator training + synthesis + classifier
+    training), 95% t-intervals of both over seeds, the baseline's mean AUC dashed: which strategy buys what."""
+    labels = [label for label in auc if label in compute and compute[label].mean > 0]
+    if not labels:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label in labels:
+        c, a = compute[label], auc[label]
+        ax.errorbar(c.mean, a.mean, xerr=_err(c), yerr=_err(a), fmt="o", ms=7, capsize=4, color=colours[label],
+                    label=label)
+    _baselines(ax, {label: auc[label] for label in labels}, colours)
+    ax.set_xscale("log")
+    ax.legend(fontsize=8)
+    ax.set_xlabel("total compute per cell (FLOPs, counted; log scale)")
+    ax.set_ylabel("test auc")
+    n = _n_seeds(len(auc[label].values) for label in labels)
+    ax.set_title(f"{dataset}: test AUC vs. compute ({n})\nmean and 95% t-interval over seeds", fontsize=10)
     return fig
 
 

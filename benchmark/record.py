@@ -35,6 +35,9 @@ class Curves:
 
 @dataclass
 class RunRecord:
+    """One run's result. `compute`: the budget and, per phase (generator_training, synthesis, classifier_training),
+    FLOPs (counted, `benchmark.flops.COUNTER`) and device-seconds, with their `total`."""
+
     config: dict
     dataset: dict
     strategy: dict
@@ -43,6 +46,7 @@ class RunRecord:
     budget: BudgetUsed
     curves: Curves
     environment: dict
+    compute: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

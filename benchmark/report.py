@@ -23,6 +23,7 @@ from benchmark.datafiles import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.grid_config import BudgetBlock
 from benchmark.leaderboard import (
+    COMPUTE_NOTE,
     CROSS_NOTE,
     FID_NOTE,
     HEADERS,
@@ -36,6 +37,7 @@ from benchmark.leaderboard import (
     fmt_compared,
     fmt_delong,
     fmt_delta,
+    fmt_flops,
     fmt_holm,
     fmt_mcnemar,
     fmt_n,
@@ -62,6 +64,7 @@ PLOT_TITLES = {
     "auc_ci": "Test AUC per strategy (mean, 95% Student-t CI over seeds)",
     "accuracy_ci": "Test accuracy per strategy (mean, 95% Student-t CI over seeds)",
     "fid_vs_auc": "Class-matched generator FID (× its real-vs-real floor) against test AUC",
+    "auc_vs_compute": "Test AUC against total compute per cell (counted FLOPs, log scale)",
     "per_class_f1": "Per-class test F1",
     "val_curves": "Validation curves during classifier training",
     "generator_quality": "Generator FID during generator training",
@@ -247,7 +250,8 @@ def _dataset_section(board: Leaderboard, records: list[CellRecord], dataset: str
     shown = fmt_shown(frame)
     columns = [*((HEADERS[c], "text") for c in shown), ("n", "num"), ("Accuracy (%)", "num"), ("Acc. 95% CI", "num"),
                ("Balanced acc. (%)", "num"), ("Precision (%)", "num"), ("Recall (%)", "num"), ("Specificity (%)", "num"),
-               ("F1 (%)", "num"), ("AUC", "num"), ("AUC 95% CI", "num"), ("FID (floor)", "num"), ("KID (floor)", "num")]
+               ("F1 (%)", "num"), ("AUC", "num"), ("AUC 95% CI", "num"), ("FID (floor)", "num"), ("KID (floor)", "num"),
+               ("Total FLOPs", "num"), ("Compute s", "num")]
     rows, classes = [], []
     for r in frame.to_dict("records"):
         rows.append([*((fmt_text(r[c]), _sort_text(r[c])) for c in shown), (fmt_n(r), r["n_seeds"]),
@@ -255,9 +259,12 @@ def _dataset_section(board: Leaderboard, records: list[CellRecord], dataset: str
                      (fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
                      *(_metric(r, m, 100, 1) for m in ("balanced_accuracy", "precision", "recall", "specificity", "f1")),
                      _metric(r, "auc", 1, 3), (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
-                     (fmt_quality(r, "fid", 1), _num(r["fid_mean"])), (fmt_quality(r, "kid", 4), _num(r["kid_mean"]))])
+                     (fmt_quality(r, "fid", 1), _num(r["fid_mean"])), (fmt_quality(r, "kid", 4), _num(r["kid_mean"])),
+                     (fmt_flops(r["total_flops_mean"]), _num(r["total_flops_mean"])),
+                     (fmt_pm(r["compute_seconds_mean"], math.nan, 1, 1), _num(r["compute_seconds_mean"]))])
         classes.append("baseline" if r["strategy"] == board.baseline else "")
-    note = (f"{SPREAD}. Percentages ×100. {FID_NOTE}. Click a column header to sort; CI columns sort by their lower "
+    note = (f"{SPREAD}. Percentages ×100. {FID_NOTE}. Compute: {COMPUTE_NOTE}. "
+            "Click a column header to sort; CI columns sort by their lower "
             "bound." + (f" {RANK_NOTE}." if frame["fid_rank_deficient"].any() else ""))
     parts = [
         f'<section id="ds-{_anchor(dataset)}">',

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import device as dev
-from benchmark.config import TrainConfig
+from benchmark import flops
+from benchmark.config import Budget, TrainConfig
 from benchmark.dataset import DataOptions, LoadedDataset, Split, load_dataset
+from benchmark.errors import MedAugBenchError
 from benchmark.metrics import PRIMARY_METRIC, classification_metrics
 from benchmark.record import BudgetUsed, Curves, RunRecord
 from benchmark.registry import create_backbone, create_strategy
@@ -84,6 +86,69 @@ def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractCo
     """bf16 autocast on CUDA when AMP is on; nothing on CPU."""
     enabled = config.amp and device.type == "cuda"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def classifier_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, strategy: Strategy, images: torch.Tensor,
+                    targets: torch.Tensor, generator: torch.Generator, task: TaskSpec, config: TrainConfig,
+                    device: torch.device) -> torch.Tensor:
+    """One optimizer step on a uint8 batch: the strategy's augmentation, forward, loss, backward, update; the loss."""
+    images, targets = strategy.augment(images.float().div(255), targets, generator)
+    images = normalize(images)
+    if config.channels_last and device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(config, device):
+        logits = model(images)
+    loss = loss_fn(logits.float(), targets, task)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def classifier_step_flops(config: TrainConfig, data: LoadedDataset, strategy: Strategy, batch: Split,
+                          device: torch.device) -> int:
+    """FLOPs of one classifier step on `batch` (`classifier_step`, backward included), counted on a throwaway model
+    of the same architecture (no pretrained weights loaded) with a throwaway generator and every RNG state
+    restored: the run's own model, optimizer and draws are untouched."""
+    task = data.task
+    with flops.isolated_rng(device):
+        model = create_backbone(config.backbone, in_chans=task.channels, num_classes=task.num_outputs,
+                                image_size=data.image_size, pretrained=False, **config.backbone_params).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.resolved_optim().lr)
+        images, targets = batch.images.to(device), targets_for(batch.labels, task).to(device)
+        generator = torch.Generator(device=device).manual_seed(0)
+        return flops.count_flops(lambda: classifier_step(model, optimizer, strategy, images, targets, generator,
+                                                         task, config, device))
+
+
+def classifier_budget(config: TrainConfig, spent: dict[str, float], step_flops: int) -> Budget:
+    """The budget the classifier trains under, in steps or seconds: its own, or in a compute-matched cell what the
+    strategy's generator training and synthesis (`spent`, by kind) left of the total; FLOPs become whole steps."""
+    budget = config.budget
+    total = config.total_budget
+    if total is not None:
+        left = total.amount - spent.get(total.kind, 0.0)
+        if left <= 0:
+            raise MedAugBenchError(
+                f"the strategy's generator training and synthesis spent {spent.get(total.kind, 0.0):.4g} of the cell's "
+                f"total {total.amount:.4g} {total.kind}, leaving nothing for the classifier; lower generator_share"
+            )
+        budget = budget.of(total.kind, left)
+    return budget.in_steps(step_flops, "the classifier")
+
+
+def compute_record(config: TrainConfig, phases: dict, step_flops: int, batch: int, steps: int, seconds: float) -> dict:
+    """The record's compute block: the budget, FLOPs and device-seconds of generator training, synthesis and
+    classifier training (a classic strategy's generator phases are zero), and their totals."""
+    phases = {"generator_training": {"flops": 0, "seconds": 0.0},
+              "synthesis": {"flops": 0, "seconds": 0.0, "images": 0}, **phases,
+              "classifier_training": {"flops": steps * step_flops, "seconds": seconds, "steps": steps,
+                                      "step_flops": step_flops, "batch_size": batch}}
+    total = {key: sum(phase[key] for phase in phases.values()) for key in ("flops", "seconds")}
+    budget = {"classifier": {"kind": config.budget.kind, "amount": config.budget.amount}, "total": None}
+    if config.total_budget is not None:
+        budget["total"] = {"kind": config.total_budget.kind, "amount": config.total_budget.amount}
+    return {"budget": budget, "phases": phases, "total": total, "counter": flops.COUNTER}
 
 
 @torch.no_grad()
@@ -160,12 +225,21 @@ def train_model(
         data = load_dataset(config.dataset, options, **config.dataset_params)
     task = data.task
     strategy: Strategy = create_strategy(config.strategy, **config.strategy_params)
+    batch = min(config.batch_size, len(data.train))
+    step_flops = classifier_step_flops(config, data, strategy, data.train.subset(torch.arange(batch)), device)
+    config.budget.in_steps(step_flops, "the classifier")  # a FLOP budget too small for one step fails before training
 
     synth_started = dev.clock(device)
     synthetic = strategy.synthesize(StrategyContext(dataset=data, device=device, seed=config.seed, progress=progress))
     train_split = strategy.combine(data.train, synthetic)
     n_synthetic = len(synthetic) if synthetic is not None else 0
     seconds = {"load": synth_started - started, "synthesize": dev.clock(device) - synth_started}
+    phases = strategy.report().get("compute", {})
+    if min(config.batch_size, len(train_split)) != batch:  # synthetic images changed the batch: count it again
+        batch = min(config.batch_size, len(train_split))
+        step_flops = classifier_step_flops(config, data, strategy, train_split.subset(torch.arange(batch)), device)
+    budget = classifier_budget(config, {kind: sum(p[kind] for p in phases.values()) for kind in ("flops", "seconds")},
+                               step_flops)
 
     seed_everything(config.seed)  # the classifier's draws do not depend on how much the strategy drew
     model = create_backbone(
@@ -184,8 +258,7 @@ def train_model(
     generator = torch.Generator(device=device).manual_seed(config.seed)
     sampler = BatchSampler(len(train_data), config.batch_size, generator)
 
-    budget = config.budget
-    used = BudgetUsed(kind=budget.kind, limit=float(budget.steps or budget.seconds))
+    used = BudgetUsed(kind=budget.kind, limit=float(budget.amount))
     curves = Curves()
     best: dict = {"score": -float("inf"), "state": None, "metrics": {}, "step": 0}
     loss_sum = torch.zeros((), device=device)
@@ -227,18 +300,9 @@ def train_model(
             group["lr"] = lr
 
         index = sampler.next()
-        images, targets = train_data.images[index].float().div(255), train_data.targets[index]
-        images, targets = strategy.augment(images, targets, generator)
-        images = normalize(images)
-        if config.channels_last and device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(config, device):
-            logits = model(images)
-        loss = loss_fn(logits.float(), targets, task)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach()
+        loss = classifier_step(model, optimizer, strategy, train_data.images[index], train_data.targets[index],
+                               generator, task, config, device)
+        loss_sum += loss
         loss_count += 1
         used.steps += 1
         used.images_seen += len(index)
@@ -268,12 +332,14 @@ def train_model(
             "train_real": len(train_split) - n_synthetic, "train_synthetic": n_synthetic,
             "val": len(data.val), "test": len(data.test), "provenance": data.provenance,
         },
-        strategy={"name": config.strategy, "params": strategy.params(), **strategy.report()},
+        strategy={"name": config.strategy, "params": strategy.params(),
+                  **{key: value for key, value in strategy.report().items() if key != "compute"}},
         metrics={"val": best["metrics"], "test": test_metrics},
         best={"step": best["step"], "selected_by": f"val {selection_metric(best['metrics'])}"},
         budget=used,
         curves=curves,
         environment=dev.describe(device),
+        compute=compute_record(config, phases, step_flops, batch, used.steps, seconds["train"]),
     )
     return Trained(model, record, test_scores, data.test.labels.numpy(), data, synthetic)
 

@@ -4,7 +4,9 @@ Conditional generators are trained once on all images with their label vectors; 
 generator with `conditioning=False`, the seed paper's ablation) are trained one per class, or per label for
 multi-label data. The generator budget is the strategy's TOTAL in the cell: per-class models share it
 (`GeneratorBudget.split`: in proportion to their training images, with a minimum each), so `dcgan` spends what
-`cgan` does; the card records the total and what each model was allotted and spent.
+`cgan` does; the card records the total and what each model was allotted and spent. A seconds or FLOP budget
+(`generator_seconds` / `generator_flops`, a compute-matched cell's generator share) pays for the synthesis first:
+its cost (counted sampling FLOPs per image, or one timed sampling chunk) is set aside, the rest trains the models.
 
 Trained generators are saved under the cache keyed by everything that determines their weights (generator,
 parameters, budget and its split rule, seed, early-stopping settings and monitor, package version, and a digest of
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from benchmark import device as dev
+from benchmark import flops
 from benchmark import generator_training as gt
 from benchmark.datafiles import cache_dir
 from benchmark.dataset import Split
@@ -73,6 +77,7 @@ class GenerativeStrategy(Strategy):
     generator: str = "cgan"
     generator_steps: int | None = 2000
     generator_seconds: float | None = None
+    generator_flops: float | None = None
     generator_batch_size: int = 64
     generator_params: dict = field(default_factory=dict)
     conditioning: bool = True
@@ -93,9 +98,10 @@ class GenerativeStrategy(Strategy):
     monitor_params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.generator_seconds is not None and self.generator_steps == 2000:
-            self.generator_steps = None  # a seconds budget replaces the default steps budget
-        self._budget = gt.GeneratorBudget(steps=self.generator_steps, seconds=self.generator_seconds)
+        if (self.generator_seconds is not None or self.generator_flops is not None) and self.generator_steps == 2000:
+            self.generator_steps = None  # a seconds or FLOP budget replaces the default steps budget
+        self._budget = gt.GeneratorBudget(steps=self.generator_steps, seconds=self.generator_seconds,
+                                          flops=self.generator_flops)
         self._policy = SynthesisPolicy(kind=self.policy, ratio=self.ratio, multiplier=self.multiplier, counts=dict(self.counts))
         self._augmenter = create_strategy(self.augment_with)
         self._report: dict = {}
@@ -160,18 +166,23 @@ class GenerativeStrategy(Strategy):
         members = {group: group_members(real.labels, task, group) for group in range(task.num_outputs)}
         return {f"group_{group}": Job(real.subset(index), None, 0) for group, index in members.items() if len(index)}
 
-    def key(self, real: Split, seed: int, image_size: int) -> str:
-        """Cache key: a digest of everything that changes the trained weights."""
+    def key(self, real: Split, seed: int, image_size: int, plan: list[int] | None = None) -> str:
+        """Cache key: a digest of everything that changes the trained weights (for a seconds or FLOP budget, also
+        the synthesis `plan`, which it pays for first)."""
         early_stop = None
         if self.early_stop_every:
             early_stop = {"every": self.early_stop_every, "patience": self.early_stop_patience,
                           "extractor": self.monitor_extractor, "params": self.monitor_params, "images": MONITOR_IMAGES}
+        budget = {kind: amount for kind, amount in asdict(self._budget).items()
+                  if kind != "flops" or amount is not None}  # keys of steps and seconds budgets as before
         identity = {
-            "generator": self.generator, "params": self.generator_params, "budget": asdict(self._budget),
+            "generator": self.generator, "params": self.generator_params, "budget": budget,
             "split": gt.GeneratorBudget.SPLIT_RULE, "batch_size": self.generator_batch_size,
             "conditioning": self.conditioning, "seed": seed, "image_size": image_size, "data": real.digest(),
             "early_stop": early_stop, "version": package_version(),
         }
+        if self._budget.kind != "steps":
+            identity["synthesis_plan"] = plan
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def fitted(self, context: StrategyContext) -> tuple[dict[str, GenerativeModel], dict]:
@@ -182,7 +193,8 @@ class GenerativeStrategy(Strategy):
             check_trained_on(card, data.train, f"the generator in {self.generator_dir}")
             return models, card
         root = context.work_dir or cache_dir() / "generators"
-        directory = root / f"{self.generator}-{self.key(data.train, context.seed, data.image_size)}"
+        plan = self._policy.plan(data.train.class_counts(data.task), data.task)
+        directory = root / f"{self.generator}-{self.key(data.train, context.seed, data.image_size, plan)}"
         if self.reuse and (directory / gt.CARD).is_file():
             models, card = gt.load(directory, device)
             card["reused_from"] = str(directory)
@@ -193,26 +205,30 @@ class GenerativeStrategy(Strategy):
         return models, card
 
     def train_models(self, context: StrategyContext) -> tuple[dict[str, GenerativeModel], dict]:
-        """Train every job under its part of the budget; the card records the split and what each model spent."""
-        data, task = context.dataset, context.dataset.task
+        """Train every job under its part of the budget; the card records the split, the counted costs and what each
+        model spent. Every budget problem is raised before anything trains."""
+        data, task, device = context.dataset, context.dataset.task, context.device
         jobs = self.jobs(data.train, task)
-        budgets = self._budget.split({name: len(job.split) for name, job in jobs.items()})
+        with flops.isolated_rng(device):  # each model is seeded; the RNG state after building them stays as it was
+            models = {name: self.build(job, task, data.image_size, context.seed) for name, job in jobs.items()}
+        costs = self.costs(models, jobs, device)
+        plan = self._policy.plan(data.train.class_counts(task), task)
+        budgets, reserved = self.training_budgets(jobs, models, costs, images_per_model(plan, models), device)
         features = self.monitor_features(context) if self.monitor_every else None  # trained first: not generator time
-        models, histories, specs = {}, {}, {}
+        histories = {}
         for name, job in jobs.items():
-            spec = ImageSpec(channels=task.channels, image_size=data.image_size, cond_dim=job.cond_dim)
-            torch.manual_seed(context.seed)
-            model = create_generator(self.generator, spec=spec, **self.generator_params)
             monitor = self.monitor(context, job, features) if features is not None else None
-            history = gt.fit(model, job.split.images, job.cond, budgets[name], self.generator_batch_size,
-                             context.device, context.seed, progress=context.progress, desc=f"{self.generator} {name}",
+            history = gt.fit(models[name], job.split.images, job.cond, budgets[name], self.generator_batch_size,
+                             device, context.seed, progress=context.progress, desc=f"{self.generator} {name}",
                              monitor=monitor)
             if history.failure:
                 raise gt.GeneratorFailure(f"generator {self.generator} ({name}) stopped: {history.failure}")
-            models[name], histories[name], specs[name] = model, history, asdict(spec)
+            histories[name] = history
         card = {
-            "generator": self.generator, "generator_params": self.generator_params, "models": specs,
-            "budget": self.budget_record(jobs, budgets, histories), "batch_size": self.generator_batch_size,
+            "generator": self.generator, "generator_params": self.generator_params,
+            "models": {name: asdict(model.spec) for name, model in models.items()},
+            "budget": self.budget_record(jobs, budgets, histories, costs, reserved),
+            "batch_size": self.generator_batch_size, "costs": costs,
             "seed": context.seed, "conditioning": not self.per_group(), "dataset": data.name,
             "labels": list(task.labels), "task": task.kind, "image_size": data.image_size,
             "data_digest": data.train.digest(), "histories": {name: asdict(h) for name, h in histories.items()},
@@ -220,19 +236,69 @@ class GenerativeStrategy(Strategy):
         }
         return models, card
 
+    def build(self, job: Job, task: TaskSpec, image_size: int, seed: int) -> GenerativeModel:
+        """A freshly initialised model for one job, seeded so its weights do not depend on what ran before."""
+        torch.manual_seed(seed)
+        spec = ImageSpec(channels=task.channels, image_size=image_size, cond_dim=job.cond_dim)
+        return create_generator(self.generator, spec=spec, **self.generator_params)
+
+    def costs(self, models: dict[str, GenerativeModel], jobs: dict[str, Job], device: torch.device) -> dict[str, dict]:
+        """Per model, counted on copies: FLOPs of one training step at its batch (the sampler's: min(batch size,
+        training images)) and of sampling one image."""
+        costs = {}
+        for name, model in models.items():
+            batch = min(self.generator_batch_size, len(jobs[name].split))
+            costs[name] = {"batch_size": batch, "step_flops": gt.step_flops(model, batch, device),
+                           "sample_flops_per_image": gt.sample_flops(model, device)}
+        return costs
+
+    def training_budgets(self, jobs: dict[str, Job], models: dict[str, GenerativeModel], costs: dict[str, dict],
+                         images: dict[str, int],
+                         device: torch.device) -> tuple[dict[str, gt.GeneratorBudget], float | None]:
+        """Each model's part of the training budget, and what was set aside for synthesis. A seconds or FLOP budget
+        first pays for synthesising `images` per model (FLOPs counted; seconds timed on one sampling chunk of an
+        untrained copy), the rest is shared by SPLIT_RULE, and FLOP parts become whole steps."""
+        budget, kind = self._budget, self._budget.kind
+        sizes = {name: len(job.split) for name, job in jobs.items()}
+        if kind == "steps":
+            return budget.split(sizes), None
+        if kind == "flops":
+            reserved = float(sum(images[name] * costs[name]["sample_flops_per_image"] for name in models))
+            one_step = float(sum(cost["step_flops"] for cost in costs.values()))
+        else:
+            reserved = sum(n * gt.sample_seconds(models[name], min(n, SAMPLE_CHUNK), device) / min(n, SAMPLE_CHUNK)
+                           for name, n in images.items() if n)
+            one_step = 0.0
+        left = budget.amount - reserved
+        if left < one_step or left <= 0:
+            raise MedAugBenchError(
+                f"generator {self.generator}: its budget of {budget.amount:.4g} {kind} (the generator share of the "
+                f"total) cannot pay for synthesising {sum(images.values())} images ({reserved:.4g} {kind}) plus one "
+                f"training step of each of its {len(models)} model(s) ({one_step:.4g} {kind}); raise total_{kind} or "
+                "generator_share, or synthesise fewer images"
+            )
+        parts = budget.of(kind, left).split(sizes)
+        if kind == "flops":
+            parts = {name: part.in_steps(costs[name]["step_flops"], f"generator {self.generator} ({name})")
+                     for name, part in parts.items()}
+        return parts, reserved
+
     def budget_record(self, jobs: dict[str, Job], budgets: dict[str, gt.GeneratorBudget],
-                      histories: dict[str, gt.FitHistory]) -> dict:
-        """The total budget, the split rule, and per model: training images, allotted part, steps, images, seconds."""
+                      histories: dict[str, gt.FitHistory], costs: dict[str, dict], reserved: float | None) -> dict:
+        """The total budget, what synthesis was allotted of it, the split rule, and per model: training images,
+        allotted part (in its kind: FLOP parts are whole steps), steps, images, FLOPs, seconds."""
         kind = self._budget.kind
         per_model = {
-            name: {"train_images": len(jobs[name].split), "allotted": getattr(budgets[name], kind), "steps": h.steps,
-                   "real_batches": h.real_batches, "images_seen": h.images_seen, "seconds": h.seconds}
+            name: {"train_images": len(jobs[name].split), "allotted": budgets[name].amount,
+                   "allotted_kind": budgets[name].kind, "steps": h.steps, "real_batches": h.real_batches,
+                   "images_seen": h.images_seen, "flops": h.steps * costs[name]["step_flops"], "seconds": h.seconds}
             for name, h in histories.items()
         }
-        spent = {key: sum(model[key] for model in per_model.values()) for key in ("steps", "images_seen", "seconds")}
+        spent = {key: sum(model[key] for model in per_model.values())
+                 for key in ("steps", "images_seen", "flops", "seconds")}
         rule = gt.GeneratorBudget.SPLIT_RULE if len(jobs) > 1 else "one model: the whole budget"
-        return {"kind": kind, "total": getattr(self._budget, kind), "split_rule": rule, "per_model": per_model,
-                "spent": spent}
+        return {"kind": kind, "total": self._budget.amount, "reserved_for_synthesis": reserved, "split_rule": rule,
+                "per_model": per_model, "spent": spent}
 
     def monitor_record(self, features: FeatureExtractor | None) -> dict | None:
         """What scored the generator during training (None: nothing did)."""
@@ -269,16 +335,43 @@ class GenerativeStrategy(Strategy):
         data, task = context.dataset, context.dataset.task
         models, card = self.fitted(context)
         plan = self._policy.plan(data.train.class_counts(task), task)
+        started = dev.clock(context.device)
         synthetic = self.sample(models, task, data.train, plan, context.device, context.seed)
+        synthesis_seconds = dev.clock(context.device) - started
         reason = gt.collapse_reason(synthetic.images[:512]) if len(synthetic) else None
         if reason:
             raise gt.GeneratorFailure(f"generator {self.generator}: {reason}; its samples were not used")
-        self._report = {"generator": card, "synthesis": {"policy": self.policy, "plan": plan, "generated": len(synthetic)}}
+        self._report = {"generator": card,
+                        "synthesis": {"policy": self.policy, "plan": plan, "generated": len(synthetic)},
+                        "compute": self.compute(models, card, context, plan, synthesis_seconds)}
         if self.quality_extractor is not None and len(synthetic) > 1:
             self._report["quality"] = quality_report(data.train, data.test, synthetic, task, self.extractor(context),
                                                      max_images=self.quality_images, seed=context.seed,
                                                      device=context.device)
         return synthetic
+
+    def compute(self, models: dict[str, GenerativeModel], card: dict, context: StrategyContext, plan: list[int],
+                seconds: float) -> dict:
+        """FLOPs and device-seconds of generator training (from the card: a reused generator costs what training it
+        did) and of this synthesis, per model and summed; costs are counted now for a card older than them."""
+        costs = card.get("costs") or self.costs(models, self.jobs(context.dataset.train, context.dataset.task),
+                                                context.device)
+        histories = card["histories"]
+        images = images_per_model(plan, models)
+        return {
+            "generator_training": {
+                "flops": sum(h["steps"] * costs[name]["step_flops"] for name, h in histories.items()),
+                "seconds": sum(h["seconds"] for h in histories.values()),
+                "steps": {name: h["steps"] for name, h in histories.items()},
+                "step_flops": {name: cost["step_flops"] for name, cost in costs.items()},
+                "batch_size": {name: cost["batch_size"] for name, cost in costs.items()},
+            },
+            "synthesis": {
+                "flops": sum(n * costs[name]["sample_flops_per_image"] for name, n in images.items()),
+                "seconds": seconds, "images": sum(images.values()),
+                "flops_per_image": {name: cost["sample_flops_per_image"] for name, cost in costs.items()},
+            },
+        }
 
     def combine(self, real: Split, synthetic: Split | None) -> Split:
         if self._policy.replaces_real:
@@ -290,6 +383,14 @@ class GenerativeStrategy(Strategy):
 
     def report(self) -> dict:
         return self._report
+
+
+def images_per_model(plan: list[int], models: dict[str, GenerativeModel]) -> dict[str, int]:
+    """Images each model synthesises for a plan (per group): the conditional model all of them, else each group's
+    own model its group's."""
+    if ALL in models:
+        return {ALL: sum(plan)}
+    return {name: plan[int(name.removeprefix("group_"))] for name in models}
 
 
 def check_trained_on(card: dict, real: Split, what: str) -> None:

@@ -97,7 +97,21 @@ def fake_result(task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray,
                    "val_auc": [float(rng.uniform(0.6, 0.9)) for _ in steps], "val_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps],
                    "val_balanced_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps]},
         "environment": {"device": "cpu", "device_name": "x86_64", "torch": "2.14.1"},
+        "compute": fake_compute(strategy in GENERATIVE),
     }
+
+
+def fake_compute(generative: bool) -> dict:
+    """A `compute` block (benchmark.training.compute_record's layout): a generator and its synthesis for generative
+    strategies, 200 classifier steps of 1 GFLOP each."""
+    phases = {"generator_training": {"flops": 200 * 5e8 if generative else 0, "seconds": 26.0 if generative else 0.0},
+              "synthesis": {"flops": 20 * 1e7 if generative else 0, "seconds": 2.0 if generative else 0.0,
+                            "images": 20 if generative else 0},
+              "classifier_training": {"flops": 200 * 1e9, "seconds": 20.0, "steps": 200, "step_flops": 1e9,
+                                      "batch_size": 128}}
+    total = {key: sum(phase[key] for phase in phases.values()) for key in ("flops", "seconds")}
+    return {"budget": {"classifier": {"kind": "steps", "amount": 200}, "total": None}, "phases": phases, "total": total,
+            "counter": "FlopCounterMode"}
 
 
 def fake_quality(task: TaskSpec, plan: list[int], fid: float, floor: float) -> dict:

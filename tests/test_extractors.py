@@ -233,7 +233,7 @@ def test_domain_features_and_card(breast_domain) -> None:
     assert extractor.cache.parent == root / "extractors" and extractor.cache.name.startswith("domain-breastmnist-28px-")
     recipe = card["recipe"]
     assert (recipe["strategy"], recipe["backbone"], recipe["budget"], recipe["batch_size"], recipe["seed"]) == (
-        "geometric", "simple_cnn", {"steps": 40, "seconds": None}, 128, 0
+        "geometric", "simple_cnn", {"steps": 40, "seconds": None, "flops": None}, 128, 0
     )
     trained_on = card["trained_on"]
     assert trained_on["images"] == len(data.train) == 546 and trained_on["data_digest"] == data.train.digest()

@@ -194,7 +194,7 @@ def test_written_files_are_complete_and_full_precision(board, folder):
     root, _ = folder
     out = root / "leaderboard"
     names = {"long.csv", "pneumoniamnist.csv", "retinamnist.csv", "cross_dataset.csv", "stats.csv",
-             "stats_per_seed.csv", "ranks.csv", "leaderboard.md"}
+             "stats_per_seed.csv", "ranks.csv", "quality.csv", "leaderboard.md"}
     assert {p.name for p in board.paths} == names and {p.name for p in out.iterdir()} == names
     assert (out / "leaderboard.md").read_text() == board.markdown
     wide = pd.read_csv(out / "pneumoniamnist.csv")

@@ -113,7 +113,7 @@ def test_more_grid_problems_are_caught():
 
 
 def test_presets_expand_with_identical_budgets():
-    assert preset_names() == ["ablation", "paper", "quick", "standard"]
+    assert preset_names() == ["ablation", "paper", "quick", "standard", "standard-compute"]
     sizes = {"pneumoniamnist": 4708, "dermamnist": 7007, "chestmnist": 78468}
     for name in preset_names():
         grid = load_preset(name)
@@ -124,9 +124,13 @@ def test_presets_expand_with_identical_budgets():
         assert len({c.cell_id for c in cells}) == len(cells)
         for dataset in grid.datasets:
             same = [c for c in cells if c.coords["dataset"] == dataset]
+            if grid.budget.is_total:
+                assert len({c.config.total_budget for c in same}) == 1, "every cell gets the same total"
+                same = [c for c in same if c.config.strategy_params.get("generator_flops")]  # the generative ones
             assert len({c.config.budget for c in same}) == 1, "every strategy gets the same classifier budget"
-            generator = {json.dumps({k: c.config.strategy_params.get(k) for k in ("generator_steps", "generator_seconds")})
-                         for c in same if c.config.strategy_params.get("generator_steps") or c.config.strategy_params.get("generator_seconds")}
+            keys = ("generator_steps", "generator_seconds", "generator_flops")
+            generator = {json.dumps({k: c.config.strategy_params.get(k) for k in keys})
+                         for c in same if any(c.config.strategy_params.get(k) for k in keys)}
             assert len(generator) <= 1, "every generative strategy gets the same generator budget"
     paper = expand(load_preset("paper"), sizes)
     derma = next(c for c in paper if c.coords["dataset"] == "dermamnist" and c.coords["strategy"] == "cgan")

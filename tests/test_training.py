@@ -110,7 +110,8 @@ def test_optimizer_presets():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(budget=lambda: Budget(steps=None, seconds=None)), "exactly one budget: --steps N or --seconds S"),
+        (dict(budget=lambda: Budget(steps=None, seconds=None)),
+         "exactly one budget: --steps N, --seconds S or --flops F"),
         (dict(budget=lambda: Budget(steps=-5)), "--steps must be a positive number of optimizer steps"),
         (dict(batch_size=0), "--batch-size"),
         (dict(optimizer="sgd"), "unknown optimizer preset"),
