@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 import os
 import re
 from dataclasses import dataclass
@@ -134,28 +135,61 @@ def get_entry(kind: str, name: str) -> PluginEntry:
     raise MedAugBenchError(f"unknown {kind} {name!r}.{hint} Available: {', '.join(known)} (see `medaugbench plugins list`)")
 
 
+def accepted_parameters(factory: Callable[..., Any]) -> list[str] | None:
+    """The keyword parameters a factory takes, or None when it takes any (`**kwargs`) or cannot be inspected."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in parameters if p.kind in keywords]
+
+
+def create(kind: str, name: str, **params: Any) -> Any:
+    """Create the plugin registered as `name` for `kind` (timm's `create_model` style), e.g.
+    `create("strategy", "geometric", degrees=10)`.
+
+    An unknown name is an error listing the available ones; a parameter the factory does not take is one error
+    naming the plugin and the parameters it accepts (rather than a TypeError from inside the factory).
+    """
+    entry = get_entry(kind, name)
+    accepted = accepted_parameters(entry.factory)
+    unknown = sorted(set(params) - set(accepted)) if accepted is not None else []
+    if unknown:
+        close = {key: difflib.get_close_matches(key, accepted, n=1) for key in unknown}
+        hints = "; ".join(f"did you mean {match[0]!r} for {key!r}?" for key, match in close.items() if match)
+        raise MedAugBenchError(
+            f"{kind} {name!r} does not take {', '.join(map(repr, unknown))}"
+            + (f" ({hints})" if hints else "")
+            + f"; it accepts: {', '.join(accepted) or 'no parameters'}"
+        )
+    return entry.factory(**params)
+
+
 def create_dataset(name: str, **options: Any) -> Any:
-    return get_entry("dataset", name).factory(**options)
+    return create("dataset", name, **options)
 
 
 def create_strategy(name: str, **params: Any) -> Any:
-    return get_entry("strategy", name).factory(**params)
+    return create("strategy", name, **params)
 
 
 def create_backbone(name: str, **params: Any) -> Any:
-    return get_entry("backbone", name).factory(**params)
+    return create("backbone", name, **params)
 
 
 def create_generator(name: str, **params: Any) -> Any:
-    return get_entry("generator", name).factory(**params)
+    return create("generator", name, **params)
 
 
 def create_extractor(name: str, **params: Any) -> Any:
-    return get_entry("extractor", name).factory(**params)
+    return create("extractor", name, **params)
 
 
 def create_executor(name: str, **options: Any) -> Any:
-    return get_entry("executor", name).factory(**options)
+    return create("executor", name, **options)
 
 
 def reset() -> None:

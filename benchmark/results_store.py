@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.datafiles import atomic_output, write_json_atomic
+from benchmark.errors import MedAugBenchError
 
 SCHEMA = "medaugbench.cell/1"
 RECORDS = "records"
@@ -53,6 +54,14 @@ class CellRecord:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def check_results_dir(results_dir: Path) -> Path:
+    """The results folder, refused with one message when the path exists but is not a folder."""
+    path = Path(results_dir)
+    if path.exists() and not path.is_dir():
+        raise MedAugBenchError(f"the results path {path} is a file, not a folder; pass -o a folder (new or existing)")
+    return path
 
 
 def records_dir(results_dir: Path) -> Path:

@@ -27,6 +27,7 @@ from benchmark.results_store import (
     FAILED,
     OK,
     CellRecord,
+    check_results_dir,
     load_records,
     pairs_path,
     remove_stale_temp_files,
@@ -149,6 +150,7 @@ def _cpu_model() -> str:
 
 def plan(grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_failed: bool) -> tuple[list[Cell], list[Cell]]:
     """Validate the grid (all problems at once, before any training) and split its cells into (to run, already done)."""
+    check_results_dir(results_dir)
     cells = expand(grid, validate(grid, data_dir))
     done = {r.cell_id: r for r in load_records(results_dir)}
     todo = [c for c in cells if c.cell_id not in done or (retry_failed and done[c.cell_id].status == FAILED)]

@@ -147,3 +147,26 @@ def _test_names(path: Path) -> list[str]:
 def test_unknown_plugin_kind_is_a_programming_error():
     with pytest.raises(ValueError):
         registry.entries("sampler")
+
+
+def test_create_refuses_an_unknown_parameter_naming_the_plugin_and_what_it_accepts():
+    with pytest.raises(MedAugBenchError) as error:
+        registry.create("strategy", "geometric", nosuchparam=3)
+    assert str(error.value) == "strategy 'geometric' does not take 'nosuchparam'; it accepts: flip_p, degrees"
+    with pytest.raises(MedAugBenchError, match="did you mean 'degrees' for 'degree'"):
+        registry.create_strategy("geometric", degree=3)
+    assert registry.create("strategy", "geometric", degrees=5.0).degrees == 5.0
+
+
+def test_cli_unknown_strategy_parameter_is_one_line(cli):
+    result = cli("train", "--dataset", "breastmnist", "--strategy", "geometric", "-S", "nosuchparam=3", "--steps", "1")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "strategy 'geometric' does not take 'nosuchparam'; it accepts: flip_p, degrees" in result.output
+
+
+def test_results_path_that_is_a_file_is_one_message(cli, tmp_path):
+    path = tmp_path / "results.txt"
+    path.write_text("not a folder")
+    result = cli("run", "quick", "-o", str(path), "--dry-run")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"the results path {path} is a file, not a folder" in " ".join(result.output.split())

@@ -107,8 +107,8 @@ def test_more_grid_problems_are_caught():
         validate(grid, None, check_files=False)
     message = str(error.value)
     for expected in ("seeds must be non-negative integers, got -1", "unknown synthesis policy 'balanse'",
-                     "[train] does not take lr", "strategy cgan: bad parameter", "baseline 'none' is not among",
-                     "--batch-size must be at least 1"):
+                     "[train] does not take lr", "strategy 'cgan' does not take 'ratioo' (did you mean 'ratio'",
+                     "baseline 'none' is not among", "--batch-size must be at least 1"):
         assert expected in message
 
 
