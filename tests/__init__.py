@@ -1,1 +1,1 @@
-"""medaugbench test suite (a regular package, so `tests.conftest` is ours and not another distribution's `tests`)."""
+"""medaugbench test suite (a regular package, so `tests.helpers` is ours and not another distribution's `tests`)."""

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from benchmark import registry
+from tests.helpers import DATA_DIR
 
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("MEDAUGBENCH_DATA_DIR") or REPO.parent / "shared" / "data" / "medmnist").resolve()
 # module- and session-scoped fixtures run before the per-test environment below: give them the same data folder
 os.environ["MEDAUGBENCH_DATA_DIR"] = str(DATA_DIR)
 os.environ["MEDAUGBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="medaugbench-test-cache-")
@@ -35,15 +33,6 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     registry.reset()
 
 
-def require_medmnist(flag: str, size: int = 28) -> Path:
-    """Path of an official file in the data folder, or skip the test saying which file is missing and where."""
-    name = f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
-    path = DATA_DIR / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in {DATA_DIR} (set MEDAUGBENCH_DATA_DIR to a folder holding it)")
-    return path
-
-
 @pytest.fixture
 def cli():
     """Invoke the CLI in-process; returns the click Result."""
@@ -55,30 +44,3 @@ def cli():
         return runner.invoke(app, list(args), catch_exceptions=False)
 
     return invoke
-
-
-def fake_chestmnist(folder: Path, monkeypatch, sizes=(60, 20, 20), images=None, positive_rate: float = 0.2) -> dict:
-    """Write `chestmnist.npz` in ChestMNIST's exact layout (uint8 N×28×28 images, N×14 multi-hot labels), make it
-    pass as the official file, and point the data folder at it. Row 0 of each split is positive for every label
-    and rows 1-4 are all-negative, so every label has both classes (AUC is defined) and no-finding images exist.
-    `images` (a dict split → array) replaces the random images with real ones."""
-    import numpy as np
-
-    from benchmark import datafiles
-
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in zip(("train", "val", "test"), sizes):
-        arrays[f"{split}_images"] = (
-            images[split][:n] if images is not None else rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        )
-        labels = (rng.random((n, 14)) < positive_rate).astype(np.uint8)
-        labels[0], labels[1:5] = 1, 0
-        arrays[f"{split}_labels"] = labels
-    path = folder / "chestmnist.npz"
-    np.savez_compressed(path, **arrays)
-    md5 = datafiles.md5sum(path)
-    real_md5 = datafiles.expected_md5
-    monkeypatch.setattr(datafiles, "expected_md5", lambda flag, size: md5 if flag == "chestmnist" else real_md5(flag, size))
-    monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(folder))
-    return arrays

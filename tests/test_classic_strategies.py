@@ -12,7 +12,7 @@ from benchmark.registry import create_strategy
 from benchmark.training import train
 from plugins import classic_ops
 from plugins.classic_ops import AUGMIX, AUGMIX_BINS, RANDAUGMENT, TRIVIALAUGMENT, apply_layer, magnitude_table
-from tests.conftest import require_medmnist
+from tests.helpers import require_medmnist
 
 AUTO_AUGMENTS = ["randaugment", "trivialaugment", "augmix"]
 UINT8_OPS = {"Posterize", "Solarize", "AutoContrast", "Equalize"}

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from benchmark import datafiles
-from tests.conftest import require_medmnist
+from tests.helpers import require_medmnist
 
 
 def one_line_error(result) -> str:

@@ -27,7 +27,7 @@ from benchmark.leaderboard_plots import write_plots
 from benchmark.registry import create_strategy
 from benchmark.results_store import OK, CellRecord, load_records, write_record
 from benchmark.runner import run_grid
-from tests.conftest import require_medmnist
+from tests.helpers import require_medmnist
 from tests.fake_results import TASKS, fake_result, fake_scores, make_fake_results
 
 TOTAL = 1.2e10  # FLOPs: a few simple_cnn steps at batch 32 (1.9e9 each) and ~100 tiny cGAN steps (6.6e7 each)

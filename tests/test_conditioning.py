@@ -11,7 +11,7 @@ from scipy.stats import binomtest
 from benchmark.dataset import load_dataset
 from benchmark.registry import create_backbone, create_strategy
 from benchmark.strategy import StrategyContext
-from tests.conftest import require_medmnist
+from tests.helpers import require_medmnist
 
 PER_CLASS = 100
 

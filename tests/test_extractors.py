@@ -27,7 +27,7 @@ from benchmark.errors import MedAugBenchError
 from benchmark.features import make_extractor
 from benchmark.registry import create_extractor, entries
 from plugins import extractors
-from tests.conftest import DATA_DIR, REPO, require_medmnist
+from tests.helpers import DATA_DIR, REPO, require_medmnist
 
 SHARED_WEIGHTS = REPO.parent / "shared" / "weights"
 

@@ -16,7 +16,7 @@ from benchmark.errors import MedAugBenchError
 from benchmark.generative import GenerativeModel, ImageSpec
 from benchmark.registry import create_strategy, entries
 from benchmark.strategy import StrategyContext
-from tests.conftest import DATA_DIR, fake_chestmnist, require_medmnist
+from tests.helpers import DATA_DIR, fake_chestmnist, require_medmnist
 
 # Small networks so that every generator fits in a second or two on CPU; architecture, loss and the shared loop
 # are the same code paths as the defaults.

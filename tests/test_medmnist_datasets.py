@@ -9,7 +9,7 @@ from medmnist import INFO
 from benchmark import datafiles
 from benchmark.dataset import DataOptions, load_dataset
 from benchmark.errors import MedAugBenchError
-from tests.conftest import fake_chestmnist, require_medmnist
+from tests.helpers import fake_chestmnist, require_medmnist
 
 # Label counts per split, as documented in shared/data/medmnist/SOURCES.md (counted independently of our loader).
 EXPECTED_COUNTS = {

@@ -16,7 +16,7 @@ from benchmark.dataset import Split
 from benchmark.errors import MedAugBenchError
 from benchmark.features import FeatureExtractor
 from benchmark.task import TaskSpec
-from tests.conftest import require_medmnist
+from tests.helpers import require_medmnist
 
 
 class TinyExtractor(FeatureExtractor):

@@ -12,7 +12,7 @@ import torch
 from benchmark.dataset import DataOptions, load_dataset
 from benchmark.registry import create_strategy
 from benchmark.strategy import StrategyContext
-from tests.conftest import require_medmnist
+from tests.helpers import require_medmnist
 
 # A domain network trained for 30 steps: enough for a feature space that separates real from noise, fast on CPU.
 QUALITY = dict(quality_extractor="domain", quality_params={"steps": 30}, quality_images=200)

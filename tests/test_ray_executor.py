@@ -23,7 +23,7 @@ from benchmark.grid_config import GridConfig, Variant, from_mapping
 from benchmark.results_store import FAILED, OK, load_records, records_dir
 from benchmark.runner import run_grid
 from plugins.ray_executor import INSTALL, SCRATCH, RayExecutor, remove_dead_scratch
-from tests.conftest import require_medmnist
+from tests.helpers import require_medmnist
 from tests.test_plugins import make_distribution
 
 TINY = """

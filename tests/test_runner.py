@@ -29,7 +29,7 @@ from benchmark.grid_config import (
 )
 from benchmark.results_store import FAILED, OK, load_records, records_dir
 from benchmark.runner import run_grid
-from tests.conftest import REPO, require_medmnist
+from tests.helpers import REPO, require_medmnist
 
 TINY = """
 name = "tiny"

@@ -9,7 +9,7 @@ from benchmark.dataset import Split, load_dataset
 from benchmark.errors import MedAugBenchError
 from benchmark.synthesis import SynthesisPolicy, conditioning, label_rows
 from benchmark.task import TaskSpec
-from tests.conftest import require_medmnist
+from tests.helpers import require_medmnist
 
 
 @pytest.fixture(scope="module")

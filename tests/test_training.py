@@ -11,7 +11,7 @@ import torch
 from benchmark.config import Budget, OptimConfig, TrainConfig
 from benchmark.errors import MedAugBenchError
 from benchmark.training import BatchSampler, train
-from tests.conftest import fake_chestmnist, require_medmnist
+from tests.helpers import fake_chestmnist, require_medmnist
 
 FAST = dict(batch_size=64, eval_every=40)
 
