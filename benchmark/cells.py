@@ -7,9 +7,10 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from benchmark import registry
 from benchmark.config import Budget, OptimConfig, TrainConfig
@@ -37,7 +38,9 @@ class Cell:
         """Hash of the resolved config and coordinates; the device is left out so a run resumes on other hardware,
         and fields added after schema 1 count only when they differ from their default, so old records stay valid."""
         config = without_added_defaults({k: v for k, v in self.config.to_dict().items() if k != "device"})
-        payload = json.dumps({"schema": CELL_SCHEMA, "coords": self.coords, "config": config}, sort_keys=True, default=str)
+        payload = json.dumps(
+            {"schema": CELL_SCHEMA, "coords": self.coords, "config": config}, sort_keys=True, default=str
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -126,16 +129,29 @@ def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) 
             params = strategy_params(grid, label, policy, generator_steps=1)
             attempt(f"strategy {label}", registry.create_strategy, variant.strategy, **params)
     if grid.baseline not in grid.strategies:
-        problems.append(f"baseline {grid.baseline!r} is not among the strategies {list(grid.strategies)}; add it or set `baseline`")
+        problems.append(
+            f"baseline {grid.baseline!r} is not among the strategies {list(grid.strategies)}; add it or set `baseline`"
+        )
     pretrained = grid.train.get("pretrained", False) if check_files else False
     for backbone in grid.backbones:
         if known("backbone", backbone):
-            attempt(f"backbone {backbone}", registry.create_backbone, backbone, in_chans=1, num_classes=2,
-                    image_size=grid.train.get("size", 28), pretrained=pretrained, **grid.backbone_params.get(backbone, {}))
+            attempt(
+                f"backbone {backbone}",
+                registry.create_backbone,
+                backbone,
+                in_chans=1,
+                num_classes=2,
+                image_size=grid.train.get("size", 28),
+                pretrained=pretrained,
+                **grid.backbone_params.get(backbone, {}),
+            )
     if not generative_any and grid.budget.has_generator_budget:
         problems.append("[budget] sets a generator budget but the grid runs no generative strategy")
     if generative_any and not problems and not (grid.budget.has_generator_budget or grid.budget.is_total):
-        problems.append("the grid runs generative strategies: set generator_steps, generator_seconds or generator_epochs in [budget]")
+        problems.append(
+            "the grid runs generative strategies: set generator_steps, generator_seconds or generator_epochs "
+            "in [budget]"
+        )
 
     sizes: dict[str, int] = {}
     options = DataOptions(data_dir=data_dir, size=grid.train.get("size", 28))
@@ -155,9 +171,13 @@ def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) 
                 sizes[name] = size
     for name in grid.datasets:
         if grid.budget.uses_epochs and name not in sizes and not any(name in p for p in problems):
-            problems.append(f"dataset {name}: its training-set size is unknown, so epoch budgets cannot be converted; give steps")
+            problems.append(
+                f"dataset {name}: its training-set size is unknown, so epoch budgets cannot be converted; give steps"
+            )
     if grid.budget.uses_epochs and "per_class_cap" in grid.train:
-        problems.append("epoch budgets with [train] per_class_cap: the capped size is unknown before loading; give steps")
+        problems.append(
+            "epoch budgets with [train] per_class_cap: the capped size is unknown before loading; give steps"
+        )
     attempt("[train]", TrainConfig, **train_fields({k: v for k, v in grid.train.items() if k in TRAIN_FIELDS}))
     if problems:
         raise MedAugBenchError(
@@ -170,8 +190,11 @@ def strategy_params(grid: GridConfig, label: str, policy: str | None, **budget: 
     """Parameters of one strategy label: [strategy_params] of its plugin, then of the label, the variant's, the
     cell's policy and the generator budget."""
     variant = grid.variant(label)
-    params = {**grid.strategy_params.get(variant.strategy, {}), **(grid.strategy_params.get(label, {}) if label != variant.strategy else {}),
-              **variant.params}
+    params = {
+        **grid.strategy_params.get(variant.strategy, {}),
+        **(grid.strategy_params.get(label, {}) if label != variant.strategy else {}),
+        **variant.params,
+    }
     if policy is not None:
         params["policy"] = policy
         params.update({k: v for k, v in budget.items() if v is not None})
@@ -203,26 +226,40 @@ def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
                     train = {**grid.train, **variant.train}
                     generative = is_generative(variant.strategy)
                     for policy in grid.policies if generative else [None]:
-                        budgets = cell_budgets(grid, label, policy, sizes.get(dataset),
-                                               fraction, train.get("batch_size", 128), generative)
+                        budgets = cell_budgets(
+                            grid, label, policy, sizes.get(dataset), fraction, train.get("batch_size", 128), generative
+                        )
                         for seed in grid.seeds:
                             classifier, total, generator_budget = budgets
                             config = TrainConfig(
-                                dataset=plugin, strategy=variant.strategy, backbone=backbone, seed=int(seed),
-                                budget=classifier, total_budget=total, train_fraction=float(fraction),
+                                dataset=plugin,
+                                strategy=variant.strategy,
+                                backbone=backbone,
+                                seed=int(seed),
+                                budget=classifier,
+                                total_budget=total,
+                                train_fraction=float(fraction),
                                 strategy_params=strategy_params(grid, label, policy, **generator_budget),
                                 backbone_params=dict(grid.backbone_params.get(backbone, {})),
                                 dataset_params=dataset_params,
                                 **train_fields(train),
                             )
-                            coords = {"dataset": dataset, "strategy": label, "base_strategy": variant.strategy,
-                                      "backbone": backbone, "seed": int(seed), "train_fraction": float(fraction), "policy": policy}
+                            coords = {
+                                "dataset": dataset,
+                                "strategy": label,
+                                "base_strategy": variant.strategy,
+                                "backbone": backbone,
+                                "seed": int(seed),
+                                "train_fraction": float(fraction),
+                                "policy": policy,
+                            }
                             cells.append(Cell(coords=coords, config=config, grid=grid.name))
     return cells
 
 
-def cell_budgets(grid: GridConfig, label: str, policy: str | None, n_train: int | None, fraction: float, batch: int,
-                 generative: bool) -> tuple[Budget, Budget | None, dict]:
+def cell_budgets(
+    grid: GridConfig, label: str, policy: str | None, n_train: int | None, fraction: float, batch: int, generative: bool
+) -> tuple[Budget, Budget | None, dict]:
     """A cell's classifier budget, its total (compute-matched grids) and the generator budget parameters of a
     generative strategy: epochs become steps of the real training set; a total gives a generative strategy's
     generator `generator_share` of it and its classifier the rest, a classic strategy's classifier all of it."""

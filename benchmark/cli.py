@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -45,36 +45,51 @@ def console() -> Console:
 
     return Console(width=None if sys.stdout.isatty() else 200)
 
+
 DataDir = Annotated[
-    Optional[Path], typer.Option("--data-dir", help="Folder of official MedMNIST .npz files (else $MEDAUGBENCH_DATA_DIR).")
+    Path | None,
+    typer.Option("--data-dir", help="Folder of official MedMNIST .npz files (else $MEDAUGBENCH_DATA_DIR)."),
 ]
 Size = Annotated[int, typer.Option("--size", help="Source image size of the files: 28, or MedMNIST+ 64/128/224.")]
 ImageSize = Annotated[
-    Optional[int], typer.Option("--image-size", help="Resample every split to this size on load (adds no detail).")
+    int | None, typer.Option("--image-size", help="Resample every split to this size on load (adds no detail).")
 ]
 PluginOptions = Annotated[
-    Optional[list[str]], typer.Option("--option", "-O", help="Dataset plugin option KEY=VALUE, e.g. -O root=/my/dicoms.")
+    list[str] | None,
+    typer.Option("--option", "-O", help="Dataset plugin option KEY=VALUE, e.g. -O root=/my/dicoms."),
 ]
-SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable image files (they are reported) instead of stopping.")]
+SkipBad = Annotated[
+    bool, typer.Option("--skip-bad", help="Skip unreadable image files (they are reported) instead of stopping.")
+]
 TrainFraction = Annotated[
     float, typer.Option("--train-fraction", help="Stratified fraction of the training split to keep, in (0, 1].")
 ]
-PerClassCap = Annotated[Optional[int], typer.Option("--per-class-cap", help="Keep at most this many training images per class.")]
+PerClassCap = Annotated[
+    int | None, typer.Option("--per-class-cap", help="Keep at most this many training images per class.")
+]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for every random draw.")]
 DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset plugin name, or a folder/CSV of your own images.")]
 DeviceName = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 …")]
 StrategyOptions = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--strategy-option", "-S", help="Strategy parameter KEY=VALUE (a.b=V nests), e.g. -S degrees=10."),
 ]
-GeneratorSteps = Annotated[Optional[int], typer.Option("--generator-steps", help="Generator budget in steps (the total; per-class models share it).")]
+GeneratorSteps = Annotated[
+    int | None,
+    typer.Option("--generator-steps", help="Generator budget in steps (the total; per-class models share it)."),
+]
 GeneratorSeconds = Annotated[
-    Optional[float], typer.Option("--generator-seconds", help="Generator budget in device-seconds (the total; per-class models share it).")
+    float | None,
+    typer.Option(
+        "--generator-seconds", help="Generator budget in device-seconds (the total; per-class models share it)."
+    ),
 ]
 GeneratorFlops = Annotated[
-    Optional[float],
-    typer.Option("--generator-flops",
-                 help="Generator budget in counted FLOPs, synthesis included (the total; per-class models share it)."),
+    float | None,
+    typer.Option(
+        "--generator-flops",
+        help="Generator budget in counted FLOPs, synthesis included (the total; per-class models share it).",
+    ),
 ]
 
 
@@ -142,9 +157,7 @@ def datasets_list(data_dir: DataDir = None) -> None:
 
 
 @datasets_app.command("prepare")
-def datasets_prepare(
-    name: str, data_dir: DataDir = None, size: Size = 28, option: PluginOptions = None
-) -> None:
+def datasets_prepare(name: str, data_dir: DataDir = None, size: Size = 28, option: PluginOptions = None) -> None:
     """Download (with MD5 check) or verify a dataset's files; files in --data-dir are used in place."""
     plugin, kwargs = dataset_with_options(name, option)
     paths = registry.create_dataset(plugin, **kwargs).prepare(DataOptions(data_dir=data_dir, size=size))
@@ -157,7 +170,7 @@ def datasets_prepare(
 @datasets_app.command("show")
 def datasets_show(
     name: str,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write a PNG grid of real images per class here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write a PNG grid of real images per class here.")] = None,
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "train",
     per_class: Annotated[int, typer.Option("--per-class", help="Images per class in the grid.")] = 8,
     data_dir: DataDir = None,
@@ -176,15 +189,22 @@ def datasets_show(
         raise MedAugBenchError(f"--per-class must be at least 1, got {per_class}")
     plugin, kwargs = dataset_with_options(name, option)
     options = DataOptions(
-        data_dir=data_dir, size=size, image_size=image_size, skip_bad=skip_bad,
-        train_fraction=train_fraction, per_class_cap=per_class_cap, seed=seed,
+        data_dir=data_dir,
+        size=size,
+        image_size=image_size,
+        skip_bad=skip_bad,
+        train_fraction=train_fraction,
+        per_class_cap=per_class_cap,
+        seed=seed,
     )
     source = registry.create_dataset(plugin, **kwargs)
     info = source.info(options)
     data = finalize(source.load(options), options)
     task = data.task
-    console().print(f"[bold]{data.name}[/bold]  task={task.kind}  channels={task.channels}  "
-                  f"image size={data.image_size} (files: {data.source_size})  licence={info.license}")
+    console().print(
+        f"[bold]{data.name}[/bold]  task={task.kind}  channels={task.channels}  "
+        f"image size={data.image_size} (files: {data.source_size})  licence={info.license}"
+    )
     table = Table("class" if not task.multilabel else "label", "train", "val", "test")
     counts = {s: data.split(s).class_counts(task) for s in ("train", "val", "test")}
     for i, label in enumerate(task.labels):
@@ -208,31 +228,42 @@ def train_command(
     dataset: DatasetName = "pneumoniamnist",
     strategy: Annotated[str, typer.Option("--strategy", help="Augmentation strategy plugin.")] = "none",
     backbone: Annotated[str, typer.Option("--backbone", help="Classifier backbone plugin.")] = "simple_cnn",
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Classifier budget in optimizer steps.")] = None,
-    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Classifier budget in device-seconds of training.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Classifier budget in optimizer steps.")] = None,
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", help="Classifier budget in device-seconds of training.")
+    ] = None,
     flops: Annotated[
-        Optional[float], typer.Option("--flops", help="Classifier budget in FLOPs (counted per step, as whole steps).")
+        float | None, typer.Option("--flops", help="Classifier budget in FLOPs (counted per step, as whole steps).")
     ] = None,
     seed: Seed = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 128,
     eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate on validation every N steps.")] = 100,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="seed_paper (Adam 1e-3, cosine) or medmnist (Adam 1e-3, ×0.1 at 50%/75%).")] = "seed_paper",
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Override the preset's learning rate.")] = None,
-    pretrained: Annotated[Optional[str], typer.Option("--pretrained", help="'imagenet' (timm's weights) or a local weights file.")] = None,
+    optimizer: Annotated[
+        str,
+        typer.Option("--optimizer", help="seed_paper (Adam 1e-3, cosine) or medmnist (Adam 1e-3, ×0.1 at 50%/75%)."),
+    ] = "seed_paper",
+    lr: Annotated[float | None, typer.Option("--lr", help="Override the preset's learning rate.")] = None,
+    pretrained: Annotated[
+        str | None, typer.Option("--pretrained", help="'imagenet' (timm's weights) or a local weights file.")
+    ] = None,
     size: Size = 28,
     image_size: ImageSize = None,
     train_fraction: TrainFraction = 1.0,
     per_class_cap: PerClassCap = None,
     data_dir: DataDir = None,
     device: DeviceName = "auto",
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the classifier (pays off on GPUs for long budgets).")] = False,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the classifier (pays off on GPUs for long budgets).")
+    ] = False,
     generator_steps: GeneratorSteps = None,
     generator_seconds: GeneratorSeconds = None,
     generator_flops: GeneratorFlops = None,
     strategy_option: StrategyOptions = None,
-    backbone_option: Annotated[Optional[list[str]], typer.Option("--backbone-option", "-B", help="Backbone parameter KEY=VALUE.")] = None,
+    backbone_option: Annotated[
+        list[str] | None, typer.Option("--backbone-option", "-B", help="Backbone parameter KEY=VALUE.")
+    ] = None,
     option: PluginOptions = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON record here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON record here.")] = None,
 ) -> None:
     """Train one classifier under a fixed budget and evaluate the best-validation-AUC checkpoint on test."""
     import dataclasses
@@ -243,16 +274,27 @@ def train_command(
     plugin, dataset_params = dataset_with_options(dataset, option)
     preset = OPTIM_PRESETS.get(optimizer)
     config = TrainConfig(
-        dataset=plugin, strategy=strategy, backbone=backbone, seed=seed,
-        budget=Budget(steps=500 if steps is None and seconds is None and flops is None else steps, seconds=seconds,
-                      flops=flops),
-        batch_size=batch_size, eval_every=eval_every, optimizer=optimizer,
+        dataset=plugin,
+        strategy=strategy,
+        backbone=backbone,
+        seed=seed,
+        budget=Budget(
+            steps=500 if steps is None and seconds is None and flops is None else steps, seconds=seconds, flops=flops
+        ),
+        batch_size=batch_size,
+        eval_every=eval_every,
+        optimizer=optimizer,
         optim=dataclasses.replace(preset, lr=lr) if preset is not None and lr is not None else None,
         pretrained={None: False, "imagenet": True}.get(pretrained, pretrained),
-        size=size, image_size=image_size, train_fraction=train_fraction, per_class_cap=per_class_cap,
+        size=size,
+        image_size=image_size,
+        train_fraction=train_fraction,
+        per_class_cap=per_class_cap,
         strategy_params=strategy_params(strategy, strategy_option, generator_steps, generator_seconds, generator_flops),
         backbone_params=parse_options(backbone_option, "backbone", "-B drop_rate=0.2"),
-        dataset_params=dataset_params, device=device, compile=compile_model,
+        dataset_params=dataset_params,
+        device=device,
+        compile=compile_model,
     )
     record = train(config, data_dir=data_dir)
     print_summary(record)
@@ -261,12 +303,20 @@ def train_command(
         console().print(f"wrote {out}")
 
 
-def strategy_params(strategy: str, options: list[str] | None, generator_steps: int | None,
-                    generator_seconds: float | None, generator_flops: float | None = None) -> dict:
+def strategy_params(
+    strategy: str,
+    options: list[str] | None,
+    generator_steps: int | None,
+    generator_seconds: float | None,
+    generator_flops: float | None = None,
+) -> dict:
     """-S KEY=VALUE parameters plus the generator budget, which only generative strategies accept."""
     params = parse_options(options, "strategy", "-S degrees=10")
-    budget = {"generator_steps": generator_steps, "generator_seconds": generator_seconds,
-              "generator_flops": generator_flops}
+    budget = {
+        "generator_steps": generator_steps,
+        "generator_seconds": generator_seconds,
+        "generator_flops": generator_flops,
+    }
     given = {k: v for k, v in budget.items() if v is not None}
     if given and strategy not in registry.entries("generator"):
         raise MedAugBenchError(
@@ -284,7 +334,9 @@ def synth_command(
     generator_seconds: GeneratorSeconds = None,
     generator_flops: GeneratorFlops = None,
     seed: Seed = 0,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the generator (safetensors + card.json), samples.png, losses.png.")] = Path("runs/generator"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the generator (safetensors + card.json), samples.png, losses.png.")
+    ] = Path("runs/generator"),
     per_class: Annotated[int, typer.Option("--per-class", help="Samples per class in samples.png.")] = 8,
     size: Size = 28,
     image_size: ImageSize = None,
@@ -307,8 +359,14 @@ def synth_command(
         raise MedAugBenchError(f"--per-class must be at least 1, got {per_class}")
     params = strategy_params(strategy, strategy_option, generator_steps, generator_seconds, generator_flops)
     plugin, dataset_params = dataset_with_options(dataset, option)
-    options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, train_fraction=train_fraction,
-                          per_class_cap=per_class_cap, seed=seed)
+    options = DataOptions(
+        data_dir=data_dir,
+        size=size,
+        image_size=image_size,
+        train_fraction=train_fraction,
+        per_class_cap=per_class_cap,
+        seed=seed,
+    )
     data = load_dataset(plugin, options, **dataset_params)
     seed_everything(seed)
     generative = registry.create_strategy(strategy, **params)
@@ -324,24 +382,50 @@ def synth_command(
     render_rows(rows, per_class).save(out / "samples.png")
     plot_generator_losses(card["histories"], out / "losses.png", title=f"{strategy} on {data.name}")
     steps = {name: h["steps"] for name, h in card["histories"].items()}
-    console().print(f"generator {strategy} on {data.name}: steps per model {steps}; "
-                    f"{'reused ' + card['reused_from'] if 'reused_from' in card else 'trained'}")
+    console().print(
+        f"generator {strategy} on {data.name}: steps per model {steps}; "
+        f"{'reused ' + card['reused_from'] if 'reused_from' in card else 'trained'}"
+    )
     console().print(f"wrote {out / gt.WEIGHTS}, {out / gt.CARD}, {out / 'samples.png'}, {out / 'losses.png'}")
 
 
 @app.command("quality")
 def quality_command(
     dataset: DatasetName = "pneumoniamnist",
-    generator: Annotated[Optional[Path], typer.Option("--generator", help="A generator folder saved by `synth`.")] = None,
+    generator: Annotated[Path | None, typer.Option("--generator", help="A generator folder saved by `synth`.")] = None,
     images: Annotated[
-        Optional[Path], typer.Option("--images", help="Synthetic images from any tool: an .npz (images[, labels]) or a folder (class sub-folders, or flat).")
+        Path | None,
+        typer.Option(
+            "--images",
+            help="Synthetic images from any tool: an .npz (images[, labels]) or a folder (class sub-folders, or flat).",
+        ),
     ] = None,
-    extractor: Annotated[str, typer.Option("--extractor", help="Feature extractor: domain (offline, trained on the dataset) or inception.")] = "domain",
+    extractor: Annotated[
+        str,
+        typer.Option("--extractor", help="Feature extractor: domain (offline, trained on the dataset) or inception."),
+    ] = "domain",
     extractor_option: Annotated[
-        Optional[list[str]], typer.Option("--extractor-option", "-E", help="Extractor parameter KEY=VALUE, e.g. -E weights=/path/inception.pth or -E steps=300.")
+        list[str] | None,
+        typer.Option(
+            "--extractor-option",
+            "-E",
+            help="Extractor parameter KEY=VALUE, e.g. -E weights=/path/inception.pth or -E steps=300.",
+        ),
     ] = None,
-    n: Annotated[int, typer.Option("--n", help="Synthetic images to draw from --generator (real training class proportions); also the report's max_images.")] = 2000,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON quality record here (and the closest-pairs PNG beside it).")] = None,
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n",
+            help=(
+                "Synthetic images to draw from --generator (real training class proportions); "
+                "also the report's max_images."
+            ),
+        ),
+    ] = 2000,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the JSON quality record here (and the closest-pairs PNG beside it)."),
+    ] = None,
     seed: Seed = 0,
     size: Size = 28,
     image_size: ImageSize = None,
@@ -358,7 +442,9 @@ def quality_command(
     from benchmark.synthetic_sets import generated_split, load_image_set
 
     if (generator is None) == (images is None):
-        raise MedAugBenchError("give exactly one source of synthetic images: --generator FOLDER or --images NPZ_OR_FOLDER")
+        raise MedAugBenchError(
+            "give exactly one source of synthetic images: --generator FOLDER or --images NPZ_OR_FOLDER"
+        )
     plugin, dataset_params = dataset_with_options(dataset, option)
     options = DataOptions(data_dir=data_dir, size=size, image_size=image_size, seed=seed)
     data = load_dataset(plugin, options, **dataset_params)
@@ -367,9 +453,12 @@ def quality_command(
         fake = generated_split(generator, data, n, torch_device, seed)
     else:
         fake = load_image_set(images, data)
-    features = make_extractor(extractor, data, **parse_options(extractor_option, "extractor", "-E steps=300")).to(torch_device)
-    report = quality_report(data.train, data.test, fake, data.task, features, max_images=n, seed=seed,
-                            device=torch_device)
+    features = make_extractor(extractor, data, **parse_options(extractor_option, "extractor", "-E steps=300")).to(
+        torch_device
+    )
+    report = quality_report(
+        data.train, data.test, fake, data.task, features, max_images=n, seed=seed, device=torch_device
+    )
     print_quality(report)
     if out is not None:
         from benchmark.datafiles import write_json_atomic
@@ -381,21 +470,34 @@ def quality_command(
 
 
 GridSpec = Annotated[
-    Optional[str], typer.Argument(help="A grid config (.toml/.yaml) or a preset: quick (default), standard, paper, ablation.")
+    str | None,
+    typer.Argument(help="A grid config (.toml/.yaml) or a preset: quick (default), standard, paper, ablation."),
 ]
-ResultsDir = Annotated[Optional[Path], typer.Option("--results", "-o", help="Results folder (default: runs/<grid name>).")]
+ResultsDir = Annotated[Path | None, typer.Option("--results", "-o", help="Results folder (default: runs/<grid name>).")]
 
 
 @app.command("run")
 def run_command(
     config: GridSpec = None,
     results: ResultsDir = None,
-    executor: Annotated[str, typer.Option("--executor", help="How cells run: local (see `plugins list` for others).")] = "local",
-    workers: Annotated[Optional[int], typer.Option("--workers", help="local: parallel worker processes (default: one per visible GPU, else 1).")] = None,
-    address: Annotated[Optional[str], typer.Option("--address", help="ray: join this cluster ('auto': the running one); default: start a local one.")] = None,
-    cpus_per_cell: Annotated[Optional[int], typer.Option("--cpus-per-cell", help="ray without GPUs: CPUs each cell gets (default 1).")] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="How cells run: local (see `plugins list` for others).")
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="local: parallel worker processes (default: one per visible GPU, else 1)."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="ray: join this cluster ('auto': the running one); default: start a local one."),
+    ] = None,
+    cpus_per_cell: Annotated[
+        int | None, typer.Option("--cpus-per-cell", help="ray without GPUs: CPUs each cell gets (default 1).")
+    ] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run cells recorded as failed again.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the grid and list its cells; train nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the grid and list its cells; train nothing.")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Run a benchmark grid (resumable: finished cells are skipped), then write and print its leaderboard."""
@@ -406,12 +508,29 @@ def run_command(
     results_dir = results or Path("runs") / grid.name
     if dry_run:
         todo, done = plan(grid, results_dir, data_dir, retry_failed)
-        table = Table("cell", "dataset", "strategy", "backbone", "seed", "fraction", "policy", "status",
-                      title=f"grid {grid.name}: {len(todo) + len(done)} cells, budget: {grid.budget.describe()}")
+        table = Table(
+            "cell",
+            "dataset",
+            "strategy",
+            "backbone",
+            "seed",
+            "fraction",
+            "policy",
+            "status",
+            title=f"grid {grid.name}: {len(todo) + len(done)} cells, budget: {grid.budget.describe()}",
+        )
         for cell, status in [(cell, "to run") for cell in todo] + [(cell, "recorded") for cell in done]:
             c = cell.coords
-            table.add_row(cell.cell_id, c["dataset"], c["strategy"], c["backbone"], str(c["seed"]), f"{c['train_fraction']:g}",
-                          c["policy"] or "-", status)
+            table.add_row(
+                cell.cell_id,
+                c["dataset"],
+                c["strategy"],
+                c["backbone"],
+                str(c["seed"]),
+                f"{c['train_fraction']:g}",
+                c["policy"] or "-",
+                status,
+            )
         console().print(table)
         return
     given = (("workers", workers), ("address", address), ("cpus_per_cell", cpus_per_cell))
@@ -420,9 +539,13 @@ def run_command(
     if set(options) - accepted:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(set(options) - accepted))
         raise MedAugBenchError(f"{flags} does not apply to --executor {executor}")
-    run = run_grid(grid, results_dir, registry.create_executor(executor, **options), data_dir=data_dir, retry_failed=retry_failed)
-    console().print(f"grid {grid.name}: {len(run.outcomes)} cells run ({len(run.failed)} failed), {run.skipped} already recorded, "
-                    f"{run.seconds / 60:.1f} min; budget: {grid.budget.describe()}")
+    run = run_grid(
+        grid, results_dir, registry.create_executor(executor, **options), data_dir=data_dir, retry_failed=retry_failed
+    )
+    console().print(
+        f"grid {grid.name}: {len(run.outcomes)} cells run ({len(run.failed)} failed), {run.skipped} already recorded, "
+        f"{run.seconds / 60:.1f} min; budget: {grid.budget.describe()}"
+    )
     for outcome in run.failed:
         console().print(f"  failed: {outcome.label}: {outcome.error}")
     publish(results_dir, grid.baseline)
@@ -433,20 +556,32 @@ def run_command(
 @app.command("leaderboard")
 def leaderboard_command(
     results_dir: Annotated[Path, typer.Argument(help="A results folder written by `medaugbench run`.")],
-    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Strategy the statistics compare against (default: the grid's, else none).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for tables and plots (default: RESULTS_DIR/leaderboard).")] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Strategy the statistics compare against (default: the grid's, else none)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for tables and plots (default: RESULTS_DIR/leaderboard).")
+    ] = None,
 ) -> None:
     """Rebuild the leaderboard tables, statistics and plots from the records in RESULTS_DIR."""
     if not results_dir.is_dir():
-        raise MedAugBenchError(f"{results_dir} is not a folder; give the results folder of `medaugbench run` (default runs/<grid name>)")
+        raise MedAugBenchError(
+            f"{results_dir} is not a folder; give the results folder of `medaugbench run` (default runs/<grid name>)"
+        )
     publish(results_dir, baseline or grid_baseline(results_dir), out)
 
 
 @app.command("report")
 def report_command(
     results_dir: Annotated[Path, typer.Argument(help="A results folder written by `medaugbench run`.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write (default: RESULTS_DIR/report.html).")] = None,
-    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Strategy the statistics compare against (default: the grid's, else none).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file to write (default: RESULTS_DIR/report.html).")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Strategy the statistics compare against (default: the grid's, else none)."),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML report (tables, statistics, plots, samples, failures) of RESULTS_DIR."""
     from benchmark.report import write_report
@@ -477,36 +612,56 @@ def publish(results_dir: Path, baseline: str, out: Path | None = None) -> None:
             table.add_row(*row)
         console().print(table)
     folder = board.paths[0].parent
-    console().print(f"wrote {folder / 'leaderboard.md'} (Tables 2-4 layouts, ranks, failures), {len(board.paths) - 1} CSVs in "
-                    f"{folder} and {len(plots)} plots in {folder / 'plots'}; `medaugbench report {results_dir}` makes one HTML page")
+    console().print(
+        f"wrote {folder / 'leaderboard.md'} (Tables 2-4 layouts, ranks, failures), {len(board.paths) - 1} CSVs in "
+        f"{folder} and {len(plots)} plots in {folder / 'plots'}; `medaugbench report {results_dir}` makes one HTML page"
+    )
 
 
-QUALITY_COLUMNS = {"fid": "FID", "kid_mean": "KID", "precision": "precision", "recall": "recall", "density": "density",
-                   "coverage": "coverage"}
+QUALITY_COLUMNS = {
+    "fid": "FID",
+    "kid_mean": "KID",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+}
 
 
 def print_quality(report: dict) -> None:
     """The class-matched block and the per-class blocks, each metric next to its floor, then the memorisation audit."""
     extractor = f"{report['extractor']['name']}, {report['matched']['feature_dim']} features"
-    table = Table("group", "n", *(f"{header} (floor)" for header in QUALITY_COLUMNS.values()), "MS-SSIM syn / real",
-                  title=f"synthetic vs real training images of the same class composition and n ({extractor})")
+    table = Table(
+        "group",
+        "n",
+        *(f"{header} (floor)" for header in QUALITY_COLUMNS.values()),
+        "MS-SSIM syn / real",
+        title=f"synthetic vs real training images of the same class composition and n ({extractor})",
+    )
     per_class = ((f"class {label}", block) for label, block in report["per_class"].items())
     for name, block in [("matched", report["matched"]), *per_class]:
         fake, floor = block["fake_vs_real"], block["floor"]
-        table.add_row(name, f"{block['n']}{' *' if block['rank_deficient'] else ''}",
-                      *(f"{_cell(fake[key])} ({_cell(floor[key])})" for key in QUALITY_COLUMNS),
-                      f"{_cell(block['ms_ssim_fake'])} / {_cell(block['ms_ssim_real'])}")
+        table.add_row(
+            name,
+            f"{block['n']}{' *' if block['rank_deficient'] else ''}",
+            *(f"{_cell(fake[key])} ({_cell(floor[key])})" for key in QUALITY_COLUMNS),
+            f"{_cell(block['ms_ssim_fake'])} / {_cell(block['ms_ssim_real'])}",
+        )
     console().print(table)
-    console().print("floor: real test images drawn with the same composition and n, scored against the same training "
-                    "images (what a perfect generator would reach). * n - 1 < feature count: singular covariance, the "
-                    "FID is unreliable.")
+    console().print(
+        "floor: real test images drawn with the same composition and n, scored against the same training "
+        "images (what a perfect generator would reach). * n - 1 < feature count: singular covariance, the "
+        "FID is unreliable."
+    )
     audit = report["memorisation"]
     for space in ("pixel", "feature"):
         found = audit[space]
-        console().print(f"memorisation ({space} space, {audit['n_fake']} synthetic vs all {audit['n_train']} training "
-                        f"images): {found['exact_copies']} exact copies; {found['near_copies']} near copies "
-                        f"({found['near_copy_fraction']:.1%}, exact ones included) within {found['threshold']:.4g}, "
-                        f"the {audit['quantile']:g} quantile of {audit['n_test']} test images' nearest-training distances")
+        console().print(
+            f"memorisation ({space} space, {audit['n_fake']} synthetic vs all {audit['n_train']} training "
+            f"images): {found['exact_copies']} exact copies; {found['near_copies']} near copies "
+            f"({found['near_copy_fraction']:.1%}, exact ones included) within {found['threshold']:.4g}, "
+            f"the {audit['quantile']:g} quantile of {audit['n_test']} test images' nearest-training distances"
+        )
 
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc", "ece")
@@ -514,8 +669,13 @@ SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "spec
 
 def print_summary(record) -> None:  # type: ignore[no-untyped-def]
     """Metrics table (val of the selected checkpoint, and test) plus the budget actually used."""
-    table = Table("metric", "val", "test", title=f"{record.dataset['name']} · {record.strategy['name']} · "
-                  f"{record.config['backbone']} · seed {record.config['seed']}")
+    table = Table(
+        "metric",
+        "val",
+        "test",
+        title=f"{record.dataset['name']} · {record.strategy['name']} · "
+        f"{record.config['backbone']} · seed {record.config['seed']}",
+    )
     extra = ("average_precision",) if record.dataset["task"]["kind"] == "multilabel" else ()
     for name in SUMMARY_METRICS + extra:
         table.add_row(name, *(_cell(record.metrics[s].get(name)) for s in ("val", "test")))
@@ -528,8 +688,10 @@ def print_summary(record) -> None:  # type: ignore[no-untyped-def]
         f"{record.dataset['train_synthetic']} synthetic"
     )
     phases = record.compute["phases"]
-    spent = [f"{name.replace('_', ' ')} {phase['flops']:.3g} FLOPs / {phase['seconds']:.1f} s"
-             for name, phase in phases.items()]
+    spent = [
+        f"{name.replace('_', ' ')} {phase['flops']:.3g} FLOPs / {phase['seconds']:.1f} s"
+        for name, phase in phases.items()
+    ]
     console().print(f"compute: {', '.join(spent)}; total {record.compute['total']['flops']:.3g} FLOPs")
 
 

@@ -69,11 +69,11 @@ class Budget:
         """The budget in its own unit (steps, seconds or FLOPs)."""
         return getattr(self, self.kind)
 
-    def of(self, kind: str, amount: float) -> "Budget":
+    def of(self, kind: str, amount: float) -> Budget:
         """A budget of this class with `amount` of `kind` (steps, seconds or flops)."""
         return type(self)(**{k: (amount if k == kind else None) for k in self.KINDS})
 
-    def in_steps(self, step_flops: int, what: str) -> "Budget":
+    def in_steps(self, step_flops: int, what: str) -> Budget:
         """A FLOP budget as the whole steps of `step_flops` it pays for (others unchanged); less than one step is
         an error naming `what`."""
         if self.flops is None:
@@ -94,7 +94,13 @@ class Budget:
 
     def progress_bar(self, desc: str, enabled: bool) -> tqdm:
         """A bar counting steps, or seconds for a time budget; `show` moves it."""
-        return tqdm(total=self.steps or self.seconds, desc=desc, unit="step" if self.steps else "s", disable=not enabled, leave=False)
+        return tqdm(
+            total=self.steps or self.seconds,
+            desc=desc,
+            unit="step" if self.steps else "s",
+            disable=not enabled,
+            leave=False,
+        )
 
     def show(self, bar: tqdm, steps: int, seconds: float) -> None:
         bar.update((steps if self.steps is not None else round(seconds, 1)) - bar.n)
@@ -116,7 +122,7 @@ class GeneratorBudget(Budget):
         "rounded by largest remainder so the parts sum to the total exactly"
     )
 
-    def split(self, sizes: dict[str, int]) -> dict[str, "GeneratorBudget"]:
+    def split(self, sizes: dict[str, int]) -> dict[str, GeneratorBudget]:
         """The part of this budget each model gets, by `SPLIT_RULE`, from its number of training images."""
         if len(sizes) == 1:
             return dict.fromkeys(sizes, self)
@@ -199,8 +205,9 @@ class TrainConfig:
         if self.optimizer not in OPTIM_PRESETS:
             raise MedAugBenchError(f"unknown optimizer preset {self.optimizer!r}; choose {', '.join(OPTIM_PRESETS)}")
         total = self.total_budget
-        if total is not None and (total.kind == "steps" or total.kind != self.budget.kind
-                                  or self.budget.amount > total.amount):
+        if total is not None and (
+            total.kind == "steps" or total.kind != self.budget.kind or self.budget.amount > total.amount
+        ):
             raise MedAugBenchError(
                 f"a total budget is FLOPs or seconds, of the same kind as the classifier's and at least as large; got "
                 f"total {total.amount:g} {total.kind}, classifier {self.budget.amount:g} {self.budget.kind}"

@@ -41,7 +41,10 @@ def user_data_dir(option: Path | str | None) -> Path | None:
     path = Path(value).expanduser()
     if not path.is_dir():
         origin = "--data-dir" if option not in (None, "") else DATA_DIR_ENV
-        raise MedAugBenchError(f"data folder {path} (from {origin}) does not exist; create it or point {origin} at the folder of .npz files")
+        raise MedAugBenchError(
+            f"data folder {path} (from {origin}) does not exist; create it or point {origin} "
+            "at the folder of .npz files"
+        )
     return path
 
 
@@ -52,7 +55,9 @@ def file_name(flag: str, size: int) -> str:
 
 def _info_key(size: int, key: str) -> str:
     if size not in SOURCE_SIZES:
-        raise MedAugBenchError(f"MedMNIST has no {size}-pixel files; choose --size from {', '.join(map(str, SOURCE_SIZES))}")
+        raise MedAugBenchError(
+            f"MedMNIST has no {size}-pixel files; choose --size from {', '.join(map(str, SOURCE_SIZES))}"
+        )
     return key if size == 28 else f"{key}_{size}"
 
 
@@ -109,7 +114,9 @@ def atomic_output(path: Path, mode: str = "w", **open_kwargs: object) -> Iterato
     raises: readers (and a run killed mid-write) see the old file or the whole new one, never half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f"{path.name}.", suffix=".tmp", delete=False, **open_kwargs)
+    handle = tempfile.NamedTemporaryFile(
+        mode, dir=path.parent, prefix=f"{path.name}.", suffix=".tmp", delete=False, **open_kwargs
+    )
     try:
         with handle:
             yield handle
@@ -135,7 +142,8 @@ def verify(path: Path, md5: str) -> None:
     actual = md5sum(path)
     if actual != md5:
         raise MedAugBenchError(
-            f"{path} has MD5 {actual}, expected {md5} (medmnist.INFO): the file is corrupt, truncated or not the official one; "
+            f"{path} has MD5 {actual}, expected {md5} (medmnist.INFO): "
+            "the file is corrupt, truncated or not the official one; "
             "delete it and run `medaugbench datasets prepare`, or replace it with the official file"
         )
     ledger[key] = md5
@@ -154,19 +162,26 @@ def fetch(url: str, target: Path, algorithm: str, expected: str, offline_hint: s
         response = urllib.request.urlopen(url, timeout=timeout)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         reason = getattr(error, "reason", error)
-        raise MedAugBenchError(f"cannot download {target.name} from {url} ({reason}); offline, {offline_hint}") from None
+        raise MedAugBenchError(
+            f"cannot download {target.name} from {url} ({reason}); offline, {offline_hint}"
+        ) from None
     partial = target.with_name(target.name + ".part")
     digest = hashlib.new(algorithm)
     try:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with response, open(partial, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+        with (
+            response,
+            open(partial, "wb") as out,
+            tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar,
+        ):
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
                 digest.update(block)
                 bar.update(len(block))
         if not digest.hexdigest().startswith(expected):
             raise MedAugBenchError(
-                f"the download from {url} has {DIGEST_NAMES.get(algorithm, algorithm)} {digest.hexdigest()}, expected {expected}; nothing was "
+                f"the download from {url} has {DIGEST_NAMES.get(algorithm, algorithm)} {digest.hexdigest()}, "
+                f"expected {expected}; nothing was "
                 f"kept: try again, or {manual_hint}"
             )
         os.replace(partial, target)
@@ -179,8 +194,14 @@ def fetch(url: str, target: Path, algorithm: str, expected: str, offline_hint: s
 def download(flag: str, size: int, folder: Path) -> Path:
     """Download the official MedMNIST file into `folder`, MD5-checked against `medmnist.INFO`."""
     return fetch(
-        official_url(flag, size), folder / file_name(flag, size), "md5", expected_md5(flag, size),
-        offline_hint=f"copy the official file into a folder and pass --data-dir FOLDER or set {DATA_DIR_ENV}=FOLDER (or put it in {folder})",
+        official_url(flag, size),
+        folder / file_name(flag, size),
+        "md5",
+        expected_md5(flag, size),
+        offline_hint=(
+            f"copy the official file into a folder and pass --data-dir FOLDER or set {DATA_DIR_ENV}=FOLDER "
+            f"(or put it in {folder})"
+        ),
         manual_hint="fetch the file yourself and pass --data-dir",
     )
 
@@ -195,7 +216,8 @@ def ensure_file(flag: str, size: int, data_dir: Path | str | None, allow_downloa
             looked = ", ".join(str(d) for d in search_dirs(folder))
             raise MedAugBenchError(
                 f"{file_name(flag, size)} not found (looked in {looked}); run `medaugbench datasets prepare {flag}"
-                f"{'' if size == 28 else f' --size {size}'}` to download it, or put the official file in a folder and pass "
+                f"{'' if size == 28 else f' --size {size}'}` to download it, "
+                "or put the official file in a folder and pass "
                 f"--data-dir FOLDER or set {DATA_DIR_ENV}"
             )
         found = download(flag, size, folder or cache_dir() / "medmnist")

@@ -41,7 +41,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, index: torch.Tensor) -> "Split":
+    def subset(self, index: torch.Tensor) -> Split:
         return Split(self.images[index], self.labels[index])
 
     def digest(self) -> str:

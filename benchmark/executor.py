@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
@@ -65,12 +65,14 @@ class LocalExecutor:
         for index in range(self.workers):
             devices.put(index % gpus if gpus else None)
         threads = max(1, (os.cpu_count() or 1) // self.workers)
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker, initargs=(devices, threads)) as pool:
+        with ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_init_worker, initargs=(devices, threads)
+        ) as pool:
             for future in as_completed([pool.submit(job, cell) for cell in cells]):
                 yield future.result()
 
 
-def _init_worker(devices: "multiprocessing.Queue[int | None]", threads: int) -> None:
+def _init_worker(devices: multiprocessing.Queue[int | None], threads: int) -> None:
     """Each worker process owns one GPU (its default CUDA device, which `device = "auto"` picks) and its CPU share."""
     torch.set_num_threads(threads)
     gpu = devices.get()

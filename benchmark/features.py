@@ -35,6 +35,11 @@ def make_extractor(name: str, data: LoadedDataset, **params: object) -> FeatureE
     reloaded by name, so it works for any dataset source and data folder."""
     factory = get_entry("extractor", name).factory
     accepted = inspect.signature(factory).parameters
-    context = {"images": data.full_train, "task": data.task, "dataset": data.name, "image_size": data.image_size,
-               "size": data.source_size}
+    context = {
+        "images": data.full_train,
+        "task": data.task,
+        "dataset": data.name,
+        "image_size": data.image_size,
+        "size": data.source_size,
+    }
     return factory(**{k: v for k, v in context.items() if k in accepted and k not in params}, **params)

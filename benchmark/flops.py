@@ -32,7 +32,7 @@ class _TotalsOnly:
 
     parents = frozenset({"Global"})
 
-    def __enter__(self) -> "_TotalsOnly":
+    def __enter__(self) -> _TotalsOnly:
         return self
 
     def __exit__(self, *args: object) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -31,8 +31,8 @@ class GeneratorFailure(MedAugBenchError):
 @dataclass
 class QualityMonitor:
     """Early stopping on a quality plateau (seed Algorithm 1, line 15): every `every` steps `score(model)` is
-    computed (lower is better, e.g. FID against the model's own training images); training stops after `patience` evaluations
-    without improvement. `patience=None` only records the scores (quality over training, never stops)."""
+    computed (lower is better, e.g. FID against the model's own training images); training stops after `patience`
+    evaluations without improvement. `patience=None` only records the scores (quality over training, never stops)."""
 
     score: Callable[[GenerativeModel], float]
     every: int = 500
@@ -203,12 +203,14 @@ def load(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeMod
     """Rebuild the models a card describes and load their weights (safetensors: no pickled code is run)."""
     directory = Path(directory)
     if not (directory / CARD).is_file() or not (directory / WEIGHTS).is_file():
-        raise MedAugBenchError(f"{directory} is not a saved generator (expected {CARD} and {WEIGHTS}); create one with `medaugbench synth`")
+        raise MedAugBenchError(
+            f"{directory} is not a saved generator (expected {CARD} and {WEIGHTS}); create one with `medaugbench synth`"
+        )
     tensors, card = read_checkpoint(directory, WEIGHTS)
     models = {}
     for name, spec in card["models"].items():
         model = create_generator(card["generator"], spec=ImageSpec(**spec), **card["generator_params"])
-        state = {key[len(name) + 1:]: value for key, value in tensors.items() if key.startswith(name + ".")}
+        state = {key[len(name) + 1 :]: value for key, value in tensors.items() if key.startswith(name + ".")}
         model.load_state_dict(state)
         models[name] = model.to(device).eval()
     return models, card

@@ -38,11 +38,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-
-import tomllib
 
 from benchmark.errors import MedAugBenchError
 
@@ -55,8 +54,17 @@ GENERATOR_BUDGET_KEYS = ("generator_steps", "generator_seconds", "generator_epoc
 TOTAL_BUDGET_KEYS = ("total_flops", "total_seconds")
 GENERATOR_SHARE = 0.5  # default share of a total budget for a generative strategy's generator and synthesis
 # Fields a grid may not set through [train]: the grid's own axes and budget set them per cell.
-CELL_FIELDS = ("dataset", "strategy", "backbone", "seed", "budget", "train_fraction", "strategy_params",
-               "backbone_params", "dataset_params")
+CELL_FIELDS = (
+    "dataset",
+    "strategy",
+    "backbone",
+    "seed",
+    "budget",
+    "train_fraction",
+    "strategy_params",
+    "backbone_params",
+    "dataset_params",
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +111,10 @@ class BudgetBlock:
         for group, keys in (("classifier", CLASSIFIER_BUDGET_KEYS), ("generator", GENERATOR_BUDGET_KEYS)):
             given = [k for k in keys if getattr(self, k) is not None]
             if group == "classifier" and len(given) != 1:
-                found.append(f"[budget] needs exactly one of {', '.join(keys)} (got {', '.join(given) or 'none'}), or "
-                             f"one of {', '.join(TOTAL_BUDGET_KEYS)}")
+                found.append(
+                    f"[budget] needs exactly one of {', '.join(keys)} (got {', '.join(given) or 'none'}), or "
+                    f"one of {', '.join(TOTAL_BUDGET_KEYS)}"
+                )
             if group == "generator" and len(given) > 1:
                 found.append(f"[budget] takes at most one of {', '.join(keys)} (got {', '.join(given)})")
             found += [problem for key in given if (problem := _amount_problem(key, getattr(self, key)))]
@@ -116,13 +126,17 @@ class BudgetBlock:
         found = [] if len(given) == 1 else [f"[budget] takes one of {', '.join(TOTAL_BUDGET_KEYS)}, not both"]
         mixed = [k for k in (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS) if getattr(self, k) is not None]
         if mixed:
-            found.append(f"[budget] {given[0]} is the whole cell's budget and replaces {', '.join(mixed)}: drop "
-                         f"{'them' if len(mixed) > 1 else 'it'}, or drop {given[0]}")
+            found.append(
+                f"[budget] {given[0]} is the whole cell's budget and replaces {', '.join(mixed)}: drop "
+                f"{'them' if len(mixed) > 1 else 'it'}, or drop {given[0]}"
+            )
         found += [problem for key in given if (problem := _amount_problem(key, getattr(self, key)))]
         share = self.generator_share
         if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1):
-            found.append(f"budget.generator_share must lie strictly between 0 and 1 (the generator's part of the "
-                         f"total), got {share!r}")
+            found.append(
+                f"budget.generator_share must lie strictly between 0 and 1 (the generator's part of the "
+                f"total), got {share!r}"
+            )
         return found
 
     @property
@@ -231,9 +245,11 @@ def from_mapping(data: dict, source: str) -> GridConfig:
     values["variants"] = {}
     for label, spec in tables["variants"].items():
         if not isinstance(spec, dict) or "strategy" not in spec or set(spec) - {"strategy", "params", "train"}:
-            problems.append(f"variants.{label} needs `strategy = \"PLUGIN\"` and optional `params`/`train` tables only")
+            problems.append(f'variants.{label} needs `strategy = "PLUGIN"` and optional `params`/`train` tables only')
             continue
-        values["variants"][label] = Variant(strategy=spec["strategy"], params=dict(spec.get("params", {})), train=dict(spec.get("train", {})))
+        values["variants"][label] = Variant(
+            strategy=spec["strategy"], params=dict(spec.get("params", {})), train=dict(spec.get("train", {}))
+        )
     for key in ("train", "strategy_params", "backbone_params", "dataset_params"):
         if key in data:
             values[key] = tables[key]
@@ -246,7 +262,9 @@ def load_grid(path: Path) -> GridConfig:
     """Read a grid from a .toml, .yaml/.yml or .json file."""
     path = Path(path)
     if not path.is_file():
-        raise MedAugBenchError(f"grid config {path} not found; pass a .toml/.yaml file or a preset name ({', '.join(preset_names())})")
+        raise MedAugBenchError(
+            f"grid config {path} not found; pass a .toml/.yaml file or a preset name ({', '.join(preset_names())})"
+        )
     text = path.read_text()
     suffix = path.suffix.lower()
     try:
@@ -270,14 +288,20 @@ def load_grid(path: Path) -> GridConfig:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[: -len(".toml")] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name[: -len(".toml")] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_preset(name: str) -> GridConfig:
     """A shipped preset: quick, standard, paper or ablation."""
     if name not in preset_names():
-        raise MedAugBenchError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}, or give a .toml/.yaml file")
-    return from_mapping(tomllib.loads(resources.files(PRESET_PACKAGE).joinpath(f"{name}.toml").read_text()), f"preset {name}")
+        raise MedAugBenchError(
+            f"unknown preset {name!r}; presets: {', '.join(preset_names())}, or give a .toml/.yaml file"
+        )
+    return from_mapping(
+        tomllib.loads(resources.files(PRESET_PACKAGE).joinpath(f"{name}.toml").read_text()), f"preset {name}"
+    )
 
 
 def resolve_grid(spec: str | None) -> GridConfig:

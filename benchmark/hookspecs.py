@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 
@@ -31,7 +31,8 @@ def register_backbones(register: Register) -> None:
 
 @hookspec
 def register_generators(register: Register) -> None:
-    """Register generative models: `factory(spec: ImageSpec, **params)` returns a `benchmark.generative.GenerativeModel`.
+    """Register generative models: `factory(spec: ImageSpec, **params)` returns a
+    `benchmark.generative.GenerativeModel`.
 
     Every generator also becomes a strategy of the same name that trains it and adds its samples.
     """

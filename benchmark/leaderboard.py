@@ -37,62 +37,121 @@ SECONDS = {"generator_seconds": "synthesize", "classifier_seconds": "train", "to
 PHASES = ("generator_training", "synthesis", "classifier_training")
 COMPUTE = {
     **{f"{phase}_{unit}": ("phases", phase, unit) for unit in ("flops", "seconds") for phase in PHASES},
-    "total_flops": ("total", "flops"), "compute_seconds": ("total", "seconds"),
+    "total_flops": ("total", "flops"),
+    "compute_seconds": ("total", "seconds"),
 }
 SYNTHETIC_ONLY = "synthetic_only"
 # Class-matched generator quality (record key strategy.quality.matched): long-table column -> path in the block.
-QUALITY = {"fid": ("fake_vs_real", "fid"), "fid_floor": ("floor", "fid"), "kid": ("fake_vs_real", "kid_mean"),
-           "kid_floor": ("floor", "kid_mean")}
+QUALITY = {
+    "fid": ("fake_vs_real", "fid"),
+    "fid_floor": ("floor", "fid"),
+    "kid": ("fake_vs_real", "kid_mean"),
+    "kid_floor": ("floor", "kid_mean"),
+}
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0  # every comparison draws the same resamples: common random numbers across a table
 P_KINDS = ("bootstrap_p", "t_p", "wilcoxon_p")  # each its own Holm family per dataset table
 SEED_COLUMNS = (
-    "dataset", "model", "strategy", "backbone", "train_fraction", "policy", "task", "seed", "baseline_cell_id", "cell_id",
-    "baseline_accuracy", "accuracy", "baseline_auc", "auc", "delong_diff", "delong_p", "delong_tests", "delong_better",
-    "delong_worse", "mcnemar_b", "mcnemar_c", "mcnemar_p", "note",
+    "dataset",
+    "model",
+    "strategy",
+    "backbone",
+    "train_fraction",
+    "policy",
+    "task",
+    "seed",
+    "baseline_cell_id",
+    "cell_id",
+    "baseline_accuracy",
+    "accuracy",
+    "baseline_auc",
+    "auc",
+    "delong_diff",
+    "delong_p",
+    "delong_tests",
+    "delong_better",
+    "delong_worse",
+    "mcnemar_b",
+    "mcnemar_c",
+    "mcnemar_p",
+    "note",
 )
 # Per metric against the baseline: Δ over seeds, the bootstrap's Δ and CI, raw and Holm-corrected p, the marker.
-COMPARED = ("diff", "bootstrap_diff", "ci_low", "ci_high", *(f"{k}{h}" for k in P_KINDS for h in ("", "_holm")),
-            "wilcoxon_n", "marker")
+COMPARED = (
+    "diff",
+    "bootstrap_diff",
+    "ci_low",
+    "ci_high",
+    *(f"{k}{h}" for k in P_KINDS for h in ("", "_holm")),
+    "wilcoxon_n",
+    "marker",
+)
 STATS_COLUMNS = (
-    "dataset", "model", "strategy", "backbone", "train_fraction", "policy", "baseline", "task", "n_paired",
+    "dataset",
+    "model",
+    "strategy",
+    "backbone",
+    "train_fraction",
+    "policy",
+    "baseline",
+    "task",
+    "n_paired",
     *(c for m in stats.BOOTSTRAP_METRICS for c in (f"baseline_{m}", m, *(f"{m}_{c}" for c in COMPARED))),
-    "bootstrap_seeds", "bootstrap_images", "bootstrap_resamples", "note",
+    "bootstrap_seeds",
+    "bootstrap_images",
+    "bootstrap_resamples",
+    "note",
 )
 MARKERS = {"better": " ↑", "worse": " ↓", "": ""}
 ONE_SEED_NOTE = "one seed: the bootstrap CI covers test images only, not training randomness"
 # Suffix per coordinate some strategy ran with several values of: row names in tables, plots and the report.
 SUFFIXES = {"backbone": "/{}", "train_fraction": "@{:g}", "policy": "[{}]"}
 HEADERS = {"strategy": "Strategy", "backbone": "Backbone", "train_fraction": "Fraction", "policy": "Policy"}
-SPREAD = ("mean ± sample std (ddof=1) over the n seeds of each row; CI: 95% Student-t interval of the mean over seeds "
-          "(mean ± t(0.975, n−1) · std / √n; none for one seed)")
-FID_NOTE = ("FID/KID (floor): class-matched, synthetic images against real training images of the same class "
-            "composition and n; floor: real held-out images against the same reference (a perfect generator's score); "
-            "mean over seeds. FID is comparable within a dataset and size only, never across datasets")
-COMPUTE_NOTE = ("What each cell spent, mean over seeds: FLOPs counted with FlopCounterMode (matmuls, convolutions, "
-                "attention; forward and backward; once per model × steps or images) and device-seconds, of generator "
-                "training, synthesis (sampling) and classifier training. Evaluation, quality scoring and data loading "
-                "are excluded. A generator reused from the cache costs what training it did")
-CAS_NOTE = ("CAS (classification accuracy score): test AUC / accuracy of the classifier trained on synthetic images "
-            f"only (policy `{SYNTHETIC_ONLY}`) and tested on real test images, beside the class-matched FID of the "
-            "same cells (mean ± std over seeds); '–' for rows that also trained on real images")
+SPREAD = (
+    "mean ± sample std (ddof=1) over the n seeds of each row; CI: 95% Student-t interval of the mean over seeds "
+    "(mean ± t(0.975, n−1) · std / √n; none for one seed)"
+)
+FID_NOTE = (
+    "FID/KID (floor): class-matched, synthetic images against real training images of the same class "
+    "composition and n; floor: real held-out images against the same reference (a perfect generator's score); "
+    "mean over seeds. FID is comparable within a dataset and size only, never across datasets"
+)
+COMPUTE_NOTE = (
+    "What each cell spent, mean over seeds: FLOPs counted with FlopCounterMode (matmuls, convolutions, "
+    "attention; forward and backward; once per model × steps or images) and device-seconds, of generator "
+    "training, synthesis (sampling) and classifier training. Evaluation, quality scoring and data loading "
+    "are excluded. A generator reused from the cache costs what training it did"
+)
+CAS_NOTE = (
+    "CAS (classification accuracy score): test AUC / accuracy of the classifier trained on synthetic images "
+    f"only (policy `{SYNTHETIC_ONLY}`) and tested on real test images, beside the class-matched FID of the "
+    "same cells (mean ± std over seeds); '–' for rows that also trained on real images"
+)
 RANK_MARK = "†"
-RANK_NOTE = (f"{RANK_MARK} rank-deficient: n − 1 is below the feature dimension, so the covariance is singular and "
-             "this FID is unreliable")
-AGAINST_NOTE = ("Δ: strategy − `{baseline}` over the seeds both ran, [95% CI] from a paired bootstrap over test "
-                "images and seeds (the same resampled images for both; accuracy in percentage points). p: bootstrap / "
-                "paired t-test / Wilcoxon signed-rank over seeds (\"n too small\" below {min_n} non-zero differences, "
-                "where its exact p cannot reach 0.05), each Holm-corrected across this table's strategies × metrics. "
-                "↑ better / ↓ worse: Holm-corrected bootstrap p < 0.05. With few seeds the bootstrap sees little of "
-                "the seed-to-seed spread (resampling 3 seeds keeps 2/3 of their variance), so it reads as evidence "
-                "about these test images more than about new training runs; the t-test over seeds is the stricter one")
-PER_SEED_NOTE = ("Each seed alone on the same test images: DeLong (AUC; per class for multi-class, per label for "
-                 "multi-label) and McNemar (accuracy), uncorrected. Per-seed results, not evidence on their own and "
-                 "not summed over seeds")
-CROSS_NOTE = ("Accuracy (%): mean ± sample std (ddof=1) over each dataset's seeds. Average: mean over datasets of the "
-              "per-dataset means, only for rows run on every dataset. No FID here: each dataset's features differ, so "
-              "FIDs are compared within a dataset only")
+RANK_NOTE = (
+    f"{RANK_MARK} rank-deficient: n − 1 is below the feature dimension, so the covariance is singular and "
+    "this FID is unreliable"
+)
+AGAINST_NOTE = (
+    "Δ: strategy − `{baseline}` over the seeds both ran, [95% CI] from a paired bootstrap over test "
+    "images and seeds (the same resampled images for both; accuracy in percentage points). p: bootstrap / "
+    'paired t-test / Wilcoxon signed-rank over seeds ("n too small" below {min_n} non-zero differences, '
+    "where its exact p cannot reach 0.05), each Holm-corrected across this table's strategies × metrics. "
+    "↑ better / ↓ worse: Holm-corrected bootstrap p < 0.05. With few seeds the bootstrap sees little of "
+    "the seed-to-seed spread (resampling 3 seeds keeps 2/3 of their variance), so it reads as evidence "
+    "about these test images more than about new training runs; the t-test over seeds is the stricter one"
+)
+PER_SEED_NOTE = (
+    "Each seed alone on the same test images: DeLong (AUC; per class for multi-class, per label for "
+    "multi-label) and McNemar (accuracy), uncorrected. Per-seed results, not evidence on their own and "
+    "not summed over seeds"
+)
+CROSS_NOTE = (
+    "Accuracy (%): mean ± sample std (ddof=1) over each dataset's seeds. Average: mean over datasets of the "
+    "per-dataset means, only for rows run on every dataset. No FID here: each dataset's features differ, so "
+    "FIDs are compared within a dataset only"
+)
 
 
 Predictions = dict[str, tuple[np.ndarray, np.ndarray] | None]
@@ -124,8 +183,18 @@ def long_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per cell, ok or failed: coordinates, test metrics, class-matched generator quality and seconds."""
     has_ap = any("average_precision" in (dig(r.result, "metrics", "test") or {}) for r in records)
     metrics = TEST_METRICS if has_ap else TEST_METRICS[:-1]
-    columns = ["cell_id", "status", *COORDINATES, "task", *metrics, *QUALITY, "fid_rank_deficient", *SECONDS, *COMPUTE,
-               "error"]
+    columns = [
+        "cell_id",
+        "status",
+        *COORDINATES,
+        "task",
+        *metrics,
+        *QUALITY,
+        "fid_rank_deficient",
+        *SECONDS,
+        *COMPUTE,
+        "error",
+    ]
     frame = pd.DataFrame([_long_row(record, metrics) for record in records], columns=columns)
     frame.insert(3, "model", _model_labels(frame))
     return frame
@@ -147,23 +216,42 @@ def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
         row |= {f"{name}_mean": ok[name].mean() for name in means}
         row["fid_rank_deficient"] = bool(ok["fid_rank_deficient"].eq(True).any())
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("auc_mean", ascending=False, na_position="last", kind="stable", ignore_index=True)
+    return pd.DataFrame(rows).sort_values(
+        "auc_mean", ascending=False, na_position="last", kind="stable", ignore_index=True
+    )
 
 
 def quality_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The generator-quality rows of every dataset: class-matched FID/KID with their floors, and for cells trained on
     synthetic images only the classification accuracy score (their test AUC and accuracy on real images)."""
-    columns = ["dataset", "model", *GROUP, "n_seeds", "fid_mean", "fid_std", "fid_floor_mean", "kid_mean", "kid_std",
-               "kid_floor_mean", "fid_rank_deficient", "cas_auc_mean", "cas_auc_std", "cas_accuracy_mean",
-               "cas_accuracy_std"]
+    columns = [
+        "dataset",
+        "model",
+        *GROUP,
+        "n_seeds",
+        "fid_mean",
+        "fid_std",
+        "fid_floor_mean",
+        "kid_mean",
+        "kid_std",
+        "kid_floor_mean",
+        "fid_rank_deficient",
+        "cas_auc_mean",
+        "cas_auc_std",
+        "cas_accuracy_mean",
+        "cas_accuracy_std",
+    ]
     rows = []
     for dataset, frame in wide.items():
         for row in frame.to_dict("records"):
             cas = row["policy"] == SYNTHETIC_ONLY
             if pd.isna(row["fid_mean"]) and not cas:
                 continue
-            scores = {f"cas_{m}_{s}": row[f"{m}_{s}"] if cas else math.nan
-                      for m in ("auc", "accuracy") for s in ("mean", "std")}
+            scores = {
+                f"cas_{m}_{s}": row[f"{m}_{s}"] if cas else math.nan
+                for m in ("auc", "accuracy")
+                for s in ("mean", "std")
+            }
             rows.append({"dataset": dataset, **{c: row[c] for c in columns[1:-4]}, **scores})
     return pd.DataFrame(rows, columns=columns)
 
@@ -176,11 +264,16 @@ def cross_dataset_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
         by_dataset = cells.set_index("dataset")
         row = {"model": model, **{key: cells[key].iloc[0] for key in GROUP}}
         for dataset in wide:
-            row |= {f"{dataset}_{name}": by_dataset[name].get(dataset, math.nan) for name in ("accuracy_mean", "accuracy_std", "n_seeds")}
+            row |= {
+                f"{dataset}_{name}": by_dataset[name].get(dataset, math.nan)
+                for name in ("accuracy_mean", "accuracy_std", "n_seeds")
+            }
         means = [row[f"{dataset}_accuracy_mean"] for dataset in wide]
         row["average_accuracy"] = float(np.mean(means)) if np.all(np.isfinite(means)) else math.nan
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("average_accuracy", ascending=False, na_position="last", kind="stable", ignore_index=True)
+    return pd.DataFrame(rows).sort_values(
+        "average_accuracy", ascending=False, na_position="last", kind="stable", ignore_index=True
+    )
 
 
 def seed_tests(long: pd.DataFrame, predictions: Predictions, baseline: str = "none") -> pd.DataFrame:
@@ -193,14 +286,23 @@ def seed_tests(long: pd.DataFrame, predictions: Predictions, baseline: str = "no
             pair = base.get(cell["seed"])
             if pair is None:
                 continue
-            row = {key: cell[key] for key in SEED_COLUMNS[:8]} | {"cell_id": cell["cell_id"], "accuracy": cell["accuracy"], "auc": cell["auc"]}
-            row |= {"baseline_cell_id": pair["cell_id"], "baseline_accuracy": pair["accuracy"], "baseline_auc": pair["auc"]}
+            row = {key: cell[key] for key in SEED_COLUMNS[:8]} | {
+                "cell_id": cell["cell_id"],
+                "accuracy": cell["accuracy"],
+                "auc": cell["auc"],
+            }
+            row |= {
+                "baseline_cell_id": pair["cell_id"],
+                "baseline_accuracy": pair["accuracy"],
+                "baseline_auc": pair["auc"],
+            }
             rows.append(row | _image_tests(predictions, cell["task"], pair["cell_id"], cell["cell_id"]))
     return pd.DataFrame(rows, columns=list(SEED_COLUMNS))
 
 
-def stats_table(long: pd.DataFrame, tests: pd.DataFrame, predictions: Predictions,
-                baseline: str = "none") -> pd.DataFrame:
+def stats_table(
+    long: pd.DataFrame, tests: pd.DataFrame, predictions: Predictions, baseline: str = "none"
+) -> pd.DataFrame:
     """Per run type against the baseline in its (dataset, backbone, fraction): accuracy and AUC differences with a
     paired bootstrap CI and p over test images and seeds, paired t-test and Wilcoxon over seeds, every p also
     Holm-corrected across the dataset's table, and the better/worse marker from the corrected bootstrap p."""
@@ -232,7 +334,9 @@ def rank_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
         columns[f"{metric}_friedman_p"] = _number(result["p_value"])
     frame = pd.DataFrame(columns | {"n_datasets": len(wide)})
     one = "one dataset: ranks are that dataset's, and Friedman's test needs ≥ 2 datasets" if len(wide) < 2 else ""
-    frame["note"] = [one or ("" if pd.notna(r) else "not scored on every dataset, so not ranked") for r in frame["auc_rank"]]
+    frame["note"] = [
+        one or ("" if pd.notna(r) else "not scored on every dataset, so not ranked") for r in frame["auc_rank"]
+    ]
     return frame.sort_values("auc_rank", na_position="last", kind="stable", ignore_index=True)
 
 
@@ -248,8 +352,17 @@ def build_leaderboard(results_dir: Path, baseline: str = "none") -> Leaderboard:
     ok = long.loc[long["status"] == OK, "cell_id"]
     predictions = {cell_id: load_predictions(results_dir, cell_id) for cell_id in ok}
     tests = seed_tests(long, predictions, baseline)
-    board = Leaderboard(Path(results_dir), baseline, long, wide, cross_dataset_table(wide),
-                        stats_table(long, tests, predictions, baseline), tests, rank_table(wide), quality_table(wide))
+    board = Leaderboard(
+        Path(results_dir),
+        baseline,
+        long,
+        wide,
+        cross_dataset_table(wide),
+        stats_table(long, tests, predictions, baseline),
+        tests,
+        rank_table(wide),
+        quality_table(wide),
+    )
     board.markdown = render_markdown(board)
     return board
 
@@ -258,8 +371,15 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, baseline: 
     """Build the leaderboard and write its CSVs (full precision) and leaderboard.md atomically into `out_dir`."""
     board = build_leaderboard(results_dir, baseline)
     out = Path(out_dir) if out_dir is not None else Path(results_dir) / "leaderboard"
-    tables = {"long": board.long, **board.wide, "cross_dataset": board.cross_dataset, "stats": board.stats,
-              "stats_per_seed": board.seed_tests, "ranks": board.ranks, "quality": board.quality}
+    tables = {
+        "long": board.long,
+        **board.wide,
+        "cross_dataset": board.cross_dataset,
+        "stats": board.stats,
+        "stats_per_seed": board.seed_tests,
+        "ranks": board.ranks,
+        "quality": board.quality,
+    }
     for name, frame in tables.items():
         board.paths.append(_write_text_atomic(out / f"{name}.csv", frame.to_csv(index=False)))
     board.paths.append(_write_text_atomic(out / "leaderboard.md", board.markdown))
@@ -269,8 +389,9 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, baseline: 
 def console_rows(board: Leaderboard, dataset: str) -> list[tuple[str, ...]]:
     """A dataset's headline columns as strings for the CLI's table, the header first."""
     compared = board.stats[board.stats["dataset"] == dataset].set_index("model")
-    rows = [("Model", "Backbone", "n", "Accuracy (%)", "AUC [95% CI]", "FID (floor)",
-             f"Δ AUC vs {board.baseline} (Holm p)")]
+    rows = [
+        ("Model", "Backbone", "n", "Accuracy (%)", "AUC [95% CI]", "FID (floor)", f"Δ AUC vs {board.baseline} (Holm p)")
+    ]
     for row in board.wide[dataset].to_dict("records"):
         if row["strategy"] == board.baseline:
             delta = "baseline"
@@ -279,25 +400,44 @@ def console_rows(board: Leaderboard, dataset: str) -> list[tuple[str, ...]]:
             delta = f"{other['auc_diff']:+.3f} (p={fmt_p(other['auc_bootstrap_p_holm'])}){MARKERS[other['auc_marker']]}"
         else:
             delta = "–"
-        auc = fmt_pm(row["auc_mean"], row["auc_std"], 1, 3) + ("" if pd.isna(row["auc_ci_low"]) else f" {fmt_ci(row['auc_ci_low'], row['auc_ci_high'], 1, 3)}")
-        rows.append((row["model"], row["backbone"], fmt_n(row), fmt_pm(row["accuracy_mean"], row["accuracy_std"], 100, 1),
-                     auc, fmt_quality(row, "fid", 1), delta))
+        auc = fmt_pm(row["auc_mean"], row["auc_std"], 1, 3) + (
+            "" if pd.isna(row["auc_ci_low"]) else f" {fmt_ci(row['auc_ci_low'], row['auc_ci_high'], 1, 3)}"
+        )
+        rows.append(
+            (
+                row["model"],
+                row["backbone"],
+                fmt_n(row),
+                fmt_pm(row["accuracy_mean"], row["accuracy_std"], 100, 1),
+                auc,
+                fmt_quality(row, "fid", 1),
+                delta,
+            )
+        )
     return rows
 
 
 def render_markdown(board: Leaderboard) -> str:
     """leaderboard.md: per dataset the Table 2 and Table 4 layouts, then Table 3 across datasets, ranks, failures."""
     failed = board.long[board.long["status"] == FAILED]
-    lines = ["# Leaderboard", "",
-             (f"Results folder `{board.results_dir}`: {len(board.long)} cells ({len(board.long) - len(failed)} ok, "
-             f"{len(failed)} failed); baseline strategy `{board.baseline}`."), ""]
+    lines = [
+        "# Leaderboard",
+        "",
+        (
+            f"Results folder `{board.results_dir}`: {len(board.long)} cells ({len(board.long) - len(failed)} ok, "
+            f"{len(failed)} failed); baseline strategy `{board.baseline}`."
+        ),
+        "",
+    ]
     for dataset, frame in board.wide.items():
         lines += _dataset_section(board, dataset, frame)
     lines += _cross_section(board) + _rank_section(board.ranks)
     if len(failed):
         lines += ["## Failed cells", ""]
-        lines += _table(["Dataset", "Strategy", "Backbone", "Seed", "Error"],
-                        failed[["dataset", "strategy", "backbone", "seed", "error"]].to_numpy().tolist())
+        lines += _table(
+            ["Dataset", "Strategy", "Backbone", "Seed", "Error"],
+            failed[["dataset", "strategy", "backbone", "seed", "error"]].to_numpy().tolist(),
+        )
     return "\n".join(lines)
 
 
@@ -306,15 +446,42 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
     cells = board.long[board.long["dataset"] == dataset]
     kind = next(iter(cells["task"].dropna()), "?")
     shown = fmt_shown(frame)
-    lines = [f"## {dataset} ({kind})", "", "### Test metrics (Table 2 layout)", "",
-             f"_{SPREAD}. Percentages ×100. {FID_NOTE}._", ""]
-    headers = [*(HEADERS[c] for c in shown), "n", "Accuracy (%)", "Acc. 95% CI", "Precision (%)", "Recall (%)",
-               "Specificity (%)", "F1 (%)", "AUC", "AUC 95% CI", "FID (floor)", "KID (floor)"]
-    rows = [[*(fmt_text(r[c]) for c in shown), fmt_n(r), fmt_pm(r["accuracy_mean"], r["accuracy_std"], 100, 1),
-             fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1),
-             *(fmt_pm(r[f"{m}_mean"], r[f"{m}_std"], 100, 1) for m in ("precision", "recall", "specificity", "f1")),
-             fmt_pm(r["auc_mean"], r["auc_std"], 1, 3), fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3),
-             fmt_quality(r, "fid", 1), fmt_quality(r, "kid", 4)] for r in frame.to_dict("records")]
+    lines = [
+        f"## {dataset} ({kind})",
+        "",
+        "### Test metrics (Table 2 layout)",
+        "",
+        f"_{SPREAD}. Percentages ×100. {FID_NOTE}._",
+        "",
+    ]
+    headers = [
+        *(HEADERS[c] for c in shown),
+        "n",
+        "Accuracy (%)",
+        "Acc. 95% CI",
+        "Precision (%)",
+        "Recall (%)",
+        "Specificity (%)",
+        "F1 (%)",
+        "AUC",
+        "AUC 95% CI",
+        "FID (floor)",
+        "KID (floor)",
+    ]
+    rows = [
+        [
+            *(fmt_text(r[c]) for c in shown),
+            fmt_n(r),
+            fmt_pm(r["accuracy_mean"], r["accuracy_std"], 100, 1),
+            fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1),
+            *(fmt_pm(r[f"{m}_mean"], r[f"{m}_std"], 100, 1) for m in ("precision", "recall", "specificity", "f1")),
+            fmt_pm(r["auc_mean"], r["auc_std"], 1, 3),
+            fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3),
+            fmt_quality(r, "fid", 1),
+            fmt_quality(r, "kid", 4),
+        ]
+        for r in frame.to_dict("records")
+    ]
     lines += _table(headers, rows) + ([f"_{RANK_NOTE}._", ""] if frame["fid_rank_deficient"].any() else [])
     lines += _quality_section(board.quality[board.quality["dataset"] == dataset]) + _compute_section(frame)
     compared = board.stats[board.stats["dataset"] == dataset]
@@ -322,13 +489,35 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
     if compared.empty:
         return lines + ["No other strategy to compare.", ""]
     shown = fmt_shown(compared)
-    headers = [*(HEADERS[c] for c in shown), "Pairs", f"{board.baseline} acc. (%)", "Accuracy (%)",
-               "Δ acc. (pp) [95% CI]", "Holm p (boot / t / W)", f"{board.baseline} AUC", "AUC", "Δ AUC [95% CI]",
-               "Holm p (boot / t / W)", "Note"]
-    rows = [[*(fmt_text(r[c]) for c in shown), fmt_text(r["n_paired"]), fmt_pm(r["baseline_accuracy"], math.nan, 100, 1),
-             fmt_pm(r["accuracy"], math.nan, 100, 1), fmt_compared(r, "accuracy", 100, 1), fmt_holm(r, "accuracy"),
-             fmt_pm(r["baseline_auc"], math.nan, 1, 3), fmt_pm(r["auc"], math.nan, 1, 3), fmt_compared(r, "auc", 1, 3),
-             fmt_holm(r, "auc"), fmt_text(r["note"])] for r in compared.to_dict("records")]
+    headers = [
+        *(HEADERS[c] for c in shown),
+        "Pairs",
+        f"{board.baseline} acc. (%)",
+        "Accuracy (%)",
+        "Δ acc. (pp) [95% CI]",
+        "Holm p (boot / t / W)",
+        f"{board.baseline} AUC",
+        "AUC",
+        "Δ AUC [95% CI]",
+        "Holm p (boot / t / W)",
+        "Note",
+    ]
+    rows = [
+        [
+            *(fmt_text(r[c]) for c in shown),
+            fmt_text(r["n_paired"]),
+            fmt_pm(r["baseline_accuracy"], math.nan, 100, 1),
+            fmt_pm(r["accuracy"], math.nan, 100, 1),
+            fmt_compared(r, "accuracy", 100, 1),
+            fmt_holm(r, "accuracy"),
+            fmt_pm(r["baseline_auc"], math.nan, 1, 3),
+            fmt_pm(r["auc"], math.nan, 1, 3),
+            fmt_compared(r, "auc", 1, 3),
+            fmt_holm(r, "auc"),
+            fmt_text(r["note"]),
+        ]
+        for r in compared.to_dict("records")
+    ]
     return lines + _table(headers, rows) + _per_seed_section(board, dataset)
 
 
@@ -340,9 +529,17 @@ def _quality_section(quality: pd.DataFrame) -> list[str]:
     shown = fmt_shown(quality)
     lines = ["### Generator quality and train-on-synthetic (CAS)", "", f"_{FID_NOTE}. {CAS_NOTE}._", ""]
     headers = [*(HEADERS[c] for c in shown), "n", "FID (floor)", "KID (floor)", "CAS AUC", "CAS accuracy (%)"]
-    rows = [[*(fmt_text(r[c]) for c in shown), fmt_text(r["n_seeds"]), fmt_quality(r, "fid", 1),
-             fmt_quality(r, "kid", 4), fmt_pm(r["cas_auc_mean"], r["cas_auc_std"], 1, 3),
-             fmt_pm(r["cas_accuracy_mean"], r["cas_accuracy_std"], 100, 1)] for r in quality.to_dict("records")]
+    rows = [
+        [
+            *(fmt_text(r[c]) for c in shown),
+            fmt_text(r["n_seeds"]),
+            fmt_quality(r, "fid", 1),
+            fmt_quality(r, "kid", 4),
+            fmt_pm(r["cas_auc_mean"], r["cas_auc_std"], 1, 3),
+            fmt_pm(r["cas_accuracy_mean"], r["cas_accuracy_std"], 100, 1),
+        ]
+        for r in quality.to_dict("records")
+    ]
     return lines + _table(headers, rows)
 
 
@@ -351,12 +548,27 @@ def _compute_section(frame: pd.DataFrame) -> list[str]:
     shown = fmt_shown(frame)
     lines = ["### Compute per cell", "", f"_{COMPUTE_NOTE}._", ""]
     phases = ("generator_training", "synthesis", "classifier_training")
-    headers = [*(HEADERS[c] for c in shown), "n", "Generator FLOPs", "Synthesis FLOPs", "Classifier FLOPs",
-               "Total FLOPs", "Generator s", "Synthesis s", "Classifier s", "Total s"]
-    rows = [[*(fmt_text(r[c]) for c in shown), fmt_n(r),
-             *(fmt_flops(r[f"{p}_flops_mean"]) for p in (*phases, "total")),
-             *(fmt_pm(r[f"{p}_seconds_mean"], math.nan, 1, 1) for p in (*phases, "compute"))]
-            for r in frame.to_dict("records")]
+    headers = [
+        *(HEADERS[c] for c in shown),
+        "n",
+        "Generator FLOPs",
+        "Synthesis FLOPs",
+        "Classifier FLOPs",
+        "Total FLOPs",
+        "Generator s",
+        "Synthesis s",
+        "Classifier s",
+        "Total s",
+    ]
+    rows = [
+        [
+            *(fmt_text(r[c]) for c in shown),
+            fmt_n(r),
+            *(fmt_flops(r[f"{p}_flops_mean"]) for p in (*phases, "total")),
+            *(fmt_pm(r[f"{p}_seconds_mean"], math.nan, 1, 1) for p in (*phases, "compute")),
+        ]
+        for r in frame.to_dict("records")
+    ]
     return lines + _table(headers, rows)
 
 
@@ -367,8 +579,17 @@ def _per_seed_section(board: Leaderboard, dataset: str) -> list[str]:
         return []
     lines = ["#### Per-seed tests on the same test images (not corrected, not summed)", "", f"_{PER_SEED_NOTE}._", ""]
     headers = ["Model", "Seed", "Δ AUC", "DeLong p (this seed)", "McNemar b / c", "McNemar p (this seed)"]
-    rows = [[r["model"], fmt_text(r["seed"]), fmt_delta(r["delong_diff"], 1, 3), fmt_delong(r), fmt_mcnemar(r),
-             fmt_p(r["mcnemar_p"])] for r in tests.to_dict("records")]
+    rows = [
+        [
+            r["model"],
+            fmt_text(r["seed"]),
+            fmt_delta(r["delong_diff"], 1, 3),
+            fmt_delong(r),
+            fmt_mcnemar(r),
+            fmt_p(r["mcnemar_p"]),
+        ]
+        for r in tests.to_dict("records")
+    ]
     return lines + _table(headers, rows)
 
 
@@ -378,17 +599,30 @@ def _cross_section(board: Leaderboard) -> list[str]:
     shown = fmt_shown(frame)
     lines = ["## Across datasets (Table 3 layout)", "", f"_{CROSS_NOTE}._", ""]
     headers = [*(HEADERS[c] for c in shown), *(f"{d} acc. (%)" for d in datasets), "Average"]
-    rows = [[*(fmt_text(r[c]) for c in shown), *(fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1) for d in datasets),
-             fmt_pm(r["average_accuracy"], math.nan, 100, 1)] for r in frame.to_dict("records")]
+    rows = [
+        [
+            *(fmt_text(r[c]) for c in shown),
+            *(fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1) for d in datasets),
+            fmt_pm(r["average_accuracy"], math.nan, 100, 1),
+        ]
+        for r in frame.to_dict("records")
+    ]
     return lines + _table(headers, rows)
 
 
 def _rank_section(ranks: pd.DataFrame) -> list[str]:
     """Average ranks on AUC and accuracy with each Friedman test, or why there is none."""
-    lines = ["## Average ranks across datasets (Friedman)", "", "_Rank 1 = best mean test score on a dataset, ties averaged._", ""]
+    lines = [
+        "## Average ranks across datasets (Friedman)",
+        "",
+        "_Rank 1 = best mean test score on a dataset, ties averaged._",
+        "",
+    ]
     lines += [f"- {note}" for note in friedman_notes(ranks)]
-    rows = [[r["model"], fmt_pm(r["auc_rank"], math.nan, 1, 2), fmt_pm(r["accuracy_rank"], math.nan, 1, 2), r["note"]]
-            for r in ranks.to_dict("records")]
+    rows = [
+        [r["model"], fmt_pm(r["auc_rank"], math.nan, 1, 2), fmt_pm(r["accuracy_rank"], math.nan, 1, 2), r["note"]]
+        for r in ranks.to_dict("records")
+    ]
     return [*lines, "", *_table(["Model", "Avg. rank (AUC)", "Avg. rank (accuracy)", "Note"], rows)]
 
 
@@ -402,7 +636,9 @@ def friedman_notes(ranks: pd.DataFrame) -> list[str]:
         elif pd.isna(p):
             notes.append(f"{name}: no Friedman test (needs ≥ 3 models ranked on every dataset, not all tied).")
         else:
-            notes.append(f"{name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {ranks['n_datasets'].iloc[0]} datasets.")
+            notes.append(
+                f"{name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {ranks['n_datasets'].iloc[0]} datasets."
+            )
     return notes
 
 
@@ -429,17 +665,22 @@ def _long_row(record: CellRecord, metrics: tuple[str, ...]) -> dict:
 
 def record_labels(records: list[CellRecord]) -> dict[str, str]:
     """Each cell's row name in the leaderboard (see `_model_labels`), by cell id, so plots name rows the same way."""
-    frame = pd.DataFrame([{"cell_id": r.cell_id, **{k: r.cell.get(k) for k in COORDINATES}} for r in records],
-                         columns=["cell_id", *COORDINATES])
+    frame = pd.DataFrame(
+        [{"cell_id": r.cell_id, **{k: r.cell.get(k) for k in COORDINATES}} for r in records],
+        columns=["cell_id", *COORDINATES],
+    )
     return dict(zip(frame["cell_id"], _model_labels(frame)))
 
 
 def _model_labels(frame: pd.DataFrame) -> pd.Series:
-    """Strategy, plus backbone, train fraction and policy wherever a strategy ran with several: a row's name everywhere."""
+    """Strategy, plus backbone, train fraction and policy wherever a strategy ran with several: a row's name
+    everywhere."""
     label = frame["strategy"].astype(str)
     for column, suffix in SUFFIXES.items():
         if len(frame) and frame.groupby("strategy")[column].nunique(dropna=False).max() > 1:
-            label = label + frame[column].map(lambda value, suffix=suffix: suffix.format(value) if pd.notna(value) else "")
+            label = label + frame[column].map(
+                lambda value, suffix=suffix: suffix.format(value) if pd.notna(value) else ""
+            )
     return label
 
 
@@ -488,18 +729,23 @@ def _image_tests(predictions: Predictions, kind: str, baseline_id: str, cell_id:
     return row | {"mcnemar_b": test["b"], "mcnemar_c": test["c"], "mcnemar_p": test["p_value"]}
 
 
-def _summarise_pairs(pairs: pd.DataFrame, cells: pd.DataFrame, task: str | None, baseline: str,
-                     predictions: Predictions) -> dict:
+def _summarise_pairs(
+    pairs: pd.DataFrame, cells: pd.DataFrame, task: str | None, baseline: str, predictions: Predictions
+) -> dict:
     """The stats-table columns of one run type from its per-seed pairs with the baseline; empty where nothing pairs."""
     row: dict[str, object] = {"n_paired": len(pairs)}
     for metric in stats.BOOTSTRAP_METRICS:
         valid = pairs[[f"baseline_{metric}", metric]].dropna()
         if len(valid):
             diff = stats.paired_difference(valid[f"baseline_{metric}"], valid[metric])
-            row |= {f"baseline_{metric}": valid[f"baseline_{metric}"].mean(), metric: valid[metric].mean(),
-                    f"{metric}_diff": diff["mean_difference"], f"{metric}_t_p": _number(diff["t_p_value"]),
-                    f"{metric}_wilcoxon_p": _number(diff["wilcoxon_p_value"]),
-                    f"{metric}_wilcoxon_n": diff["wilcoxon_n"]}
+            row |= {
+                f"baseline_{metric}": valid[f"baseline_{metric}"].mean(),
+                metric: valid[metric].mean(),
+                f"{metric}_diff": diff["mean_difference"],
+                f"{metric}_t_p": _number(diff["t_p_value"]),
+                f"{metric}_wilcoxon_p": _number(diff["wilcoxon_p_value"]),
+                f"{metric}_wilcoxon_n": diff["wilcoxon_n"],
+            }
     bootstrap, bootstrap_notes = _bootstrap_columns(pairs, task, predictions)
     notes = [f"{note} (seeds {_ints(seeds)})" for note, seeds in pairs.groupby("note")["seed"]] + bootstrap_notes
     unpaired = set(cells.loc[cells["status"] == OK, "seed"]) - set(pairs["seed"])
@@ -518,15 +764,27 @@ def _bootstrap_columns(pairs: pd.DataFrame, task: str | None, predictions: Predi
     labels = runs[0][0][0]
     if not all(np.array_equal(a[0], labels) for a, _ in runs):
         return {}, ["test labels differ between seeds: no bootstrap over test images"]
-    result = stats.paired_bootstrap(task, labels, [a[1] for a, _ in runs], [b[1] for _, b in runs],
-                                    np.random.default_rng(BOOTSTRAP_SEED), BOOTSTRAP_RESAMPLES)
-    row = {"bootstrap_seeds": result["n_seeds"], "bootstrap_images": result["n_images"],
-           "bootstrap_resamples": result["n_resamples"]}
+    result = stats.paired_bootstrap(
+        task,
+        labels,
+        [a[1] for a, _ in runs],
+        [b[1] for _, b in runs],
+        np.random.default_rng(BOOTSTRAP_SEED),
+        BOOTSTRAP_RESAMPLES,
+    )
+    row = {
+        "bootstrap_seeds": result["n_seeds"],
+        "bootstrap_images": result["n_images"],
+        "bootstrap_resamples": result["n_resamples"],
+    }
     for metric in stats.BOOTSTRAP_METRICS:
         summary = result[metric]
-        row |= {f"{metric}_bootstrap_diff": _number(summary["difference"]),
-                f"{metric}_ci_low": _number(summary["ci_low"]), f"{metric}_ci_high": _number(summary["ci_high"]),
-                f"{metric}_bootstrap_p": _number(summary["p_value"])}
+        row |= {
+            f"{metric}_bootstrap_diff": _number(summary["difference"]),
+            f"{metric}_ci_low": _number(summary["ci_low"]),
+            f"{metric}_ci_high": _number(summary["ci_high"]),
+            f"{metric}_bootstrap_p": _number(summary["p_value"]),
+        }
     return row, ([ONE_SEED_NOTE] if result["n_seeds"] == 1 else [])
 
 
@@ -543,8 +801,9 @@ def _holm_correct(frame: pd.DataFrame) -> pd.DataFrame:
     for metric in stats.BOOTSTRAP_METRICS:
         significant = frame[f"{metric}_bootstrap_p_holm"] < ALPHA
         direction = frame[f"{metric}_bootstrap_diff"]
-        frame[f"{metric}_marker"] = np.select([significant & (direction > 0), significant & (direction < 0)],
-                                              ["better", "worse"], "")
+        frame[f"{metric}_marker"] = np.select(
+            [significant & (direction > 0), significant & (direction < 0)], ["better", "worse"], ""
+        )
     return frame
 
 

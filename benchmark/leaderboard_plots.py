@@ -4,7 +4,8 @@ test AUC against total compute, per-class F1, validation curves and generator FI
 leaderboard's.
 
 Seeds are pooled per leaderboard label (`leaderboard.record_labels`: the strategy, plus the backbone, train fraction or
-policy wherever a strategy was run with several of them), so different set-ups never share a mean. Failed cells and None values are left out.
+policy wherever a strategy was run with several of them), so different set-ups never share a mean. Failed cells and None
+values are left out.
 """
 
 from __future__ import annotations
@@ -43,12 +44,21 @@ class Summary:
 
 
 def group_records(records: Iterable[CellRecord], dataset: str) -> dict[str, list[CellRecord]]:
-    """The dataset's "ok" cells by leaderboard label, ordered by backbone and fraction with the `none` baseline first."""
+    """The dataset's "ok" cells by leaderboard label, ordered by backbone and fraction with the `none` baseline
+    first."""
     records = list(records)
     labels = record_labels(records)
     ok = [r for r in records if r.ok and r.result is not None and r.cell.get("dataset") == dataset]
-    order = sorted(ok, key=lambda r: (str(r.cell.get("backbone")), str(r.cell.get("train_fraction")),
-                                      r.cell["strategy"] != BASELINE, r.cell["strategy"], str(r.cell.get("policy"))))
+    order = sorted(
+        ok,
+        key=lambda r: (
+            str(r.cell.get("backbone")),
+            str(r.cell.get("train_fraction")),
+            r.cell["strategy"] != BASELINE,
+            r.cell["strategy"],
+            str(r.cell.get("policy")),
+        ),
+    )
     groups: dict[str, list[CellRecord]] = {}
     for r in order:
         groups.setdefault(labels[r.cell_id], []).append(r)
@@ -96,12 +106,17 @@ def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -
         groups = group_records(records, dataset)
         colours = {label: f"C{i % 10}" for i, label in enumerate(groups)}
         summaries = {m: _metric_summaries(groups, m) for m in dict.fromkeys((metric, "accuracy", "auc"))}
-        figures = {f"{dataset}_{m}_ci.png": _ci_figure(dataset, m, summaries[m], colours) for m in dict.fromkeys((metric, "accuracy"))}
+        figures = {
+            f"{dataset}_{m}_ci.png": _ci_figure(dataset, m, summaries[m], colours)
+            for m in dict.fromkeys((metric, "accuracy"))
+        }
         fid = {key: _fid_summaries(groups, key) for key in ("fake_vs_real", "floor")}
-        figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(dataset, fid, _rank_deficient(groups), summaries["auc"],
-                                                           colours)
-        figures[f"{dataset}_auc_vs_compute.png"] = _compute_figure(dataset, _compute_summaries(groups),
-                                                                   summaries["auc"], colours)
+        figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(
+            dataset, fid, _rank_deficient(groups), summaries["auc"], colours
+        )
+        figures[f"{dataset}_auc_vs_compute.png"] = _compute_figure(
+            dataset, _compute_summaries(groups), summaries["auc"], colours
+        )
         figures[f"{dataset}_per_class_f1.png"] = _f1_figure(dataset, groups)
         figures[f"{dataset}_val_curves.png"] = _val_figure(dataset, groups, colours)
         figures[f"{dataset}_generator_quality.png"] = _quality_figure(dataset, groups, colours)
@@ -125,8 +140,11 @@ def _compute_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, Summary
 
 def _rank_deficient(groups: dict[str, list[CellRecord]]) -> set[str]:
     """Labels with a seed whose class-matched FID came from a rank-deficient covariance (the leaderboard's †)."""
-    return {label for label, group in groups.items()
-            if any(dig(r.result, "strategy", "quality", "matched", "rank_deficient") for r in group)}
+    return {
+        label
+        for label, group in groups.items()
+        if any(dig(r.result, "strategy", "quality", "matched", "rank_deficient") for r in group)
+    }
 
 
 def _summaries(groups: dict[str, list[CellRecord]], value: Callable[[CellRecord], float | None]) -> dict[str, Summary]:
@@ -149,13 +167,19 @@ def _ci_figure(dataset: str, metric: str, summaries: dict[str, Summary], colours
     _label_ticks(ax, list(summaries))
     ax.set_ylabel(f"test {metric}")
     n = _n_seeds(len(s.values) for s in summaries.values())
-    ax.set_title(f"{dataset}: test {metric} ({n})\nmean and 95% t-interval (none for one seed), dots: single seeds",
-                 fontsize=10)
+    ax.set_title(
+        f"{dataset}: test {metric} ({n})\nmean and 95% t-interval (none for one seed), dots: single seeds", fontsize=10
+    )
     return fig
 
 
-def _fid_figure(dataset: str, fid: dict[str, dict[str, Summary]], deficient: set[str], auc: dict[str, Summary],
-                colours: dict[str, str]) -> Figure | None:
+def _fid_figure(
+    dataset: str,
+    fid: dict[str, dict[str, Summary]],
+    deficient: set[str],
+    auc: dict[str, Summary],
+    colours: dict[str, str],
+) -> Figure | None:
     """Class-matched FID against test AUC per generative label (95% t-intervals both ways), its real-vs-real floor as
     a cross at the same AUC; labels marked † where the FID is rank-deficient, as in the leaderboard."""
     labels = [label for label in fid["fake_vs_real"] if label in auc]
@@ -165,8 +189,9 @@ def _fid_figure(dataset: str, fid: dict[str, dict[str, Summary]], deficient: set
     for label in labels:
         f, a = fid["fake_vs_real"][label], auc[label]
         name = label + (RANK_MARK if label in deficient else "")
-        ax.errorbar(f.mean, a.mean, xerr=_err(f), yerr=_err(a), fmt="o", ms=7, capsize=4, color=colours[label],
-                    label=name)
+        ax.errorbar(
+            f.mean, a.mean, xerr=_err(f), yerr=_err(a), fmt="o", ms=7, capsize=4, color=colours[label], label=name
+        )
         if label in fid["floor"]:
             ax.plot(fid["floor"][label].mean, a.mean, "x", ms=8, color=colours[label])
     _baselines(ax, auc, colours)
@@ -179,8 +204,9 @@ def _fid_figure(dataset: str, fid: dict[str, dict[str, Summary]], deficient: set
     return fig
 
 
-def _compute_figure(dataset: str, compute: dict[str, Summary], auc: dict[str, Summary],
-                    colours: dict[str, str]) -> Figure | None:
+def _compute_figure(
+    dataset: str, compute: dict[str, Summary], auc: dict[str, Summary], colours: dict[str, str]
+) -> Figure | None:
     """Test AUC against total compute per label (log x: FLOPs of generator training + synthesis + classifier
     training), 95% t-intervals of both over seeds, the baseline's mean AUC dashed: which strategy buys what."""
     labels = [label for label in auc if label in compute and compute[label].mean > 0]
@@ -189,8 +215,9 @@ def _compute_figure(dataset: str, compute: dict[str, Summary], auc: dict[str, Su
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for label in labels:
         c, a = compute[label], auc[label]
-        ax.errorbar(c.mean, a.mean, xerr=_err(c), yerr=_err(a), fmt="o", ms=7, capsize=4, color=colours[label],
-                    label=label)
+        ax.errorbar(
+            c.mean, a.mean, xerr=_err(c), yerr=_err(a), fmt="o", ms=7, capsize=4, color=colours[label], label=label
+        )
     _baselines(ax, {label: auc[label] for label in labels}, colours)
     ax.set_xscale("log")
     ax.legend(fontsize=8)
@@ -232,24 +259,45 @@ def _val_figure(dataset: str, groups: dict[str, list[CellRecord]], colours: dict
     has_auc = any(v is not None for cs in curves.values() for c in cs for v in c.get("val_auc") or [])
     key = "val_auc" if has_auc else "val_accuracy"
     traces = {label: [(c.get("step") or [], c.get(key) or []) for c in cs] for label, cs in curves.items()}
-    return _band_figure(traces, colours, "classifier step", key.replace("_", " "),
-                        f"{dataset}: {key.replace('_', ' ')} during classifier training", "seeds")
+    return _band_figure(
+        traces,
+        colours,
+        "classifier step",
+        key.replace("_", " "),
+        f"{dataset}: {key.replace('_', ' ')} during classifier training",
+        "seeds",
+    )
 
 
 def _quality_figure(dataset: str, groups: dict[str, list[CellRecord]], colours: dict[str, str]) -> Figure | None:
     """Generator FID against generator step per generative label, pooled over seeds and per-class models."""
-    traces = {label: [(h.get("quality_step") or [], h.get("quality") or [])
-                      for r in group for h in (dig(r.result, "strategy", "generator", "histories") or {}).values()]
-              for label, group in groups.items()}
-    return _band_figure(traces, colours, "generator step", "FID (lower is better)",
-                        f"{dataset}: generator FID during generator training", "seeds × models")
+    traces = {
+        label: [
+            (h.get("quality_step") or [], h.get("quality") or [])
+            for r in group
+            for h in (dig(r.result, "strategy", "generator", "histories") or {}).values()
+        ]
+        for label, group in groups.items()
+    }
+    return _band_figure(
+        traces,
+        colours,
+        "generator step",
+        "FID (lower is better)",
+        f"{dataset}: generator FID during generator training",
+        "seeds × models",
+    )
 
 
-def _band_figure(traces: dict[str, list[tuple]], colours: dict[str, str], xlabel: str, ylabel: str, title: str,
-                 unit: str) -> Figure | None:
+def _band_figure(
+    traces: dict[str, list[tuple]], colours: dict[str, str], xlabel: str, ylabel: str, title: str, unit: str
+) -> Figure | None:
     """One line per label (mean over its traces at each step) with a shaded min–max band; None without any data."""
-    bands = {label: (band, sum(any(v is not None for v in values) for _, values in ts))
-             for label, ts in traces.items() if (band := step_band(ts)) is not None}
+    bands = {
+        label: (band, sum(any(v is not None for v in values) for _, values in ts))
+        for label, ts in traces.items()
+        if (band := step_band(ts)) is not None
+    }
     if not bands:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))

@@ -35,7 +35,8 @@ def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_b
 def classification_metrics(
     task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5
 ) -> dict[str, object]:
-    """All metrics the benchmark reports for one set of predictions; undefined values (e.g. AUC of an absent class) are None."""
+    """All metrics the benchmark reports for one set of predictions; undefined values (e.g. AUC of an absent class) are
+    None."""
     y_true, y_score = _validate(task, np.asarray(y_true), np.asarray(y_score, dtype=float))
     if task.multilabel:
         return _multilabel(y_true, y_score, threshold)

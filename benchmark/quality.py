@@ -322,7 +322,11 @@ def memorisation_audit(
 
 
 def _audit_space(
-    fake: Tensor, train: Tensor, test: Tensor, images: tuple[Tensor, Tensor], quantile: float,
+    fake: Tensor,
+    train: Tensor,
+    test: Tensor,
+    images: tuple[Tensor, Tensor],
+    quantile: float,
     device: torch.device | None,
 ) -> dict:
     """The memorisation audit in one space (rows are vectors; `images`: the fake and train images they stand for)."""
@@ -510,7 +514,13 @@ def _pool(images: Tensor, uses: list[Tensor], extractor: FeatureExtractor) -> _P
 
 
 def _block(
-    draw: _Draw, train: _Pool, heldout: _Pool, fake: _Pool, train_mask: Tensor, kid_subsets: int, seed: int,
+    draw: _Draw,
+    train: _Pool,
+    heldout: _Pool,
+    fake: _Pool,
+    train_mask: Tensor,
+    kid_subsets: int,
+    seed: int,
     device: torch.device,
 ) -> dict:
     """Every distribution metric of one matched draw, its floor, diversity and nearest training images (restricted

@@ -8,9 +8,10 @@ import importlib.metadata
 import inspect
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache, lru_cache
+from typing import Any
 
 import pluggy
 
@@ -76,7 +77,8 @@ def _load_third_party(pm: pluggy.PluginManager) -> None:
         missing = sorted(wanted - installed)
         if missing:
             raise MedAugBenchError(
-                f"{LOAD_PLUGINS_ENV} names {', '.join(missing)}, not installed; install it or remove it from the variable"
+                f"{LOAD_PLUGINS_ENV} names {', '.join(missing)}, not installed; "
+                "install it or remove it from the variable"
             )
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
 
@@ -96,7 +98,7 @@ def _distributions(pm: pluggy.PluginManager) -> dict[int, str]:
     return {id(plugin): f"{dist.project_name} {dist.version}" for plugin, dist in pm.list_plugin_distinfo()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def entries(kind: str) -> dict[str, PluginEntry]:
     """All names registered for one kind; a name registered twice is an error naming both sources."""
     if kind not in KIND_HOOKS:
@@ -107,13 +109,16 @@ def entries(kind: str) -> dict[str, PluginEntry]:
     for impl in getattr(pm.hook, KIND_HOOKS[kind]).get_hookimpls():
         source = dists.get(id(impl.plugin), BUILT_IN)
 
-        def register(name: str, factory: Callable[..., Any], description: str = "", *, _plugin=impl.plugin_name, _source=source) -> None:
+        def register(
+            name: str, factory: Callable[..., Any], description: str = "", *, _plugin=impl.plugin_name, _source=source
+        ) -> None:
             entry = PluginEntry(kind, name, factory, description, _plugin, _source)
             if name in found:
                 first = found[name]
                 raise MedAugBenchError(
                     f"{kind} {name!r} is registered twice: by plugin {first.plugin} ({first.distribution}) "
-                    f"and by plugin {_plugin} ({_source}); uninstall one, or list the plugins to load in {LOAD_PLUGINS_ENV}"
+                    f"and by plugin {_plugin} ({_source}); "
+                    f"uninstall one, or list the plugins to load in {LOAD_PLUGINS_ENV}"
                 )
             found[name] = entry
 
@@ -132,7 +137,9 @@ def get_entry(kind: str, name: str) -> PluginEntry:
         return known[name]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise MedAugBenchError(f"unknown {kind} {name!r}.{hint} Available: {', '.join(known)} (see `medaugbench plugins list`)")
+    raise MedAugBenchError(
+        f"unknown {kind} {name!r}.{hint} Available: {', '.join(known)} (see `medaugbench plugins list`)"
+    )
 
 
 def accepted_parameters(factory: Callable[..., Any]) -> list[str] | None:

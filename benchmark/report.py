@@ -14,10 +14,9 @@ import base64
 import json
 import math
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-
 
 from benchmark.datafiles import atomic_output
 from benchmark.errors import MedAugBenchError
@@ -177,7 +176,9 @@ def write_report(results_dir: Path, out: Path | None = None, baseline: str | Non
     return _write_atomic(Path(out) if out is not None else results_dir / REPORT_NAME, html)
 
 
-def render_report(board: Leaderboard, records: list[CellRecord], grid_file: dict, plots: dict[str, list[tuple[str, bytes]]]) -> str:
+def render_report(
+    board: Leaderboard, records: list[CellRecord], grid_file: dict, plots: dict[str, list[tuple[str, bytes]]]
+) -> str:
     """The whole HTML document; `plots` maps a dataset to its (file name, PNG bytes) figures."""
     grid = grid_file.get("grid") if isinstance(grid_file.get("grid"), dict) else {}
     title = f"medaugbench report: {grid.get('name') or board.results_dir.name}"
@@ -188,23 +189,25 @@ def render_report(board: Leaderboard, records: list[CellRecord], grid_file: dict
     for dataset in board.datasets:
         body.append(_dataset_section(board, records, dataset, plots.get(dataset, [])))
     body += [_cross_section(board), _rank_section(board), _config_section(grid_file)]
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title>",
-        f"<style>{CSS}</style>",
-        "</head>",
-        "<body>",
-        *body,
-        f"<script>{SCRIPT}</script>",
-        "</body>",
-        "</html>",
-        "",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_e(title)}</title>",
+            f"<style>{CSS}</style>",
+            "</head>",
+            "<body>",
+            *body,
+            f"<script>{SCRIPT}</script>",
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
 
 
 def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, failed: list[CellRecord]) -> str:
@@ -213,7 +216,8 @@ def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, fail
     name = grid.get("name") or board.results_dir.name
     ok = len(records) - len(failed)
     counts = f"{len(records)} cells: {ok} ok, " + (
-        f'<a class="badge-bad" href="#failed">{len(failed)} failed</a>' if failed else "0 failed")
+        f'<a class="badge-bad" href="#failed">{len(failed)} failed</a>' if failed else "0 failed"
+    )
     facts = [
         ("Results folder", _e(str(board.results_dir))),
         ("Cells", counts),
@@ -223,49 +227,75 @@ def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, fail
         ("Strategies", _e(", ".join(dict.fromkeys(str(r.cell.get("strategy")) for r in records)))),
         ("Seeds", _e(", ".join(str(s) for s in sorted({r.cell.get("seed") for r in records}, key=str)))),
         ("Grid written", _e(str(grid_file.get("written") or "unknown (no grid.json)"))),
-        ("Report written", _e(datetime.now(timezone.utc).isoformat(timespec="seconds"))),
+        ("Report written", _e(datetime.now(UTC).isoformat(timespec="seconds"))),
     ]
     links = [f'<a href="#ds-{_anchor(d)}">{_e(d)}</a>' for d in board.datasets]
     links += ['<a href="#cross">across datasets</a>', '<a href="#ranks">ranks</a>']
     links += ['<a href="#failed">failed cells</a>'] if failed else []
     links += ['<a href="#config">grid config &amp; environment</a>']
     description = grid.get("description")
-    return "\n".join([
-        "<header>",
-        f"<h1>{_e(name)}</h1>",
-        f'<p class="description">{_e(description)}</p>' if description else "",
-        '<dl class="facts">',
-        *(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts),
-        "</dl>",
-        f"<nav>{''.join(links)}</nav>",
-        "</header>",
-    ])
+    return "\n".join(
+        [
+            "<header>",
+            f"<h1>{_e(name)}</h1>",
+            f'<p class="description">{_e(description)}</p>' if description else "",
+            '<dl class="facts">',
+            *(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts),
+            "</dl>",
+            f"<nav>{''.join(links)}</nav>",
+            "</header>",
+        ]
+    )
 
 
-def _dataset_section(board: Leaderboard, records: list[CellRecord], dataset: str, plots: list[tuple[str, bytes]]) -> str:
+def _dataset_section(
+    board: Leaderboard, records: list[CellRecord], dataset: str, plots: list[tuple[str, bytes]]
+) -> str:
     """Leaderboard, statistics against the baseline, plots and generated images of one dataset."""
     frame = board.wide[dataset]
     cells = board.long[board.long["dataset"] == dataset]
     kind = next(iter(cells["task"].dropna()), "?")
     shown = fmt_shown(frame)
-    columns = [*((HEADERS[c], "text") for c in shown), ("n", "num"), ("Accuracy (%)", "num"), ("Acc. 95% CI", "num"),
-               ("Balanced acc. (%)", "num"), ("Precision (%)", "num"), ("Recall (%)", "num"), ("Specificity (%)", "num"),
-               ("F1 (%)", "num"), ("AUC", "num"), ("AUC 95% CI", "num"), ("FID (floor)", "num"), ("KID (floor)", "num"),
-               ("Total FLOPs", "num"), ("Compute s", "num")]
+    columns = [
+        *((HEADERS[c], "text") for c in shown),
+        ("n", "num"),
+        ("Accuracy (%)", "num"),
+        ("Acc. 95% CI", "num"),
+        ("Balanced acc. (%)", "num"),
+        ("Precision (%)", "num"),
+        ("Recall (%)", "num"),
+        ("Specificity (%)", "num"),
+        ("F1 (%)", "num"),
+        ("AUC", "num"),
+        ("AUC 95% CI", "num"),
+        ("FID (floor)", "num"),
+        ("KID (floor)", "num"),
+        ("Total FLOPs", "num"),
+        ("Compute s", "num"),
+    ]
     rows, classes = [], []
     for r in frame.to_dict("records"):
-        rows.append([*((fmt_text(r[c]), _sort_text(r[c])) for c in shown), (fmt_n(r), r["n_seeds"]),
-                     *(_metric(r, m, 100, 1) for m in ("accuracy",)),
-                     (fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
-                     *(_metric(r, m, 100, 1) for m in ("balanced_accuracy", "precision", "recall", "specificity", "f1")),
-                     _metric(r, "auc", 1, 3), (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
-                     (fmt_quality(r, "fid", 1), _num(r["fid_mean"])), (fmt_quality(r, "kid", 4), _num(r["kid_mean"])),
-                     (fmt_flops(r["total_flops_mean"]), _num(r["total_flops_mean"])),
-                     (fmt_pm(r["compute_seconds_mean"], math.nan, 1, 1), _num(r["compute_seconds_mean"]))])
+        rows.append(
+            [
+                *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+                (fmt_n(r), r["n_seeds"]),
+                *(_metric(r, m, 100, 1) for m in ("accuracy",)),
+                (fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
+                *(_metric(r, m, 100, 1) for m in ("balanced_accuracy", "precision", "recall", "specificity", "f1")),
+                _metric(r, "auc", 1, 3),
+                (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
+                (fmt_quality(r, "fid", 1), _num(r["fid_mean"])),
+                (fmt_quality(r, "kid", 4), _num(r["kid_mean"])),
+                (fmt_flops(r["total_flops_mean"]), _num(r["total_flops_mean"])),
+                (fmt_pm(r["compute_seconds_mean"], math.nan, 1, 1), _num(r["compute_seconds_mean"])),
+            ]
+        )
         classes.append("baseline" if r["strategy"] == board.baseline else "")
-    note = (f"{SPREAD}. Percentages ×100. {FID_NOTE}. Compute: {COMPUTE_NOTE}. "
-            "Click a column header to sort; CI columns sort by their lower "
-            "bound." + (f" {RANK_NOTE}." if frame["fid_rank_deficient"].any() else ""))
+    note = (
+        f"{SPREAD}. Percentages ×100. {FID_NOTE}. Compute: {COMPUTE_NOTE}. "
+        "Click a column header to sort; CI columns sort by their lower "
+        "bound." + (f" {RANK_NOTE}." if frame["fid_rank_deficient"].any() else "")
+    )
     parts = [
         f'<section id="ds-{_anchor(dataset)}">',
         f'<h2>{_e(dataset)} <span class="muted">({_e(kind)})</span></h2>',
@@ -290,26 +320,43 @@ def _stats_block(board: Leaderboard, dataset: str) -> str:
     if compared.empty:
         return f'<p class="note">{_e(note)}</p>\n<p>No other strategy to compare.</p>'
     shown = fmt_shown(compared)
-    columns = [*((HEADERS[c], "text") for c in shown), ("Pairs", "num"), (f"{board.baseline} acc. (%)", "num"),
-               ("Accuracy (%)", "num"), ("Δ acc. (pp) [95% CI]", "num"), ("Holm p acc. (boot / t / W)", "num"),
-               (f"{board.baseline} AUC", "num"), ("AUC", "num"), ("Δ AUC [95% CI]", "num"),
-               ("Holm p AUC (boot / t / W)", "num"), ("Note", "wrap")]
+    columns = [
+        *((HEADERS[c], "text") for c in shown),
+        ("Pairs", "num"),
+        (f"{board.baseline} acc. (%)", "num"),
+        ("Accuracy (%)", "num"),
+        ("Δ acc. (pp) [95% CI]", "num"),
+        ("Holm p acc. (boot / t / W)", "num"),
+        (f"{board.baseline} AUC", "num"),
+        ("AUC", "num"),
+        ("Δ AUC [95% CI]", "num"),
+        ("Holm p AUC (boot / t / W)", "num"),
+        ("Note", "wrap"),
+    ]
     rows = []
     for r in compared.to_dict("records"):
-        rows.append([
-            *((fmt_text(r[c]), _sort_text(r[c])) for c in shown), (fmt_text(r["n_paired"]), _num(r["n_paired"])),
-            (fmt_pm(r["baseline_accuracy"], math.nan, 100, 1), _num(r["baseline_accuracy"])),
-            (fmt_pm(r["accuracy"], math.nan, 100, 1), _num(r["accuracy"])),
-            (fmt_compared(r, "accuracy", 100, 1), _num(r["accuracy_diff"])),
-            (fmt_holm(r, "accuracy"), _num(r["accuracy_bootstrap_p_holm"])),
-            (fmt_pm(r["baseline_auc"], math.nan, 1, 3), _num(r["baseline_auc"])),
-            (fmt_pm(r["auc"], math.nan, 1, 3), _num(r["auc"])),
-            (fmt_compared(r, "auc", 1, 3), _num(r["auc_diff"])),
-            (fmt_holm(r, "auc"), _num(r["auc_bootstrap_p_holm"])),
-            (fmt_text(r["note"]) if isinstance(r["note"], str) and r["note"] else "", _sort_text(r["note"])),
-        ])
-    return "\n".join([f'<p class="note">{_e(note)}</p>', _table(columns, rows, table_id=f"stats-{_anchor(dataset)}"),
-                      _per_seed_block(board, dataset)])
+        rows.append(
+            [
+                *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+                (fmt_text(r["n_paired"]), _num(r["n_paired"])),
+                (fmt_pm(r["baseline_accuracy"], math.nan, 100, 1), _num(r["baseline_accuracy"])),
+                (fmt_pm(r["accuracy"], math.nan, 100, 1), _num(r["accuracy"])),
+                (fmt_compared(r, "accuracy", 100, 1), _num(r["accuracy_diff"])),
+                (fmt_holm(r, "accuracy"), _num(r["accuracy_bootstrap_p_holm"])),
+                (fmt_pm(r["baseline_auc"], math.nan, 1, 3), _num(r["baseline_auc"])),
+                (fmt_pm(r["auc"], math.nan, 1, 3), _num(r["auc"])),
+                (fmt_compared(r, "auc", 1, 3), _num(r["auc_diff"])),
+                (fmt_holm(r, "auc"), _num(r["auc_bootstrap_p_holm"])),
+                (fmt_text(r["note"]) if isinstance(r["note"], str) and r["note"] else "", _sort_text(r["note"])),
+            ]
+        )
+    return "\n".join(
+        [
+            f'<p class="note">{_e(note)}</p>',
+            _table(columns, rows, table_id=f"stats-{_anchor(dataset)}"),
+            _per_seed_block(board, dataset),
+        ]
+    )
 
 
 def _per_seed_block(board: Leaderboard, dataset: str) -> str:
@@ -317,15 +364,33 @@ def _per_seed_block(board: Leaderboard, dataset: str) -> str:
     tests = board.seed_tests[board.seed_tests["dataset"] == dataset]
     if tests.empty:
         return ""
-    columns = [("Model", "text"), ("Seed", "num"), ("Δ AUC", "num"), ("DeLong p (this seed)", "num"),
-               ("McNemar b / c", "text"), ("McNemar p (this seed)", "num")]
-    rows = [[(fmt_text(r["model"]), _sort_text(r["model"])), (fmt_text(r["seed"]), _num(r["seed"])),
-             (fmt_delta(r["delong_diff"], 1, 3), _num(r["delong_diff"])), (fmt_delong(r), _num(r["delong_p"])),
-             (fmt_mcnemar(r), _sort_text(fmt_mcnemar(r))), (fmt_p(r["mcnemar_p"]), _num(r["mcnemar_p"]))]
-            for r in tests.to_dict("records")]
-    return "\n".join(["<details><summary>Per-seed tests on the same test images (not corrected, not summed)</summary>",
-                      f'<p class="note">{_e(PER_SEED_NOTE)}.</p>',
-                      _table(columns, rows, table_id=f"per-seed-{_anchor(dataset)}"), "</details>"])
+    columns = [
+        ("Model", "text"),
+        ("Seed", "num"),
+        ("Δ AUC", "num"),
+        ("DeLong p (this seed)", "num"),
+        ("McNemar b / c", "text"),
+        ("McNemar p (this seed)", "num"),
+    ]
+    rows = [
+        [
+            (fmt_text(r["model"]), _sort_text(r["model"])),
+            (fmt_text(r["seed"]), _num(r["seed"])),
+            (fmt_delta(r["delong_diff"], 1, 3), _num(r["delong_diff"])),
+            (fmt_delong(r), _num(r["delong_p"])),
+            (fmt_mcnemar(r), _sort_text(fmt_mcnemar(r))),
+            (fmt_p(r["mcnemar_p"]), _num(r["mcnemar_p"])),
+        ]
+        for r in tests.to_dict("records")
+    ]
+    return "\n".join(
+        [
+            "<details><summary>Per-seed tests on the same test images (not corrected, not summed)</summary>",
+            f'<p class="note">{_e(PER_SEED_NOTE)}.</p>',
+            _table(columns, rows, table_id=f"per-seed-{_anchor(dataset)}"),
+            "</details>",
+        ]
+    )
 
 
 def _plots_block(plots: list[tuple[str, bytes]], dataset: str) -> str:
@@ -335,16 +400,18 @@ def _plots_block(plots: list[tuple[str, bytes]], dataset: str) -> str:
     order = list(PLOT_TITLES)
     figures = []
     for name, data in sorted(plots, key=lambda plot: _plot_rank(plot[0], dataset, order)):
-        kind = name[len(dataset) + 1:].removesuffix(".png")
+        kind = name[len(dataset) + 1 :].removesuffix(".png")
         caption = PLOT_TITLES.get(kind, kind.replace("_", " "))
-        figures.append(f'<figure class="plot"><img src="{_data_uri(data)}" alt="{_e(caption)}">'
-                       f"<figcaption>{_e(caption)}</figcaption></figure>")
+        figures.append(
+            f'<figure class="plot"><img src="{_data_uri(data)}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
     return '<div class="plots">' + "".join(figures) + "</div>"
 
 
 def _plot_rank(name: str, dataset: str, order: list[str]) -> tuple[int, str]:
     """Figures in PLOT_TITLES' order (the headline metric first), unknown ones after them by name."""
-    kind = name[len(dataset) + 1:].removesuffix(".png")
+    kind = name[len(dataset) + 1 :].removesuffix(".png")
     return (order.index(kind), name) if kind in order else (len(order), name)
 
 
@@ -353,8 +420,15 @@ def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -
     seed that saved them, or a note that none were saved."""
     ok = [r for r in records if r.ok and r.cell.get("dataset") == dataset]
     strategies: dict[str, list[CellRecord]] = {}
-    for record in sorted(ok, key=lambda r: (_order(r.cell.get("seed")), str(r.cell.get("backbone")),
-                                            _order(r.cell.get("train_fraction")), str(r.cell.get("policy")))):
+    for record in sorted(
+        ok,
+        key=lambda r: (
+            _order(r.cell.get("seed")),
+            str(r.cell.get("backbone")),
+            _order(r.cell.get("train_fraction")),
+            str(r.cell.get("policy")),
+        ),
+    ):
         if _is_generative(board.results_dir, record):
             strategies.setdefault(str(record.cell.get("strategy")), []).append(record)
     if not strategies:
@@ -362,22 +436,36 @@ def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -
     parts = []
     for strategy in sorted(strategies, key=str.lower):
         parts.append(f"<h4>{_e(strategy)}</h4>")
-        found = next(((r, s, p) for r in strategies[strategy]
-                      for s, p in [(samples_path(board.results_dir, r.cell_id), pairs_path(board.results_dir, r.cell_id))]
-                      if s.is_file() or p.is_file()), None)
+        found = next(
+            (
+                (r, s, p)
+                for r in strategies[strategy]
+                for s, p in [(samples_path(board.results_dir, r.cell_id), pairs_path(board.results_dir, r.cell_id))]
+                if s.is_file() or p.is_file()
+            ),
+            None,
+        )
         if found is None:
             parts.append(f'<p class="note">{_e(NO_IMAGES)}</p>')
             continue
         record, samples, pairs = found
         cell = record.cell
-        where = (f"seed {cell.get('seed')}, backbone {cell.get('backbone')}, train fraction {fmt_text(cell.get('train_fraction'))}"
-                 + (f", policy {cell.get('policy')}" if cell.get("policy") else "") + f" (cell {record.cell_id})")
+        where = (
+            f"seed {cell.get('seed')}, backbone {cell.get('backbone')}, "
+            f"train fraction {fmt_text(cell.get('train_fraction'))}"
+            + (f", policy {cell.get('policy')}" if cell.get("policy") else "")
+            + f" (cell {record.cell_id})"
+        )
         figures = []
-        for path, caption in ((samples, "Synthetic images per class (one row per class)"),
-                              (pairs, "Memorisation audit: closest synthetic / training pairs (pixel space)")):
+        for path, caption in (
+            (samples, "Synthetic images per class (one row per class)"),
+            (pairs, "Memorisation audit: closest synthetic / training pairs (pixel space)"),
+        ):
             if path.is_file():
-                figures.append(f'<figure class="samples"><img src="{_data_uri(path.read_bytes())}" alt="{_e(caption)}">'
-                               f"<figcaption>{_e(caption)}; {_e(where)}</figcaption></figure>")
+                figures.append(
+                    f'<figure class="samples"><img src="{_data_uri(path.read_bytes())}" alt="{_e(caption)}">'
+                    f"<figcaption>{_e(caption)}; {_e(where)}</figcaption></figure>"
+                )
             else:
                 figures.append(f'<p class="note">{_e(caption)}: not saved for this cell.</p>')
         parts.append('<div class="plots">' + "".join(figures) + "</div>")
@@ -388,15 +476,31 @@ def _cross_section(board: Leaderboard) -> str:
     """Accuracy per dataset side by side and their average (Table 3 layout); no FID, which is per dataset only."""
     frame, datasets = board.cross_dataset, board.datasets
     shown = fmt_shown(frame)
-    columns = [*((HEADERS[c], "text") for c in shown), *((f"{d} acc. (%)", "num") for d in datasets),
-               ("Average acc. (%)", "num")]
-    rows = [[*((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
-             *((fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1), _num(r[f"{d}_accuracy_mean"]))
-               for d in datasets),
-             (fmt_pm(r["average_accuracy"], math.nan, 100, 1), _num(r["average_accuracy"]))]
-            for r in frame.to_dict("records")]
-    return "\n".join(['<section id="cross">', "<h2>Across datasets</h2>", f'<p class="note">{_e(CROSS_NOTE)}.</p>',
-                      _table(columns, rows, table_id="cross-dataset"), "</section>"])
+    columns = [
+        *((HEADERS[c], "text") for c in shown),
+        *((f"{d} acc. (%)", "num") for d in datasets),
+        ("Average acc. (%)", "num"),
+    ]
+    rows = [
+        [
+            *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+            *(
+                (fmt_pm(r[f"{d}_accuracy_mean"], r[f"{d}_accuracy_std"], 100, 1), _num(r[f"{d}_accuracy_mean"]))
+                for d in datasets
+            ),
+            (fmt_pm(r["average_accuracy"], math.nan, 100, 1), _num(r["average_accuracy"])),
+        ]
+        for r in frame.to_dict("records")
+    ]
+    return "\n".join(
+        [
+            '<section id="cross">',
+            "<h2>Across datasets</h2>",
+            f'<p class="note">{_e(CROSS_NOTE)}.</p>',
+            _table(columns, rows, table_id="cross-dataset"),
+            "</section>",
+        ]
+    )
 
 
 def _rank_section(board: Leaderboard) -> str:
@@ -404,13 +508,27 @@ def _rank_section(board: Leaderboard) -> str:
     ranks = board.ranks
     lines = friedman_notes(ranks)
     columns = [("Model", "text"), ("Avg. rank (AUC)", "num"), ("Avg. rank (accuracy)", "num"), ("Note", "wrap")]
-    rows = [[(fmt_text(r["model"]), _sort_text(r["model"])), (fmt_pm(r["auc_rank"], math.nan, 1, 2), _num(r["auc_rank"])),
-             (fmt_pm(r["accuracy_rank"], math.nan, 1, 2), _num(r["accuracy_rank"])), (str(r["note"] or ""), _sort_text(r["note"]))]
-            for r in ranks.to_dict("records")]
-    return "\n".join(['<section id="ranks">', "<h2>Average ranks across datasets (Friedman)</h2>",
-                      '<p class="note">Rank 1 = best mean test score on a dataset, ties averaged.</p>',
-                      "<ul>", *(f"<li>{_e(line)}</li>" for line in lines), "</ul>",
-                      _table(columns, rows, table_id="ranks-table"), "</section>"])
+    rows = [
+        [
+            (fmt_text(r["model"]), _sort_text(r["model"])),
+            (fmt_pm(r["auc_rank"], math.nan, 1, 2), _num(r["auc_rank"])),
+            (fmt_pm(r["accuracy_rank"], math.nan, 1, 2), _num(r["accuracy_rank"])),
+            (str(r["note"] or ""), _sort_text(r["note"])),
+        ]
+        for r in ranks.to_dict("records")
+    ]
+    return "\n".join(
+        [
+            '<section id="ranks">',
+            "<h2>Average ranks across datasets (Friedman)</h2>",
+            '<p class="note">Rank 1 = best mean test score on a dataset, ties averaged.</p>',
+            "<ul>",
+            *(f"<li>{_e(line)}</li>" for line in lines),
+            "</ul>",
+            _table(columns, rows, table_id="ranks-table"),
+            "</section>",
+        ]
+    )
 
 
 def _failed_section(failed: list[CellRecord]) -> str:
@@ -418,50 +536,78 @@ def _failed_section(failed: list[CellRecord]) -> str:
     rows = []
     for record in failed:
         cell, error = record.cell, record.error if isinstance(record.error, dict) else {}
-        message = ": ".join(str(part) for part in (error.get("type"), error.get("message")) if part) or "no error recorded"
+        message = (
+            ": ".join(str(part) for part in (error.get("type"), error.get("message")) if part) or "no error recorded"
+        )
         traceback = error.get("traceback")
-        details = (f"<details><summary>traceback</summary><pre>{_e(traceback)}</pre></details>" if traceback else "")
-        rows.append("<tr>" + "".join(f'<td class="text">{_e(fmt_text(cell.get(key)))}</td>'
-                                     for key in ("dataset", "strategy", "backbone", "seed", "train_fraction", "policy"))
-                    + f'<td class="text"><code>{_e(record.cell_id)}</code></td>'
-                    + f'<td class="wrap"><span class="error-message">{_e(message)}</span>{details}</td></tr>')
+        details = f"<details><summary>traceback</summary><pre>{_e(traceback)}</pre></details>" if traceback else ""
+        rows.append(
+            "<tr>"
+            + "".join(
+                f'<td class="text">{_e(fmt_text(cell.get(key)))}</td>'
+                for key in ("dataset", "strategy", "backbone", "seed", "train_fraction", "policy")
+            )
+            + f'<td class="text"><code>{_e(record.cell_id)}</code></td>'
+            + f'<td class="wrap"><span class="error-message">{_e(message)}</span>{details}</td></tr>'
+        )
     headers = ["Dataset", "Strategy", "Backbone", "Seed", "Fraction", "Policy", "Cell", "Error"]
-    return "\n".join([
-        '<section id="failed" class="failed">',
-        f"<h2>Failed cells ({len(failed)})</h2>",
-        ('<p>These cells are recorded as failed and left out of every table and plot. Fix the cause and rerun the grid '
-         "with <code>medaugbench run … --retry-failed</code>.</p>"),
-        '<div class="scroll"><table id="failed-cells"><thead><tr>'
-        + "".join(f'<th scope="col" class="text">{h}</th>' for h in headers) + "</tr></thead>",
-        "<tbody>", *rows, "</tbody></table></div>",
-        "</section>",
-    ])
+    return "\n".join(
+        [
+            '<section id="failed" class="failed">',
+            f"<h2>Failed cells ({len(failed)})</h2>",
+            (
+                "<p>These cells are recorded as failed and left out of every table and plot. "
+                "Fix the cause and rerun the grid "
+                "with <code>medaugbench run … --retry-failed</code>.</p>"
+            ),
+            '<div class="scroll"><table id="failed-cells"><thead><tr>'
+            + "".join(f'<th scope="col" class="text">{h}</th>' for h in headers)
+            + "</tr></thead>",
+            "<tbody>",
+            *rows,
+            "</tbody></table></div>",
+            "</section>",
+        ]
+    )
 
 
 def _config_section(grid_file: dict) -> str:
     """The grid config and the environment it ran in, as pretty JSON."""
     parts = ['<section id="config">', "<h2>Grid config and environment</h2>"]
     if not grid_file:
-        parts.append('<p class="note">No readable grid.json in the results folder: the grid config and environment '
-                     "are unknown (each record still holds its own resolved config).</p>")
+        parts.append(
+            '<p class="note">No readable grid.json in the results folder: the grid config and environment '
+            "are unknown (each record still holds its own resolved config).</p>"
+        )
     for key, title in (("grid", "Grid config"), ("environment", "Environment")):
         if key in grid_file:
-            parts += [f"<h3>{title}</h3>", f"<pre>{_e(json.dumps(grid_file[key], indent=2, sort_keys=True, default=str))}</pre>"]
+            parts += [
+                f"<h3>{title}</h3>",
+                f"<pre>{_e(json.dumps(grid_file[key], indent=2, sort_keys=True, default=str))}</pre>",
+            ]
     return "\n".join([*parts, "</section>"])
 
 
-def _table(columns: list[tuple[str, str]], rows: list[list[Cell]], table_id: str, row_classes: list[str] | None = None) -> str:
+def _table(
+    columns: list[tuple[str, str]], rows: list[list[Cell]], table_id: str, row_classes: list[str] | None = None
+) -> str:
     """A sortable table: columns are (header, "num" | "text" | "wrap"), each cell (shown text, sort value)."""
-    head = "".join(f'<th scope="col" data-type="{"num" if kind == "num" else "text"}"{_cell_class(kind)}>{_e(header)}</th>'
-                   for header, kind in columns)
+    head = "".join(
+        f'<th scope="col" data-type="{"num" if kind == "num" else "text"}"{_cell_class(kind)}>{_e(header)}</th>'
+        for header, kind in columns
+    )
     body = []
     for index, row in enumerate(rows):
         css = (row_classes or [""] * len(rows))[index]
-        tds = "".join(f'<td{_cell_class(kind)} data-value="{_e(_value(value))}">{_e(text)}</td>'
-                      for (_, kind), (text, value) in zip(columns, row))
+        tds = "".join(
+            f'<td{_cell_class(kind)} data-value="{_e(_value(value))}">{_e(text)}</td>'
+            for (_, kind), (text, value) in zip(columns, row)
+        )
         body.append((f'<tr class="{css}">' if css else "<tr>") + f"{tds}</tr>")
-    return (f'<div class="scroll"><table class="sortable" id="{_e(table_id)}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table class="sortable" id="{_e(table_id)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _cell_class(kind: str) -> str:
@@ -506,8 +652,13 @@ def _is_generative(results_dir: Path, record: CellRecord) -> bool:
     """Whether a cell's strategy synthesised images: it has a synthesis policy, a generator or synthesis report, or
     saved images."""
     report = (record.result or {}).get("strategy") or {}
-    return (record.cell.get("policy") is not None or bool(report.get("generator")) or bool(report.get("synthesis"))
-            or samples_path(results_dir, record.cell_id).is_file() or pairs_path(results_dir, record.cell_id).is_file())
+    return (
+        record.cell.get("policy") is not None
+        or bool(report.get("generator"))
+        or bool(report.get("synthesis"))
+        or samples_path(results_dir, record.cell_id).is_file()
+        or pairs_path(results_dir, record.cell_id).is_file()
+    )
 
 
 def _plots_by_dataset(paths: list[Path], datasets: list[str]) -> dict[str, list[tuple[str, bytes]]]:
@@ -526,12 +677,16 @@ def _budget(grid: dict, records: list[CellRecord]) -> str:
     block = grid.get("budget")
     if isinstance(block, dict):
         try:
-            described = BudgetBlock(**{k: v for k, v in block.items() if k in BudgetBlock.__dataclass_fields__}).describe()
+            described = BudgetBlock(
+                **{k: v for k, v in block.items() if k in BudgetBlock.__dataclass_fields__}
+            ).describe()
         except (TypeError, ValueError):
             described = ""
         if described:
             return described
-    seen = dict.fromkeys(json.dumps(r.config.get("budget"), sort_keys=True) for r in records if isinstance(r.config, dict))
+    seen = dict.fromkeys(
+        json.dumps(r.config.get("budget"), sort_keys=True) for r in records if isinstance(r.config, dict)
+    )
     seen.pop("null", None)
     return ("per cell config: " + "; ".join(seen)) if seen else "unknown (no grid.json)"
 

@@ -84,7 +84,9 @@ def pairs_path(results_dir: Path, cell_id: str) -> Path:
     return records_dir(results_dir) / f"{cell_id}.pairs.png"
 
 
-def write_record(results_dir: Path, record: CellRecord, labels: np.ndarray | None = None, scores: np.ndarray | None = None) -> Path:
+def write_record(
+    results_dir: Path, record: CellRecord, labels: np.ndarray | None = None, scores: np.ndarray | None = None
+) -> Path:
     """Write the predictions (if any), then the record: the JSON appears last, so a present record is complete."""
     if labels is not None and scores is not None:
         with atomic_output(predictions_path(results_dir, record.cell_id), "wb") as handle:
@@ -125,7 +127,9 @@ def read_record(path: Path) -> CellRecord | None:
 def load_records(results_dir: Path) -> list[CellRecord]:
     """Every readable cell record in the folder, sorted by cell coordinates for stable tables."""
     folder = records_dir(results_dir)
-    records = [r for r in (read_record(p) for p in sorted(folder.glob("*.json"))) if r is not None] if folder.is_dir() else []
+    records = (
+        [r for r in (read_record(p) for p in sorted(folder.glob("*.json"))) if r is not None] if folder.is_dir() else []
+    )
     return sorted(records, key=lambda r: json.dumps(r.cell, sort_keys=True, default=str))
 
 

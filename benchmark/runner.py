@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -37,8 +37,22 @@ from benchmark.results_store import (
 )
 from benchmark.training import Trained, train_model
 
-PACKAGES = ("medaugbench", "torch", "torchvision", "timm", "diffusers", "numpy", "pandas", "scikit-learn", "scipy",
-            "torchmetrics", "torch-fidelity", "medmnist", "pluggy", "safetensors")
+PACKAGES = (
+    "medaugbench",
+    "torch",
+    "torchvision",
+    "timm",
+    "diffusers",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "torchmetrics",
+    "torch-fidelity",
+    "medmnist",
+    "pluggy",
+    "safetensors",
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +76,15 @@ class RunCell:
         timing = {"started": started, "finished": now(), "wall_seconds": time.perf_counter() - clock}
         if trained is None:
             return record_failure(self.results_dir, cell, error, timing)
-        record = CellRecord(cell.cell_id, OK, cell.coords, cell.config.to_dict(), grid=cell.grid,
-                            result=trained.record.to_dict(), timing=timing)
+        record = CellRecord(
+            cell.cell_id,
+            OK,
+            cell.coords,
+            cell.config.to_dict(),
+            grid=cell.grid,
+            result=trained.record.to_dict(),
+            timing=timing,
+        )
         save_images(self.results_dir, cell.cell_id, trained)
         write_record(self.results_dir, record, trained.test_labels, trained.test_scores)
         return CellOutcome(cell.cell_id, cell.label(), OK, timing["wall_seconds"])
@@ -71,9 +92,15 @@ class RunCell:
 
 def record_failure(results_dir: Path, cell: Cell, error: dict, timing: dict) -> CellOutcome:
     """Write a failed cell's record (`error`: type, message, traceback) and the outcome the driver reports."""
-    write_record(results_dir, CellRecord(cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid,
-                                         error=error, timing=timing))
-    return CellOutcome(cell.cell_id, cell.label(), FAILED, timing["wall_seconds"], f"{error['type']}: {error['message']}")
+    write_record(
+        results_dir,
+        CellRecord(
+            cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid, error=error, timing=timing
+        ),
+    )
+    return CellOutcome(
+        cell.cell_id, cell.label(), FAILED, timing["wall_seconds"], f"{error['type']}: {error['message']}"
+    )
 
 
 def save_images(results_dir: Path, cell_id: str, trained: Trained) -> None:
@@ -105,7 +132,7 @@ class GridRun:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def environment() -> dict:
@@ -116,12 +143,21 @@ def environment() -> dict:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
     return {
-        "python": sys.version.split()[0], "platform": platform.platform(), "processor": _cpu_model(),
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "memory_gib": round(memory / 2**30, 1) if memory else None,
-        "gpus": gpus, "cuda": torch.version.cuda if gpus else None, "packages": versions, "code": code_version(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "gpus": gpus,
+        "cuda": torch.version.cuda if gpus else None,
+        "packages": versions,
+        "code": code_version(),
     }
 
 
@@ -130,9 +166,15 @@ def code_version() -> dict:
     source = Path(__file__).resolve().parent
     version = {"medaugbench": importlib.metadata.version("medaugbench"), "git_commit": None, "git_dirty": None}
     try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, check=True)
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
+        status = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return version
     return version | {"git_commit": commit.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
@@ -148,7 +190,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def plan(grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_failed: bool) -> tuple[list[Cell], list[Cell]]:
+def plan(
+    grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_failed: bool
+) -> tuple[list[Cell], list[Cell]]:
     """Validate the grid (all problems at once, before any training) and split its cells into (to run, already done)."""
     check_results_dir(results_dir)
     cells = expand(grid, validate(grid, data_dir))
@@ -159,8 +203,12 @@ def plan(grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_faile
 
 
 def run_grid(
-    grid: GridConfig, results_dir: Path, executor: Executor, data_dir: Path | None = None,
-    retry_failed: bool = False, progress: bool = True,
+    grid: GridConfig,
+    results_dir: Path,
+    executor: Executor,
+    data_dir: Path | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
 ) -> GridRun:
     """Run every cell of `grid` not yet recorded in `results_dir` (failed ones too with `retry_failed`)."""
     results_dir = Path(results_dir)
@@ -172,7 +220,9 @@ def run_grid(
     job = RunCell(results_dir=results_dir, data_dir=data_dir, progress=progress)
     with tqdm(total=len(todo), desc=f"grid {grid.name}", unit="cell", disable=not progress) as bar:
         if done:
-            bar.write(f"{len(done)} of {run.total} cells already recorded in {results_dir}; running the other {len(todo)}")
+            bar.write(
+                f"{len(done)} of {run.total} cells already recorded in {results_dir}; running the other {len(todo)}"
+            )
         for outcome in executor.run(todo, job):
             run.outcomes.append(outcome)
             bar.update(1)
@@ -185,7 +235,15 @@ def run_grid(
 
 def _append_log(results_dir: Path, grid: GridConfig, run: GridRun, executor: str) -> None:
     """One line per invocation in runs.jsonl: when, which grid, what ran and how long it took."""
-    entry = {"finished": now(), "grid": grid.name, "executor": executor, "cells": run.total, "skipped": run.skipped,
-             "ran": len(run.outcomes), "failed": len(run.failed), "seconds": round(run.seconds, 1)}
+    entry = {
+        "finished": now(),
+        "grid": grid.name,
+        "executor": executor,
+        "cells": run.total,
+        "skipped": run.skipped,
+        "ran": len(run.outcomes),
+        "failed": len(run.failed),
+        "seconds": round(run.seconds, 1),
+    }
     with open(results_dir / "runs.jsonl", "a") as log:
         log.write(json.dumps(entry) + "\n")

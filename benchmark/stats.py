@@ -121,18 +121,23 @@ def paired_bootstrap(
     labels = np.asarray(labels)
     seeds, n = a.shape[0], labels.shape[0]
     full = np.ones((1, n))
-    observed = {m: float(np.mean([_metric(kind, m, labels, y, full) - _metric(kind, m, labels, x, full)
-                                  for x, y in zip(a, b)])) for m in BOOTSTRAP_METRICS}
+    observed = {
+        m: float(np.mean([_metric(kind, m, labels, y, full) - _metric(kind, m, labels, x, full) for x, y in zip(a, b)]))
+        for m in BOOTSTRAP_METRICS
+    }
     draws: dict[str, list[np.ndarray]] = {m: [] for m in BOOTSTRAP_METRICS}
     for size in _chunks(n_resamples, n):
         counts = _draw_counts(rng, size, n)
         weights = _draw_counts(rng, size, seeds) / seeds
         for m in BOOTSTRAP_METRICS:
-            per_seed = np.stack([_metric(kind, m, labels, y, counts) - _metric(kind, m, labels, x, counts)
-                                 for x, y in zip(a, b)], axis=1)
+            per_seed = np.stack(
+                [_metric(kind, m, labels, y, counts) - _metric(kind, m, labels, x, counts) for x, y in zip(a, b)],
+                axis=1,
+            )
             draws[m].append((per_seed * weights).sum(axis=1))
-    result: dict[str, object] = {m: _bootstrap_summary(observed[m], np.concatenate(draws[m]), confidence)
-                                 for m in BOOTSTRAP_METRICS}
+    result: dict[str, object] = {
+        m: _bootstrap_summary(observed[m], np.concatenate(draws[m]), confidence) for m in BOOTSTRAP_METRICS
+    }
     return result | {"n_seeds": seeds, "n_images": n, "n_resamples": n_resamples}
 
 

@@ -28,7 +28,8 @@ class StrategyContext:
 
 
 class Strategy:
-    """Identity strategy; subclasses override `synthesize` and/or `augment`. Subclasses are dataclasses of their parameters."""
+    """Identity strategy; subclasses override `synthesize` and/or `augment`. Subclasses are dataclasses of their
+    parameters."""
 
     name: ClassVar[str] = "none"
 
@@ -61,7 +62,8 @@ def merge_splits(real: Split, synthetic: Split | None, strategy: str) -> Split:
         return real
     if synthetic.images.shape[1:] != real.images.shape[1:] or synthetic.labels.dtype != real.labels.dtype:
         raise MedAugBenchError(
-            f"strategy {strategy!r} synthesised images {tuple(synthetic.images.shape[1:])} / labels {synthetic.labels.dtype}, "
+            f"strategy {strategy!r} synthesised images {tuple(synthetic.images.shape[1:])} / "
+            f"labels {synthetic.labels.dtype}, "
             f"but the real data is {tuple(real.images.shape[1:])} / {real.labels.dtype}"
         )
     return Split(torch.cat([real.images, synthetic.images]), torch.cat([real.labels, synthetic.labels]))

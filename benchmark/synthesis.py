@@ -33,7 +33,9 @@ class SynthesisPolicy:
 
     def __post_init__(self) -> None:
         if self.kind not in ("balance", "multiply", "fixed", "synthetic_only"):
-            raise MedAugBenchError(f"unknown synthesis policy {self.kind!r}; choose balance, multiply, fixed or synthetic_only")
+            raise MedAugBenchError(
+                f"unknown synthesis policy {self.kind!r}; choose balance, multiply, fixed or synthetic_only"
+            )
         if self.ratio < 0 or self.multiplier < 0 or any(int(v) < 0 for v in self.counts.values()):
             raise MedAugBenchError("synthesis ratio, multiplier and counts must be non-negative")
         if self.kind == "fixed" and not self.counts:
@@ -64,7 +66,9 @@ def _group_index(key: str | int, task: TaskSpec) -> int:
         return task.labels.index(text)
     if text.isdigit() and int(text) < task.num_outputs:
         return int(text)
-    raise MedAugBenchError(f"fixed policy names {key!r}, which is not a class of this dataset ({', '.join(task.labels)})")
+    raise MedAugBenchError(
+        f"fixed policy names {key!r}, which is not a class of this dataset ({', '.join(task.labels)})"
+    )
 
 
 def group_members(labels: torch.Tensor, task: TaskSpec, group: int) -> torch.Tensor:

@@ -30,7 +30,8 @@ def generated_split(directory: Path, data: LoadedDataset, n: int, device: torch.
     models, card = gt.load(directory, device)
     if card["labels"] != list(data.task.labels) or card["image_size"] != data.image_size:
         raise MedAugBenchError(
-            f"{directory} holds a generator for {card['dataset']} ({card['image_size']} px); pass --dataset {card['dataset']} "
+            f"{directory} holds a generator for {card['dataset']} ({card['image_size']} px); "
+            f"pass --dataset {card['dataset']} "
             f"and --image-size {card['image_size']}"
         )
     strategy = create_strategy(card["generator"], generator_dir=str(directory), quality_extractor=None)
@@ -60,18 +61,26 @@ def load_image_set(path: Path, data: LoadedDataset) -> Split:
             images = images.permute(0, 3, 1, 2)
     elif path.is_dir():
         class_dirs = {d.name: d for d in path.iterdir() if d.is_dir() and d.name in data.task.labels}
-        groups = [(data.task.labels.index(name), image_files(d)) for name, d in class_dirs.items()] or [(-1, image_files(path))]
+        groups = [(data.task.labels.index(name), image_files(d)) for name, d in class_dirs.items()] or [
+            (-1, image_files(path))
+        ]
         files = [f for _, fs in groups for f in fs]
         if not files:
             raise MedAugBenchError(f"no images in {path}")
         decoded, bad = decode_files(files, data.image_size)
         if bad:
-            raise MedAugBenchError(f"{len(bad)} files in {path} could not be read, e.g. {bad[0].path} ({bad[0].reason})")
+            raise MedAugBenchError(
+                f"{len(bad)} files in {path} could not be read, e.g. {bad[0].path} ({bad[0].reason})"
+            )
         images = torch.stack([to_channels(image, data.task.channels) for image in decoded])
         labels = torch.tensor([label for label, fs in groups for _ in fs])
     else:
         raise MedAugBenchError(f"{path} is neither an .npz file nor a folder of images")
-    images = torch.stack([to_channels(image, data.task.channels) for image in images]) if images.shape[1] != data.task.channels else images
+    images = (
+        torch.stack([to_channels(image, data.task.channels) for image in images])
+        if images.shape[1] != data.task.channels
+        else images
+    )
     shape = (len(images), data.task.num_outputs) if data.task.multilabel else (len(images),)
     if labels is None:
         labels = torch.full(shape, -1)

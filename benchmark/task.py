@@ -39,7 +39,7 @@ class TaskSpec:
         return len(self.labels)
 
     @classmethod
-    def from_medmnist(cls, info: dict) -> "TaskSpec":
+    def from_medmnist(cls, info: dict) -> TaskSpec:
         """Build from a `medmnist.INFO[flag]` entry (task string, label dict, channels)."""
         labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
         return cls(kind=_MEDMNIST_TASKS[info["task"]], labels=labels, channels=int(info["n_channels"]))

@@ -88,9 +88,17 @@ def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractCo
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def classifier_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, strategy: Strategy, images: torch.Tensor,
-                    targets: torch.Tensor, generator: torch.Generator, task: TaskSpec, config: TrainConfig,
-                    device: torch.device) -> torch.Tensor:
+def classifier_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    strategy: Strategy,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    generator: torch.Generator,
+    task: TaskSpec,
+    config: TrainConfig,
+    device: torch.device,
+) -> torch.Tensor:
     """One optimizer step on a uint8 batch: the strategy's augmentation, forward, loss, backward, update; the loss."""
     images, targets = strategy.augment(images.float().div(255), targets, generator)
     images = normalize(images)
@@ -105,20 +113,28 @@ def classifier_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, st
     return loss.detach()
 
 
-def classifier_step_flops(config: TrainConfig, data: LoadedDataset, strategy: Strategy, batch: Split,
-                          device: torch.device) -> int:
+def classifier_step_flops(
+    config: TrainConfig, data: LoadedDataset, strategy: Strategy, batch: Split, device: torch.device
+) -> int:
     """FLOPs of one classifier step on `batch` (`classifier_step`, backward included), counted on a throwaway model
     of the same architecture (no pretrained weights loaded) with a throwaway generator and every RNG state
     restored: the run's own model, optimizer and draws are untouched."""
     task = data.task
     with flops.isolated_rng(device):
-        model = create_backbone(config.backbone, in_chans=task.channels, num_classes=task.num_outputs,
-                                image_size=data.image_size, pretrained=False, **config.backbone_params).to(device)
+        model = create_backbone(
+            config.backbone,
+            in_chans=task.channels,
+            num_classes=task.num_outputs,
+            image_size=data.image_size,
+            pretrained=False,
+            **config.backbone_params,
+        ).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.resolved_optim().lr)
         images, targets = batch.images.to(device), targets_for(batch.labels, task).to(device)
         generator = torch.Generator(device=device).manual_seed(0)
-        return flops.count_flops(lambda: classifier_step(model, optimizer, strategy, images, targets, generator,
-                                                         task, config, device))
+        return flops.count_flops(
+            lambda: classifier_step(model, optimizer, strategy, images, targets, generator, task, config, device)
+        )
 
 
 def classifier_budget(config: TrainConfig, spent: dict[str, float], step_flops: int) -> Budget:
@@ -140,10 +156,18 @@ def classifier_budget(config: TrainConfig, spent: dict[str, float], step_flops: 
 def compute_record(config: TrainConfig, phases: dict, step_flops: int, batch: int, steps: int, seconds: float) -> dict:
     """The record's compute block: the budget, FLOPs and device-seconds of generator training, synthesis and
     classifier training (a classic strategy's generator phases are zero), and their totals."""
-    phases = {"generator_training": {"flops": 0, "seconds": 0.0},
-              "synthesis": {"flops": 0, "seconds": 0.0, "images": 0}, **phases,
-              "classifier_training": {"flops": steps * step_flops, "seconds": seconds, "steps": steps,
-                                      "step_flops": step_flops, "batch_size": batch}}
+    phases = {
+        "generator_training": {"flops": 0, "seconds": 0.0},
+        "synthesis": {"flops": 0, "seconds": 0.0, "images": 0},
+        **phases,
+        "classifier_training": {
+            "flops": steps * step_flops,
+            "seconds": seconds,
+            "steps": steps,
+            "step_flops": step_flops,
+            "batch_size": batch,
+        },
+    }
     total = {key: sum(phase[key] for phase in phases.values()) for key in ("flops", "seconds")}
     budget = {"classifier": {"kind": config.budget.kind, "amount": config.budget.amount}, "total": None}
     if config.total_budget is not None:
@@ -152,7 +176,9 @@ def compute_record(config: TrainConfig, phases: dict, step_flops: int, batch: in
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: torch.Tensor, task: TaskSpec, config: TrainConfig, device: torch.device) -> np.ndarray:
+def predict(
+    model: torch.nn.Module, images: torch.Tensor, task: TaskSpec, config: TrainConfig, device: torch.device
+) -> np.ndarray:
     """Class probabilities (softmax) or label probabilities (sigmoid) for uint8 images already on the device."""
     model.eval()
     outputs = []
@@ -167,7 +193,14 @@ def predict(model: torch.nn.Module, images: torch.Tensor, task: TaskSpec, config
     return torch.cat(outputs).cpu().double().numpy()
 
 
-def evaluate(model: torch.nn.Module, split: Split, images: torch.Tensor, task: TaskSpec, config: TrainConfig, device: torch.device) -> dict:
+def evaluate(
+    model: torch.nn.Module,
+    split: Split,
+    images: torch.Tensor,
+    task: TaskSpec,
+    config: TrainConfig,
+    device: torch.device,
+) -> dict:
     return classification_metrics(task, split.labels.numpy(), predict(model, images, task, config, device))
 
 
@@ -219,8 +252,12 @@ def train_model(
     started = dev.clock(device)
     if data is None:
         options = DataOptions(
-            data_dir=data_dir, size=config.size, image_size=config.image_size, train_fraction=config.train_fraction,
-            per_class_cap=config.per_class_cap, seed=config.seed,
+            data_dir=data_dir,
+            size=config.size,
+            image_size=config.image_size,
+            train_fraction=config.train_fraction,
+            per_class_cap=config.per_class_cap,
+            seed=config.seed,
         )
         data = load_dataset(config.dataset, options, **config.dataset_params)
     task = data.task
@@ -238,13 +275,18 @@ def train_model(
     if min(config.batch_size, len(train_split)) != batch:  # synthetic images changed the batch: count it again
         batch = min(config.batch_size, len(train_split))
         step_flops = classifier_step_flops(config, data, strategy, train_split.subset(torch.arange(batch)), device)
-    budget = classifier_budget(config, {kind: sum(p[kind] for p in phases.values()) for kind in ("flops", "seconds")},
-                               step_flops)
+    budget = classifier_budget(
+        config, {kind: sum(p[kind] for p in phases.values()) for kind in ("flops", "seconds")}, step_flops
+    )
 
     seed_everything(config.seed)  # the classifier's draws do not depend on how much the strategy drew
     model = create_backbone(
-        config.backbone, in_chans=task.channels, num_classes=task.num_outputs, image_size=data.image_size,
-        pretrained=config.pretrained, **config.backbone_params,
+        config.backbone,
+        in_chans=task.channels,
+        num_classes=task.num_outputs,
+        image_size=data.image_size,
+        pretrained=config.pretrained,
+        **config.backbone_params,
     ).to(device)
     if config.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -284,8 +326,12 @@ def train_model(
         loss_sum.zero_()
         loss_count = 0
         if selection_score(metrics) > best["score"]:
-            best.update(score=selection_score(metrics), metrics=metrics, step=used.steps,
-                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            best.update(
+                score=selection_score(metrics),
+                metrics=metrics,
+                step=used.steps,
+                state={k: v.detach().clone() for k, v in model.state_dict().items()},
+            )
         eval_seconds += dev.clock(device) - eval_started
         bar.set_postfix(loss=f"{curves.train_loss[-1]:.3f}", val_auc=_fmt(metrics["auc"]))
 
@@ -300,8 +346,17 @@ def train_model(
             group["lr"] = lr
 
         index = sampler.next()
-        loss = classifier_step(model, optimizer, strategy, train_data.images[index], train_data.targets[index],
-                               generator, task, config, device)
+        loss = classifier_step(
+            model,
+            optimizer,
+            strategy,
+            train_data.images[index],
+            train_data.targets[index],
+            generator,
+            task,
+            config,
+            device,
+        )
         loss_sum += loss
         loss_count += 1
         used.steps += 1
@@ -327,13 +382,21 @@ def train_model(
     record = RunRecord(
         config=config.to_dict(),
         dataset={
-            "name": data.name, "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},
-            "source_size": data.source_size, "image_size": data.image_size,
-            "train_real": len(train_split) - n_synthetic, "train_synthetic": n_synthetic,
-            "val": len(data.val), "test": len(data.test), "provenance": data.provenance,
+            "name": data.name,
+            "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},
+            "source_size": data.source_size,
+            "image_size": data.image_size,
+            "train_real": len(train_split) - n_synthetic,
+            "train_synthetic": n_synthetic,
+            "val": len(data.val),
+            "test": len(data.test),
+            "provenance": data.provenance,
         },
-        strategy={"name": config.strategy, "params": strategy.params(),
-                  **{key: value for key, value in strategy.report().items() if key != "compute"}},
+        strategy={
+            "name": config.strategy,
+            "params": strategy.params(),
+            **{key: value for key, value in strategy.report().items() if key != "compute"},
+        },
         metrics={"val": best["metrics"], "test": test_metrics},
         best={"step": best["step"], "selected_by": f"val {selection_metric(best['metrics'])}"},
         budget=used,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torchvision.transforms import v2
@@ -46,8 +46,13 @@ def strategy_rates(batch: torch.Tensor, args: argparse.Namespace, device: torch.
     rates = {}
     for name in STRATEGIES:
         strategy = create_strategy(name)
-        rates[name] = images_per_s(lambda: strategy.augment(batch, targets, generator), len(batch), args.repeats,
-                                   args.calls, device)
+        rates[name] = images_per_s(
+            lambda strategy=strategy: strategy.augment(batch, targets, generator),
+            len(batch),
+            args.repeats,
+            args.calls,
+            device,
+        )
     return rates
 
 
@@ -56,8 +61,13 @@ def torchvision_loop_rates(batch: torch.Tensor, args: argparse.Namespace, device
     rates = {}
     for name, transform_class in TORCHVISION.items():
         transform = transform_class()
-        rates[name] = images_per_s(lambda: [transform(image) for image in uint8], len(batch), args.repeats,
-                                   max(1, args.calls // 5), device)
+        rates[name] = images_per_s(
+            lambda transform=transform: [transform(image) for image in uint8],
+            len(batch),
+            args.repeats,
+            max(1, args.calls // 5),
+            device,
+        )
     return rates
 
 
@@ -73,8 +83,14 @@ def main() -> None:
     device = pick_device(args.device)
     shape = (args.batch_size, 1, args.size, args.size)
     batch = (torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(0)).float() / 255).to(device)
-    result = {"batch_size": args.batch_size, "size": args.size, "device": describe(device)["device_name"],
-              "images_per_s": {}, "torchvision_loop": {}, "relative_to_geometric": {}}
+    result = {
+        "batch_size": args.batch_size,
+        "size": args.size,
+        "device": describe(device)["device_name"],
+        "images_per_s": {},
+        "torchvision_loop": {},
+        "relative_to_geometric": {},
+    }
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
         rates = strategy_rates(batch, args, device)

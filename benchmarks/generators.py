@@ -31,7 +31,9 @@ def conditioned(model_conditional: bool, labels: torch.Tensor, task) -> tuple[in
     return (task.num_outputs, conditioning(labels, task)) if model_conditional else (0, None)
 
 
-def time_training(name: str, data, steps: int, batch_size: int, device: torch.device, extra_steps: int = 0) -> tuple[float, object]:
+def time_training(
+    name: str, data, steps: int, batch_size: int, device: torch.device, extra_steps: int = 0
+) -> tuple[float, object]:
     conditional = is_conditional(entries("generator")[name].factory)
     spec = ImageSpec(data.task.channels, data.image_size, data.task.num_outputs if conditional else 0)
     model = create_generator(name, spec=spec).to(device)
@@ -70,15 +72,27 @@ def main() -> None:
     data = load_dataset("pneumoniamnist")
     results = {}
     for name in args.generators.split(","):
-        steps_per_s, (model, cond) = time_training(name, data, args.steps, args.batch_size, device, args.ddpm_train_steps)
+        steps_per_s, (model, cond) = time_training(
+            name, data, args.steps, args.batch_size, device, args.ddpm_train_steps
+        )
         images_per_s = steps_per_s * args.batch_size * model.real_batches_per_step
-        results[name] = {"train_steps_per_s": round(steps_per_s, 2), "train_images_per_s": round(images_per_s, 1),
-                         "sample_images_per_s": round(time_sampling(model, cond, args.samples, device)[0], 1)}
+        results[name] = {
+            "train_steps_per_s": round(steps_per_s, 2),
+            "train_images_per_s": round(images_per_s, 1),
+            "sample_images_per_s": round(time_sampling(model, cond, args.samples, device)[0], 1),
+        }
         if name == "ddpm":
             extractor = make_extractor("domain", data).to(device)
-            real = data.test.images[data.test.labels == data.train.labels[0]]  # the class the samples are conditioned on
+            real = data.test.images[
+                data.test.labels == data.train.labels[0]
+            ]  # the class the samples are conditioned on
             samplers = {}
-            for label, settings in {"ddim_25": ("ddim", 25), "ddim_50": ("ddim", 50), "ddim_100": ("ddim", 100), "ddpm_1000": ("ddpm", 1000)}.items():
+            for label, settings in {
+                "ddim_25": ("ddim", 25),
+                "ddim_50": ("ddim", 50),
+                "ddim_100": ("ddim", 100),
+                "ddpm_1000": ("ddpm", 1000),
+            }.items():
                 model.sampler, model.sample_steps = settings
                 n = max(8, args.samples // (8 if label == "ddpm_1000" else 1))
                 per_s, images = time_sampling(model, cond, n, device)
@@ -86,8 +100,18 @@ def main() -> None:
                 samplers[label] = {"images_per_s": round(per_s, 2), "images": n, "fid_domain": round(fid, 2)}
             results[name]["samplers"] = samplers
             results[name]["ddpm_trained_steps"] = 3 + args.ddpm_train_steps + args.steps
-    print(json.dumps({"benchmark": "generators", "image_size": data.image_size, "batch_size": args.batch_size,
-                      "environment": describe(device), "results": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "generators",
+                "image_size": data.image_size,
+                "batch_size": args.batch_size,
+                "environment": describe(device),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

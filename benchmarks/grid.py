@@ -44,9 +44,12 @@ def analyse(results: Path, wall: float) -> dict:
     summed cell time rather than of the wall time."""
     records = [r for r in load_records(results) if r.ok]
     phases = {p: sum(r.result["budget"]["seconds"].get(p, 0.0) for r in records) for p in PHASES}
-    generator_steps_s = sum(h.get("seconds", 0.0) for r in records
-                            for h in r.result["strategy"].get("generator", {}).get("histories", {}).values()
-                            if "reused_from" not in r.result["strategy"].get("generator", {}))
+    generator_steps_s = sum(
+        h.get("seconds", 0.0)
+        for r in records
+        for h in r.result["strategy"].get("generator", {}).get("histories", {}).values()
+        if "reused_from" not in r.result["strategy"].get("generator", {})
+    )
     cell_seconds = sum(r.timing.get("wall_seconds", 0.0) for r in records)
     measured = sum(phases.values())
     model_steps = phases["train"] + generator_steps_s
@@ -68,8 +71,13 @@ def analyse(results: Path, wall: float) -> dict:
         "cell_overhead_seconds": round(cell_seconds - measured, 1),
         # outside cells (sequential runs only): grid validation, skipping, logging
         "grid_overhead_seconds": round(wall - cell_seconds, 1) if sequential else None,
-        "harness_overhead_fraction": round((cell_seconds - measured + (wall - cell_seconds if sequential else 0.0))
-                                           / (wall if sequential else cell_seconds), 4) if cell_seconds else None,
+        "harness_overhead_fraction": round(
+            (cell_seconds - measured + (wall - cell_seconds if sequential else 0.0))
+            / (wall if sequential else cell_seconds),
+            4,
+        )
+        if cell_seconds
+        else None,
         "mean_cell_seconds_by_strategy": {k: round(sum(v) / len(v), 1) for k, v in sorted(by_strategy.items())},
         "machine": machine(results),
     }
@@ -80,14 +88,19 @@ def machine(results: Path) -> dict:
     env = read_grid_file(results).get("environment")
     if isinstance(env, dict):
         return {k: env.get(k) for k in ("processor", "cpu_count", "torch_threads", "memory_gib", "gpus")}
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "gpus": [torch.cuda.get_device_name(0)] if torch.cuda.is_available() else []}
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpus": [torch.cuda.get_device_name(0)] if torch.cuda.is_available() else [],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", default="quick", help="preset name or config file to run")
-    parser.add_argument("--from", dest="source", type=Path, help="analyse this finished results folder instead of running")
+    parser.add_argument(
+        "--from", dest="source", type=Path, help="analyse this finished results folder instead of running"
+    )
     args = parser.parse_args()
     if args.source is not None:
         log = [json.loads(line) for line in (args.source / "runs.jsonl").read_text().splitlines() if line.strip()]

@@ -46,9 +46,13 @@ def audit_time(data: LoadedDataset, fake: Split, extractor: FeatureExtractor, de
     features = [extract_features(images, extractor) for images in (fake.images, data.train.images, data.test.images)]
     extracted = clock(device)
     audit = memorisation_audit(fake.images, data.train.images, data.test.images, *features, device=device)
-    return {"n_fake": audit["n_fake"], "n_train": audit["n_train"], "n_test": audit["n_test"],
-            "feature_extraction_seconds": round(extracted - started, 2),
-            "search_seconds_pixel_and_feature": round(clock(device) - extracted, 2)}
+    return {
+        "n_fake": audit["n_fake"],
+        "n_train": audit["n_train"],
+        "n_test": audit["n_test"],
+        "feature_extraction_seconds": round(extracted - started, 2),
+        "search_seconds_pixel_and_feature": round(clock(device) - extracted, 2),
+    }
 
 
 def main() -> None:
@@ -73,10 +77,16 @@ def main() -> None:
         started = clock(device)
         report = quality_report(data.train, data.test, fake, data.task, extractor, max_images=args.n)
         matched = report["matched"]
-        results[name] = {"features_images_per_s": round(per_s, 1), "report_seconds": round(clock(device) - started, 2),
-                         "report_images": args.n, "matched_n": matched["n"], "fid": matched["fake_vs_real"]["fid"],
-                         "fid_floor": matched["floor"]["fid"], "rank_deficient": matched["rank_deficient"],
-                         "audit": audit_time(data, audit_fake, extractor, device)}
+        results[name] = {
+            "features_images_per_s": round(per_s, 1),
+            "report_seconds": round(clock(device) - started, 2),
+            "report_images": args.n,
+            "matched_n": matched["n"],
+            "fid": matched["fake_vs_real"]["fid"],
+            "fid_floor": matched["floor"]["fid"],
+            "rank_deficient": matched["rank_deficient"],
+            "audit": audit_time(data, audit_fake, extractor, device),
+        }
     print(json.dumps({"benchmark": "quality", "environment": describe(device), "results": results}, indent=2))
 
 

@@ -48,13 +48,17 @@ def compute_limit(backbone: str, steps: int, batch_size: int, device: torch.devi
 
 
 def reference_pipeline(backbone: str, steps: int, batch_size: int, device: torch.device) -> float:
-    transform = transforms.Compose([
-        transforms.RandomHorizontalFlip(),
-        transforms.RandomRotation(15),
-        transforms.ToTensor(),
-        transforms.Normalize(mean=[0.5], std=[0.5]),
-    ])
-    dataset = medmnist.PneumoniaMNIST(split="train", transform=transform, root=os.environ["MEDAUGBENCH_DATA_DIR"], download=False)
+    transform = transforms.Compose(
+        [
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomRotation(15),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.5], std=[0.5]),
+        ]
+    )
+    dataset = medmnist.PneumoniaMNIST(
+        split="train", transform=transform, root=os.environ["MEDAUGBENCH_DATA_DIR"], download=False
+    )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
     model = create_backbone(backbone, in_chans=1, num_classes=2, image_size=28).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -76,8 +80,14 @@ def reference_pipeline(backbone: str, steps: int, batch_size: int, device: torch
 
 
 def ours(backbone: str, steps: int, batch_size: int) -> float:
-    config = TrainConfig(dataset="pneumoniamnist", strategy="geometric", backbone=backbone,
-                         budget=Budget(steps=steps), batch_size=batch_size, eval_every=10**9)
+    config = TrainConfig(
+        dataset="pneumoniamnist",
+        strategy="geometric",
+        backbone=backbone,
+        budget=Budget(steps=steps),
+        batch_size=batch_size,
+        eval_every=10**9,
+    )
     record = train(config, progress=False)
     return record.budget.images_seen / record.budget.seconds["train"]
 
@@ -101,8 +111,18 @@ def main() -> None:
             "ours_over_limit": round(mine / limit, 3),
             "ours_over_reference": round(mine / reference, 2),
         }
-    print(json.dumps({"benchmark": "train_throughput", "steps": args.steps, "batch_size": args.batch_size,
-                      "environment": describe(device), "results": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_throughput",
+                "steps": args.steps,
+                "batch_size": args.batch_size,
+                "environment": describe(device),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ Pretrained = bool | str | os.PathLike
 
 
 class SimpleCNN(nn.Module):
-    """Four Conv-BN-ReLU-MaxPool blocks (32→64→128→256), global average pooling and a linear head: the seed paper's baseline."""
+    """Four Conv-BN-ReLU-MaxPool blocks (32→64→128→256), global average pooling and a linear head: the seed paper's
+    baseline."""
 
     min_input_size = 16
 
@@ -62,7 +63,12 @@ class SimpleCNN(nn.Module):
             raise MedAugBenchError("simple_cnn has no pretrained weights; use pretrained=False or a timm backbone")
         layers: list[nn.Module] = []
         for width_in, width_out in zip((in_chans, 32, 64, 128), (32, 64, 128, 256)):
-            layers += [nn.Conv2d(width_in, width_out, 3, padding=1), nn.BatchNorm2d(width_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(width_in, width_out, 3, padding=1),
+                nn.BatchNorm2d(width_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(256, num_classes)
@@ -72,7 +78,8 @@ class SimpleCNN(nn.Module):
 
 
 class ResizeInput(nn.Module):
-    """Upsamples (bilinear, aspect kept) inputs whose shorter side is below `min_size`, for models that cannot run on them."""
+    """Upsamples (bilinear, aspect kept) inputs whose shorter side is below `min_size`, for models that cannot run on
+    them."""
 
     def __init__(self, model: nn.Module, min_size: int) -> None:
         super().__init__()
@@ -98,12 +105,15 @@ def _create_timm(name: str, in_chans: int, num_classes: int, pretrained: Pretrai
     if pretrained is False or pretrained is True:
         try:
             return timm.create_model(name, pretrained=pretrained, in_chans=in_chans, num_classes=num_classes, **kwargs)
-        except OSError as error:  # hub/URL unreachable and nothing cached (OfflineModeIsEnabled, LocalEntryNotFoundError, URLError)
+        except (
+            OSError
+        ) as error:  # hub/URL unreachable and nothing cached (OfflineModeIsEnabled, LocalEntryNotFoundError, URLError)
             raise MedAugBenchError(
                 f"cannot get ImageNet weights for {name} ({type(error).__name__}: {_first_line(error)}); "
                 f'pass a local file instead (pretrained="/path/to/{name}.safetensors" or .pth), '
                 f"or download them once while online so that the Hugging Face hub cache holds "
-                f"{timm.models.get_pretrained_cfg(name).hf_hub_id} (then HF_HUB_OFFLINE=1 uses the cache without network)"
+                f"{timm.models.get_pretrained_cfg(name).hf_hub_id} "
+                "(then HF_HUB_OFFLINE=1 uses the cache without network)"
             ) from error
     path = os.fspath(pretrained)
     if not os.path.isfile(path):
@@ -112,12 +122,19 @@ def _create_timm(name: str, in_chans: int, num_classes: int, pretrained: Pretrai
     try:
         file_keys = set(timm.models.load_state_dict(path))  # read as timm reads it, to check the names below
         model = timm.create_model(
-            name, pretrained=True, pretrained_cfg_overlay=dict(file=path), in_chans=in_chans, num_classes=num_classes, **kwargs
+            name,
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=path),
+            in_chans=in_chans,
+            num_classes=num_classes,
+            **kwargs,
         )
     except (RuntimeError, ValueError, OSError) as error:  # wrong shapes, unsafe pickle, corrupt file
         raise MedAugBenchError(f"cannot load {name} weights from {path}: {_first_line(error)}; {hint}") from error
     if file_keys.isdisjoint(key for key, _ in model.named_parameters()):  # timm loads non-strictly: would stay random
-        raise MedAugBenchError(f"{path} holds none of {name}'s weight names (e.g. {next(iter(sorted(file_keys)), 'none')}); {hint}")
+        raise MedAugBenchError(
+            f"{path} holds none of {name}'s weight names (e.g. {next(iter(sorted(file_keys)), 'none')}); {hint}"
+        )
     return model
 
 
@@ -135,8 +152,13 @@ def small_input_stem(model: nn.Module) -> nn.Module:
 
 
 def timm_backbone(
-    name: str, in_chans: int, num_classes: int, image_size: int, pretrained: Pretrained = False,
-    stem: str = "imagenet", **kwargs: Any,
+    name: str,
+    in_chans: int,
+    num_classes: int,
+    image_size: int,
+    pretrained: Pretrained = False,
+    stem: str = "imagenet",
+    **kwargs: Any,
 ) -> nn.Module:
     """A timm classifier, wrapped in `ResizeInput` when the model declares a minimum input size, so it runs at 28 px.
 
@@ -157,7 +179,11 @@ def timm_backbone(
 
 @hookimpl
 def register_backbones(register: Register) -> None:
-    register("simple_cnn", SimpleCNN, "four Conv-BN-ReLU-MaxPool blocks (32→64→128→256) and a linear head, as in the seed paper")
+    register(
+        "simple_cnn",
+        SimpleCNN,
+        "four Conv-BN-ReLU-MaxPool blocks (32→64→128→256) and a linear head, as in the seed paper",
+    )
     for name in TIMM_MODELS:
         resized = f", inputs below {MIN_INPUT_SIZE[name]} px upsampled" if name in MIN_INPUT_SIZE else ""
         stem = ", stem='small' for MedMNIST's 28-px stem" if name in RESNETS else ""

@@ -23,9 +23,9 @@ Deviations from torchvision, which expects uint8 tensors for these transforms:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,11 @@ def _solarize_thresholds(num_bins: int, height: int, width: int) -> torch.Tensor
 
 
 def _space(
-    shear: float, translate: Callable[[int], float], rotate: float, enhance: float, posterize: tuple[int, int],
+    shear: float,
+    translate: Callable[[int], float],
+    rotate: float,
+    enhance: float,
+    posterize: tuple[int, int],
     identity: bool,
 ) -> tuple[Op, ...]:
     """A torchvision op space from its maxima; `translate` maps a side length (px) to the largest shift."""
@@ -133,6 +137,7 @@ def dirichlet(alpha: float, n: int, k: int, generator: torch.Generator) -> torch
 # Affine operations: (N,) magnitudes -> (N, 2, 3) float64 matrices mapping output to input pixel coordinates
 # (origin at the image centre), as torchvision's `_get_inverse_affine_matrix` builds them for these ops.
 
+
 def _matrices(rows: list[list[torch.Tensor | float]], like: torch.Tensor) -> torch.Tensor:
     def column(value: torch.Tensor | float) -> torch.Tensor:
         return value if isinstance(value, torch.Tensor) else torch.full_like(like, value)
@@ -182,6 +187,7 @@ AFFINE = {"ShearX": shear_x, "ShearY": shear_y, "TranslateX": translate_x, "Tran
 
 
 # Point-wise operations: (N, C, H, W) images and (N,) float64 magnitudes -> images.
+
 
 def _factor(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return (1.0 + m).to(images.dtype).view(-1, 1, 1, 1)
@@ -262,6 +268,12 @@ def equalize(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 
 
 POINTWISE = {
-    "Brightness": brightness, "Color": color, "Contrast": contrast, "Sharpness": sharpness,
-    "Posterize": posterize, "Solarize": solarize, "AutoContrast": autocontrast, "Equalize": equalize,
+    "Brightness": brightness,
+    "Color": color,
+    "Contrast": contrast,
+    "Sharpness": sharpness,
+    "Posterize": posterize,
+    "Solarize": solarize,
+    "AutoContrast": autocontrast,
+    "Equalize": equalize,
 }

@@ -18,7 +18,15 @@ from benchmark.errors import MedAugBenchError
 from benchmark.hookspecs import hookimpl
 from benchmark.strategy import Strategy
 from plugins.classic_ops import (
-    AUGMIX, AUGMIX_BINS, AUGMIX_PARTIAL, INTERPOLATIONS, RANDAUGMENT, TRIVIALAUGMENT, Op, apply_layer, dirichlet,
+    AUGMIX,
+    AUGMIX_BINS,
+    AUGMIX_PARTIAL,
+    INTERPOLATIONS,
+    RANDAUGMENT,
+    TRIVIALAUGMENT,
+    Op,
+    apply_layer,
+    dirichlet,
     draw_layer,
 )
 
@@ -40,7 +48,9 @@ class Geometric(Strategy):
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.flip_p <= 1.0 or self.degrees < 0:
-            raise MedAugBenchError(f"geometric needs 0 <= flip_p <= 1 and degrees >= 0, got {self.flip_p}, {self.degrees}")
+            raise MedAugBenchError(
+                f"geometric needs 0 <= flip_p <= 1 and degrees >= 0, got {self.flip_p}, {self.degrees}"
+            )
 
     def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
         n = images.shape[0]
@@ -50,8 +60,11 @@ class Geometric(Strategy):
         cos, sin = torch.cos(angle), torch.sin(angle)
         # rows of the sampling matrix; multiplying the x column by -1 mirrors the sample horizontally
         theta = torch.stack(
-            [torch.stack([cos * sign, -sin, torch.zeros_like(cos)], dim=1),
-             torch.stack([sin * sign, cos, torch.zeros_like(cos)], dim=1)], dim=1
+            [
+                torch.stack([cos * sign, -sin, torch.zeros_like(cos)], dim=1),
+                torch.stack([sin * sign, cos, torch.zeros_like(cos)], dim=1),
+            ],
+            dim=1,
         ).to(images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False), targets

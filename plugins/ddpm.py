@@ -177,9 +177,7 @@ class DDPM(GenerativeModel):
         self.check_cond(cond, n)
         device = images.device
         noise = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype)
-        t = torch.randint(
-            0, self.noise_scheduler.config.num_train_timesteps, (n,), generator=generator, device=device
-        )
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (n,), generator=generator, device=device)
         noisy = self.noise_scheduler.add_noise(images, noise, t)
         if self.noise_scheduler.config.prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(images, noise, t)

@@ -67,7 +67,7 @@ def _check_images(images: torch.Tensor, channels: tuple[int, ...], name: str) ->
 class _FrozenExtractor(FeatureExtractor):
     """A feature extractor that always stays in eval mode (BatchNorm uses its running statistics)."""
 
-    def train(self, mode: bool = True) -> "_FrozenExtractor":
+    def train(self, mode: bool = True) -> _FrozenExtractor:
         return super().train(False)
 
 
@@ -79,9 +79,13 @@ def hub_weights_path() -> Path:
 def _download_weights(target: Path) -> Path:
     """Fetch the official file into `target`, kept only if its SHA-256 starts with the official prefix."""
     return fetch(
-        WEIGHTS_URL, target, "sha256", WEIGHTS_SHA256_PREFIX,
+        WEIGHTS_URL,
+        target,
+        "sha256",
+        WEIGHTS_SHA256_PREFIX,
         offline_hint=(
-            f"no Inception weights were found: copy that file (torch-fidelity's weights-inception-2015-12-05-6726825d.pth, "
+            "no Inception weights were found: copy that file "
+            "(torch-fidelity's weights-inception-2015-12-05-6726825d.pth, "
             f"or pytorch-fid's pt_inception-2015-12-05-6726825d.pth) to {target}, or set {INCEPTION_WEIGHTS_ENV}=PATH, "
             "or pass weights=PATH"
         ),
@@ -91,12 +95,16 @@ def _download_weights(target: Path) -> Path:
 
 def find_inception_weights(weights: str | os.PathLike | None = None) -> Path:
     """The weights file: `weights`, else $MEDAUGBENCH_INCEPTION_WEIGHTS, else the torch hub cache, else a download."""
-    for value, origin in ((weights, "weights="), (os.environ.get(INCEPTION_WEIGHTS_ENV) or None, INCEPTION_WEIGHTS_ENV)):
+    for value, origin in (
+        (weights, "weights="),
+        (os.environ.get(INCEPTION_WEIGHTS_ENV) or None, INCEPTION_WEIGHTS_ENV),
+    ):
         if value is not None:
             path = Path(value).expanduser()
             if not path.is_file():
                 raise MedAugBenchError(
-                    f"Inception weights file {path} (from {origin}) not found; point {origin} at the .pth or .safetensors file"
+                    f"Inception weights file {path} (from {origin}) not found; "
+                    f"point {origin} at the .pth or .safetensors file"
                 )
             return path
     for name in WEIGHTS_NAMES:
@@ -114,7 +122,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError, safetensors.SafetensorError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise MedAugBenchError(f"cannot read Inception weights {path}: {reason}; the file is corrupt or not a state_dict") from None
+        raise MedAugBenchError(
+            f"cannot read Inception weights {path}: {reason}; the file is corrupt or not a state_dict"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise MedAugBenchError(f"Inception weights {path} hold a {type(state).__name__}, not a state_dict of tensors")
     return state
@@ -138,9 +148,13 @@ class InceptionExtractor(_FrozenExtractor):
         torch.save(state, buffer)
         buffer.seek(0)
         try:
-            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=buffer)
+            self.net = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048"], feature_extractor_weights_path=buffer
+            )
         except RuntimeError as error:
-            raise MedAugBenchError(f"{self.weights} is not an FID Inception-v3 state_dict: {str(error).splitlines()[0]}") from None
+            raise MedAugBenchError(
+                f"{self.weights} is not an FID Inception-v3 state_dict: {str(error).splitlines()[0]}"
+            ) from None
         self.sha256 = _sha256(self.weights)
 
     @torch.no_grad()
@@ -150,9 +164,14 @@ class InceptionExtractor(_FrozenExtractor):
 
     def describe(self) -> dict:
         return {
-            "name": "inception", "weights": str(self.weights), "weights_sha256": self.sha256,
-            "official_weights": self.sha256.startswith(WEIGHTS_SHA256_PREFIX), "resize": RESIZE,
-            "features": "2048-d pool3", "dtype": "float32", "grayscale": "replicated to 3 channels",
+            "name": "inception",
+            "weights": str(self.weights),
+            "weights_sha256": self.sha256,
+            "official_weights": self.sha256.startswith(WEIGHTS_SHA256_PREFIX),
+            "resize": RESIZE,
+            "features": "2048-d pool3",
+            "dtype": "float32",
+            "grayscale": "replicated to 3 channels",
         }
 
 
@@ -184,16 +203,29 @@ class DomainExtractor(_FrozenExtractor):
     num_features = 256
 
     def __init__(
-        self, images: Split, task: TaskSpec, dataset: str = "images", steps: int = 300, seed: int = 0,
-        holdout: float = 0.2, progress: bool = False,
+        self,
+        images: Split,
+        task: TaskSpec,
+        dataset: str = "images",
+        steps: int = 300,
+        seed: int = 0,
+        holdout: float = 0.2,
+        progress: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < holdout < 1.0:
             raise MedAugBenchError(f"the domain extractor's holdout fraction must lie in (0, 1), got {holdout}")
         image_size = images.images.shape[-1]
         self.config = TrainConfig(
-            dataset=dataset, strategy="geometric", backbone="simple_cnn", budget=Budget(steps=steps), batch_size=128,
-            eval_every=100, seed=seed, size=image_size, image_size=image_size,
+            dataset=dataset,
+            strategy="geometric",
+            backbone="simple_cnn",
+            budget=Budget(steps=steps),
+            batch_size=128,
+            eval_every=100,
+            seed=seed,
+            size=image_size,
+            image_size=image_size,
         )
         self.recipe = {**json.loads(json.dumps(self.config.to_dict())), "holdout": holdout}
         self.trained_on = {"images": len(images), "data_digest": images.digest()}
@@ -211,22 +243,28 @@ class DomainExtractor(_FrozenExtractor):
         and card to a temp dir, then rename."""
         fit, held = holdout_split(images, task, holdout, self.config.seed)
         size = self.config.image_size
-        data = LoadedDataset(self.config.dataset, task, train=fit, val=held, test=held, source_size=size,
-                             image_size=size)
+        data = LoadedDataset(
+            self.config.dataset, task, train=fit, val=held, test=held, source_size=size, image_size=size
+        )
         trained = training.train_model(self.config, progress, data=data)
         model, record = trained.model.cpu(), trained.record
         card = {
-            "recipe": self.recipe, "in_chans": model.features[0].in_channels, "num_classes": model.head.out_features,
+            "recipe": self.recipe,
+            "in_chans": model.features[0].in_channels,
+            "num_classes": model.head.out_features,
             "trained_on": {**self.trained_on, "fit": len(fit), "held_out": len(held)},
             "holdout_metrics": record.metrics["val"],
             "selected_by": f"held-out {training.selection_metric(record.metrics['val'])}",
-            "best_step": record.best["step"], "environment": record.environment,
+            "best_step": record.best["step"],
+            "environment": record.environment,
         }
         try:
             write_checkpoint(self.cache, model.state_dict(), card, WEIGHTS_FILE)
         except OSError as error:
             if not (self.cache / CARD).is_file():  # not merely a concurrent run that saved it first
-                raise MedAugBenchError(f"cannot save the domain extractor to {self.cache} ({error}); delete that folder and retry") from None
+                raise MedAugBenchError(
+                    f"cannot save the domain extractor to {self.cache} ({error}); delete that folder and retry"
+                ) from None
 
     def _load(self) -> tuple[dict, SimpleCNN]:
         """The cached card and network; a damaged or stale cache is an error naming the folder to delete."""
@@ -248,7 +286,8 @@ class DomainExtractor(_FrozenExtractor):
         _check_images(images, (self.card["in_chans"],), "domain")
         if images.shape[-2:] != (self.config.image_size, self.config.image_size):
             raise MedAugBenchError(
-                f"the domain extractor was trained on {self.config.image_size} px images, got {tuple(images.shape[-2:])}; "
+                f"the domain extractor was trained on {self.config.image_size} px images, "
+                f"got {tuple(images.shape[-2:])}; "
                 f"create it from images of that size"
             )
         x = training.normalize(images.float().div(255))
@@ -257,17 +296,27 @@ class DomainExtractor(_FrozenExtractor):
     def describe(self) -> dict:
         card = self.card
         return {
-            "name": "domain", "dataset": self.config.dataset, "trained_on": card["trained_on"],
-            "recipe": card["recipe"], "cache": str(self.cache), "weights_sha256": self.sha256,
+            "name": "domain",
+            "dataset": self.config.dataset,
+            "trained_on": card["trained_on"],
+            "recipe": card["recipe"],
+            "cache": str(self.cache),
+            "weights_sha256": self.sha256,
             "holdout_auc": card["holdout_metrics"]["auc"],
-            "selected_by": card["selected_by"], "best_step": card["best_step"],
+            "selected_by": card["selected_by"],
+            "best_step": card["best_step"],
         }
 
 
 @hookimpl
 def register_extractors(register: Register) -> None:
-    register("inception", InceptionExtractor, "FID Inception-v3 (torch-fidelity, TF 2015-12-05 weights), 2048-d, 299 px TF1.x bilinear")
     register(
-        "domain", DomainExtractor,
+        "inception",
+        InceptionExtractor,
+        "FID Inception-v3 (torch-fidelity, TF 2015-12-05 weights), 2048-d, 299 px TF1.x bilinear",
+    )
+    register(
+        "domain",
+        DomainExtractor,
         "SimpleCNN trained on the images it is given (by default the dataset's full train split; cached), 256-d pooled",
     )

@@ -1,4 +1,5 @@
-"""Generator plugins of the GAN family: DCGAN-style networks with the non-saturating, saturating, LSGAN and WGAN-GP losses.
+"""Generator plugins of the GAN family: DCGAN-style networks with the non-saturating, saturating, LSGAN and WGAN-GP
+losses.
 
 Networks (shared by every loss), for any even image side of at least 8 px:
   * The side is halved while it stays even and at least 4 px; that gives the start resolution and the number of
@@ -21,8 +22,8 @@ One training step is one generator update with its `n_critic` discriminator upda
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +91,11 @@ class Generator(nn.Module):
             nn.ReLU(inplace=True),
         ]
         for _ in range(stages - 1):
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width // 2),
+                nn.ReLU(inplace=True),
+            ]
             width //= 2
         layers += [nn.ConvTranspose2d(width, spec.channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -120,7 +125,8 @@ class Discriminator(nn.Module):
 
 
 class GAN(GenerativeModel):
-    """Conditional DCGAN-style GAN; `loss` picks non_saturating, saturating, lsgan or wgan_gp (critic without BatchNorm)."""
+    """Conditional DCGAN-style GAN; `loss` picks non_saturating, saturating, lsgan or wgan_gp (critic without
+    BatchNorm)."""
 
     conditional = True
 
@@ -170,8 +176,9 @@ class GAN(GenerativeModel):
         then one generator update whose fakes take the last batch's conditioning rows."""
         self.train()
         if len(images) % self.n_critic:
-            raise ValueError(f"{self.n_critic} critic updates need {self.n_critic} equal stacked batches, "
-                             f"got {len(images)} rows")
+            raise ValueError(
+                f"{self.n_critic} critic updates need {self.n_critic} equal stacked batches, got {len(images)} rows"
+            )
         cond = self._checked(cond, images)
         reals = images.chunk(self.n_critic)
         conds = cond.chunk(self.n_critic) if cond is not None else [None] * self.n_critic
@@ -193,7 +200,11 @@ class GAN(GenerativeModel):
         return self.g_net(self._noise(reference, generator), self._checked(cond, reference))
 
     def _critic_step(
-        self, images: torch.Tensor, cond: torch.Tensor | None, optimizer: torch.optim.Optimizer, generator: torch.Generator
+        self,
+        images: torch.Tensor,
+        cond: torch.Tensor | None,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
     ) -> torch.Tensor:
         """One discriminator update on real images and fresh fakes; WGAN-GP adds the gradient penalty."""
         with torch.no_grad():
@@ -238,11 +249,18 @@ class DCGAN(GAN):
 
 @hookimpl
 def register_generators(register: Register) -> None:
-    register("dcgan", DCGAN, "DCGAN, one unconditional model per class (transposed convs, BN+ReLU, Tanh; D conv+BN+LeakyReLU)")
+    register(
+        "dcgan",
+        DCGAN,
+        "DCGAN, one unconditional model per class (transposed convs, BN+ReLU, Tanh; D conv+BN+LeakyReLU)",
+    )
     register(
         "cgan",
         partial(GAN, loss="non_saturating"),
-        "conditional GAN of the seed paper (Algorithm 1): z∈R^128 + one-hot label, non-saturating loss, Adam 2e-4 (0.5, 0.999)",
+        (
+            "conditional GAN of the seed paper (Algorithm 1): z∈R^128 + one-hot label, non-saturating loss, "
+            "Adam 2e-4 (0.5, 0.999)"
+        ),
     )
     register("wgan_gp", partial(GAN, loss="wgan_gp", n_critic=5, lr=1e-4, betas=(0.0, 0.9)), "conditional WGAN-GP")
     register("lsgan", partial(GAN, loss="lsgan"), "conditional least-squares GAN")

@@ -100,9 +100,12 @@ class GenerativeStrategy(Strategy):
     def __post_init__(self) -> None:
         if (self.generator_seconds is not None or self.generator_flops is not None) and self.generator_steps == 2000:
             self.generator_steps = None  # a seconds or FLOP budget replaces the default steps budget
-        self._budget = gt.GeneratorBudget(steps=self.generator_steps, seconds=self.generator_seconds,
-                                          flops=self.generator_flops)
-        self._policy = SynthesisPolicy(kind=self.policy, ratio=self.ratio, multiplier=self.multiplier, counts=dict(self.counts))
+        self._budget = gt.GeneratorBudget(
+            steps=self.generator_steps, seconds=self.generator_seconds, flops=self.generator_flops
+        )
+        self._policy = SynthesisPolicy(
+            kind=self.policy, ratio=self.ratio, multiplier=self.multiplier, counts=dict(self.counts)
+        )
         self._augmenter = create_strategy(self.augment_with)
         self._report: dict = {}
         if self.generator_batch_size < 1:
@@ -122,7 +125,9 @@ class GenerativeStrategy(Strategy):
         """The reported-quality extractor: one per dataset and size (trained on the full training split), created
         once per strategy."""
         if self._extractor is None:
-            self._extractor = make_extractor(self.quality_extractor, context.dataset, **self.quality_params).to(context.device)
+            self._extractor = make_extractor(self.quality_extractor, context.dataset, **self.quality_params).to(
+                context.device
+            )
         return self._extractor
 
     def monitor_features(self, context: StrategyContext) -> FeatureExtractor:
@@ -171,15 +176,28 @@ class GenerativeStrategy(Strategy):
         the synthesis `plan`, which it pays for first)."""
         early_stop = None
         if self.early_stop_every:
-            early_stop = {"every": self.early_stop_every, "patience": self.early_stop_patience,
-                          "extractor": self.monitor_extractor, "params": self.monitor_params, "images": MONITOR_IMAGES}
-        budget = {kind: amount for kind, amount in asdict(self._budget).items()
-                  if kind != "flops" or amount is not None}  # keys of steps and seconds budgets as before
+            early_stop = {
+                "every": self.early_stop_every,
+                "patience": self.early_stop_patience,
+                "extractor": self.monitor_extractor,
+                "params": self.monitor_params,
+                "images": MONITOR_IMAGES,
+            }
+        budget = {
+            kind: amount for kind, amount in asdict(self._budget).items() if kind != "flops" or amount is not None
+        }  # keys of steps and seconds budgets as before
         identity = {
-            "generator": self.generator, "params": self.generator_params, "budget": budget,
-            "split": gt.GeneratorBudget.SPLIT_RULE, "batch_size": self.generator_batch_size,
-            "conditioning": self.conditioning, "seed": seed, "image_size": image_size, "data": real.digest(),
-            "early_stop": early_stop, "version": package_version(),
+            "generator": self.generator,
+            "params": self.generator_params,
+            "budget": budget,
+            "split": gt.GeneratorBudget.SPLIT_RULE,
+            "batch_size": self.generator_batch_size,
+            "conditioning": self.conditioning,
+            "seed": seed,
+            "image_size": image_size,
+            "data": real.digest(),
+            "early_stop": early_stop,
+            "version": package_version(),
         }
         if self._budget.kind != "steps":
             identity["synthesis_plan"] = plan
@@ -218,21 +236,38 @@ class GenerativeStrategy(Strategy):
         histories = {}
         for name, job in jobs.items():
             monitor = self.monitor(context, job, features) if features is not None else None
-            history = gt.fit(models[name], job.split.images, job.cond, budgets[name], self.generator_batch_size,
-                             device, context.seed, progress=context.progress, desc=f"{self.generator} {name}",
-                             monitor=monitor)
+            history = gt.fit(
+                models[name],
+                job.split.images,
+                job.cond,
+                budgets[name],
+                self.generator_batch_size,
+                device,
+                context.seed,
+                progress=context.progress,
+                desc=f"{self.generator} {name}",
+                monitor=monitor,
+            )
             if history.failure:
                 raise gt.GeneratorFailure(f"generator {self.generator} ({name}) stopped: {history.failure}")
             histories[name] = history
         card = {
-            "generator": self.generator, "generator_params": self.generator_params,
+            "generator": self.generator,
+            "generator_params": self.generator_params,
             "models": {name: asdict(model.spec) for name, model in models.items()},
             "budget": self.budget_record(jobs, budgets, histories, costs, reserved),
-            "batch_size": self.generator_batch_size, "costs": costs,
-            "seed": context.seed, "conditioning": not self.per_group(), "dataset": data.name,
-            "labels": list(task.labels), "task": task.kind, "image_size": data.image_size,
-            "data_digest": data.train.digest(), "histories": {name: asdict(h) for name, h in histories.items()},
-            "monitor": self.monitor_record(features), "package_version": package_version(),
+            "batch_size": self.generator_batch_size,
+            "costs": costs,
+            "seed": context.seed,
+            "conditioning": not self.per_group(),
+            "dataset": data.name,
+            "labels": list(task.labels),
+            "task": task.kind,
+            "image_size": data.image_size,
+            "data_digest": data.train.digest(),
+            "histories": {name: asdict(h) for name, h in histories.items()},
+            "monitor": self.monitor_record(features),
+            "package_version": package_version(),
         }
         return models, card
 
@@ -248,13 +283,21 @@ class GenerativeStrategy(Strategy):
         costs = {}
         for name, model in models.items():
             batch = min(self.generator_batch_size, len(jobs[name].split))
-            costs[name] = {"batch_size": batch, "step_flops": gt.step_flops(model, batch, device),
-                           "sample_flops_per_image": gt.sample_flops(model, device)}
+            costs[name] = {
+                "batch_size": batch,
+                "step_flops": gt.step_flops(model, batch, device),
+                "sample_flops_per_image": gt.sample_flops(model, device),
+            }
         return costs
 
-    def training_budgets(self, jobs: dict[str, Job], models: dict[str, GenerativeModel], costs: dict[str, dict],
-                         images: dict[str, int],
-                         device: torch.device) -> tuple[dict[str, gt.GeneratorBudget], float | None]:
+    def training_budgets(
+        self,
+        jobs: dict[str, Job],
+        models: dict[str, GenerativeModel],
+        costs: dict[str, dict],
+        images: dict[str, int],
+        device: torch.device,
+    ) -> tuple[dict[str, gt.GeneratorBudget], float | None]:
         """Each model's part of the training budget, and what was set aside for synthesis. A seconds or FLOP budget
         first pays for synthesising `images` per model (FLOPs counted; seconds timed on one sampling chunk of an
         untrained copy), the rest is shared by SPLIT_RULE, and FLOP parts become whole steps."""
@@ -266,8 +309,11 @@ class GenerativeStrategy(Strategy):
             reserved = float(sum(images[name] * costs[name]["sample_flops_per_image"] for name in models))
             one_step = float(sum(cost["step_flops"] for cost in costs.values()))
         else:
-            reserved = sum(n * gt.sample_seconds(models[name], min(n, SAMPLE_CHUNK), device) / min(n, SAMPLE_CHUNK)
-                           for name, n in images.items() if n)
+            reserved = sum(
+                n * gt.sample_seconds(models[name], min(n, SAMPLE_CHUNK), device) / min(n, SAMPLE_CHUNK)
+                for name, n in images.items()
+                if n
+            )
             one_step = 0.0
         left = budget.amount - reserved
         if left < one_step or left <= 0:
@@ -279,37 +325,70 @@ class GenerativeStrategy(Strategy):
             )
         parts = budget.of(kind, left).split(sizes)
         if kind == "flops":
-            parts = {name: part.in_steps(costs[name]["step_flops"], f"generator {self.generator} ({name})")
-                     for name, part in parts.items()}
+            parts = {
+                name: part.in_steps(costs[name]["step_flops"], f"generator {self.generator} ({name})")
+                for name, part in parts.items()
+            }
         return parts, reserved
 
-    def budget_record(self, jobs: dict[str, Job], budgets: dict[str, gt.GeneratorBudget],
-                      histories: dict[str, gt.FitHistory], costs: dict[str, dict], reserved: float | None) -> dict:
+    def budget_record(
+        self,
+        jobs: dict[str, Job],
+        budgets: dict[str, gt.GeneratorBudget],
+        histories: dict[str, gt.FitHistory],
+        costs: dict[str, dict],
+        reserved: float | None,
+    ) -> dict:
         """The total budget, what synthesis was allotted of it, the split rule, and per model: training images,
         allotted part (in its kind: FLOP parts are whole steps), steps, images, FLOPs, seconds."""
         kind = self._budget.kind
         per_model = {
-            name: {"train_images": len(jobs[name].split), "allotted": budgets[name].amount,
-                   "allotted_kind": budgets[name].kind, "steps": h.steps, "real_batches": h.real_batches,
-                   "images_seen": h.images_seen, "flops": h.steps * costs[name]["step_flops"], "seconds": h.seconds}
+            name: {
+                "train_images": len(jobs[name].split),
+                "allotted": budgets[name].amount,
+                "allotted_kind": budgets[name].kind,
+                "steps": h.steps,
+                "real_batches": h.real_batches,
+                "images_seen": h.images_seen,
+                "flops": h.steps * costs[name]["step_flops"],
+                "seconds": h.seconds,
+            }
             for name, h in histories.items()
         }
-        spent = {key: sum(model[key] for model in per_model.values())
-                 for key in ("steps", "images_seen", "flops", "seconds")}
+        spent = {
+            key: sum(model[key] for model in per_model.values()) for key in ("steps", "images_seen", "flops", "seconds")
+        }
         rule = gt.GeneratorBudget.SPLIT_RULE if len(jobs) > 1 else "one model: the whole budget"
-        return {"kind": kind, "total": self._budget.amount, "reserved_for_synthesis": reserved, "split_rule": rule,
-                "per_model": per_model, "spent": spent}
+        return {
+            "kind": kind,
+            "total": self._budget.amount,
+            "reserved_for_synthesis": reserved,
+            "split_rule": rule,
+            "per_model": per_model,
+            "spent": spent,
+        }
 
     def monitor_record(self, features: FeatureExtractor | None) -> dict | None:
         """What scored the generator during training (None: nothing did)."""
         if features is None:
             return None
-        return {"extractor": features.describe(), "reference": MONITOR_REFERENCE, "every": self.monitor_every,
-                "patience": self.early_stop_patience if self.early_stop_every else None}
+        return {
+            "extractor": features.describe(),
+            "reference": MONITOR_REFERENCE,
+            "every": self.monitor_every,
+            "patience": self.early_stop_patience if self.early_stop_every else None,
+        }
 
     # -- synthesis -----------------------------------------------------------------------------------------
-    def sample(self, models: dict[str, GenerativeModel], task: TaskSpec, real: Split, plan: list[int],
-               device: torch.device, seed: int) -> Split:
+    def sample(
+        self,
+        models: dict[str, GenerativeModel],
+        task: TaskSpec,
+        real: Split,
+        plan: list[int],
+        device: torch.device,
+        seed: int,
+    ) -> Split:
         """Generate `plan[g]` images for each group g, as uint8, with their labels."""
         generator = torch.Generator(device=device).manual_seed(seed + 1)
         label_generator = torch.Generator().manual_seed(seed + 1)
@@ -341,21 +420,32 @@ class GenerativeStrategy(Strategy):
         reason = gt.collapse_reason(synthetic.images[:512]) if len(synthetic) else None
         if reason:
             raise gt.GeneratorFailure(f"generator {self.generator}: {reason}; its samples were not used")
-        self._report = {"generator": card,
-                        "synthesis": {"policy": self.policy, "plan": plan, "generated": len(synthetic)},
-                        "compute": self.compute(models, card, context, plan, synthesis_seconds)}
+        self._report = {
+            "generator": card,
+            "synthesis": {"policy": self.policy, "plan": plan, "generated": len(synthetic)},
+            "compute": self.compute(models, card, context, plan, synthesis_seconds),
+        }
         if self.quality_extractor is not None and len(synthetic) > 1:
-            self._report["quality"] = quality_report(data.train, data.test, synthetic, task, self.extractor(context),
-                                                     max_images=self.quality_images, seed=context.seed,
-                                                     device=context.device)
+            self._report["quality"] = quality_report(
+                data.train,
+                data.test,
+                synthetic,
+                task,
+                self.extractor(context),
+                max_images=self.quality_images,
+                seed=context.seed,
+                device=context.device,
+            )
         return synthetic
 
-    def compute(self, models: dict[str, GenerativeModel], card: dict, context: StrategyContext, plan: list[int],
-                seconds: float) -> dict:
+    def compute(
+        self, models: dict[str, GenerativeModel], card: dict, context: StrategyContext, plan: list[int], seconds: float
+    ) -> dict:
         """FLOPs and device-seconds of generator training (from the card: a reused generator costs what training it
         did) and of this synthesis, per model and summed; costs are counted now for a card older than them."""
-        costs = card.get("costs") or self.costs(models, self.jobs(context.dataset.train, context.dataset.task),
-                                                context.device)
+        costs = card.get("costs") or self.costs(
+            models, self.jobs(context.dataset.train, context.dataset.task), context.device
+        )
         histories = card["histories"]
         images = images_per_model(plan, models)
         return {
@@ -368,7 +458,8 @@ class GenerativeStrategy(Strategy):
             },
             "synthesis": {
                 "flops": sum(n * costs[name]["sample_flops_per_image"] for name, n in images.items()),
-                "seconds": seconds, "images": sum(images.values()),
+                "seconds": seconds,
+                "images": sum(images.values()),
                 "flops_per_image": {name: cost["sample_flops_per_image"] for name, cost in costs.items()},
             },
         }

@@ -182,7 +182,10 @@ def bad_files_message(bad: list[BadFile], total: int) -> str:
     """One line naming the unreadable files (the first few) and how to proceed."""
     shown = "; ".join(f"{b.path} ({b.reason})" for b in bad[:BAD_FILES_SHOWN])
     more = f" ... and {len(bad) - BAD_FILES_SHOWN} more" if len(bad) > BAD_FILES_SHOWN else ""
-    return f"{len(bad)} of {total} files could not be read: {shown}{more}. Fix or remove them, or pass --skip-bad to leave them out"
+    return (
+        f"{len(bad)} of {total} files could not be read: {shown}{more}. "
+        "Fix or remove them, or pass --skip-bad to leave them out"
+    )
 
 
 def sorted_classes(names: set[str]) -> tuple[str, ...]:
@@ -212,7 +215,8 @@ def _class_samples(folder: Path, split: str | None, shown: str) -> list[Sample]:
     class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise MedAugBenchError(
-            f"no class sub-folders in {shown}; put the images in {shown}/<class name>/ or pass csv=FILE with columns path,label"
+            f"no class sub-folders in {shown}; put the images in {shown}/<class name>/ "
+            "or pass csv=FILE with columns path,label"
         )
     samples = []
     for class_dir in class_dirs:
@@ -228,7 +232,9 @@ def _class_samples(folder: Path, split: str | None, shown: str) -> list[Sample]:
 def _checked_scan(samples: list[Sample], where: Path, layout: str) -> Scan:
     classes = sorted_classes({s.label for s in samples})
     if len(classes) < 2:
-        raise MedAugBenchError(f"{where} gives {len(classes)} class ({', '.join(classes)}); a classifier needs at least 2")
+        raise MedAugBenchError(
+            f"{where} gives {len(classes)} class ({', '.join(classes)}); a classifier needs at least 2"
+        )
     return Scan(samples, classes, where, layout)
 
 
@@ -243,14 +249,16 @@ def scan_folder(root: Path) -> Scan:
     if len(present) < len(SPLITS):
         missing = ", ".join(f"{root / name}" for name in SPLITS if name not in present)
         raise MedAugBenchError(
-            f"{root} has {', '.join(present)} folder(s) but not {missing}; for given splits create all of train/, val/, test/"
+            f"{root} has {', '.join(present)} folder(s) but not {missing}; "
+            "for given splits create all of train/, val/, test/"
         )
     samples = [s for name in SPLITS for s in _class_samples(root / name, name, str(root / name))]
     return _checked_scan(samples, root, "split folders")
 
 
 def scan_csv(csv_path: Path, base: Path | None = None) -> Scan:
-    """List the files of a CSV with columns path,label[,split]; relative paths resolve against `base` or the CSV's folder."""
+    """List the files of a CSV with columns path,label[,split]; relative paths resolve against `base` or the CSV's
+    folder."""
     hint = "pass csv=FILE with a header row path,label (and optionally split)"
     if not csv_path.is_file():
         raise MedAugBenchError(f"CSV file {csv_path} does not exist; {hint}")
@@ -260,7 +268,9 @@ def scan_csv(csv_path: Path, base: Path | None = None) -> Scan:
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
     missing = [column for column in ("path", "label") if column not in header]
     if missing:
-        raise MedAugBenchError(f"CSV {csv_path} lacks column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'}); {hint}")
+        raise MedAugBenchError(
+            f"CSV {csv_path} lacks column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'}); {hint}"
+        )
     column = {name: header.index(name) for name in ("path", "label", "split") if name in header}
     samples = []
     for line, row in enumerate(rows[1:], start=2):
@@ -269,7 +279,9 @@ def scan_csv(csv_path: Path, base: Path | None = None) -> Scan:
             raise MedAugBenchError(f"CSV {csv_path} line {line}: empty path or label; every row needs both")
         split = values.get("split")
         if split is not None and split.lower() not in SPLITS:
-            raise MedAugBenchError(f"CSV {csv_path} line {line}: unknown split {split!r}; use one of {', '.join(SPLITS)}")
+            raise MedAugBenchError(
+                f"CSV {csv_path} line {line}: unknown split {split!r}; use one of {', '.join(SPLITS)}"
+            )
         path = Path(values["path"]).expanduser()
         samples.append(Sample(path if path.is_absolute() else base / path, values["label"], split and split.lower()))
     if not samples:
@@ -340,12 +352,15 @@ class ImageFolderSource:
             self.val_fraction = float(val_fraction)
             self.test_fraction = float(test_fraction)
         except ValueError as error:
-            raise MedAugBenchError(f"imagefolder options channels, val_fraction, test_fraction must be numbers: {error}") from None
+            raise MedAugBenchError(
+                f"imagefolder options channels, val_fraction, test_fraction must be numbers: {error}"
+            ) from None
         if self.channels not in (None, 1, 3):
             raise MedAugBenchError(f"channels must be 1 or 3, got {channels}")
         if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
             raise MedAugBenchError(
-                f"val_fraction and test_fraction must be above 0 and sum below 1, got {self.val_fraction} and {self.test_fraction}"
+                "val_fraction and test_fraction must be above 0 and sum below 1, "
+                f"got {self.val_fraction} and {self.test_fraction}"
             )
 
     def scan(self) -> Scan:
@@ -354,17 +369,23 @@ class ImageFolderSource:
             return scan_csv(self.csv, self.root)
         if self.root is None:
             raise MedAugBenchError(
-                "the imagefolder dataset needs your data: pass root=PATH (a folder of class sub-folders) or csv=FILE (path,label)"
+                "the imagefolder dataset needs your data: pass root=PATH (a folder of class sub-folders) "
+                "or csv=FILE (path,label)"
             )
         return scan_folder(self.root)
 
     def info(self, options: DataOptions) -> DatasetInfo:
-        """Classes and file counts from a scan; channels are the `channels` option or 1, as colour is only seen on load."""
+        """Classes and file counts from a scan; channels are the `channels` option or 1, as colour is only seen
+        on load."""
         if self.root is None and self.csv is None:
-            return DatasetInfo(NAME, TaskSpec("multiclass", (), self.channels or 1), None, LICENSE, "pass root=PATH", DESCRIPTION)
+            return DatasetInfo(
+                NAME, TaskSpec("multiclass", (), self.channels or 1), None, LICENSE, "pass root=PATH", DESCRIPTION
+            )
         scan = self.scan()
         local = f"{len(scan.samples)} files in {scan.where}"
-        return DatasetInfo(NAME, task_for(scan.classes, self.channels or 1), scan.split_sizes(), LICENSE, local, DESCRIPTION)
+        return DatasetInfo(
+            NAME, task_for(scan.classes, self.channels or 1), scan.split_sizes(), LICENSE, local, DESCRIPTION
+        )
 
     def prepare(self, options: DataOptions) -> list[Path]:
         """Check the layout and return the files `load` would decode; nothing is downloaded."""

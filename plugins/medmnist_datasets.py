@@ -62,10 +62,13 @@ class MedMNISTSource:
         path = ensure_file(self.name, options.size, options.data_dir, allow_download=options.download)
         try:
             with np.load(path) as archive:
-                splits = {s: split_from_arrays(archive[f"{s}_images"], archive[f"{s}_labels"], self.task) for s in SPLITS}
+                splits = {
+                    s: split_from_arrays(archive[f"{s}_images"], archive[f"{s}_labels"], self.task) for s in SPLITS
+                }
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as error:
             raise MedAugBenchError(
-                f"{path} is not a readable MedMNIST file ({error}); delete it and run `medaugbench datasets prepare {self.name}`"
+                f"{path} is not a readable MedMNIST file ({error}); "
+                f"delete it and run `medaugbench datasets prepare {self.name}`"
             ) from None
         return LoadedDataset(
             name=self.name,
@@ -80,4 +83,8 @@ class MedMNISTSource:
 @hookimpl
 def register_datasets(register) -> None:
     for flag in FLAGS:
-        register(flag, lambda flag=flag: MedMNISTSource(flag), f"MedMNIST {INFO[flag]['python_class']} ({INFO[flag]['task']})")
+        register(
+            flag,
+            lambda flag=flag: MedMNISTSource(flag),
+            f"MedMNIST {INFO[flag]['python_class']} ({INFO[flag]['task']})",
+        )

@@ -95,14 +95,18 @@ class RayExecutor:
             ray.init(address=self.address, runtime_env=runtime_env, logging_level=logging.WARNING)
         else:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-            ray.init(num_cpus=cores or 1, runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(
+                num_cpus=cores or 1, runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING
+            )
         return True
 
     def run(self, cells: Sequence[Cell], job: CellJob) -> Iterator[CellOutcome]:
         if not cells:
             return
         if not (dataclasses.is_dataclass(job) and hasattr(job, "results_dir")):
-            raise MedAugBenchError(f"the ray executor runs jobs with a results_dir (benchmark.runner.RunCell), not {job!r}")
+            raise MedAugBenchError(
+                f"the ray executor runs jobs with a results_dir (benchmark.runner.RunCell), not {job!r}"
+            )
         ray = self.ray
         env = {key: value for key, value in os.environ.items() if key.startswith(ENV_PREFIX)}
         opened = self._connect(env)
@@ -110,7 +114,12 @@ class RayExecutor:
         try:
             gpus = ray.cluster_resources().get("GPU", 0) >= 1
             cpus = self.cpus_per_cell or 1
-            options = {"num_cpus": cpus, "num_gpus": 1 if gpus else 0, "max_retries": self.max_retries, "retry_exceptions": False}
+            options = {
+                "num_cpus": cpus,
+                "num_gpus": 1 if gpus else 0,
+                "max_retries": self.max_retries,
+                "retry_exceptions": False,
+            }
             job_env = dict((ray.get_runtime_context().runtime_env or {}).get("env_vars") or {})
             if any(job_env.get(key) != value for key, value in env.items()):
                 # joined a Ray instance this process initialised with other variables: pass ours with each task
@@ -145,16 +154,22 @@ class RayExecutor:
         if isinstance(error, died):
             kind = CRASHED
             tries = f"{self.max_retries + 1} attempt(s) (max_retries={self.max_retries})"
-            message = (f"the Ray worker running this cell died ({type(error).__name__}: killed, out of memory or its "
-                       f"node was lost) on all {tries}")
+            message = (
+                f"the Ray worker running this cell died ({type(error).__name__}: killed, out of memory or its "
+                f"node was lost) on all {tries}"
+            )
         elif cause is not None:  # raised on the worker outside the job's own error handling: not retried
             kind, message = type(cause).__name__, f"{cause} (raised in the Ray task)"
         else:
             kind = type(error).__name__
             lines = str(error).strip().splitlines()
             message = f"the Ray task failed: {lines[-1] if lines else kind}"
-        return record_failure(results_dir, cell, {"type": kind, "message": message, "traceback": str(error)},
-                              {"finished": now(), "wall_seconds": seconds})
+        return record_failure(
+            results_dir,
+            cell,
+            {"type": kind, "message": message, "traceback": str(error)},
+            {"finished": now(), "wall_seconds": seconds},
+        )
 
 
 def run_cell_task(job: CellJob, cell: Cell, threads: int) -> tuple[CellOutcome, dict[str, bytes]]:
@@ -169,7 +184,11 @@ def run_cell_task(job: CellJob, cell: Cell, threads: int) -> tuple[CellOutcome, 
         quiet = {"progress": False} if hasattr(job, "progress") else {}
         outcome = dataclasses.replace(job, results_dir=scratch, **quiet)(cell)
         folder = records_dir(scratch)
-        files = {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file() and not path.name.endswith(".tmp")}
+        files = {
+            path.name: path.read_bytes()
+            for path in sorted(folder.iterdir())
+            if path.is_file() and not path.name.endswith(".tmp")
+        }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return outcome, files
@@ -178,7 +197,7 @@ def run_cell_task(job: CellJob, cell: Cell, threads: int) -> tuple[CellOutcome, 
 def remove_dead_scratch() -> None:
     """Delete the temp folders of workers that were killed mid-cell on this machine (their pid is gone)."""
     for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*-*"):
-        pid = path.name[len(SCRATCH):].split("-", 1)[0]
+        pid = path.name[len(SCRATCH) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
@@ -207,4 +226,8 @@ def write_files(results_dir: Path, cell_id: str, files: dict[str, bytes]) -> Non
 
 @hookimpl
 def register_executors(register) -> None:
-    register("ray", RayExecutor, "each cell a Ray task, on a local Ray instance or a cluster (--address); needs medaugbench[ray]")
+    register(
+        "ray",
+        RayExecutor,
+        "each cell a Ray task, on a local Ray instance or a cluster (--address); needs medaugbench[ray]",
+    )

@@ -47,28 +47,52 @@ def make_fake_results(
             for backbone in backbones:
                 for seed in seeds:
                     rng = np.random.default_rng([d_index, s_index, zlib.crc32(backbone.encode()), seed])
-                    cell = {"dataset": dataset, "strategy": strategy, "base_strategy": strategy, "backbone": backbone,
-                            "seed": seed, "train_fraction": 1.0, "policy": "balance" if strategy in GENERATIVE else None}
+                    cell = {
+                        "dataset": dataset,
+                        "strategy": strategy,
+                        "base_strategy": strategy,
+                        "backbone": backbone,
+                        "seed": seed,
+                        "train_fraction": 1.0,
+                        "policy": "balance" if strategy in GENERATIVE else None,
+                    }
                     cell_id = f"{dataset[:4]}-{strategy}-{backbone}-{seed}"
                     config = {"dataset": dataset, "strategy": strategy, "backbone": backbone, "seed": seed}
                     if (dataset, strategy, seed) in failed:
-                        record = CellRecord(cell_id, FAILED, cell, config, grid="fake",
-                                            error={"type": "RuntimeError", "message": f"{strategy} exploded", "traceback": "Traceback ..."})
+                        record = CellRecord(
+                            cell_id,
+                            FAILED,
+                            cell,
+                            config,
+                            grid="fake",
+                            error={
+                                "type": "RuntimeError",
+                                "message": f"{strategy} exploded",
+                                "traceback": "Traceback ...",
+                            },
+                        )
                         write_record(root, record)
                         written.append(record)
                         continue
                     skill = 1.0 + 0.4 * s_index + rng.normal(0, 0.1)
                     scores = fake_scores(task, labels, skill, rng)
-                    record = CellRecord(cell_id, OK, cell, config, grid="fake",
-                                        result=fake_result(task, dataset, strategy, labels, scores, rng),
-                                        timing={"wall_seconds": 10.0})
+                    record = CellRecord(
+                        cell_id,
+                        OK,
+                        cell,
+                        config,
+                        grid="fake",
+                        result=fake_result(task, dataset, strategy, labels, scores, rng),
+                        timing={"wall_seconds": 10.0},
+                    )
                     write_record(root, record, labels, scores)
                     written.append(record)
     return written
 
 
-def fake_result(task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray, scores: np.ndarray,
-                rng: np.random.Generator) -> dict:
+def fake_result(
+    task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray, scores: np.ndarray, rng: np.random.Generator
+) -> dict:
     """A `RunRecord.to_dict()` with real metrics for `scores` and plausible curves, budget and generator report."""
     test = classification_metrics(task, labels, scores)
     steps = [50, 100, 150, 200]
@@ -77,25 +101,56 @@ def fake_result(task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray,
         fid = float(rng.uniform(20, 200))
         plan = [10] * task.num_outputs
         report = {
-            "generator": {"generator": strategy, "histories": {"all": {
-                "steps": 200, "seconds": 30.0, "log_step": [50, 100], "losses": {"loss": [1.0, 0.8]},
-                "quality_step": [50, 100, 150, 200], "quality": [fid * 3, fid * 2, fid * 1.2, fid],
-                "stopped_early": False, "failure": None}}},
+            "generator": {
+                "generator": strategy,
+                "histories": {
+                    "all": {
+                        "steps": 200,
+                        "seconds": 30.0,
+                        "log_step": [50, 100],
+                        "losses": {"loss": [1.0, 0.8]},
+                        "quality_step": [50, 100, 150, 200],
+                        "quality": [fid * 3, fid * 2, fid * 1.2, fid],
+                        "stopped_early": False,
+                        "failure": None,
+                    }
+                },
+            },
             "synthesis": {"policy": "balance", "plan": plan, "generated": sum(plan)},
             "quality": fake_quality(task, plan, fid, float(rng.uniform(3, 6))),
         }
     return {
         "config": {"dataset": dataset, "strategy": strategy},
-        "dataset": {"name": dataset, "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels}},
+        "dataset": {
+            "name": dataset,
+            "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},
+        },
         "strategy": {"name": strategy, "params": {}, **report},
         "metrics": {"val": test, "test": test},
         "best": {"step": 200, "selected_by": "val auc"},
-        "budget": {"kind": "steps", "limit": 200.0, "steps": 200, "images_seen": 25600,
-                   "seconds": {"load": 0.1, "synthesize": 30.0 if strategy in GENERATIVE else 0.0, "train": 20.0, "eval": 2.0, "test": 0.5, "total": 53.0},
-                   "peak_memory_bytes": 1 << 30},
-        "curves": {"step": steps, "train_loss": [0.7, 0.5, 0.4, 0.35], "lr": [1e-3] * 4,
-                   "val_auc": [float(rng.uniform(0.6, 0.9)) for _ in steps], "val_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps],
-                   "val_balanced_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps]},
+        "budget": {
+            "kind": "steps",
+            "limit": 200.0,
+            "steps": 200,
+            "images_seen": 25600,
+            "seconds": {
+                "load": 0.1,
+                "synthesize": 30.0 if strategy in GENERATIVE else 0.0,
+                "train": 20.0,
+                "eval": 2.0,
+                "test": 0.5,
+                "total": 53.0,
+            },
+            "peak_memory_bytes": 1 << 30,
+        },
+        "curves": {
+            "step": steps,
+            "train_loss": [0.7, 0.5, 0.4, 0.35],
+            "lr": [1e-3] * 4,
+            "val_auc": [float(rng.uniform(0.6, 0.9)) for _ in steps],
+            "val_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps],
+            "val_balanced_accuracy": [float(rng.uniform(0.5, 0.9)) for _ in steps],
+        },
         "environment": {"device": "cpu", "device_name": "x86_64", "torch": "2.14.1"},
         "compute": fake_compute(strategy in GENERATIVE),
     }
@@ -104,28 +159,62 @@ def fake_result(task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray,
 def fake_compute(generative: bool) -> dict:
     """A `compute` block (benchmark.training.compute_record's layout): a generator and its synthesis for generative
     strategies, 200 classifier steps of 1 GFLOP each."""
-    phases = {"generator_training": {"flops": 200 * 5e8 if generative else 0, "seconds": 26.0 if generative else 0.0},
-              "synthesis": {"flops": 20 * 1e7 if generative else 0, "seconds": 2.0 if generative else 0.0,
-                            "images": 20 if generative else 0},
-              "classifier_training": {"flops": 200 * 1e9, "seconds": 20.0, "steps": 200, "step_flops": 1e9,
-                                      "batch_size": 128}}
+    phases = {
+        "generator_training": {"flops": 200 * 5e8 if generative else 0, "seconds": 26.0 if generative else 0.0},
+        "synthesis": {
+            "flops": 20 * 1e7 if generative else 0,
+            "seconds": 2.0 if generative else 0.0,
+            "images": 20 if generative else 0,
+        },
+        "classifier_training": {
+            "flops": 200 * 1e9,
+            "seconds": 20.0,
+            "steps": 200,
+            "step_flops": 1e9,
+            "batch_size": 128,
+        },
+    }
     total = {key: sum(phase[key] for phase in phases.values()) for key in ("flops", "seconds")}
-    return {"budget": {"classifier": {"kind": "steps", "amount": 200}, "total": None}, "phases": phases, "total": total,
-            "counter": "FlopCounterMode"}
+    return {
+        "budget": {"classifier": {"kind": "steps", "amount": 200}, "total": None},
+        "phases": phases,
+        "total": total,
+        "counter": "FlopCounterMode",
+    }
 
 
 def fake_quality(task: TaskSpec, plan: list[int], fid: float, floor: float) -> dict:
     """A schema-2 quality report (benchmark.quality's layout): class-matched block, per-class blocks, audit."""
     composition = {label: count for label, count in zip(task.labels, plan) if count}
     per_class = {label: _quality_block({label: count}, fid * 1.5, floor * 1.5) for label, count in composition.items()}
-    empty = {"threshold": 1.0, "near_copies": 0, "near_copy_fraction": 0.0, "exact_copies": 0, "copies": [],
-             "fake_to_train": {}, "test_to_train": {}, "closest_pairs": []}
+    empty = {
+        "threshold": 1.0,
+        "near_copies": 0,
+        "near_copy_fraction": 0.0,
+        "exact_copies": 0,
+        "copies": [],
+        "fake_to_train": {},
+        "test_to_train": {},
+        "closest_pairs": [],
+    }
     return {
-        "schema": 2, "extractor": {"name": "domain", "weights_sha256": "0" * 64}, "seed": 0, "max_images": 2000,
-        "per_class_grouping": "class", "reference": "fake", "ms_ssim_setup": {},
-        "matched": _quality_block(composition, fid, floor), "per_class": per_class,
-        "memorisation": {"n_fake": sum(plan), "n_train": 1000, "n_test": 200, "quantile": 0.01,
-                         "pixel": empty, "feature": empty},
+        "schema": 2,
+        "extractor": {"name": "domain", "weights_sha256": "0" * 64},
+        "seed": 0,
+        "max_images": 2000,
+        "per_class_grouping": "class",
+        "reference": "fake",
+        "ms_ssim_setup": {},
+        "matched": _quality_block(composition, fid, floor),
+        "per_class": per_class,
+        "memorisation": {
+            "n_fake": sum(plan),
+            "n_train": 1000,
+            "n_test": 200,
+            "quantile": 0.01,
+            "pixel": empty,
+            "feature": empty,
+        },
     }
 
 
@@ -134,9 +223,27 @@ def _quality_block(composition: dict[str, int], fid: float, floor: float) -> dic
     n = sum(composition.values())
 
     def scores(value: float) -> dict:
-        return {"fid": value, "kid_mean": value / 1000, "kid_std": value / 10000, "kid_subset_size": n,
-                "precision": 0.5, "recall": 0.5, "density": 0.9, "coverage": 0.6, "n_real": n, "n_fake": n}
+        return {
+            "fid": value,
+            "kid_mean": value / 1000,
+            "kid_std": value / 10000,
+            "kid_subset_size": n,
+            "precision": 0.5,
+            "recall": 0.5,
+            "density": 0.9,
+            "coverage": 0.6,
+            "n_real": n,
+            "n_fake": n,
+        }
 
-    return {"n": n, "composition": composition, "feature_dim": FEATURE_DIM, "rank_deficient": n - 1 < FEATURE_DIM,
-            "fake_vs_real": scores(fid), "floor": scores(floor), "ms_ssim_fake": 0.3, "ms_ssim_real": 0.25,
-            "nearest_real": None}
+    return {
+        "n": n,
+        "composition": composition,
+        "feature_dim": FEATURE_DIM,
+        "rank_deficient": n - 1 < FEATURE_DIM,
+        "fake_vs_real": scores(fid),
+        "floor": scores(floor),
+        "ms_ssim_fake": 0.3,
+        "ms_ssim_real": 0.25,
+        "nearest_real": None,
+    }

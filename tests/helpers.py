@@ -43,6 +43,8 @@ def fake_chestmnist(folder: Path, monkeypatch, sizes=(60, 20, 20), images=None, 
     np.savez_compressed(path, **arrays)
     md5 = datafiles.md5sum(path)
     real_md5 = datafiles.expected_md5
-    monkeypatch.setattr(datafiles, "expected_md5", lambda flag, size: md5 if flag == "chestmnist" else real_md5(flag, size))
+    monkeypatch.setattr(
+        datafiles, "expected_md5", lambda flag, size: md5 if flag == "chestmnist" else real_md5(flag, size)
+    )
     monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(folder))
     return arrays

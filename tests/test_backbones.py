@@ -1,4 +1,5 @@
-"""Backbone plugins: every registered backbone trains at the benchmark's sizes; pretrained weights load or fail clearly."""
+"""Backbone plugins: every registered backbone trains at the benchmark's sizes; pretrained weights load or fail
+clearly."""
 
 from __future__ import annotations
 
@@ -132,7 +133,9 @@ def test_small_input_stem_keeps_28_px_resolution_into_layer1(name: str) -> None:
     for stem in ("imagenet", "small"):
         model = create_backbone(name, in_chans=1, num_classes=2, image_size=28, stem=stem).eval()
         seen = []
-        model.layer1.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape[-2:])))
+        model.layer1.register_forward_hook(
+            lambda module, inputs, output, seen=seen: seen.append(tuple(inputs[0].shape[-2:]))
+        )
         with torch.no_grad():
             assert model(torch.randn(2, 1, 28, 28)).shape == (2, 2)
         sizes[stem] = seen[0]

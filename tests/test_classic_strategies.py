@@ -49,9 +49,15 @@ def torchvision_op(image: torch.Tensor, name: str, magnitude: float, interpolati
     return out.float() / 255 if name in UINT8_OPS else out
 
 
-@pytest.mark.parametrize("space, num_bins, interpolation", [
-    (RANDAUGMENT, 31, "nearest"), (TRIVIALAUGMENT, 31, "nearest"), (AUGMIX, AUGMIX_BINS, "bilinear"),
-], ids=["randaugment", "trivialaugment", "augmix"])
+@pytest.mark.parametrize(
+    "space, num_bins, interpolation",
+    [
+        (RANDAUGMENT, 31, "nearest"),
+        (TRIVIALAUGMENT, 31, "nearest"),
+        (AUGMIX, AUGMIX_BINS, "bilinear"),
+    ],
+    ids=["randaugment", "trivialaugment", "augmix"],
+)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_operation_equals_torchvisions(space, num_bins, interpolation, channels):
     image = sample_image(channels, 28)
@@ -67,7 +73,9 @@ def test_every_operation_equals_torchvisions(space, num_bins, interpolation, cha
 
 def test_magnitude_bins_are_torchvisions():
     for space, reference, num_bins in (
-        (RANDAUGMENT, v2.RandAugment, 31), (TRIVIALAUGMENT, v2.TrivialAugmentWide, 31), (AUGMIX, v2.AugMix, 10),
+        (RANDAUGMENT, v2.RandAugment, 31),
+        (TRIVIALAUGMENT, v2.TrivialAugmentWide, 31),
+        (AUGMIX, v2.AugMix, 10),
     ):
         assert {op.name for op in space} == set(reference._AUGMENTATION_SPACE)
         for op in space:
@@ -95,7 +103,8 @@ def test_randaugment_draws_one_operation_per_image():
     table, _ = magnitude_table(RANDAUGMENT, 31, 28, 28)
     candidates = {
         (op.name, sign): torchvision_op(image, op.name, table[k, 9] * sign, "nearest")[0]
-        for k, op in enumerate(RANDAUGMENT) for sign in ((1, -1) if op.signed else (1,))
+        for k, op in enumerate(RANDAUGMENT)
+        for sign in ((1, -1) if op.signed else (1,))
     }
     found = [{key for key, expected in candidates.items() if torch.allclose(row, expected, atol=1e-5)} for row in out]
     assert all(found), "every output is one torchvision operation"
@@ -144,10 +153,17 @@ def test_cutmix_mixup_mixes_targets_by_the_images_share():
     assert seen == {True, False}
 
 
-@pytest.mark.parametrize("name, params", [
-    ("randaugment", {"magnitude": 31}), ("randaugment", {"num_ops": -1}), ("trivialaugment", {"num_magnitude_bins": 1}),
-    ("augmix", {"severity": 11}), ("augmix", {"alpha": 0.0}), ("augmix", {"interpolation": "bicubic"}),
-])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("randaugment", {"magnitude": 31}),
+        ("randaugment", {"num_ops": -1}),
+        ("trivialaugment", {"num_magnitude_bins": 1}),
+        ("augmix", {"severity": 11}),
+        ("augmix", {"alpha": 0.0}),
+        ("augmix", {"interpolation": "bicubic"}),
+    ],
+)
 def test_bad_parameters_name_the_problem(name, params):
     with pytest.raises(MedAugBenchError, match=name):
         create_strategy(name, **params)

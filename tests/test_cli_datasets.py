@@ -31,7 +31,15 @@ def test_list_shows_required_datasets_with_facts(cli):
     result = cli("datasets", "list")
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 5}
-    for name in ("pneumoniamnist", "dermamnist", "chestmnist", "breastmnist", "retinamnist", "bloodmnist", "imagefolder"):
+    for name in (
+        "pneumoniamnist",
+        "dermamnist",
+        "chestmnist",
+        "breastmnist",
+        "retinamnist",
+        "bloodmnist",
+        "imagefolder",
+    ):
         assert name in rows
     assert "binary" in rows["pneumoniamnist"] and "4708/524/624" in rows["pneumoniamnist"]
     assert "px 28" in rows["pneumoniamnist"] and "CC BY 4.0" in rows["pneumoniamnist"]

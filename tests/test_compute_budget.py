@@ -27,8 +27,8 @@ from benchmark.leaderboard_plots import write_plots
 from benchmark.registry import create_strategy
 from benchmark.results_store import OK, CellRecord, load_records, write_record
 from benchmark.runner import run_grid
-from tests.helpers import require_medmnist
 from tests.fake_results import TASKS, fake_result, fake_scores, make_fake_results
+from tests.helpers import require_medmnist
 
 TOTAL = 1.2e10  # FLOPs: a few simple_cnn steps at batch 32 (1.9e9 each) and ~100 tiny cGAN steps (6.6e7 each)
 SHARE = 0.6
@@ -38,9 +38,14 @@ PHASES = ("generator_training", "synthesis", "classifier_training")
 
 def tiny_grid(budget: BudgetBlock, strategies: tuple[str, ...] = ("none", "geometric", "cgan", "dcgan")) -> GridConfig:
     """BreastMNIST (147 / 399 training images: `balance` synthesises 252), simple_cnn, one seed."""
-    return GridConfig(name="compute", datasets=("breastmnist",), strategies=strategies, budget=budget,
-                      train={"batch_size": 32, "eval_every": 1000},
-                      strategy_params={name: TINY_GAN for name in strategies if name in ("cgan", "dcgan")})
+    return GridConfig(
+        name="compute",
+        datasets=("breastmnist",),
+        strategies=strategies,
+        budget=budget,
+        train={"batch_size": 32, "eval_every": 1000},
+        strategy_params={name: TINY_GAN for name in strategies if name in ("cgan", "dcgan")},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +80,9 @@ def test_generative_cells_split_the_total_by_generator_share(flops_run):
         generator_steps = sum(training_part["step_flops"].values())  # one step of each (per-class) model
         spent = training_part["flops"] + phases["synthesis"]["flops"]
         assert SHARE * TOTAL - generator_steps < spent <= SHARE * TOTAL, name
-        assert training_part["flops"] == sum(training_part["steps"][m] * training_part["step_flops"][m]
-                                             for m in training_part["steps"])
+        assert training_part["flops"] == sum(
+            training_part["steps"][m] * training_part["step_flops"][m] for m in training_part["steps"]
+        )
         synthesis = phases["synthesis"]
         assert synthesis["images"] == 252 and synthesis["flops"] > 0 and synthesis["seconds"] > 0
         assert synthesis["flops"] == 252 * next(iter(synthesis["flops_per_image"].values()))
@@ -102,7 +108,7 @@ class HandBuilt(GenerativeModel):
 
     def __init__(self, spec: ImageSpec) -> None:
         super().__init__(spec)
-        self.net = nn.Linear(self.Z, spec.channels * spec.image_size ** 2)
+        self.net = nn.Linear(self.Z, spec.channels * spec.image_size**2)
 
     @property
     def real_batches_per_step(self) -> int:
@@ -134,8 +140,9 @@ def test_counts_equal_flop_counter_mode_and_leave_the_model_untouched():
     assert gt.step_flops(model, batch, cpu) == 4 * (2 * batch) * HandBuilt.Z * pixels
     assert gt.sample_flops(model, cpu) == 2 * HandBuilt.Z * pixels
     with FlopCounterMode(display=False) as counter:
-        model.training_step(torch.zeros(2 * batch, 1, 28, 28), None, model.make_optimizers(),
-                            torch.Generator().manual_seed(0))
+        model.training_step(
+            torch.zeros(2 * batch, 1, 28, 28), None, model.make_optimizers(), torch.Generator().manual_seed(0)
+        )
     model.load_state_dict(before)
     assert gt.step_flops(model, batch, cpu) == counter.get_total_flops()
     assert torch.equal(torch.get_rng_state(), rng)
@@ -152,16 +159,24 @@ def test_classifier_step_count_equals_flop_counter_mode():
     with FlopCounterMode(display=False) as counter:
         torch.nn.functional.cross_entropy(model(images), batch.labels).backward()
     rng = torch.get_rng_state()
-    assert training.classifier_step_flops(config, data, create_strategy("none"), batch, torch.device("cpu")) == \
-        counter.get_total_flops()
+    assert (
+        training.classifier_step_flops(config, data, create_strategy("none"), batch, torch.device("cpu"))
+        == counter.get_total_flops()
+    )
     assert torch.equal(torch.get_rng_state(), rng)
 
 
 def test_counting_does_not_change_the_seeded_run(monkeypatch):
     """The same cell with every count replaced by a constant (no counting at all) gives identical metrics."""
     require_medmnist("breastmnist")
-    config = TrainConfig(dataset="breastmnist", strategy="cgan", budget=Budget(steps=6), batch_size=32, eval_every=3,
-                         strategy_params={**TINY_GAN, "generator_steps": 40, "reuse": False})
+    config = TrainConfig(
+        dataset="breastmnist",
+        strategy="cgan",
+        budget=Budget(steps=6),
+        batch_size=32,
+        eval_every=3,
+        strategy_params={**TINY_GAN, "generator_steps": 40, "reuse": False},
+    )
     counted = training.train(config, progress=False)
     monkeypatch.setattr(training, "classifier_step_flops", lambda *args: 1)
     monkeypatch.setattr(gt, "step_flops", lambda *args: 1)
@@ -175,8 +190,9 @@ def test_counting_does_not_change_the_seeded_run(monkeypatch):
 def test_a_seconds_total_is_respected_within_one_step():
     require_medmnist("breastmnist")
     total = 3.0
-    for config in (c.config for c in expand(tiny_grid(BudgetBlock(total_seconds=total), ("none", "cgan")),
-                                            {"breastmnist": 546})):
+    for config in (
+        c.config for c in expand(tiny_grid(BudgetBlock(total_seconds=total), ("none", "cgan")), {"breastmnist": 546})
+    ):
         record = training.train(config, progress=False)
         phases = record.compute["phases"]
         per_step = phases["classifier_training"]["seconds"] / phases["classifier_training"]["steps"]
@@ -188,8 +204,10 @@ def test_a_seconds_total_is_respected_within_one_step():
 @pytest.mark.parametrize(
     "budget, message",
     [
-        (dict(total_flops=1e12, classifier_steps=10),
-         "total_flops is the whole cell's budget and replaces classifier_steps"),
+        (
+            dict(total_flops=1e12, classifier_steps=10),
+            "total_flops is the whole cell's budget and replaces classifier_steps",
+        ),
         (dict(total_flops=1e12, generator_share=0.0), "generator_share must lie strictly between 0 and 1"),
         (dict(total_seconds=60, generator_share=1.5), "generator_share must lie strictly between 0 and 1"),
         (dict(total_flops=1e12, total_seconds=60), "takes one of total_flops, total_seconds, not both"),
@@ -265,8 +283,15 @@ def test_cas_appears_for_synthetic_only_cells(tmp_path):
         scores = fake_scores(task, labels, 0.5, rng)
         result = fake_result(task, "pneumoniamnist", "cgan", labels, scores, rng)
         aucs.append(result["metrics"]["test"]["auc"])
-        cell = {"dataset": "pneumoniamnist", "strategy": "cgan", "base_strategy": "cgan", "backbone": "simple_cnn",
-                "seed": seed, "train_fraction": 1.0, "policy": "synthetic_only"}
+        cell = {
+            "dataset": "pneumoniamnist",
+            "strategy": "cgan",
+            "base_strategy": "cgan",
+            "backbone": "simple_cnn",
+            "seed": seed,
+            "train_fraction": 1.0,
+            "policy": "synthetic_only",
+        }
         write_record(tmp_path, CellRecord(f"cas-{seed}", OK, cell, {}, result=result), labels, scores)
     board = write_leaderboard(tmp_path)
     quality = board.quality.set_index("model")

@@ -22,8 +22,11 @@ PER_CLASS = 100
 # measures. Smaller budgets leave DDPM samples near noise.
 BUDGETS = {
     "cgan": dict(generator_steps=300, generator_batch_size=64, generator_params={"base_channels": 32}),
-    "ddpm": dict(generator_steps=200, generator_batch_size=32,
-                 generator_params={"block_out_channels": [16, 32, 32], "attention": False, "sample_steps": 10, "lr": 1e-3}),
+    "ddpm": dict(
+        generator_steps=200,
+        generator_batch_size=32,
+        generator_params={"block_out_channels": [16, 32, 32], "attention": False, "sample_steps": 10, "lr": 1e-3},
+    ),
 }
 
 
@@ -52,8 +55,14 @@ def real_classifier(pneumonia):
 
 @pytest.mark.parametrize("generator", sorted(BUDGETS))
 def test_samples_of_class_c_are_recognised_as_class_c(generator, pneumonia, real_classifier, tmp_path):
-    strategy = create_strategy(generator, policy="fixed", counts={"normal": PER_CLASS, "pneumonia": PER_CLASS},
-                               reuse=False, quality_extractor=None, **BUDGETS[generator])
+    strategy = create_strategy(
+        generator,
+        policy="fixed",
+        counts={"normal": PER_CLASS, "pneumonia": PER_CLASS},
+        reuse=False,
+        quality_extractor=None,
+        **BUDGETS[generator],
+    )
     context = StrategyContext(dataset=pneumonia, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
     synthetic = strategy.synthesize(context)
     with torch.no_grad():

@@ -61,7 +61,10 @@ def gray_images(n: int, seed: int = 0, size: int = 28) -> torch.Tensor:
 
 def test_hook_register_extractors() -> None:
     found = entries("extractor")
-    assert found["inception"].factory is extractors.InceptionExtractor and found["domain"].factory is extractors.DomainExtractor
+    assert (
+        found["inception"].factory is extractors.InceptionExtractor
+        and found["domain"].factory is extractors.DomainExtractor
+    )
     assert found["inception"].plugin == found["domain"].plugin == "plugins.extractors" and found["domain"].description
 
 
@@ -83,7 +86,10 @@ def test_inception_loads_local_weights_and_matches_torch_fidelity(random_weights
     assert torch.equal(features, reference(images.repeat(1, 3, 1, 1))[0])  # grayscale → RGB replication, same resize
     described = extractor.describe()
     assert described["weights"] == str(random_weights[suffix]) and described["official_weights"] is False
-    assert described["resize"] == "299 bilinear (torch-fidelity, TF1.x-compatible)" and len(described["weights_sha256"]) == 64
+    assert (
+        described["resize"] == "299 bilinear (torch-fidelity, TF1.x-compatible)"
+        and len(described["weights_sha256"]) == 64
+    )
 
 
 def test_inception_weights_from_env_var_and_hub_cache(random_weights, offline_hub, monkeypatch) -> None:
@@ -141,6 +147,7 @@ def test_inception_bad_weights_file_is_an_error_naming_it(tmp_path, name: str, w
 
 def serve(folder: Path):
     """A local HTTP server for `folder`, in a thread; returns (base URL, server)."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
@@ -179,7 +186,9 @@ class RGBImages(torch.utils.data.Dataset):
 
 
 def real_inception_weights() -> Path | None:
-    candidates = [os.environ.get(extractors.INCEPTION_WEIGHTS_ENV)] + [SHARED_WEIGHTS / name for name in extractors.WEIGHTS_NAMES]
+    candidates = [os.environ.get(extractors.INCEPTION_WEIGHTS_ENV)] + [
+        SHARED_WEIGHTS / name for name in extractors.WEIGHTS_NAMES
+    ]
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
@@ -189,7 +198,8 @@ def test_inception_fid_matches_torch_fidelity_with_the_real_weights() -> None:
     weights = real_inception_weights()
     if weights is None:
         pytest.skip(
-            f"no real Inception weights: set {extractors.INCEPTION_WEIGHTS_ENV} or put {extractors.WEIGHTS_NAMES[0]} in {SHARED_WEIGHTS}"
+            f"no real Inception weights: set {extractors.INCEPTION_WEIGHTS_ENV} "
+            f"or put {extractors.WEIGHTS_NAMES[0]} in {SHARED_WEIGHTS}"
         )
     require_medmnist("breastmnist")
     import torch_fidelity
@@ -202,8 +212,14 @@ def test_inception_fid_matches_torch_fidelity_with_the_real_weights() -> None:
     fid.update(fake, real=False)
     ours = float(fid.compute())
     reference = torch_fidelity.calculate_metrics(
-        input1=RGBImages(real), input2=RGBImages(fake), fid=True, cuda=False, cache=False,
-        verbose=False, feature_extractor_weights_path=str(weights), batch_size=8,
+        input1=RGBImages(real),
+        input2=RGBImages(fake),
+        fid=True,
+        cuda=False,
+        cache=False,
+        verbose=False,
+        feature_extractor_weights_path=str(weights),
+        batch_size=8,
     )["frechet_inception_distance"]
     assert ours == pytest.approx(reference, rel=1e-2)
 
@@ -233,7 +249,11 @@ def test_domain_features_and_card(breast_domain) -> None:
     assert extractor.cache.parent == root / "extractors" and extractor.cache.name.startswith("domain-breastmnist-28px-")
     recipe = card["recipe"]
     assert (recipe["strategy"], recipe["backbone"], recipe["budget"], recipe["batch_size"], recipe["seed"]) == (
-        "geometric", "simple_cnn", {"steps": 40, "seconds": None, "flops": None}, 128, 0
+        "geometric",
+        "simple_cnn",
+        {"steps": 40, "seconds": None, "flops": None},
+        128,
+        0,
     )
     trained_on = card["trained_on"]
     assert trained_on["images"] == len(data.train) == 546 and trained_on["data_digest"] == data.train.digest()
@@ -243,18 +263,24 @@ def test_domain_features_and_card(breast_domain) -> None:
     assert described["name"] == "domain" and described["recipe"] == recipe and described["trained_on"] == trained_on
     assert described["weights_sha256"] == file_digest(extractor.cache / "model.safetensors", "sha256")
     assert 0.0 <= described["holdout_auc"] <= 1.0 and described["selected_by"] == "held-out auc"
+
     # the classes are separated more than by chance: class-mean distance with true labels beats shuffled labels
     def class_mean_distance(labels: torch.Tensor) -> float:
         return float((features[labels == 0].mean(0) - features[labels == 1].mean(0)).norm())
 
-    shuffled = [class_mean_distance(test.labels[torch.randperm(len(test), generator=torch.Generator().manual_seed(s))]) for s in range(20)]
+    shuffled = [
+        class_mean_distance(test.labels[torch.randperm(len(test), generator=torch.Generator().manual_seed(s))])
+        for s in range(20)
+    ]
     assert class_mean_distance(test.labels) > max(shuffled)
 
 
 def test_domain_second_construction_loads_from_cache(breast_domain, monkeypatch) -> None:
     extractor, root, data = breast_domain
     monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(root))
-    monkeypatch.setattr(training, "train_model", lambda *args, **kwargs: pytest.fail("trained instead of loading the cache"))
+    monkeypatch.setattr(
+        training, "train_model", lambda *args, **kwargs: pytest.fail("trained instead of loading the cache")
+    )
     again = create_extractor("domain", images=data.train, task=data.task, dataset="breastmnist", steps=40)
     assert torch.equal(again(data.val.images), extractor(data.val.images))
 
@@ -297,6 +323,7 @@ def test_domain_learns_and_selects_only_on_the_images_it_is_given(monkeypatch) -
     data = load_dataset("breastmnist", DataOptions(per_class_cap=20))
     seen = []
     real_train_model = training.train_model
+
     def spy(config, progress, data):
         seen.append(data)
         return real_train_model(config, progress, data=data)

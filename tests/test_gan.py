@@ -1,4 +1,5 @@
-"""GAN generator plugins: every loss trains and samples at 28 and 64 px, seeds fix the weights, and a cGAN learns a label."""
+"""GAN generator plugins: every loss trains and samples at 28 and 64 px, seeds fix the weights, and a cGAN learns
+a label."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def test_variant_trains_and_samples(name: str, channels: int, size: int) -> None
 
 
 def test_hook_register_generators() -> None:
-    """The hook registers the four generators with their recipes (called directly: the registry may not know the hook yet)."""
+    """The hook registers the four generators with their recipes (called directly: the registry may not know the
+    hook yet)."""
     found = {}
     register_generators(register=lambda name, factory, description="": found.setdefault(name, (factory, description)))
     assert set(found) == {"dcgan", "cgan", "wgan_gp", "lsgan"} and all(description for _, description in found.values())
@@ -93,8 +95,9 @@ def test_wgan_gp_takes_n_critic_steps_per_generator_step_each_on_its_own_batch(m
     optimizers = model.make_optimizers()
     seen = []
     critic_step = model._critic_step
-    monkeypatch.setattr(model, "_critic_step",
-                        lambda real, cond, *rest: seen.append(real) or critic_step(real, cond, *rest))
+    monkeypatch.setattr(
+        model, "_critic_step", lambda real, cond, *rest: seen.append(real) or critic_step(real, cond, *rest)
+    )
     images, cond = batch(spec, 5 * 4, generator)
     model.training_step(images, cond, optimizers, generator)
     steps = {name: {int(state["step"]) for state in opt.state.values()} for name, opt in optimizers.items()}
@@ -174,7 +177,9 @@ def test_cgan_learns_a_label_dependent_brightness() -> None:
     generator = torch.Generator().manual_seed(0)
     for _ in range(100):
         labels = torch.randint(0, 2, (32,), generator=generator)
-        images = (labels.float() * 1.6 - 0.8)[:, None, None, None] + 0.05 * torch.randn(32, 1, 28, 28, generator=generator)
+        images = (labels.float() * 1.6 - 0.8)[:, None, None, None] + 0.05 * torch.randn(
+            32, 1, 28, 28, generator=generator
+        )
         model.training_step(images, F.one_hot(labels, 2).float(), optimizers, generator)
     samples = model.sample(torch.eye(2).repeat_interleave(64, dim=0), 128, generator)
     dark, bright = samples[:64].mean().item(), samples[64:].mean().item()

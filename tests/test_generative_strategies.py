@@ -31,7 +31,8 @@ TINY = {
 GENERATORS = sorted(TINY)
 # An untrained GAN generator or VAE decoder emits near-constant grey, which the collapse check rightly rejects; ~30
 # steps of a tiny GAN (60 for the tiny VAE, whose KL term starts near 0) are enough to leave that state. A DDPM samples
-# varied noise from the first step. dcgan's per-class models share its total: 150 gives each of RetinaMNIST's five classes 30.
+# varied noise from the first step. dcgan's per-class models share its total: 150 gives each of RetinaMNIST's five
+# classes 30.
 STEPS = {"vae": 60, "ddpm": 2, "dcgan": 150, "cgan": 30, "lsgan": 30, "wgan_gp": 20}
 
 
@@ -46,8 +47,12 @@ def context_for(name: str, tmp_path, per_class_cap: int = 40, image_size: int | 
 
 
 def tiny(generator: str, **kwargs):
-    params = dict(generator_steps=STEPS[generator], generator_batch_size=16, generator_params=TINY[generator],
-                  quality_extractor=None)  # quality records are tested in tests/test_quality_integration.py
+    params = dict(
+        generator_steps=STEPS[generator],
+        generator_batch_size=16,
+        generator_params=TINY[generator],
+        quality_extractor=None,
+    )  # quality records are tested in tests/test_quality_integration.py
     return create_strategy(generator, **{**params, **kwargs})
 
 
@@ -88,7 +93,9 @@ def test_64_pixel_pipeline(generator, tmp_path):
 def chest(tmp_path, monkeypatch):
     """The ChestMNIST layout with real chest X-rays (PneumoniaMNIST images), so generators have structure to learn."""
     real = np.load(require_medmnist("pneumoniamnist"))
-    fake_chestmnist(tmp_path, monkeypatch, sizes=(48, 16, 16), images={s: real[f"{s}_images"] for s in ("train", "val", "test")})
+    fake_chestmnist(
+        tmp_path, monkeypatch, sizes=(48, 16, 16), images={s: real[f"{s}_images"] for s in ("train", "val", "test")}
+    )
 
 
 @pytest.mark.parametrize("generator", GENERATORS)
@@ -166,8 +173,17 @@ class Exploding(GenerativeModel):
 
 def test_divergence_stops_training_with_a_recorded_reason():
     model = Exploding(ImageSpec(1, 28))
-    history = gt.fit(model, torch.zeros(8, 1, 28, 28, dtype=torch.uint8), None, gt.GeneratorBudget(steps=500), 4,
-                     torch.device("cpu"), 0, progress=False, log_every=10)
+    history = gt.fit(
+        model,
+        torch.zeros(8, 1, 28, 28, dtype=torch.uint8),
+        None,
+        gt.GeneratorBudget(steps=500),
+        4,
+        torch.device("cpu"),
+        0,
+        progress=False,
+        log_every=10,
+    )
     assert history.steps == 10 and history.failure == "divergence: non-finite loss by step 10"
 
 
@@ -192,28 +208,74 @@ def test_early_stopping_on_a_quality_plateau():
     model.training_step = lambda images, cond, optimizers, generator: {"loss": torch.tensor(1.0)}
     scores = iter([5.0, 4.0, 4.5, 4.2, 4.1, 3.0])
     monitor = gt.QualityMonitor(score=lambda m: next(scores), every=10, patience=3)
-    history = gt.fit(model, torch.zeros(8, 1, 28, 28, dtype=torch.uint8), None, gt.GeneratorBudget(steps=1000), 4,
-                     torch.device("cpu"), 0, progress=False, monitor=monitor)
+    history = gt.fit(
+        model,
+        torch.zeros(8, 1, 28, 28, dtype=torch.uint8),
+        None,
+        gt.GeneratorBudget(steps=1000),
+        4,
+        torch.device("cpu"),
+        0,
+        progress=False,
+        monitor=monitor,
+    )
     assert history.stopped_early and history.steps == 50 and history.quality == [5.0, 4.0, 4.5, 4.2, 4.1]
 
 
 def test_synth_cli_writes_generator_samples_and_curves(cli, tmp_path):
     require_medmnist("retinamnist")
     out = tmp_path / "cgan-retina"
-    result = cli("synth", "--dataset", "retinamnist", "--strategy", "cgan", "--generator-steps", "30", "--seed", "0",
-                 "--out", str(out), "-S", "generator_params.base_channels=8", "--per-class", "4")
+    result = cli(
+        "synth",
+        "--dataset",
+        "retinamnist",
+        "--strategy",
+        "cgan",
+        "--generator-steps",
+        "30",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "-S",
+        "generator_params.base_channels=8",
+        "--per-class",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {"generator.safetensors", "card.json", "samples.png", "losses.png"}
     card = json.loads((out / "card.json").read_text())
-    assert card["generator"] == "cgan" and card["histories"]["all"]["steps"] == 30 and card["labels"] == ["0", "1", "2", "3", "4"]
+    assert (
+        card["generator"] == "cgan"
+        and card["histories"]["all"]["steps"] == 30
+        and card["labels"] == ["0", "1", "2", "3", "4"]
+    )
 
 
 def test_train_cli_with_a_generative_strategy(cli, tmp_path):
     require_medmnist("retinamnist")
     out = tmp_path / "record.json"
-    result = cli("train", "--dataset", "retinamnist", "--strategy", "cgan", "--generator-steps", "30", "--steps", "3",
-                 "--batch-size", "16", "--eval-every", "3", "-S", "generator_params.base_channels=8", "-S", "quality_extractor=none",
-                 "--out", str(out))
+    result = cli(
+        "train",
+        "--dataset",
+        "retinamnist",
+        "--strategy",
+        "cgan",
+        "--generator-steps",
+        "30",
+        "--steps",
+        "3",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "3",
+        "-S",
+        "generator_params.base_channels=8",
+        "-S",
+        "quality_extractor=none",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
     assert record["dataset"]["train_synthetic"] == 358 + 280 + 292 + 420  # balance policy on RetinaMNIST's counts
@@ -247,8 +309,9 @@ def test_cgan_and_dcgan_cells_spend_the_same_total_generator_steps(tmp_path):
     require_medmnist("breastmnist")
     data = load_dataset("breastmnist", DataOptions(train_fraction=0.1))  # 15 malignant, 40 normal
     context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
-    cards = {name: tiny(name, generator_steps=20, generator_batch_size=8).fitted(context)[1]
-             for name in ("cgan", "dcgan")}
+    cards = {
+        name: tiny(name, generator_steps=20, generator_batch_size=8).fitted(context)[1] for name in ("cgan", "dcgan")
+    }
     for card in cards.values():
         budget = card["budget"]
         assert budget["kind"] == "steps" and budget["total"] == 20 and budget["spent"]["steps"] == 20
@@ -257,7 +320,9 @@ def test_cgan_and_dcgan_cells_spend_the_same_total_generator_steps(tmp_path):
         assert budget["spent"]["seconds"] == pytest.approx(sum(h["seconds"] for h in card["histories"].values()))
     per_model = cards["dcgan"]["budget"]["per_model"]
     assert {name: (m["train_images"], m["allotted"], m["steps"]) for name, m in per_model.items()} == {
-        "group_0": (15, 5, 5), "group_1": (40, 15, 15)}  # 20 × 15/55 = 5.45, 20 × 40/55 = 14.5
+        "group_0": (15, 5, 5),
+        "group_1": (40, 15, 15),
+    }  # 20 × 15/55 = 5.45, 20 × 40/55 = 14.5
     assert cards["dcgan"]["budget"]["split_rule"] == gt.GeneratorBudget.SPLIT_RULE
     assert cards["cgan"]["budget"]["per_model"]["all"]["allotted"] == 20
 
@@ -268,9 +333,13 @@ def test_generator_epochs_convert_on_each_models_own_images():
     from benchmark.cells import expand
     from benchmark.grid_config import BudgetBlock, GridConfig
 
-    grid = GridConfig(datasets=("breastmnist",), strategies=("cgan", "dcgan"), baseline="cgan",
-                      budget=BudgetBlock(classifier_steps=1, generator_epochs=2),
-                      strategy_params={"dcgan": {"generator_batch_size": 16}, "cgan": {"generator_batch_size": 16}})
+    grid = GridConfig(
+        datasets=("breastmnist",),
+        strategies=("cgan", "dcgan"),
+        baseline="cgan",
+        budget=BudgetBlock(classifier_steps=1, generator_epochs=2),
+        strategy_params={"dcgan": {"generator_batch_size": 16}, "cgan": {"generator_batch_size": 16}},
+    )
     cells = {cell.coords["strategy"]: cell for cell in expand(grid, {"breastmnist": 546})}
     totals = {name: cell.config.strategy_params["generator_steps"] for name, cell in cells.items()}
     assert totals == {"cgan": 69, "dcgan": 69}  # ceil(2 × 546 / 16)
@@ -318,10 +387,18 @@ def test_the_early_stopping_monitor_sees_only_the_cells_training_images(tmp_path
     cell = rows(context.dataset.train.images)
     trained_on, references = [], []
     real_train_model, real_fid_kid = training.train_model, generative_strategies.fid_kid
-    monkeypatch.setattr(training, "train_model", lambda config, progress=True, data=None, data_dir=None:
-                        trained_on.append(data) or real_train_model(config, progress, data=data))
-    monkeypatch.setattr(generative_strategies, "fid_kid", lambda real, fake, *args, **kwargs:
-                        references.append(real) or real_fid_kid(real, fake, *args, **kwargs))
+    monkeypatch.setattr(
+        training,
+        "train_model",
+        lambda config, progress=True, data=None, data_dir=None: (
+            trained_on.append(data) or real_train_model(config, progress, data=data)
+        ),
+    )
+    monkeypatch.setattr(
+        generative_strategies,
+        "fid_kid",
+        lambda real, fake, *args, **kwargs: references.append(real) or real_fid_kid(real, fake, *args, **kwargs),
+    )
     card = tiny("cgan", **MONITORED).fitted(context)[1]
     (extractor_data,) = trained_on  # the monitor's extractor, trained (and its checkpoint selected) in the cell
     assert rows(extractor_data.train.images) | rows(extractor_data.val.images) == cell
@@ -342,8 +419,9 @@ def test_generative_runs_on_an_imagefolder_dataset_and_an_explicit_data_dir(tmp_
     folder = load_image_folder(tmp_path / "images")
     breast = load_dataset("breastmnist", DataOptions(data_dir=DATA_DIR, per_class_cap=20))
     for data in (folder, breast):
-        context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path / data.name,
-                                  progress=False)
+        context = StrategyContext(
+            dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path / data.name, progress=False
+        )
         strategy = tiny("cgan", **MONITORED, quality_extractor="domain", quality_params={"steps": 3})
         card = strategy.fitted(context)[1]
         assert card["monitor"]["extractor"]["trained_on"]["images"] == len(data.train)

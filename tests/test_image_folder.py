@@ -166,7 +166,7 @@ def bad_root(tmp_path: Path) -> tuple[Path, list[Path]]:
 def test_unreadable_files_stop_the_load_and_are_named(bad_root: tuple[Path, list[Path]]) -> None:
     root, bad = bad_root
     with pytest.raises(AttributeError):
-        pydicom.dcmread(NO_PIXELS).pixel_array  # the premise: this DICOM has no pixel data
+        _ = pydicom.dcmread(NO_PIXELS).pixel_array  # the premise: this DICOM has no pixel data
 
     with pytest.raises(MedAugBenchError) as caught:
         ImageFolderSource(root=root).load(DataOptions(size=16))
@@ -224,8 +224,16 @@ def test_png_channels_are_detected_and_can_be_forced(tmp_path: Path) -> None:
 def test_csv_layout_with_split_column(tmp_path: Path) -> None:
     images = tmp_path / "images"
     rows = ["path,label,split"]
-    for i, (label, split) in enumerate([("pneumonia", "train"), ("normal", "train"), ("normal", "TRAIN"),
-                                        ("pneumonia", "val"), ("normal", "test"), ("pneumonia", "test")]):
+    for i, (label, split) in enumerate(
+        [
+            ("pneumonia", "train"),
+            ("normal", "train"),
+            ("normal", "TRAIN"),
+            ("pneumonia", "val"),
+            ("normal", "test"),
+            ("pneumonia", "test"),
+        ]
+    ):
         _png(images / f"{i}.png", 10 * i)
         rows.append(f"images/{i}.png,{label},{split}")
     elsewhere = _png(tmp_path / "abs" / "x.png", 99)
@@ -320,8 +328,16 @@ def test_info_is_cheap_and_works_without_root(tmp_path: Path) -> None:
         (lambda root: _pngs(root, {"only": 3}), {"root": "."}, "at least 2"),
         (lambda root: (_pngs(root, {"a": 3, "b": 3}), (root / "train").mkdir()), {"root": "."}, "val"),
         (lambda root: None, {"csv": "nope.csv"}, "does not exist"),
-        (lambda root: (root / "t.csv").write_text("file,class\nx.png,a\n"), {"csv": "t.csv"}, "lacks column(s) path, label"),
-        (lambda root: (root / "t.csv").write_text("path,label,split\nx.png,a,training\n"), {"csv": "t.csv"}, "'training'"),
+        (
+            lambda root: (root / "t.csv").write_text("file,class\nx.png,a\n"),
+            {"csv": "t.csv"},
+            "lacks column(s) path, label",
+        ),
+        (
+            lambda root: (root / "t.csv").write_text("path,label,split\nx.png,a,training\n"),
+            {"csv": "t.csv"},
+            "'training'",
+        ),
         (lambda root: (root / "t.csv").write_text("path,label\nx.png,\n"), {"csv": "t.csv"}, "line 2"),
     ],
 )

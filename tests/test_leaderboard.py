@@ -43,8 +43,15 @@ def board(folder):
 
 def write_cell(root, dataset, strategy, seed, task, labels, scores):
     """One hand-made "ok" cell whose metrics come from the real classification_metrics."""
-    cell = {"dataset": dataset, "strategy": strategy, "base_strategy": strategy, "backbone": "simple_cnn",
-            "seed": seed, "train_fraction": 1.0, "policy": None}
+    cell = {
+        "dataset": dataset,
+        "strategy": strategy,
+        "base_strategy": strategy,
+        "backbone": "simple_cnn",
+        "seed": seed,
+        "train_fraction": 1.0,
+        "policy": None,
+    }
     result = fake_result(task, dataset, strategy, labels, scores, np.random.default_rng(seed))
     write_record(root, CellRecord(f"{dataset}-{strategy}-{seed}", OK, cell, {}, result=result), labels, scores)
 
@@ -64,8 +71,11 @@ def test_wide_table_matches_records(board, folder):
             ci = stats.t_interval(values)
             assert (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) == pytest.approx((ci["low"], ci["high"]))
     cgan = wide.set_index("strategy").loc["cgan"]
-    matched = [r.result["strategy"]["quality"]["matched"] for (d, s, _), r in records.items()
-               if d == "pneumoniamnist" and s == "cgan" and r.ok]
+    matched = [
+        r.result["strategy"]["quality"]["matched"]
+        for (d, s, _), r in records.items()
+        if d == "pneumoniamnist" and s == "cgan" and r.ok
+    ]
     assert cgan["fid_mean"] == pytest.approx(np.mean([m["fake_vs_real"]["fid"] for m in matched]))
     assert cgan["fid_floor_mean"] == pytest.approx(np.mean([m["floor"]["fid"] for m in matched]))
     assert cgan["kid_mean"] == pytest.approx(np.mean([m["fake_vs_real"]["kid_mean"] for m in matched]))
@@ -90,7 +100,9 @@ def test_seed_tests_equal_direct_calls(board, folder):
     _, other = load_predictions(root, records["pneumoniamnist", "geometric", 1].cell_id)
     row = tests.loc["pneumoniamnist", "geometric", 1]
     delong = stats.delong_test(labels, base[:, 1], other[:, 1])
-    assert row["delong_p"] == pytest.approx(delong["p_value"]) and row["delong_diff"] == pytest.approx(delong["difference"])
+    assert row["delong_p"] == pytest.approx(delong["p_value"]) and row["delong_diff"] == pytest.approx(
+        delong["difference"]
+    )
     mcnemar = stats.mcnemar_test(labels, (base[:, 1] > 0.5).astype(int), (other[:, 1] > 0.5).astype(int))
     assert (row["mcnemar_b"], row["mcnemar_c"]) == (mcnemar["b"], mcnemar["c"])
     assert row["mcnemar_p"] == pytest.approx(mcnemar["p_value"])
@@ -149,7 +161,9 @@ def test_multilabel_delong_per_label_and_no_mcnemar(tmp_path):
     board = build_leaderboard(tmp_path)
     assert "average_precision" in board.long
     seed = board.seed_tests.iloc[0]
-    direct = [stats.delong_test(labels[:, j], base[:, j].astype(np.float32), other[:, j].astype(np.float32)) for j in range(2)]
+    direct = [
+        stats.delong_test(labels[:, j], base[:, j].astype(np.float32), other[:, j].astype(np.float32)) for j in range(2)
+    ]
     assert seed["delong_diff"] == pytest.approx(np.mean([d["difference"] for d in direct]))
     assert seed["delong_better"] == sum(d["p_value"] < 0.05 and d["difference"] > 0 for d in direct)
     assert seed["delong_tests"] == 2 and math.isnan(seed["mcnemar_p"])
@@ -193,8 +207,17 @@ def test_no_failed_section_without_failures(tmp_path):
 def test_written_files_are_complete_and_full_precision(board, folder):
     root, _ = folder
     out = root / "leaderboard"
-    names = {"long.csv", "pneumoniamnist.csv", "retinamnist.csv", "cross_dataset.csv", "stats.csv",
-             "stats_per_seed.csv", "ranks.csv", "quality.csv", "leaderboard.md"}
+    names = {
+        "long.csv",
+        "pneumoniamnist.csv",
+        "retinamnist.csv",
+        "cross_dataset.csv",
+        "stats.csv",
+        "stats_per_seed.csv",
+        "ranks.csv",
+        "quality.csv",
+        "leaderboard.md",
+    }
     assert {p.name for p in board.paths} == names and {p.name for p in out.iterdir()} == names
     assert (out / "leaderboard.md").read_text() == board.markdown
     wide = pd.read_csv(out / "pneumoniamnist.csv")
@@ -212,16 +235,24 @@ def test_cross_dataset_average_and_console_rows(board):
     assert {r[0]: r[-1] for r in rows}["none"] == "baseline"
     compared = board.stats.set_index(["dataset", "model"]).loc["pneumoniamnist", "geometric"]
     assert {r[0]: r[-1] for r in rows}["geometric"].startswith(
-        f"{compared['auc_diff']:+.3f} (p={compared['auc_bootstrap_p_holm']:.3g})")
+        f"{compared['auc_diff']:+.3f} (p={compared['auc_bootstrap_p_holm']:.3g})"
+    )
     assert re.fullmatch(r"\d+\.\d ± \d+\.\d \(floor \d+\.\d\)†", {r[0]: r[5] for r in rows}["cgan"])
     assert board.datasets == ["pneumoniamnist", "retinamnist"]
 
 
 def test_two_backbones_name_rows_and_pair_within_backbone(tmp_path):
-    make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("none", "geometric"), seeds=(0, 1),
-                      backbones=("simple_cnn", "resnet18"))
+    make_fake_results(
+        tmp_path,
+        datasets=("pneumoniamnist",),
+        strategies=("none", "geometric"),
+        seeds=(0, 1),
+        backbones=("simple_cnn", "resnet18"),
+    )
     board = build_leaderboard(tmp_path)
-    assert set(board.wide["pneumoniamnist"]["model"]) == {f"{s}/{b}" for s in ("none", "geometric") for b in ("simple_cnn", "resnet18")}
+    assert set(board.wide["pneumoniamnist"]["model"]) == {
+        f"{s}/{b}" for s in ("none", "geometric") for b in ("simple_cnn", "resnet18")
+    }
     assert set(board.ranks["model"]) == set(board.wide["pneumoniamnist"]["model"])
     tests = board.seed_tests
     assert len(tests) == 4 and (tests["baseline_cell_id"].str.split("-").str[2] == tests["backbone"]).all()
@@ -256,13 +287,20 @@ def test_bootstrap_columns_equal_a_direct_call(board, folder):
     row = board.stats.set_index(["dataset", "strategy"]).loc["retinamnist", "cgan"]
     base = [load_predictions(root, records["retinamnist", "none", s].cell_id) for s in range(3)]
     other = [load_predictions(root, records["retinamnist", "cgan", s].cell_id) for s in range(3)]
-    direct = stats.paired_bootstrap("ordinal", base[0][0], [b[1] for b in base], [o[1] for o in other],
-                                    np.random.default_rng(BOOTSTRAP_SEED), BOOTSTRAP_RESAMPLES)
+    direct = stats.paired_bootstrap(
+        "ordinal",
+        base[0][0],
+        [b[1] for b in base],
+        [o[1] for o in other],
+        np.random.default_rng(BOOTSTRAP_SEED),
+        BOOTSTRAP_RESAMPLES,
+    )
     for metric in ("accuracy", "auc"):
         assert row[f"{metric}_bootstrap_diff"] == pytest.approx(direct[metric]["difference"])
         assert row[f"{metric}_diff"] == pytest.approx(direct[metric]["difference"], abs=1e-6)  # float32 predictions
         assert (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) == pytest.approx(
-            (direct[metric]["ci_low"], direct[metric]["ci_high"]))
+            (direct[metric]["ci_low"], direct[metric]["ci_high"])
+        )
         assert row[f"{metric}_bootstrap_p"] == pytest.approx(direct[metric]["p_value"])
     assert (row["bootstrap_seeds"], row["bootstrap_images"], row["bootstrap_resamples"]) == (3, 200, 1000)
 
@@ -285,10 +323,22 @@ def test_markers_use_holm_corrected_p(tmp_path, monkeypatch):
 
     def fixed_p(kind, labels, baseline, other, rng, n_resamples, confidence=0.95):
         def block(p):
-            return {"difference": 0.01, "ci_low": 0.001, "ci_high": 0.02, "se": 0.005, "p_value": p,
-                    "n_valid": n_resamples}
-        return {"accuracy": block(0.03), "auc": block(0.001), "n_seeds": len(baseline), "n_images": len(labels),
-                "n_resamples": n_resamples}
+            return {
+                "difference": 0.01,
+                "ci_low": 0.001,
+                "ci_high": 0.02,
+                "se": 0.005,
+                "p_value": p,
+                "n_valid": n_resamples,
+            }
+
+        return {
+            "accuracy": block(0.03),
+            "auc": block(0.001),
+            "n_seeds": len(baseline),
+            "n_images": len(labels),
+            "n_resamples": n_resamples,
+        }
 
     monkeypatch.setattr(stats, "paired_bootstrap", fixed_p)
     board = build_leaderboard(tmp_path)
@@ -338,8 +388,15 @@ def test_quality_without_a_matched_block_shows_no_fid(tmp_path):
     scores = np.stack([1 - labels * 0.8, labels * 0.8], axis=1)
     result = fake_result(task, "pneumoniamnist", "cgan", labels, scores, np.random.default_rng(0))
     result["strategy"]["quality"] = {"overall": {"fake_vs_train": {"fid": 50.0}, "test_vs_train": {"fid": 5.0}}}
-    cell = {"dataset": "pneumoniamnist", "strategy": "cgan", "base_strategy": "cgan", "backbone": "simple_cnn",
-            "seed": 0, "train_fraction": 1.0, "policy": "balance"}
+    cell = {
+        "dataset": "pneumoniamnist",
+        "strategy": "cgan",
+        "base_strategy": "cgan",
+        "backbone": "simple_cnn",
+        "seed": 0,
+        "train_fraction": 1.0,
+        "policy": "balance",
+    }
     write_record(tmp_path, CellRecord("old", OK, cell, {}, result=result), labels, scores)
     board = build_leaderboard(tmp_path)
     assert board.long[["fid", "fid_floor", "kid"]].isna().all().all() and board.long["fid_rank_deficient"].isna().all()

@@ -58,8 +58,11 @@ def test_metric_summary_is_mean_and_t_interval_over_seeds(tmp_path, metric):
     summaries = metric_summary(records, "retinamnist", metric)
     assert list(summaries) == ["none", "cgan", "geometric"]  # baseline first
     for label, summary in summaries.items():
-        values = [r.result["metrics"]["test"][metric] for r in records
-                  if r.ok and r.cell["dataset"] == "retinamnist" and r.cell["strategy"] == label]
+        values = [
+            r.result["metrics"]["test"][metric]
+            for r in records
+            if r.ok and r.cell["dataset"] == "retinamnist" and r.cell["strategy"] == label
+        ]
         assert len(values) == (2 if label == "cgan" else 3)  # the failed cell is left out
         ci = t_interval(values)
         assert summary.values == values
@@ -69,8 +72,12 @@ def test_metric_summary_is_mean_and_t_interval_over_seeds(tmp_path, metric):
 
 
 def test_labels_split_backbones(tmp_path):
-    make_fake_results(tmp_path / "results", datasets=("pneumoniamnist",), strategies=("none", "cgan"),
-                      backbones=("simple_cnn", "resnet18"))
+    make_fake_results(
+        tmp_path / "results",
+        datasets=("pneumoniamnist",),
+        strategies=("none", "cgan"),
+        backbones=("simple_cnn", "resnet18"),
+    )
     summaries = metric_summary(load_records(tmp_path / "results"), "pneumoniamnist", "auc")
     assert list(summaries) == ["none/resnet18", "cgan/resnet18", "none/simple_cnn", "cgan/simple_cnn"]
     assert all(len(s.values) == 3 for s in summaries.values())

@@ -38,8 +38,15 @@ def test_real_files_load_with_official_shapes_and_counts(flag):
 def test_task_kinds_follow_medmnist_info():
     from benchmark.registry import create_dataset
 
-    kinds = {flag: create_dataset(flag).task.kind for flag in ("pneumoniamnist", "dermamnist", "chestmnist", "retinamnist")}
-    assert kinds == {"pneumoniamnist": "binary", "dermamnist": "multiclass", "chestmnist": "multilabel", "retinamnist": "ordinal"}
+    kinds = {
+        flag: create_dataset(flag).task.kind for flag in ("pneumoniamnist", "dermamnist", "chestmnist", "retinamnist")
+    }
+    assert kinds == {
+        "pneumoniamnist": "binary",
+        "dermamnist": "multiclass",
+        "chestmnist": "multilabel",
+        "retinamnist": "ordinal",
+    }
     assert len(create_dataset("chestmnist").task.labels) == 14
 
 

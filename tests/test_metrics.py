@@ -159,7 +159,8 @@ def test_metric_direction():
 
 
 def _pooled(images: np.ndarray) -> np.ndarray:
-    """4x4 average-pooled pixels in [0, 1]: few enough features for a logistic regression to fit in well under a second."""
+    """4x4 average-pooled pixels in [0, 1]: few enough features for a logistic regression to fit in well under a
+    second."""
     x = images.reshape(len(images), 28, 28, -1) / 255.0
     return x.reshape(len(x), 7, 4, 7, 4, -1).mean(axis=(2, 4)).reshape(len(x), -1)
 

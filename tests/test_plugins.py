@@ -17,7 +17,8 @@ TESTS = Path(__file__).parent
 
 
 def make_distribution(root: Path, dist: str, module: str, source: str, version: str = "0.1") -> None:
-    """A real installed distribution on sys.path: a module plus `.dist-info` with an entry point in group medaugbench."""
+    """A real installed distribution on sys.path: a module plus `.dist-info` with an entry point in group
+    medaugbench."""
     (root / f"{module}.py").write_text(textwrap.dedent(source))
     info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir()
@@ -84,13 +85,18 @@ def test_load_plugins_naming_an_absent_distribution(monkeypatch, cli):
 
 
 def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch, cli):
-    make_distribution(tmp_path, "medaugbench-clash", "medaugbench_clash", """
+    make_distribution(
+        tmp_path,
+        "medaugbench-clash",
+        "medaugbench_clash",
+        """
         from benchmark.hookspecs import hookimpl
 
         @hookimpl
         def register_datasets(register):
             register("pneumoniamnist", dict, "a clashing dataset")
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(MedAugBenchError) as caught:
         registry.entries("dataset")
@@ -103,8 +109,12 @@ def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch, c
 
 def test_example_plugin_in_examples_registers_a_working_strategy(tmp_path, monkeypatch):
     example = TESTS.parent / "examples" / "medaugbench-example-plugin"
-    make_distribution(tmp_path, "medaugbench-example-plugin", "medaugbench_example_shim",
-                      "from medaugbench_example import *  # noqa\nfrom medaugbench_example import register_strategies\n")
+    make_distribution(
+        tmp_path,
+        "medaugbench-example-plugin",
+        "medaugbench_example_shim",
+        "from medaugbench_example import *  # noqa\nfrom medaugbench_example import register_strategies\n",
+    )
     monkeypatch.syspath_prepend(str(example))
     monkeypatch.syspath_prepend(str(tmp_path))
     strategy = registry.create_strategy("gaussian_noise", sigma=0.1)
@@ -115,6 +125,7 @@ def test_example_plugin_in_examples_registers_a_working_strategy(tmp_path, monke
 
 
 # One test per hook (`test_hook_<name>`), enforced by test_every_hook_has_a_test.
+
 
 def test_hook_register_datasets():
     entries = registry.entries("dataset")

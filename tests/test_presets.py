@@ -9,7 +9,13 @@ from benchmark.registry import create_backbone
 
 def test_standard_runs_five_seeds_with_the_medmnist_resnet_stem():
     grid = load_preset("standard")
-    assert list(grid.seeds) == [0, 1, 2, 3, 4]  # two-sided exact Wilcoxon needs n >= 6 for p < 0.05; t/bootstrap work at 5
+    assert list(grid.seeds) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]  # two-sided exact Wilcoxon needs n >= 6 for p < 0.05; t/bootstrap work at 5
     cells = expand(grid, validate(grid, None, check_files=False))
     assert {c.config.backbone_params.get("stem") for c in cells} == {"small"}
     model = create_backbone("resnet18", in_chans=1, num_classes=2, image_size=28, **cells[0].config.backbone_params)

@@ -250,7 +250,7 @@ def test_memorisation_audit_counts_near_copies(pneumonia, extractor, tmp_path):
     out = quality.save_closest_pairs_png(fake, train, pixel["closest_pairs"], tmp_path / "pairs" / "closest.png", n=12)
     image = np.asarray(Image.open(out).convert("L"), dtype=float)
     assert image.shape[0] == 12 * (64 + 2) + 2
-    tiles = image[2:66, 150:150 + 2 * 66]  # first row: the copy and its training image
+    tiles = image[2:66, 150 : 150 + 2 * 66]  # first row: the copy and its training image
     assert tiles.std() > 10 and np.array_equal(tiles[:, :64], tiles[:, 66:130])
 
 
@@ -383,7 +383,8 @@ def test_quality_report_on_breastmnist(breast, extractor):
     matched = report["matched"]
     assert matched["n"] == 156 and matched["composition"] == {"malignant": 42, "normal, benign": 114}
     assert [report["per_class"][name]["composition"] for name in BINARY.labels] == [
-        {"malignant": 42}, {"normal, benign": 114}
+        {"malignant": 42},
+        {"normal, benign": 114},
     ]
     assert report["memorisation"]["n_train"] == 546 and report["memorisation"]["pixel"]["near_copies"] == 0
     for block in [matched, *report["per_class"].values()]:

@@ -41,8 +41,16 @@ def test_generative_run_carries_a_quality_record(breast):
 
 
 def test_early_stopping_scores_the_generator_on_the_cells_training_images(breast):
-    strategy = create_strategy("cgan", early_stop_every=10, early_stop_patience=2, policy="fixed", counts={"0": 4},
-                               monitor_params={"steps": 30}, **{**CGAN, "generator_steps": 60}, **QUALITY)
+    strategy = create_strategy(
+        "cgan",
+        early_stop_every=10,
+        early_stop_patience=2,
+        policy="fixed",
+        counts={"0": 4},
+        monitor_params={"steps": 30},
+        **{**CGAN, "generator_steps": 60},
+        **QUALITY,
+    )
     strategy.synthesize(breast)
     history = strategy.report()["generator"]["histories"]["all"]
     assert history["quality_step"][:2] == [10, 20] and all(q > 0 for q in history["quality"])
@@ -56,11 +64,34 @@ def test_early_stopping_scores_the_generator_on_the_cells_training_images(breast
 def test_quality_cli_on_a_saved_generator_and_on_an_npz(cli, tmp_path):
     require_medmnist("breastmnist")
     saved = tmp_path / "cgan-breast"
-    result = cli("synth", "--dataset", "breastmnist", "--strategy", "cgan", "--generator-steps", "30", "--out", str(saved),
-                 "-S", "generator_params.base_channels=8")
+    result = cli(
+        "synth",
+        "--dataset",
+        "breastmnist",
+        "--strategy",
+        "cgan",
+        "--generator-steps",
+        "30",
+        "--out",
+        str(saved),
+        "-S",
+        "generator_params.base_channels=8",
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "quality.json"
-    result = cli("quality", "--dataset", "breastmnist", "--generator", str(saved), "--n", "100", "--out", str(out), "-E", "steps=30")
+    result = cli(
+        "quality",
+        "--dataset",
+        "breastmnist",
+        "--generator",
+        str(saved),
+        "--n",
+        "100",
+        "--out",
+        str(out),
+        "-E",
+        "steps=30",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["matched"]["n"] == 100 and report["memorisation"]["pixel"]["closest_pairs"]
@@ -71,8 +102,17 @@ def test_quality_cli_on_a_saved_generator_and_on_an_npz(cli, tmp_path):
 
     real = np.load(require_medmnist("breastmnist"))
     np.savez(tmp_path / "copies.npz", images=real["train_images"][:50], labels=real["train_labels"][:50])
-    result = cli("quality", "--dataset", "breastmnist", "--images", str(tmp_path / "copies.npz"), "--out", str(tmp_path / "q2.json"),
-                 "-E", "steps=30")
+    result = cli(
+        "quality",
+        "--dataset",
+        "breastmnist",
+        "--images",
+        str(tmp_path / "copies.npz"),
+        "--out",
+        str(tmp_path / "q2.json"),
+        "-E",
+        "steps=30",
+    )
     assert result.exit_code == 0, result.output
     copies = json.loads((tmp_path / "q2.json").read_text())["memorisation"]["pixel"]
     assert copies["near_copy_fraction"] == 1.0 and copies["exact_copies"] == 50  # exact training images are all flagged

@@ -8,11 +8,11 @@ import os
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "medaugbench[ray]")')
 
@@ -143,7 +143,9 @@ def test_ray_gives_the_same_records_as_the_local_executor(tmp_path, ray_instance
     assert sorted(p.name for p in records_dir(tmp_path / "ray").iterdir()) == local_files
     for name in local_files:
         if name.endswith(".npz"):
-            assert (records_dir(tmp_path / "ray") / name).read_bytes() == (records_dir(tmp_path / "local") / name).read_bytes()
+            assert (records_dir(tmp_path / "ray") / name).read_bytes() == (
+                records_dir(tmp_path / "local") / name
+            ).read_bytes()
     assert ray.is_initialized()  # joined the module's instance, left it running
 
 
@@ -154,9 +156,12 @@ def test_killed_worker_is_retried_or_recorded_as_failed_once(tmp_path, ray_insta
     registry.reset()  # the driver validates strategy names: discover the crash plugin here too
     marker = tmp_path / "killed-once"
     grid = tiny_grid(
-        strategies=("none", "crash_once", "crash_always"), seeds=(0,),
-        variants={"crash_once": Variant(strategy="crash", params={"marker": str(marker)}),
-                  "crash_always": Variant(strategy="crash", params={"marker": str(tmp_path / "always"), "always": True})},
+        strategies=("none", "crash_once", "crash_always"),
+        seeds=(0,),
+        variants={
+            "crash_once": Variant(strategy="crash", params={"marker": str(marker)}),
+            "crash_always": Variant(strategy="crash", params={"marker": str(tmp_path / "always"), "always": True}),
+        },
     )
     results = tmp_path / "results"
     started = time.time() - 1

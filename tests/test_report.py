@@ -33,15 +33,27 @@ def folder(tmp_path_factory) -> Path:
     make_fake_results(root, strategies=STRATEGIES, failed=FAILED)
     record_file = next((root / "records").glob("pneu-cgan-simple_cnn-1.json"))
     record = json.loads(record_file.read_text())
-    record["error"] = {"type": "RuntimeError", "message": "cgan exploded <script>alert('x')</script> & more",
-                       "traceback": "Traceback (most recent call last):\n  File \"<cell>\", line 1\nRuntimeError: <boom>"}
+    record["error"] = {
+        "type": "RuntimeError",
+        "message": "cgan exploded <script>alert('x')</script> & more",
+        "traceback": 'Traceback (most recent call last):\n  File "<cell>", line 1\nRuntimeError: <boom>',
+    }
     record_file.write_text(json.dumps(record))
     _png(samples_path(root, "pneu-cgan-simple_cnn-2"), (200, 30, 30))
     _png(pairs_path(root, "pneu-cgan-simple_cnn-2"), (30, 30, 200))
-    grid = {"name": "fake-grid", "description": "A <b>fake</b> grid", "baseline": "none", "datasets": ["pneumoniamnist", "retinamnist"],
-            "strategies": list(STRATEGIES), "budget": {"classifier_steps": 200, "generator_steps": 300}}
-    (root / "grid.json").write_text(json.dumps({"grid": grid, "environment": {"python": "3.11", "torch": "2.x"},
-                                                "written": "2026-01-01T00:00:00+00:00"}))
+    grid = {
+        "name": "fake-grid",
+        "description": "A <b>fake</b> grid",
+        "baseline": "none",
+        "datasets": ["pneumoniamnist", "retinamnist"],
+        "strategies": list(STRATEGIES),
+        "budget": {"classifier_steps": 200, "generator_steps": 300},
+    }
+    (root / "grid.json").write_text(
+        json.dumps(
+            {"grid": grid, "environment": {"python": "3.11", "torch": "2.x"}, "written": "2026-01-01T00:00:00+00:00"}
+        )
+    )
     return root
 
 
@@ -63,8 +75,8 @@ def test_report_has_every_strategy_dataset_and_the_budget(folder, report):
 
 
 def test_report_lists_the_failed_cell_escaped(report):
-    section = report[report.index('<section id="failed"'):]
-    section = section[:section.index("</section>")]
+    section = report[report.index('<section id="failed"') :]
+    section = section[: section.index("</section>")]
     assert "cgan exploded &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in section
     assert "<details><summary>traceback</summary><pre>Traceback" in section and "RuntimeError: &lt;boom&gt;" in section
     assert "<script>alert" not in report
@@ -83,10 +95,13 @@ def test_report_embeds_images_and_makes_no_external_requests(report):
 
 
 def test_sort_values_are_the_underlying_numbers(report):
-    table = report[report.index('id="leaderboard-pneumoniamnist"'):]
-    table = table[:table.index("</table>")]
+    table = report[report.index('id="leaderboard-pneumoniamnist"') :]
+    table = table[: table.index("</table>")]
     headers = re.findall(r"<th [^>]*>([^<]*)</th>", table)
-    rows = [re.findall(r'<td[^>]*data-value="([^"]*)">([^<]*)</td>', row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table)[1:]]
+    rows = [
+        re.findall(r'<td[^>]*data-value="([^"]*)">([^<]*)</td>', row)
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table)[1:]
+    ]
     assert len(rows) == 3 and all(len(row) == len(headers) for row in rows)
     for row in rows:
         value, shown = row[headers.index("Accuracy (%)")]
@@ -99,8 +114,8 @@ def test_sort_values_are_the_underlying_numbers(report):
 
 
 def _table_html(report: str, table_id: str) -> str:
-    table = report[report.index(f'id="{table_id}"'):]
-    return table[:table.index("</table>")]
+    table = report[report.index(f'id="{table_id}"') :]
+    return table[: table.index("</table>")]
 
 
 def test_report_uses_the_leaderboards_numbers(folder, report):

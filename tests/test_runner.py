@@ -56,7 +56,8 @@ def test_toml_and_yaml_give_the_same_grid(tmp_path):
     toml_file.write_text(TINY)
     yaml_file = tmp_path / "grid.yaml"
     yaml_file.write_text(
-        "name: tiny\ndatasets: [breastmnist]\nstrategies: [none, geometric]\nbackbones: [simple_cnn]\nseeds: [0, 1, 2]\n"
+        "name: tiny\ndatasets: [breastmnist]\nstrategies: [none, geometric]\nbackbones: [simple_cnn]\n"
+        "seeds: [0, 1, 2]\n"
         "budget: {classifier_steps: 8}\ntrain: {batch_size: 32, eval_every: 4}\n"
     )
     assert load_grid(toml_file) == load_grid(yaml_file)
@@ -87,8 +88,12 @@ def test_bad_grid_lists_every_problem_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(datafiles.urllib.request, "urlopen", offline)
     monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(tmp_path / "empty"))
     (tmp_path / "empty").mkdir()
-    grid = tiny_grid(strategies=("none", "geometrik"), train_fractions=(0.5, 1.5),
-                     budget=BudgetBlock(classifier_steps=-3), datasets=("dermamnist",))
+    grid = tiny_grid(
+        strategies=("none", "geometrik"),
+        train_fractions=(0.5, 1.5),
+        budget=BudgetBlock(classifier_steps=-3),
+        datasets=("dermamnist",),
+    )
     with pytest.raises(MedAugBenchError) as error:
         run_grid(grid, tmp_path / "results", LocalExecutor(), progress=False)
     message = str(error.value)
@@ -101,14 +106,25 @@ def test_bad_grid_lists_every_problem_before_training(tmp_path, monkeypatch):
 
 
 def test_more_grid_problems_are_caught():
-    grid = tiny_grid(strategies=("cgan",), seeds=(0, -1), policies=("balanse",), baseline="none",
-                     train={"batch_size": 0, "lr": 1}, strategy_params={"cgan": {"ratioo": 1}})
+    grid = tiny_grid(
+        strategies=("cgan",),
+        seeds=(0, -1),
+        policies=("balanse",),
+        baseline="none",
+        train={"batch_size": 0, "lr": 1},
+        strategy_params={"cgan": {"ratioo": 1}},
+    )
     with pytest.raises(MedAugBenchError) as error:
         validate(grid, None, check_files=False)
     message = str(error.value)
-    for expected in ("seeds must be non-negative integers, got -1", "unknown synthesis policy 'balanse'",
-                     "[train] does not take lr", "strategy 'cgan' does not take 'ratioo' (did you mean 'ratio'",
-                     "baseline 'none' is not among", "--batch-size must be at least 1"):
+    for expected in (
+        "seeds must be non-negative integers, got -1",
+        "unknown synthesis policy 'balanse'",
+        "[train] does not take lr",
+        "strategy 'cgan' does not take 'ratioo' (did you mean 'ratio'",
+        "baseline 'none' is not among",
+        "--batch-size must be at least 1",
+    ):
         assert expected in message
 
 
@@ -129,8 +145,11 @@ def test_presets_expand_with_identical_budgets():
                 same = [c for c in same if c.config.strategy_params.get("generator_flops")]  # the generative ones
             assert len({c.config.budget for c in same}) == 1, "every strategy gets the same classifier budget"
             keys = ("generator_steps", "generator_seconds", "generator_flops")
-            generator = {json.dumps({k: c.config.strategy_params.get(k) for k in keys})
-                         for c in same if any(c.config.strategy_params.get(k) for k in keys)}
+            generator = {
+                json.dumps({k: c.config.strategy_params.get(k) for k in keys})
+                for c in same
+                if any(c.config.strategy_params.get(k) for k in keys)
+            }
             assert len(generator) <= 1, "every generative strategy gets the same generator budget"
     paper = expand(load_preset("paper"), sizes)
     derma = next(c for c in paper if c.coords["dataset"] == "dermamnist" and c.coords["strategy"] == "cgan")
@@ -149,8 +168,9 @@ def test_ablation_rows_get_equal_total_generator_budgets():
     """The no-conditioning row trains one GAN per DermaMNIST class; they share the 5000 steps cgan_full gets."""
     derma_counts = [228, 359, 769, 80, 779, 4693, 99]  # DermaMNIST's training images per class (MedMNIST v2)
     cells = [c for c in expand(load_preset("ablation"), {"dermamnist": sum(derma_counts)}) if c.coords["seed"] == 0]
-    strategies = {c.coords["strategy"]: registry.create_strategy(c.config.strategy, **c.config.strategy_params)
-                  for c in cells}
+    strategies = {
+        c.coords["strategy"]: registry.create_strategy(c.config.strategy, **c.config.strategy_params) for c in cells
+    }
     full, split = strategies["cgan_full"], strategies["cgan_no_conditioning"]
     assert not full.per_group() and split.per_group()
     parts = split.budget.split({f"group_{k}": n for k, n in enumerate(derma_counts)})
@@ -279,8 +299,12 @@ def test_cli_dry_run_lists_cells_and_leaderboard_rebuilds(tmp_path, cli):
 
 def test_generative_cell_saves_sample_grid_and_closest_pairs(tmp_path):
     require_medmnist("breastmnist")
-    grid = tiny_grid(strategies=("none", "cgan"), seeds=(0,), budget=BudgetBlock(classifier_steps=4, generator_steps=4),
-                     strategy_params={"cgan": {"quality_params": {"steps": 4}, "quality_images": 64}})
+    grid = tiny_grid(
+        strategies=("none", "cgan"),
+        seeds=(0,),
+        budget=BudgetBlock(classifier_steps=4, generator_steps=4),
+        strategy_params={"cgan": {"quality_params": {"steps": 4}, "quality_images": 64}},
+    )
     run = run_grid(grid, tmp_path, LocalExecutor(), progress=False)
     assert [o.status for o in run.outcomes] == [OK, OK]
     cgan = next(r for r in load_records(tmp_path) if r.cell["strategy"] == "cgan")

@@ -108,7 +108,7 @@ def test_paired_difference_hand_case():
 
 
 def test_wilcoxon_needs_six_nonzero_differences():
-    assert 2 / 2**(WILCOXON_MIN_N - 1) >= 0.05 > 2 / 2**WILCOXON_MIN_N
+    assert 2 / 2 ** (WILCOXON_MIN_N - 1) >= 0.05 > 2 / 2**WILCOXON_MIN_N
     assert stats.wilcoxon([0.1, 0.2, 0.3, 0.4, 0.5]).pvalue == pytest.approx(0.0625)  # n = 5: never below 0.05
     six = paired_difference([0.0] * 6, [0.1, 0.2, 0.25, 0.3, 0.15, 0.4])
     assert six["wilcoxon_n"] == 6 and six["wilcoxon_p_value"] == pytest.approx(2 / 2**6)

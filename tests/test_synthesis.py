@@ -50,7 +50,9 @@ def test_multilabel_minority_is_defined_per_label():
     counts = Split(torch.zeros(5, 1, 4, 4, dtype=torch.uint8), labels).class_counts(task)
     assert counts == [4, 1, 1]
     assert SynthesisPolicy("balance").plan(counts, task) == [0, 3, 3]
-    rows = label_rows(Split(torch.zeros(5, 1, 4, 4, dtype=torch.uint8), labels), task, 1, 6, torch.Generator().manual_seed(0))
+    rows = label_rows(
+        Split(torch.zeros(5, 1, 4, 4, dtype=torch.uint8), labels), task, 1, 6, torch.Generator().manual_seed(0)
+    )
     assert rows.shape == (6, 3) and (rows[:, 1] == 1).all()  # conditioned on real rows positive for label b
     assert torch.equal(rows, torch.tensor([[1.0, 1.0, 0.0]]).expand(6, 3))
     assert torch.equal(conditioning(rows, task), rows)

@@ -40,13 +40,29 @@ def test_record_holds_metrics_budget_curves_and_config(pneumonia_runs, tmp_path)
     config, record, _ = pneumonia_runs
     path = record.write(tmp_path / "run.json")
     data = json.loads(path.read_text())
-    for name in ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc", "ece", "f1_per_class"):
+    for name in (
+        "accuracy",
+        "balanced_accuracy",
+        "precision",
+        "recall",
+        "specificity",
+        "f1",
+        "auc",
+        "ece",
+        "f1_per_class",
+    ):
         assert name in data["metrics"]["test"] and name in data["metrics"]["val"]
     assert data["budget"]["steps"] == 120 and data["budget"]["images_seen"] == 120 * 64
     assert set(data["budget"]["seconds"]) >= {"load", "synthesize", "train", "eval", "test", "total"}
     assert data["budget"]["peak_memory_bytes"] > 0
     assert data["curves"]["step"] == [40, 80, 120] and len(data["curves"]["val_auc"]) == 3
-    assert data["config"]["optim"] == {"lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "milestones": [0.5, 0.75], "gamma": 0.1}
+    assert data["config"]["optim"] == {
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+        "milestones": [0.5, 0.75],
+        "gamma": 0.1,
+    }
     assert data["config"]["strategy"] == "geometric" and data["strategy"]["params"] == {"flip_p": 0.5, "degrees": 15.0}
     assert data["best"]["step"] in data["curves"]["step"]
     assert data["metrics"]["val"]["auc"] == max(a for a in data["curves"]["val_auc"])
@@ -54,13 +70,17 @@ def test_record_holds_metrics_budget_curves_and_config(pneumonia_runs, tmp_path)
 
 def test_different_seed_changes_the_run(pneumonia_runs):
     config, record, _ = pneumonia_runs
-    other = train(TrainConfig(**{**config.__dict__, "seed": 1, "budget": Budget(steps=20), "eval_every": 20}), progress=False)
+    other = train(
+        TrainConfig(**{**config.__dict__, "seed": 1, "budget": Budget(steps=20), "eval_every": 20}), progress=False
+    )
     assert other.curves.train_loss[0] != record.curves.train_loss[0]
 
 
 def test_steps_budget_stops_at_exactly_that_many_steps():
     require_medmnist("breastmnist")
-    record = train(TrainConfig(dataset="breastmnist", budget=Budget(steps=7), batch_size=32, eval_every=5), progress=False)
+    record = train(
+        TrainConfig(dataset="breastmnist", budget=Budget(steps=7), batch_size=32, eval_every=5), progress=False
+    )
     assert record.budget.steps == 7 and record.budget.images_seen == 7 * 32
     assert record.curves.step == [5, 7]
 
@@ -78,7 +98,8 @@ def test_seconds_budget_stops_within_one_step_of_the_limit(monkeypatch):
 
     monkeypatch.setattr(BatchSampler, "next", timed_next)
     record = training.train(
-        TrainConfig(dataset="breastmnist", budget=Budget(steps=None, seconds=2.0), batch_size=32, eval_every=10**6), progress=False
+        TrainConfig(dataset="breastmnist", budget=Budget(steps=None, seconds=2.0), batch_size=32, eval_every=10**6),
+        progress=False,
     )
     step_time = max(b - a for a, b in zip(durations, durations[1:]))
     assert record.budget.kind == "seconds" and record.budget.steps == len(durations) > 1
@@ -89,14 +110,20 @@ def test_seconds_budget_stops_within_one_step_of_the_limit(monkeypatch):
 @pytest.mark.parametrize("strategy", ["none", "cutmix_mixup"])
 def test_every_classic_strategy_runs_through_the_same_loop(strategy):
     require_medmnist("retinamnist")
-    record = train(TrainConfig(dataset="retinamnist", strategy=strategy, budget=Budget(steps=6), batch_size=32, eval_every=3), progress=False)
+    record = train(
+        TrainConfig(dataset="retinamnist", strategy=strategy, budget=Budget(steps=6), batch_size=32, eval_every=3),
+        progress=False,
+    )
     assert record.dataset["task"]["channels"] == 3 and len(record.metrics["test"]["f1_per_class"]) == 5
     assert record.dataset["train_synthetic"] == 0
 
 
 def test_multilabel_training_uses_multi_hot_targets(tmp_path, monkeypatch):
     fake_chestmnist(tmp_path, monkeypatch, sizes=(64, 32, 32), positive_rate=0.3)
-    record = train(TrainConfig(dataset="chestmnist", strategy="cutmix_mixup", budget=Budget(steps=4), batch_size=16, eval_every=2), progress=False)
+    record = train(
+        TrainConfig(dataset="chestmnist", strategy="cutmix_mixup", budget=Budget(steps=4), batch_size=16, eval_every=2),
+        progress=False,
+    )
     assert record.metrics["test"]["average_precision"] is not None
     assert len(record.metrics["test"]["f1_per_class"]) == 14
 
@@ -110,8 +137,10 @@ def test_optimizer_presets():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(budget=lambda: Budget(steps=None, seconds=None)),
-         "exactly one budget: --steps N, --seconds S or --flops F"),
+        (
+            dict(budget=lambda: Budget(steps=None, seconds=None)),
+            "exactly one budget: --steps N, --seconds S or --flops F",
+        ),
         (dict(budget=lambda: Budget(steps=-5)), "--steps must be a positive number of optimizer steps"),
         (dict(batch_size=0), "--batch-size"),
         (dict(optimizer="sgd"), "unknown optimizer preset"),
@@ -125,8 +154,23 @@ def test_bad_training_config(kwargs, message):
 def test_train_cli_writes_record(cli, tmp_path):
     require_medmnist("breastmnist")
     out = tmp_path / "record.json"
-    result = cli("train", "--dataset", "breastmnist", "--strategy", "geometric", "-S", "degrees=10", "--steps", "4",
-                 "--batch-size", "16", "--eval-every", "2", "--out", str(out))
+    result = cli(
+        "train",
+        "--dataset",
+        "breastmnist",
+        "--strategy",
+        "geometric",
+        "-S",
+        "degrees=10",
+        "--steps",
+        "4",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "2",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "balanced_accuracy" in result.output and "4 steps" in result.output
     record = json.loads(out.read_text())
@@ -162,7 +206,8 @@ def test_compile_option_wraps_the_classifier_and_is_recorded(monkeypatch):
 
 
 def test_selected_by_names_the_metric_that_chose_the_checkpoint():
-    """With AUC undefined on validation (one class), checkpoints are ranked by balanced accuracy, and the record says so."""
+    """With AUC undefined on validation (one class), checkpoints are ranked by balanced accuracy, and the record says
+    so."""
     require_medmnist("breastmnist")
     from benchmark.dataset import DataOptions, load_dataset
 
