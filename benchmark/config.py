@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 from tqdm import tqdm
 
+from benchmark.apportion import largest_remainder
 from benchmark.errors import MedAugBenchError
 
 
@@ -138,8 +139,9 @@ class GeneratorBudget(Budget):
                 f"{self.FLAGS[0]} {self.steps} is the total of {len(sizes)} per-class models, less than one step each; "
                 f"give at least {len(sizes)}"
             )
-        parts = _largest_remainder(_shares(total, sizes, max(1, math.floor(minimum))), self.steps)
-        return {name: GeneratorBudget(steps=part) for name, part in parts.items()}
+        shares = _shares(total, sizes, max(1, math.floor(minimum)))
+        parts = largest_remainder(list(shares.values()), self.steps)
+        return {name: GeneratorBudget(steps=part) for name, part in zip(shares, parts)}
 
 
 def _shares(total: float, sizes: dict[str, int], minimum: float) -> dict[str, float]:
@@ -154,15 +156,6 @@ def _shares(total: float, sizes: dict[str, int], minimum: float) -> dict[str, fl
         if not low:
             return {name: minimum if name in raised else shares[name] for name in sizes}
         raised |= low
-
-
-def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
-    """Whole parts that sum to `total`: each share rounded down, the leftover units to the largest fractions."""
-    parts = {name: math.floor(share + 1e-9) for name, share in shares.items()}
-    order = sorted(shares, key=lambda name: (parts[name] - shares[name], name))
-    for name in order[: total - sum(parts.values())]:
-        parts[name] += 1
-    return parts
 
 
 @dataclass(frozen=True)

@@ -52,13 +52,10 @@ ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0  # every comparison draws the same resamples: common random numbers across a table
 P_KINDS = ("bootstrap_p", "t_p", "wilcoxon_p")  # each its own Holm family per dataset table
+# What names a compared row in the per-seed and the statistics tables.
+ROW_KEYS = ("dataset", "model", "strategy", "backbone", "train_fraction", "policy")
 SEED_COLUMNS = (
-    "dataset",
-    "model",
-    "strategy",
-    "backbone",
-    "train_fraction",
-    "policy",
+    *ROW_KEYS,
     "task",
     "seed",
     "baseline_cell_id",
@@ -88,12 +85,7 @@ COMPARED = (
     "marker",
 )
 STATS_COLUMNS = (
-    "dataset",
-    "model",
-    "strategy",
-    "backbone",
-    "train_fraction",
-    "policy",
+    *ROW_KEYS,
     "baseline",
     "task",
     "n_paired",
@@ -286,7 +278,7 @@ def seed_tests(long: pd.DataFrame, predictions: Predictions, baseline: str = "no
             pair = base.get(cell["seed"])
             if pair is None:
                 continue
-            row = {key: cell[key] for key in SEED_COLUMNS[:8]} | {
+            row = {key: cell[key] for key in (*ROW_KEYS, "task", "seed")} | {
                 "cell_id": cell["cell_id"],
                 "accuracy": cell["accuracy"],
                 "auc": cell["auc"],
@@ -311,7 +303,7 @@ def stats_table(
         has_baseline = bool(((group["strategy"] == baseline) & (group["status"] == OK)).any())
         for model, cells in group[group["strategy"] != baseline].groupby("model", sort=True):
             first, task = cells.iloc[0], next(iter(cells["task"].dropna()), None)
-            row = {key: first[key] for key in STATS_COLUMNS[:6]} | {"baseline": baseline, "task": task}
+            row = {key: first[key] for key in ROW_KEYS} | {"baseline": baseline, "task": task}
             if has_baseline:
                 pairs = tests[(tests["dataset"] == first["dataset"]) & (tests["model"] == model)]
                 row |= _summarise_pairs(pairs, cells, task, baseline, predictions)

@@ -24,6 +24,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm import tqdm
 
+from benchmark.apportion import proportional
 from benchmark.dataset import Split, class_mask
 from benchmark.errors import MedAugBenchError
 from benchmark.features import FeatureExtractor
@@ -473,7 +474,7 @@ def _matched_draw(
     composition key: the fewest any split has, scaled down to `max_images` in total by largest remainder."""
     groups = [_groups(code, mask, len(names)) for code, mask in zip(codes, masks)]
     available = [min(len(split_groups[k]) for split_groups in groups) for k in range(len(names))]
-    quotas = _proportional_quotas(available, max_images)
+    quotas = available if sum(available) <= max_images else proportional(available, max_images)
     index = [
         torch.cat([g[torch.randperm(len(g), generator=generator)[:q]] for g, q in zip(split_groups, quotas)])
         for split_groups in groups
@@ -486,18 +487,6 @@ def _groups(code: Tensor, mask: Tensor, keys: int) -> list[Tensor]:
     index = mask.nonzero().flatten()
     order = torch.argsort(code[index], stable=True)
     return list(index[order].split(torch.bincount(code[index], minlength=keys).tolist()))
-
-
-def _proportional_quotas(counts: list[int], total: int) -> list[int]:
-    """`counts` scaled down to sum to `total` by largest remainder (ties to the first key); unchanged if they fit."""
-    whole = sum(counts)
-    if whole <= total:
-        return list(counts)
-    quotas = [c * total // whole for c in counts]
-    by_remainder = sorted(range(len(counts)), key=lambda k: -(counts[k] * total % whole))
-    for k in by_remainder[: total - sum(quotas)]:
-        quotas[k] += 1
-    return quotas
 
 
 def _subsample(n: int, most: int, generator: torch.Generator) -> Tensor:

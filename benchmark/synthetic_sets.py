@@ -10,19 +10,10 @@ import numpy as np
 import torch
 
 from benchmark import generator_training as gt
+from benchmark.apportion import proportional
 from benchmark.dataset import LoadedDataset, Split, resample
 from benchmark.errors import MedAugBenchError
 from benchmark.registry import create_strategy
-
-
-def proportional_plan(counts: list[int], n: int) -> list[int]:
-    """Split `n` images over classes in proportion to `counts` (largest remainder, so the plan sums to n)."""
-    total = sum(counts)
-    exact = [n * c / total for c in counts]
-    plan = [int(x) for x in exact]
-    for i in sorted(range(len(counts)), key=lambda i: exact[i] - plan[i], reverse=True)[: n - sum(plan)]:
-        plan[i] += 1
-    return plan
 
 
 def generated_split(directory: Path, data: LoadedDataset, n: int, device: torch.device, seed: int) -> Split:
@@ -35,7 +26,7 @@ def generated_split(directory: Path, data: LoadedDataset, n: int, device: torch.
             f"and --image-size {card['image_size']}"
         )
     strategy = create_strategy(card["generator"], generator_dir=str(directory), quality_extractor=None)
-    plan = proportional_plan(data.train.class_counts(data.task), n)
+    plan = proportional(data.train.class_counts(data.task), n)
     return strategy.sample(models, data.task, data.train, plan, device, seed)
 
 

@@ -171,19 +171,16 @@ class Exploding(GenerativeModel):
         return torch.zeros(n, self.spec.channels, self.spec.image_size, self.spec.image_size)
 
 
-def test_divergence_stops_training_with_a_recorded_reason():
-    model = Exploding(ImageSpec(1, 28))
-    history = gt.fit(
-        model,
-        torch.zeros(8, 1, 28, 28, dtype=torch.uint8),
-        None,
-        gt.GeneratorBudget(steps=500),
-        4,
-        torch.device("cpu"),
-        0,
-        progress=False,
-        log_every=10,
+def fit_on_blank_images(model: GenerativeModel, steps: int, **options) -> gt.FitHistory:
+    """`gt.fit` on 8 black 28-px images, batch 4, on the CPU, seed 0, without a progress bar."""
+    images = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    return gt.fit(
+        model, images, None, gt.GeneratorBudget(steps=steps), 4, torch.device("cpu"), 0, progress=False, **options
     )
+
+
+def test_divergence_stops_training_with_a_recorded_reason():
+    history = fit_on_blank_images(Exploding(ImageSpec(1, 28)), 500, log_every=10)
     assert history.steps == 10 and history.failure == "divergence: non-finite loss by step 10"
 
 
@@ -208,17 +205,7 @@ def test_early_stopping_on_a_quality_plateau():
     model.training_step = lambda images, cond, optimizers, generator: {"loss": torch.tensor(1.0)}
     scores = iter([5.0, 4.0, 4.5, 4.2, 4.1, 3.0])
     monitor = gt.QualityMonitor(score=lambda m: next(scores), every=10, patience=3)
-    history = gt.fit(
-        model,
-        torch.zeros(8, 1, 28, 28, dtype=torch.uint8),
-        None,
-        gt.GeneratorBudget(steps=1000),
-        4,
-        torch.device("cpu"),
-        0,
-        progress=False,
-        monitor=monitor,
-    )
+    history = fit_on_blank_images(model, 1000, monitor=monitor)
     assert history.stopped_early and history.steps == 50 and history.quality == [5.0, 4.0, 4.5, 4.2, 4.1]
 
 
