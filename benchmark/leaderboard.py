@@ -16,6 +16,7 @@ import pandas as pd
 from benchmark import stats
 from benchmark.datafiles import atomic_output
 from benchmark.errors import MedAugBenchError
+from benchmark.metrics import predicted_labels
 from benchmark.results_store import (
     FAILED,
     OK,
@@ -717,7 +718,7 @@ def _image_tests(predictions: Predictions, kind: str, baseline_id: str, cell_id:
     }
     if kind == "multilabel":
         return row | {"note": "McNemar n/a for multilabel: exact-match accuracy is not meaningful"}
-    test = stats.mcnemar_test(labels, stats.predict(kind, a), stats.predict(kind, b))
+    test = stats.mcnemar_test(labels, predicted_labels(kind, a), predicted_labels(kind, b))
     return row | {"mcnemar_b": test["b"], "mcnemar_c": test["c"], "mcnemar_p": test["p_value"]}
 
 

@@ -14,6 +14,15 @@ from sklearn.metrics import (
 from benchmark.task import TaskSpec
 
 PRIMARY_METRIC = "auc"
+THRESHOLD = 0.5
+
+
+def predicted_labels(kind: str, y_score: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """MedMNIST's decision rule (its getACC): the positive probability above `threshold` for a binary task, each
+    label's probability above it for a multi-label task, the argmax otherwise."""
+    if kind == "binary":
+        return (y_score[:, 1] > threshold).astype(int)
+    return (y_score > threshold).astype(int) if kind == "multilabel" else y_score.argmax(axis=1)
 
 
 def metric_is_higher_better(name: str) -> bool:
@@ -33,7 +42,7 @@ def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_b
 
 
 def classification_metrics(
-    task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5
+    task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float = THRESHOLD
 ) -> dict[str, object]:
     """All metrics the benchmark reports for one set of predictions; undefined values (e.g. AUC of an absent class) are
     None."""
@@ -47,8 +56,7 @@ def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, thres
     """Binary, multi-class and ordinal tasks: y_true holds class indices, y_score softmax probabilities."""
     k = task.num_outputs
     binary = task.kind == "binary"
-    # MedMNIST's getACC thresholds the positive probability for binary tasks; argmax otherwise.
-    y_pred = (y_score[:, 1] > threshold).astype(int) if binary else y_score.argmax(axis=1)
+    y_pred = predicted_labels(task.kind, y_score, threshold)
     cm = confusion_matrix(y_true, y_pred, labels=range(k))
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=range(k), average=None, zero_division=0
@@ -80,7 +88,7 @@ def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, thres
 
 def _multilabel(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> dict[str, object]:
     """Multi-label tasks: y_true and y_score are (N, L); each label is an independent binary problem."""
-    y_pred = (y_score > threshold).astype(int)
+    y_pred = predicted_labels("multilabel", y_score, threshold)
     mcm = multilabel_confusion_matrix(y_true, y_pred)
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
     specificity = _specificity(mcm[:, 0, 0], mcm[:, 0, 1])

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-THRESHOLD = 0.5  # benchmark.metrics' default decision threshold on a positive-class (or label) probability
+from benchmark.metrics import predicted_labels
+
 # The exact two-sided Wilcoxon signed-rank p is at least 2 / 2**n: below 0.05 only from n = 6 non-zero differences.
 WILCOXON_MIN_N = 6
 BOOTSTRAP_METRICS = ("accuracy", "auc")
@@ -78,14 +79,6 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (len(defined) - rank) * float(p_values[i])))
         adjusted[i] = running
     return adjusted
-
-
-def predict(kind: str, scores: np.ndarray) -> np.ndarray:
-    """Predictions as benchmark.metrics makes them: positive probability > 0.5 if binary, every label's > 0.5 if
-    multilabel, else argmax."""
-    if kind == "binary":
-        return (scores[:, 1] > THRESHOLD).astype(int)
-    return (scores > THRESHOLD).astype(int) if kind == "multilabel" else scores.argmax(axis=1)
 
 
 def paired_bootstrap(
@@ -272,7 +265,7 @@ def _draw_counts(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
 def _metric(kind: str, metric: str, labels: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Accuracy or AUC (benchmark.metrics' definitions for `kind`) of each resample given by image counts: (B,)."""
     if metric == "accuracy":
-        correct = predict(kind, scores) == labels
+        correct = predicted_labels(kind, scores) == labels
         per_image = correct.mean(axis=1) if kind == "multilabel" else correct.astype(float)
         return (counts * per_image).sum(axis=1) / labels.shape[0]  # not BLAS: its threads stall on a busy CPU
     if kind == "binary":
