@@ -21,7 +21,7 @@ def register_datasets(register: Register) -> None:
 
 @hookspec
 def register_strategies(register: Register) -> None:
-    """Register augmentation strategies: `factory(**params)` returns a `benchmark.strategy.Strategy`."""
+    """Register augmentation strategies: `factory(**params)` returns a `benchmark.train.strategy.Strategy`."""
 
 
 @hookspec
@@ -32,7 +32,7 @@ def register_backbones(register: Register) -> None:
 @hookspec
 def register_generators(register: Register) -> None:
     """Register generative models: `factory(spec: ImageSpec, **params)` returns a
-    `benchmark.generative.GenerativeModel`.
+    `benchmark.generate.model.GenerativeModel`.
 
     Every generator also becomes a strategy of the same name that trains it and adds its samples.
     """
@@ -41,9 +41,9 @@ def register_generators(register: Register) -> None:
 @hookspec
 def register_extractors(register: Register) -> None:
     """Register image feature extractors for quality metrics: `factory(**params)` returns a
-    `benchmark.features.FeatureExtractor` (an nn.Module mapping uint8 images to float feature vectors)."""
+    `benchmark.evaluate.features.FeatureExtractor` (an nn.Module mapping uint8 images to float feature vectors)."""
 
 
 @hookspec
 def register_executors(register: Register) -> None:
-    """Register grid executors: `factory(**options)` returns a `benchmark.executor.Executor` that runs cells."""
+    """Register grid executors: `factory(**options)` returns a `benchmark.grid.executor.Executor` that runs cells."""

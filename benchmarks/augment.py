@@ -20,8 +20,8 @@ from collections.abc import Callable
 import torch
 from torchvision.transforms import v2
 
-from benchmark.device import clock, describe, pick_device
 from benchmark.registry import create_strategy
+from benchmark.train.device import clock, describe, pick_device
 
 STRATEGIES = ("geometric", "cutmix_mixup", "randaugment", "trivialaugment", "augmix")
 TORCHVISION = {"randaugment": v2.RandAugment, "trivialaugment": v2.TrivialAugmentWide, "augmix": v2.AugMix}

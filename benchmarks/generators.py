@@ -17,14 +17,14 @@ import json
 
 import torch
 
-from benchmark.dataset import load_dataset
-from benchmark.device import clock, describe, pick_device
-from benchmark.features import make_extractor
-from benchmark.generative import ImageSpec, is_conditional
-from benchmark.generator_training import to_model_range, to_uint8
-from benchmark.quality import fid_kid
+from benchmark.data.dataset import load_dataset
+from benchmark.evaluate.features import make_extractor
+from benchmark.evaluate.quality import fid_kid
+from benchmark.generate.loop import to_model_range, to_uint8
+from benchmark.generate.model import ImageSpec, is_conditional
+from benchmark.generate.synthesis import conditioning
 from benchmark.registry import create_generator, entries
-from benchmark.synthesis import conditioning
+from benchmark.train.device import clock, describe, pick_device
 
 
 def conditioned(model_conditional: bool, labels: torch.Tensor, task) -> tuple[int, torch.Tensor | None]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.results_store import load_records, read_grid_file
+from benchmark.grid.store import load_records, read_grid_file
 
 PHASES = ("load", "synthesize", "train", "eval", "test")
 
@@ -30,9 +30,9 @@ PHASES = ("load", "synthesize", "train", "eval", "test")
 def run(grid_spec: str, results: Path) -> float:
     """Run the grid with a fresh cache (so generators and extractors are really trained); its wall seconds."""
     os.environ["MEDAUGBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="medaugbench-bench-cache-")
-    from benchmark.executor import LocalExecutor
-    from benchmark.grid_config import resolve_grid
-    from benchmark.runner import run_grid
+    from benchmark.grid.config import resolve_grid
+    from benchmark.grid.executor import LocalExecutor
+    from benchmark.grid.runner import run_grid
 
     started = time.perf_counter()
     run_grid(resolve_grid(grid_spec), results, LocalExecutor(), progress=False)

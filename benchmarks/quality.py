@@ -14,11 +14,11 @@ import json
 
 import torch
 
-from benchmark.dataset import LoadedDataset, Split, load_dataset
-from benchmark.device import clock, describe, pick_device
+from benchmark.data.dataset import LoadedDataset, Split, load_dataset
 from benchmark.errors import MedAugBenchError
-from benchmark.features import FeatureExtractor, make_extractor
-from benchmark.quality import extract_features, memorisation_audit, quality_report
+from benchmark.evaluate.features import FeatureExtractor, make_extractor
+from benchmark.evaluate.quality import extract_features, memorisation_audit, quality_report
+from benchmark.train.device import clock, describe, pick_device
 
 
 def noised_training_images(data: LoadedDataset, n: int, generator: torch.Generator) -> Split:

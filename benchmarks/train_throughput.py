@@ -3,7 +3,7 @@
 (a) compute limit: the same model stepping on one pre-staged random batch, no augmentation, no data movement.
 (b) reference: torch DataLoader over `medmnist.PneumoniaMNIST` with per-sample PIL transforms (flip, ±15° rotation,
     ToTensor, Normalize), as in the official MedMNIST getting-started example plus the same augmentation.
-ours: `benchmark.training.train` with the `geometric` strategy (batch-wise on the device), evaluation excluded.
+ours: `benchmark.train.loop.train` with the `geometric` strategy (batch-wise on the device), evaluation excluded.
 
 Usage: python benchmarks/train_throughput.py [--steps 60] [--batch-size 128] [--backbones simple_cnn,resnet18]
 Prints one JSON object. Needs PneumoniaMNIST in $MEDAUGBENCH_DATA_DIR.
@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from benchmark.config import Budget, TrainConfig
-from benchmark.device import clock, describe, pick_device
 from benchmark.registry import create_backbone
-from benchmark.training import train
+from benchmark.train.config import Budget, TrainConfig
+from benchmark.train.device import clock, describe, pick_device
+from benchmark.train.loop import train
 
 
 def compute_limit(backbone: str, steps: int, batch_size: int, device: torch.device) -> float:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from benchmark.errors import MedAugBenchError
 from benchmark.hookspecs import hookimpl
-from benchmark.strategy import Strategy
+from benchmark.train.strategy import Strategy
 from plugins.classic_ops import (
     AUGMIX,
     AUGMIX_BINS,

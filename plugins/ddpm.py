@@ -1,6 +1,6 @@
 """Class-conditional DDPM generator (Ho et al. 2020) built from diffusers parts, with EMA weights and DDIM sampling.
 
-Architecture only (the shared loop in `benchmark/generator_training.py` owns batching, budget and checkpoints):
+Architecture only (the shared loop in `benchmark/generate/loop.py` owns batching, budget and checkpoints):
 
 - Denoiser: `diffusers.UNet2DModel` predicting the noise (or the velocity, see below). Conditioning vectors
   (one-hot or multi-hot, e.g. ChestMNIST's 14 labels) go through one `nn.Linear(cond_dim, time_embed_dim)` and enter
@@ -40,7 +40,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
 from benchmark.errors import MedAugBenchError
-from benchmark.generative import GenerativeModel, ImageSpec
+from benchmark.generate.model import GenerativeModel, ImageSpec
 from benchmark.hookspecs import hookimpl
 
 SAMPLERS = ("ddim", "ddpm")

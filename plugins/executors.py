@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.executor import LocalExecutor
+from benchmark.grid.executor import LocalExecutor
 from benchmark.hookspecs import hookimpl
 
 

@@ -29,16 +29,16 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
     FeatureExtractorInceptionV3,
 )
 
-from benchmark import training
-from benchmark.checkpoints import CARD, read_checkpoint, write_checkpoint
-from benchmark.config import Budget, TrainConfig
-from benchmark.datafiles import cache_dir, fetch, file_digest
-from benchmark.dataset import LoadedDataset, Split
+from benchmark.data.dataset import LoadedDataset, Split
+from benchmark.data.files import cache_dir, fetch, file_digest
+from benchmark.data.lowdata import strata
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
-from benchmark.features import FeatureExtractor
+from benchmark.evaluate.features import FeatureExtractor
+from benchmark.generate.checkpoints import CARD, read_checkpoint, write_checkpoint
 from benchmark.hookspecs import Register, hookimpl
-from benchmark.lowdata import strata
-from benchmark.task import TaskSpec
+from benchmark.train import loop as training
+from benchmark.train.config import Budget, TrainConfig
 from plugins.backbones import SimpleCNN
 
 INCEPTION_WEIGHTS_ENV = "MEDAUGBENCH_INCEPTION_WEIGHTS"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import MedAugBenchError
-from benchmark.generative import GenerativeModel, ImageSpec
+from benchmark.generate.model import GenerativeModel, ImageSpec
 from benchmark.hookspecs import Register, hookimpl
 
 Loss = Callable[..., torch.Tensor]

@@ -31,20 +31,20 @@ from pathlib import Path
 
 import torch
 
-from benchmark import device as dev
-from benchmark import flops
-from benchmark import generator_training as gt
-from benchmark.datafiles import cache_dir
-from benchmark.dataset import Split
+from benchmark.data.dataset import Split
+from benchmark.data.files import cache_dir
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
-from benchmark.features import FeatureExtractor, make_extractor
-from benchmark.generative import GenerativeModel, ImageSpec, is_conditional
+from benchmark.evaluate.features import FeatureExtractor, make_extractor
+from benchmark.evaluate.quality import fid_kid, quality_report
+from benchmark.generate import loop as gt
+from benchmark.generate.model import GenerativeModel, ImageSpec, is_conditional
+from benchmark.generate.synthesis import SynthesisPolicy, conditioning, group_members, label_rows
 from benchmark.hookspecs import hookimpl
-from benchmark.quality import fid_kid, quality_report
 from benchmark.registry import create_generator, create_strategy, entries
-from benchmark.strategy import Strategy, StrategyContext, merge_splits
-from benchmark.synthesis import SynthesisPolicy, conditioning, group_members, label_rows
-from benchmark.task import TaskSpec
+from benchmark.train import device as dev
+from benchmark.train import flops
+from benchmark.train.strategy import Strategy, StrategyContext, merge_splits
 
 SAMPLE_CHUNK = 256
 ALL = "all"

@@ -9,17 +9,17 @@ import numpy as np
 import torch
 from medmnist import INFO
 
-from benchmark.datafiles import (
+from benchmark.data.dataset import SPLITS, DataOptions, DatasetInfo, LoadedDataset, Split
+from benchmark.data.files import (
     SOURCE_SIZES,
     ensure_file,
     file_name,
     locate,
     user_data_dir,
 )
-from benchmark.dataset import SPLITS, DataOptions, DatasetInfo, LoadedDataset, Split
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.hookspecs import hookimpl
-from benchmark.task import TaskSpec
 
 FLAGS = tuple(flag for flag in INFO if not flag.endswith("3d"))
 

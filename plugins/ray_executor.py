@@ -39,13 +39,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from benchmark.cells import Cell
-from benchmark.datafiles import atomic_output
+from benchmark.data.files import atomic_output
 from benchmark.errors import MedAugBenchError
-from benchmark.executor import CellJob, CellOutcome
+from benchmark.grid.cells import Cell
+from benchmark.grid.executor import CellJob, CellOutcome
+from benchmark.grid.runner import now, record_failure
+from benchmark.grid.store import records_dir
 from benchmark.hookspecs import hookimpl
-from benchmark.results_store import records_dir
-from benchmark.runner import now, record_failure
 
 INSTALL = '--executor ray needs Ray: pip install "medaugbench[ray]"'
 ENV_PREFIX = "MEDAUGBENCH_"
@@ -105,7 +105,7 @@ class RayExecutor:
             return
         if not (dataclasses.is_dataclass(job) and hasattr(job, "results_dir")):
             raise MedAugBenchError(
-                f"the ray executor runs jobs with a results_dir (benchmark.runner.RunCell), not {job!r}"
+                f"the ray executor runs jobs with a results_dir (benchmark.grid.runner.RunCell), not {job!r}"
             )
         ray = self.ray
         env = {key: value for key, value in os.environ.items() if key.startswith(ENV_PREFIX)}

@@ -1,6 +1,6 @@
 """Conditional VAE generator (Kingma & Welling 2014; conditioning as in Sohn et al. 2015, "CVAE").
 
-Architecture only (the shared loop in `benchmark/generator_training.py` owns batching, budget and checkpoints):
+Architecture only (the shared loop in `benchmark/generate/loop.py` owns batching, budget and checkpoints):
 
 - Encoder: the image concatenated with the conditioning vector broadcast as constant channels, two stride-2 4x4
   convolutions (size/2, size/4) with a 3x3 convolution after each, flattened, then one linear layer to (mu, logvar).
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import MedAugBenchError
-from benchmark.generative import GenerativeModel, ImageSpec
+from benchmark.generate.model import GenerativeModel, ImageSpec
 from benchmark.hookspecs import hookimpl
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.metrics import classification_metrics
-from benchmark.results_store import FAILED, OK, CellRecord, write_record
-from benchmark.task import TaskSpec
+from benchmark.data.task import TaskSpec
+from benchmark.grid.store import FAILED, OK, CellRecord, write_record
+from benchmark.train.metrics import classification_metrics
 
 TASKS = {
     "pneumoniamnist": TaskSpec(kind="binary", labels=("normal", "pneumonia"), channels=1),
@@ -157,7 +157,7 @@ def fake_result(
 
 
 def fake_compute(generative: bool) -> dict:
-    """A `compute` block (benchmark.training.compute_record's layout): a generator and its synthesis for generative
+    """A `compute` block (benchmark.train.loop.compute_record's layout): a generator and its synthesis for generative
     strategies, 200 classifier steps of 1 GFLOP each."""
     phases = {
         "generator_training": {"flops": 200 * 5e8 if generative else 0, "seconds": 26.0 if generative else 0.0},
@@ -184,7 +184,7 @@ def fake_compute(generative: bool) -> dict:
 
 
 def fake_quality(task: TaskSpec, plan: list[int], fid: float, floor: float) -> dict:
-    """A schema-2 quality report (benchmark.quality's layout): class-matched block, per-class blocks, audit."""
+    """A schema-2 quality report (benchmark.evaluate.quality's layout): class-matched block, per-class blocks, audit."""
     composition = {label: count for label, count in zip(task.labels, plan) if count}
     per_class = {label: _quality_block({label: count}, fid * 1.5, floor * 1.5) for label, count in composition.items()}
     empty = {

@@ -28,7 +28,7 @@ def fake_chestmnist(folder: Path, monkeypatch, sizes=(60, 20, 20), images=None, 
     `images` (a dict split → array) replaces the random images with real ones."""
     import numpy as np
 
-    from benchmark import datafiles
+    from benchmark.data import files as datafiles
 
     rng = np.random.default_rng(0)
     arrays = {}

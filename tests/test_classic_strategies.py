@@ -6,10 +6,10 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from benchmark.config import Budget, TrainConfig
 from benchmark.errors import MedAugBenchError
 from benchmark.registry import create_strategy
-from benchmark.training import train
+from benchmark.train.config import Budget, TrainConfig
+from benchmark.train.loop import train
 from plugins import classic_ops
 from plugins.classic_ops import AUGMIX, AUGMIX_BINS, RANDAUGMENT, TRIVIALAUGMENT, apply_layer, magnitude_table
 from tests.helpers import require_medmnist

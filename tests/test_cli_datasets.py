@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark import datafiles
+from benchmark.data import files as datafiles
 from tests.helpers import require_medmnist
 
 

@@ -13,20 +13,20 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark import generator_training as gt
-from benchmark import training
-from benchmark.cells import expand, validate
-from benchmark.config import Budget, GeneratorBudget, TrainConfig
-from benchmark.dataset import DataOptions, load_dataset
+from benchmark.data.dataset import DataOptions, load_dataset
 from benchmark.errors import MedAugBenchError
-from benchmark.executor import LocalExecutor
-from benchmark.generative import GenerativeModel, ImageSpec
-from benchmark.grid_config import BudgetBlock, GridConfig, load_preset
-from benchmark.leaderboard import write_leaderboard
-from benchmark.leaderboard_plots import write_plots
+from benchmark.generate import loop as gt
+from benchmark.generate.model import GenerativeModel, ImageSpec
+from benchmark.grid.cells import expand, validate
+from benchmark.grid.config import BudgetBlock, GridConfig, load_preset
+from benchmark.grid.executor import LocalExecutor
+from benchmark.grid.runner import run_grid
+from benchmark.grid.store import OK, CellRecord, load_records, write_record
+from benchmark.publish.leaderboard import write_leaderboard
+from benchmark.publish.plots import write_plots
 from benchmark.registry import create_strategy
-from benchmark.results_store import OK, CellRecord, load_records, write_record
-from benchmark.runner import run_grid
+from benchmark.train import loop as training
+from benchmark.train.config import Budget, GeneratorBudget, TrainConfig
 from tests.fake_results import TASKS, fake_result, fake_scores, make_fake_results
 from tests.helpers import require_medmnist
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import binomtest
 
-from benchmark.dataset import load_dataset
+from benchmark.data.dataset import load_dataset
 from benchmark.registry import create_backbone, create_strategy
-from benchmark.strategy import StrategyContext
+from benchmark.train.strategy import StrategyContext
 from tests.helpers import require_medmnist
 
 PER_CLASS = 100

@@ -20,12 +20,12 @@ import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from PIL import Image
 
-from benchmark import training
-from benchmark.datafiles import file_digest
-from benchmark.dataset import DataOptions, LoadedDataset, dataset_source, load_dataset
+from benchmark.data.dataset import DataOptions, LoadedDataset, dataset_source, load_dataset
+from benchmark.data.files import file_digest
 from benchmark.errors import MedAugBenchError
-from benchmark.features import make_extractor
+from benchmark.evaluate.features import make_extractor
 from benchmark.registry import create_extractor, entries
+from benchmark.train import loop as training
 from plugins import extractors
 from tests.helpers import DATA_DIR, REPO, require_medmnist
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.errors import MedAugBenchError
-from benchmark.generative import ImageSpec
+from benchmark.generate.model import ImageSpec
 from plugins.gan import DCGAN, GAN, LOSSES, register_generators
 
 VARIANTS = {

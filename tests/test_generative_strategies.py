@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import generator_training as gt
-from benchmark.dataset import DataOptions, Split, load_dataset
+from benchmark.data.dataset import DataOptions, Split, load_dataset
 from benchmark.errors import MedAugBenchError
-from benchmark.generative import GenerativeModel, ImageSpec
+from benchmark.generate import loop as gt
+from benchmark.generate.model import GenerativeModel, ImageSpec
 from benchmark.registry import create_strategy, entries
-from benchmark.strategy import StrategyContext
+from benchmark.train.strategy import StrategyContext
 from tests.helpers import DATA_DIR, fake_chestmnist, require_medmnist
 
 # Small networks so that every generator fits in a second or two on CPU; architecture, loss and the shared loop
@@ -317,8 +317,8 @@ def test_cgan_and_dcgan_cells_spend_the_same_total_generator_steps(tmp_path):
 def test_generator_epochs_convert_on_each_models_own_images():
     """An epoch budget is the cell's total (epochs × real training images / batch), as a conditional model gets it;
     a per-class model then gets about epochs × its own images / batch."""
-    from benchmark.cells import expand
-    from benchmark.grid_config import BudgetBlock, GridConfig
+    from benchmark.grid.cells import expand
+    from benchmark.grid.config import BudgetBlock, GridConfig
 
     grid = GridConfig(
         datasets=("breastmnist",),
@@ -366,7 +366,7 @@ MONITORED = dict(early_stop_every=5, early_stop_patience=2, generator_steps=10, 
 
 
 def test_the_early_stopping_monitor_sees_only_the_cells_training_images(tmp_path, monkeypatch):
-    from benchmark import training
+    from benchmark.train import loop as training
     from plugins import generative_strategies
 
     require_medmnist("breastmnist")

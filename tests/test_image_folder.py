@@ -13,10 +13,11 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from benchmark.dataset import DataOptions, finalize
+from benchmark.data.dataset import DataOptions, finalize
+from benchmark.data.decode import BadFile, bad_files_message, dicom_to_uint8, read_image
 from benchmark.errors import MedAugBenchError
 from plugins import image_folder
-from plugins.image_folder import ImageFolderSource, dicom_to_uint8, read_image
+from plugins.image_folder import ImageFolderSource
 
 CT = Path(get_testdata_file("CT_small.dcm"))
 MR = Path(get_testdata_file("MR_small.dcm"))
@@ -189,8 +190,8 @@ def test_skip_bad_leaves_unreadable_files_out_and_records_them(bad_root: tuple[P
 
 
 def test_bad_files_message_lists_ten_then_counts_the_rest() -> None:
-    bad = [image_folder.BadFile(Path(f"/data/{i}.png"), "broken") for i in range(13)]
-    message = image_folder.bad_files_message(bad, 20)
+    bad = [BadFile(Path(f"/data/{i}.png"), "broken") for i in range(13)]
+    message = bad_files_message(bad, 20)
 
     assert "/data/9.png" in message and "/data/10.png" not in message
     assert "... and 3 more" in message

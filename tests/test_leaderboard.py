@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from benchmark import stats
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
-from benchmark.leaderboard import (
+from benchmark.grid.store import OK, CellRecord, load_predictions, write_record
+from benchmark.publish import stats
+from benchmark.publish.leaderboard import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     METRICS,
@@ -21,8 +23,6 @@ from benchmark.leaderboard import (
     console_rows,
     write_leaderboard,
 )
-from benchmark.results_store import OK, CellRecord, load_predictions, write_record
-from benchmark.task import TaskSpec
 from tests.fake_results import TASKS, fake_result, make_fake_results
 
 FAILED_CELL = ("pneumoniamnist", "cgan", 2)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.leaderboard import build_leaderboard
-from benchmark.leaderboard_plots import fid_summary, metric_summary, write_plots
-from benchmark.results_store import load_records
-from benchmark.stats import t_interval
+from benchmark.grid.store import load_records
+from benchmark.publish.leaderboard import build_leaderboard
+from benchmark.publish.plots import fid_summary, metric_summary, write_plots
+from benchmark.publish.stats import t_interval
 from tests.fake_results import make_fake_results
 
 DATASETS = ("pneumoniamnist", "retinamnist")

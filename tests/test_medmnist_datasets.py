@@ -6,8 +6,8 @@ import pytest
 import torch
 from medmnist import INFO
 
-from benchmark import datafiles
-from benchmark.dataset import DataOptions, load_dataset
+from benchmark.data import files as datafiles
+from benchmark.data.dataset import DataOptions, load_dataset
 from benchmark.errors import MedAugBenchError
 from tests.helpers import fake_chestmnist, require_medmnist
 

@@ -13,13 +13,13 @@ from medmnist.evaluator import getACC, getAUC
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from benchmark.metrics import (
+from benchmark.data.task import TaskSpec
+from benchmark.train.metrics import (
     PRIMARY_METRIC,
     classification_metrics,
     expected_calibration_error,
     metric_is_higher_better,
 )
-from benchmark.task import TaskSpec
 
 DATA_DIR = Path(os.environ.get("MEDAUGBENCH_DATA_DIR") or "/work/shared/data/medmnist")
 BINARY = TaskSpec("binary", ("neg", "pos"), 1)

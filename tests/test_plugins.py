@@ -29,7 +29,7 @@ def make_distribution(root: Path, dist: str, module: str, source: str, version: 
 STRATEGY_PLUGIN = """
     from dataclasses import dataclass
     from benchmark.hookspecs import hookimpl
-    from benchmark.strategy import Strategy
+    from benchmark.train.strategy import Strategy
 
     @dataclass
     class Invert(Strategy):

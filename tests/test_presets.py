@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from benchmark.cells import expand, validate
-from benchmark.grid_config import load_preset
+from benchmark.grid.cells import expand, validate
+from benchmark.grid.config import load_preset
 from benchmark.registry import create_backbone
 
 

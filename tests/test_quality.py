@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from benchmark import quality
-from benchmark.dataset import Split
+from benchmark.data.dataset import Split
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
-from benchmark.features import FeatureExtractor
-from benchmark.task import TaskSpec
+from benchmark.evaluate import quality
+from benchmark.evaluate.features import FeatureExtractor
 from tests.helpers import require_medmnist
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.dataset import DataOptions, load_dataset
+from benchmark.data.dataset import DataOptions, load_dataset
 from benchmark.registry import create_strategy
-from benchmark.strategy import StrategyContext
+from benchmark.train.strategy import StrategyContext
 from tests.helpers import require_medmnist
 
 # A domain network trained for 30 steps: enough for a feature space that separates real from noise, fast on CPU.

@@ -18,10 +18,10 @@ ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "meda
 
 from benchmark import registry
 from benchmark.errors import MedAugBenchError
-from benchmark.executor import LocalExecutor
-from benchmark.grid_config import GridConfig, Variant, from_mapping
-from benchmark.results_store import FAILED, OK, load_records, records_dir
-from benchmark.runner import run_grid
+from benchmark.grid.config import GridConfig, Variant, from_mapping
+from benchmark.grid.executor import LocalExecutor
+from benchmark.grid.runner import run_grid
+from benchmark.grid.store import FAILED, OK, load_records, records_dir
 from plugins.ray_executor import INSTALL, SCRATCH, RayExecutor, remove_dead_scratch
 from tests.helpers import require_medmnist
 from tests.test_plugins import make_distribution
@@ -50,7 +50,7 @@ CRASH_PLUGIN = """
     from pathlib import Path
 
     from benchmark.hookspecs import hookimpl
-    from benchmark.strategy import Strategy
+    from benchmark.train.strategy import Strategy
 
     @dataclass
     class Crash(Strategy):

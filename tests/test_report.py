@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from benchmark.errors import MedAugBenchError
-from benchmark.leaderboard import build_leaderboard
-from benchmark.report import NO_IMAGES, write_report
-from benchmark.results_store import pairs_path, samples_path
+from benchmark.grid.store import pairs_path, samples_path
+from benchmark.publish.leaderboard import build_leaderboard
+from benchmark.publish.report import NO_IMAGES, write_report
 from tests.fake_results import make_fake_results
 
 STRATEGIES = ("none", "geometric", "cgan")

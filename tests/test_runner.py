@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import pytest
 
-from benchmark import datafiles, registry
-from benchmark.cells import expand, validate
+from benchmark import registry
+from benchmark.data import files as datafiles
 from benchmark.errors import MedAugBenchError
-from benchmark.executor import LocalExecutor
-from benchmark.grid_config import (
+from benchmark.grid.cells import expand, validate
+from benchmark.grid.config import (
     BudgetBlock,
     GridConfig,
     from_mapping,
@@ -27,8 +27,9 @@ from benchmark.grid_config import (
     preset_names,
     resolve_grid,
 )
-from benchmark.results_store import FAILED, OK, load_records, records_dir
-from benchmark.runner import run_grid
+from benchmark.grid.executor import LocalExecutor
+from benchmark.grid.runner import run_grid
+from benchmark.grid.store import FAILED, OK, load_records, records_dir
 from tests.helpers import REPO, require_medmnist
 
 TINY = """
@@ -191,7 +192,7 @@ def test_cell_ids_follow_the_resolved_config():
 def failing_plugin():
     """A third-party strategy that raises while preparing, registered like an installed plugin."""
     from benchmark.hookspecs import hookimpl
-    from benchmark.strategy import Strategy
+    from benchmark.train.strategy import Strategy
 
     class Boom(Strategy):
         name = "boom"
@@ -310,7 +311,7 @@ def test_generative_cell_saves_sample_grid_and_closest_pairs(tmp_path):
     cgan = next(r for r in load_records(tmp_path) if r.cell["strategy"] == "cgan")
     from PIL import Image
 
-    from benchmark.results_store import pairs_path, samples_path
+    from benchmark.grid.store import pairs_path, samples_path
 
     assert Image.open(samples_path(tmp_path, cgan.cell_id)).size[1] > 64  # a row per class
     assert Image.open(pairs_path(tmp_path, cgan.cell_id)).size[0] > 64

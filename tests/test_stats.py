@@ -1,5 +1,5 @@
 """Leaderboard statistics: hand-checked cases, DeLong against a slow structural-components reference, scipy, the
-paired bootstrap against benchmark.metrics and against an unpaired bootstrap."""
+paired bootstrap against benchmark.train.metrics and against an unpaired bootstrap."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from benchmark.metrics import classification_metrics
-from benchmark.stats import (
+from benchmark.data.task import TaskSpec
+from benchmark.publish.stats import (
     WILCOXON_MIN_N,
     _resampled_auc,
     delong_test,
@@ -25,7 +25,7 @@ from benchmark.stats import (
     paired_difference,
     t_interval,
 )
-from benchmark.task import TaskSpec
+from benchmark.train.metrics import classification_metrics
 
 # Degenerate inputs must be handled, not left to emit RuntimeWarnings (division by zero, precision loss).
 pytestmark = pytest.mark.filterwarnings("error")

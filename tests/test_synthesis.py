@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.dataset import Split, load_dataset
+from benchmark.data.dataset import Split, load_dataset
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
-from benchmark.synthesis import SynthesisPolicy, conditioning, label_rows
-from benchmark.task import TaskSpec
+from benchmark.generate.synthesis import SynthesisPolicy, conditioning, label_rows
 from tests.helpers import require_medmnist
 
 

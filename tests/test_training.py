@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from benchmark.config import Budget, OptimConfig, TrainConfig
 from benchmark.errors import MedAugBenchError
-from benchmark.training import BatchSampler, train
+from benchmark.train.config import Budget, OptimConfig, TrainConfig
+from benchmark.train.loop import BatchSampler, train
 from tests.helpers import fake_chestmnist, require_medmnist
 
 FAST = dict(batch_size=64, eval_every=40)
@@ -87,7 +87,7 @@ def test_steps_budget_stops_at_exactly_that_many_steps():
 
 def test_seconds_budget_stops_within_one_step_of_the_limit(monkeypatch):
     require_medmnist("breastmnist")
-    import benchmark.training as training
+    import benchmark.train.loop as training
 
     durations = []
     real_next = BatchSampler.next
@@ -183,8 +183,8 @@ def test_train_cli_unknown_strategy_is_one_line(cli):
 
 
 def test_mismatched_synthetic_samples_are_rejected():
-    from benchmark.dataset import Split
-    from benchmark.strategy import merge_splits as merge_synthetic
+    from benchmark.data.dataset import Split
+    from benchmark.train.strategy import merge_splits as merge_synthetic
 
     real = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
     wrong = Split(torch.zeros(2, 3, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
@@ -209,7 +209,7 @@ def test_selected_by_names_the_metric_that_chose_the_checkpoint():
     """With AUC undefined on validation (one class), checkpoints are ranked by balanced accuracy, and the record says
     so."""
     require_medmnist("breastmnist")
-    from benchmark.dataset import DataOptions, load_dataset
+    from benchmark.data.dataset import DataOptions, load_dataset
 
     config = TrainConfig(dataset="breastmnist", budget=Budget(steps=4), batch_size=16, eval_every=2)
     record = train(config, progress=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark.errors import MedAugBenchError
-from benchmark.generative import ImageSpec
+from benchmark.generate.model import ImageSpec
 from plugins.ddpm import DDPM
 from plugins.vae import VAE
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from benchmark.hookspecs import hookimpl
-from benchmark.strategy import Strategy
+from benchmark.train.strategy import Strategy
 
 
 @dataclass

@@ -1,0 +1,216 @@
+"""The machinery every generator shares: budgeted, seeded training, divergence and collapse checks, quality-based
+early stopping, and checkpoints (safetensors weights + a JSON card). Models hold only architecture and loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from benchmark.data.sampling import BatchSampler
+from benchmark.errors import MedAugBenchError
+from benchmark.generate.checkpoints import CARD, read_checkpoint, write_checkpoint
+from benchmark.generate.model import GenerativeModel, ImageSpec
+from benchmark.registry import create_generator
+from benchmark.train import device as dev
+from benchmark.train import flops
+from benchmark.train.config import GeneratorBudget
+
+WEIGHTS = "generator.safetensors"
+
+
+class GeneratorFailure(MedAugBenchError):
+    """The generator diverged or collapsed; its samples must not reach the classifier."""
+
+
+@dataclass
+class QualityMonitor:
+    """Early stopping on a quality plateau (seed Algorithm 1, line 15): every `every` steps `score(model)` is
+    computed (lower is better, e.g. FID against the model's own training images); training stops after `patience`
+    evaluations without improvement. `patience=None` only records the scores (quality over training, never stops)."""
+
+    score: Callable[[GenerativeModel], float]
+    every: int = 500
+    patience: int | None = 3
+    min_delta: float = 0.0
+
+
+@dataclass
+class FitHistory:
+    """What one generator's training did: losses over steps, budget used (steps, and every real image drawn for
+    them, e.g. n_critic batches per WGAN-GP step), quality, and why it stopped. `seconds` is training time: the
+    quality monitor's scoring (`monitor_seconds`) is evaluation, left out of it and of a seconds budget."""
+
+    steps: int = 0
+    real_batches: int = 0
+    images_seen: int = 0
+    seconds: float = 0.0
+    monitor_seconds: float = 0.0
+    log_step: list[int] = field(default_factory=list)
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    quality_step: list[int] = field(default_factory=list)
+    quality: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+    failure: str | None = None
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float [-1, 1]."""
+    return images.float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] → uint8 [0, 255] (rounded, clamped)."""
+    return images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+
+def collapse_reason(samples: torch.Tensor) -> str | None:
+    """A reason if generated uint8 images are degenerate: all (nearly) the same image, or flat constant images."""
+    if len(samples) < 2:
+        return None
+    flat = samples.float().flatten(1)
+    if flat.std(dim=0).mean() < 1.0:
+        return f"mode collapse: {len(samples)} samples are nearly identical (mean pixel std across samples < 1/255)"
+    if flat.std(dim=1).max() < 1.0:
+        return "collapse to constant images: every sample is flat (pixel std within each image < 1/255)"
+    return None
+
+
+def fit(
+    model: GenerativeModel,
+    images: torch.Tensor,
+    cond: torch.Tensor | None,
+    budget: GeneratorBudget,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    progress: bool = True,
+    desc: str = "generator",
+    log_every: int = 50,
+    monitor: QualityMonitor | None = None,
+) -> FitHistory:
+    """Train one model on uint8 images (N, C, H, W) with optional conditioning rows (N, K) under `budget`.
+
+    Each step draws `model.real_batches_per_step` fresh batches (consecutive draws of the epoch permutation) and
+    hands them stacked to `training_step`. Stops early on a non-finite loss (recorded as the failure) or on a
+    quality plateau.
+    """
+    torch.manual_seed(seed)
+    model.to(device).train()
+    optimizers = model.make_optimizers()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    data = images.to(device)
+    cond = cond.to(device) if cond is not None else None
+    sampler = BatchSampler(len(data), batch_size, generator)
+    history = FitHistory()
+    sums: dict[str, torch.Tensor] = {}
+    count, best, stale = 0, math.inf, 0
+    started = dev.clock(device)
+    bar = budget.progress_bar(desc, progress)
+    while True:
+        elapsed = dev.clock(device) - started - history.monitor_seconds if budget.seconds is not None else 0.0
+        if budget.spent(history.steps, elapsed) >= 1:
+            break
+        index = torch.cat([sampler.next() for _ in range(model.real_batches_per_step)])
+        batch_cond = cond[index] if cond is not None else None
+        losses = model.training_step(to_model_range(data[index]), batch_cond, optimizers, generator)
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + value.detach().float()
+        count += 1
+        history.steps += 1
+        history.real_batches += model.real_batches_per_step
+        history.images_seen += len(index)
+        budget.show(bar, history.steps, elapsed)
+        if history.steps % log_every == 0 or history.steps == budget.steps:
+            means = {name: float(total) / count for name, total in sums.items()}
+            sums, count = {}, 0
+            history.log_step.append(history.steps)
+            for name, value in means.items():
+                history.losses.setdefault(name, []).append(value)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+            bad = [name for name, value in means.items() if not math.isfinite(value)]
+            if bad:
+                history.failure = f"divergence: non-finite {', '.join(bad)} by step {history.steps}"
+                break
+        if monitor is not None and history.steps % monitor.every == 0:
+            scored = dev.clock(device)
+            score = monitor.score(model)
+            model.train()
+            history.monitor_seconds += dev.clock(device) - scored
+            history.quality_step.append(history.steps)
+            history.quality.append(score)
+            if score < best - monitor.min_delta:
+                best, stale = score, 0
+            else:
+                stale += 1
+                if monitor.patience is not None and stale >= monitor.patience:
+                    history.stopped_early = True
+                    break
+    bar.close()
+    history.seconds = dev.clock(device) - started - history.monitor_seconds
+    model.eval()
+    return history
+
+
+def step_flops(model: GenerativeModel, batch_size: int, device: torch.device) -> int:
+    """FLOPs of one training step at `batch_size` (`training_step` on `real_batches_per_step` stacked batches: every
+    discriminator/critic update, the generator update and their backward passes), counted on a copy of the model
+    with its own optimizers, a throwaway generator and every RNG state restored: the model itself is untouched."""
+    spec = model.spec
+    with flops.isolated_rng(device):
+        clone = copy.deepcopy(model).to(device).train()
+        optimizers = clone.make_optimizers()
+        rows = batch_size * clone.real_batches_per_step
+        images = torch.zeros(rows, spec.channels, spec.image_size, spec.image_size, device=device)
+        cond = torch.zeros(rows, spec.cond_dim, device=device) if spec.cond_dim else None
+        generator = torch.Generator(device=device).manual_seed(0)
+        return flops.count_flops(lambda: clone.training_step(images, cond, optimizers, generator))
+
+
+def sample_flops(model: GenerativeModel, device: torch.device) -> int:
+    """FLOPs of sampling one image with the model's sampler (e.g. every DDIM step), counted on a copy."""
+    return flops.count_flops(lambda: _sample_copy(model, 1, device))
+
+
+def sample_seconds(model: GenerativeModel, n: int, device: torch.device) -> float:
+    """Device-seconds of sampling `n` images from a copy of the model (weights do not change sampling time)."""
+    started = dev.clock(device)
+    _sample_copy(model, n, device)
+    return dev.clock(device) - started
+
+
+def _sample_copy(model: GenerativeModel, n: int, device: torch.device) -> torch.Tensor:
+    """`n` samples from a copy of the model in eval mode, with a throwaway generator and the RNG states restored."""
+    spec = model.spec
+    with flops.isolated_rng(device):
+        clone = copy.deepcopy(model).to(device).eval()
+        cond = torch.zeros(n, spec.cond_dim, device=device) if spec.cond_dim else None
+        return clone.sample(cond, n, torch.Generator(device=device).manual_seed(0))
+
+
+def save(directory: Path, models: dict[str, GenerativeModel], card: dict) -> Path:
+    """Write all models' weights (one safetensors file; keys prefixed by model name) and the card, atomically."""
+    tensors = {f"{name}.{key}": value for name, model in models.items() for key, value in model.state_dict().items()}
+    return write_checkpoint(directory, tensors, card, WEIGHTS)
+
+
+def load(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeModel], dict]:
+    """Rebuild the models a card describes and load their weights (safetensors: no pickled code is run)."""
+    directory = Path(directory)
+    if not (directory / CARD).is_file() or not (directory / WEIGHTS).is_file():
+        raise MedAugBenchError(
+            f"{directory} is not a saved generator (expected {CARD} and {WEIGHTS}); create one with `medaugbench synth`"
+        )
+    tensors, card = read_checkpoint(directory, WEIGHTS)
+    models = {}
+    for name, spec in card["models"].items():
+        model = create_generator(card["generator"], spec=ImageSpec(**spec), **card["generator_params"])
+        state = {key[len(name) + 1 :]: value for key, value in tensors.items() if key.startswith(name + ".")}
+        model.load_state_dict(state)
+        models[name] = model.to(device).eval()
+    return models, card

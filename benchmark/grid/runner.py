@@ -1,0 +1,249 @@
+"""The benchmark runner: validate a grid, skip the cells already on disk, run the rest through an executor, and
+record every cell (finished or failed) as it ends, so a killed run resumes losing only the cell in flight."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from benchmark.data.images import save_class_grid
+from benchmark.evaluate.quality import save_closest_pairs_png
+from benchmark.grid.cells import Cell, expand, validate
+from benchmark.grid.config import GridConfig
+from benchmark.grid.executor import CellOutcome, Executor
+from benchmark.grid.store import (
+    FAILED,
+    OK,
+    CellRecord,
+    check_results_dir,
+    load_records,
+    pairs_path,
+    remove_stale_temp_files,
+    samples_path,
+    write_grid_file,
+    write_record,
+)
+from benchmark.train.loop import Trained, train_model
+
+PACKAGES = (
+    "medaugbench",
+    "torch",
+    "torchvision",
+    "timm",
+    "diffusers",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "torchmetrics",
+    "torch-fidelity",
+    "medmnist",
+    "pluggy",
+    "safetensors",
+)
+
+
+@dataclass(frozen=True)
+class RunCell:
+    """The job an executor runs per cell: train it and write its record; any exception becomes a failed record.
+
+    Picklable (plain fields), so process pools and distributed executors can ship it to workers.
+    """
+
+    results_dir: Path
+    data_dir: Path | None = None
+    progress: bool = True
+
+    def __call__(self, cell: Cell) -> CellOutcome:
+        started, clock = now(), time.perf_counter()
+        trained, error = None, None
+        try:
+            trained = train_model(cell.config, progress=self.progress, data_dir=self.data_dir)
+        except Exception as exc:  # a failing plugin is recorded and the grid goes on; KeyboardInterrupt is not caught
+            error = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+        timing = {"started": started, "finished": now(), "wall_seconds": time.perf_counter() - clock}
+        if trained is None:
+            return record_failure(self.results_dir, cell, error, timing)
+        record = CellRecord(
+            cell.cell_id,
+            OK,
+            cell.coords,
+            cell.config.to_dict(),
+            grid=cell.grid,
+            result=trained.record.to_dict(),
+            timing=timing,
+        )
+        save_images(self.results_dir, cell.cell_id, trained)
+        write_record(self.results_dir, record, trained.test_labels, trained.test_scores)
+        return CellOutcome(cell.cell_id, cell.label(), OK, timing["wall_seconds"])
+
+
+def record_failure(results_dir: Path, cell: Cell, error: dict, timing: dict) -> CellOutcome:
+    """Write a failed cell's record (`error`: type, message, traceback) and the outcome the driver reports."""
+    write_record(
+        results_dir,
+        CellRecord(
+            cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid, error=error, timing=timing
+        ),
+    )
+    return CellOutcome(
+        cell.cell_id, cell.label(), FAILED, timing["wall_seconds"], f"{error['type']}: {error['message']}"
+    )
+
+
+def save_images(results_dir: Path, cell_id: str, trained: Trained) -> None:
+    """For a strategy that synthesised images: a per-class grid of them, and its memorisation audit's closest
+    synthetic/training pairs, as PNGs beside the record (for reports)."""
+    synthetic = trained.synthetic
+    if synthetic is None or len(synthetic) == 0:
+        return
+    save_class_grid(synthetic, trained.data.task, samples_path(results_dir, cell_id), per_class=8, seed=0)
+    audit = (trained.record.strategy.get("quality") or {}).get("memorisation") or {}
+    pairs = audit.get("pixel", {}).get("closest_pairs")
+    if pairs:
+        save_closest_pairs_png(synthetic.images, trained.data.train.images, pairs, pairs_path(results_dir, cell_id))
+
+
+@dataclass
+class GridRun:
+    """What one `run` did."""
+
+    results_dir: Path
+    total: int
+    skipped: int = 0
+    outcomes: list[CellOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == FAILED]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def environment() -> dict:
+    """Package versions and the machine, stored next to the results."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "gpus": gpus,
+        "cuda": torch.version.cuda if gpus else None,
+        "packages": versions,
+        "code": code_version(),
+    }
+
+
+def code_version() -> dict:
+    """The package version and, when the code runs from a git checkout, its commit and whether files differ from it."""
+    source = Path(__file__).resolve().parent
+    version = {"medaugbench": importlib.metadata.version("medaugbench"), "git_commit": None, "git_dirty": None}
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
+        status = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return version
+    return version | {"git_commit": commit.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def plan(
+    grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_failed: bool
+) -> tuple[list[Cell], list[Cell]]:
+    """Validate the grid (all problems at once, before any training) and split its cells into (to run, already done)."""
+    check_results_dir(results_dir)
+    cells = expand(grid, validate(grid, data_dir))
+    done = {r.cell_id: r for r in load_records(results_dir)}
+    todo = [c for c in cells if c.cell_id not in done or (retry_failed and done[c.cell_id].status == FAILED)]
+    running = {c.cell_id for c in todo}
+    return todo, [c for c in cells if c.cell_id not in running]
+
+
+def run_grid(
+    grid: GridConfig,
+    results_dir: Path,
+    executor: Executor,
+    data_dir: Path | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> GridRun:
+    """Run every cell of `grid` not yet recorded in `results_dir` (failed ones too with `retry_failed`)."""
+    results_dir = Path(results_dir)
+    started = time.perf_counter()
+    todo, done = plan(grid, results_dir, data_dir, retry_failed)
+    remove_stale_temp_files(results_dir)
+    write_grid_file(results_dir, grid.to_dict(), environment(), now())
+    run = GridRun(results_dir=results_dir, total=len(todo) + len(done), skipped=len(done))
+    job = RunCell(results_dir=results_dir, data_dir=data_dir, progress=progress)
+    with tqdm(total=len(todo), desc=f"grid {grid.name}", unit="cell", disable=not progress) as bar:
+        if done:
+            bar.write(
+                f"{len(done)} of {run.total} cells already recorded in {results_dir}; running the other {len(todo)}"
+            )
+        for outcome in executor.run(todo, job):
+            run.outcomes.append(outcome)
+            bar.update(1)
+            mark = "ok" if outcome.status == OK else f"FAILED ({outcome.error})"
+            bar.write(f"[{len(run.outcomes)}/{len(todo)}] {outcome.label}: {mark} in {outcome.seconds:.0f} s")
+    run.seconds = time.perf_counter() - started
+    _append_log(results_dir, grid, run, type(executor).__name__)
+    return run
+
+
+def _append_log(results_dir: Path, grid: GridConfig, run: GridRun, executor: str) -> None:
+    """One line per invocation in runs.jsonl: when, which grid, what ran and how long it took."""
+    entry = {
+        "finished": now(),
+        "grid": grid.name,
+        "executor": executor,
+        "cells": run.total,
+        "skipped": run.skipped,
+        "ran": len(run.outcomes),
+        "failed": len(run.failed),
+        "seconds": round(run.seconds, 1),
+    }
+    with open(results_dir / "runs.jsonl", "a") as log:
+        log.write(json.dumps(entry) + "\n")

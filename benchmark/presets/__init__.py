@@ -1,1 +1,0 @@
-"""Shipped grid presets (TOML files read by `benchmark.grid_config.load_preset`)."""

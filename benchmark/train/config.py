@@ -1,0 +1,216 @@
+"""Configuration dataclasses for one classifier training run; the resolved config is stored in every record."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from tqdm import tqdm
+
+from benchmark.data.apportion import largest_remainder
+from benchmark.errors import MedAugBenchError
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam and a learning-rate schedule over the budget's progress (0 → 1)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+
+    def factor(self, progress: float) -> float:
+        """Multiplier of the base learning rate when `progress` of the budget is spent."""
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        if self.schedule == "step":
+            return self.gamma ** sum(progress >= m for m in self.milestones)
+        return 1.0
+
+
+OPTIM_PRESETS = {
+    # the seed paper: Adam lr 1e-3 with cosine annealing
+    "seed_paper": OptimConfig(),
+    # the MedMNIST v2 recipe: Adam lr 1e-3, decayed ×0.1 at 50 % and 75 % of training
+    "medmnist": OptimConfig(schedule="step", milestones=(0.5, 0.75), gamma=0.1),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a model trains: optimizer steps, device-seconds of training (evaluation excluded), or FLOPs (counted
+    per step with FlopCounterMode and turned into whole steps before training, `in_steps`)."""
+
+    steps: int | None = 500
+    seconds: float | None = None
+    flops: float | None = None
+    FLAGS: ClassVar[tuple[str, str, str]] = ("--steps", "--seconds", "--flops")
+    KINDS: ClassVar[tuple[str, str, str]] = ("steps", "seconds", "flops")
+
+    def __post_init__(self) -> None:
+        steps_flag, seconds_flag, flops_flag = self.FLAGS
+        if sum(getattr(self, kind) is not None for kind in self.KINDS) != 1:
+            raise MedAugBenchError(f"give exactly one budget: {steps_flag} N, {seconds_flag} S or {flops_flag} F")
+        if self.steps is not None and self.steps < 1:
+            raise MedAugBenchError(f"{steps_flag} must be a positive number of optimizer steps, got {self.steps}")
+        for flag, value in ((seconds_flag, self.seconds), (flops_flag, self.flops)):
+            if value is not None and not value > 0:
+                raise MedAugBenchError(f"{flag} must be positive, got {value}")
+
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in self.KINDS if getattr(self, kind) is not None)
+
+    @property
+    def amount(self) -> float:
+        """The budget in its own unit (steps, seconds or FLOPs)."""
+        return getattr(self, self.kind)
+
+    def of(self, kind: str, amount: float) -> Budget:
+        """A budget of this class with `amount` of `kind` (steps, seconds or flops)."""
+        return type(self)(**{k: (amount if k == kind else None) for k in self.KINDS})
+
+    def in_steps(self, step_flops: int, what: str) -> Budget:
+        """A FLOP budget as the whole steps of `step_flops` it pays for (others unchanged); less than one step is
+        an error naming `what`."""
+        if self.flops is None:
+            return self
+        steps = int(self.flops // step_flops)
+        if steps < 1:
+            raise MedAugBenchError(
+                f"{what}: a budget of {self.flops:.4g} FLOPs is less than one training step ({step_flops:.4g} FLOPs, "
+                f"counted); raise the FLOP budget (total_flops, or generator_share for the generator's part)"
+            )
+        return self.of("steps", steps)
+
+    def spent(self, steps: int, seconds: float) -> float:
+        """Fraction of the budget used after `steps` optimizer steps and `seconds` of training (≥ 1: exhausted)."""
+        if self.flops is not None:
+            raise ValueError("a FLOP budget is converted to steps (in_steps) before training")
+        return steps / self.steps if self.steps is not None else seconds / self.seconds
+
+    def progress_bar(self, desc: str, enabled: bool) -> tqdm:
+        """A bar counting steps, or seconds for a time budget; `show` moves it."""
+        return tqdm(
+            total=self.steps or self.seconds,
+            desc=desc,
+            unit="step" if self.steps else "s",
+            disable=not enabled,
+            leave=False,
+        )
+
+    def show(self, bar: tqdm, steps: int, seconds: float) -> None:
+        bar.update((steps if self.steps is not None else round(seconds, 1)) - bar.n)
+
+
+@dataclass(frozen=True)
+class GeneratorBudget(Budget):
+    """A generative strategy's TOTAL generator budget in one cell (generator steps, device-seconds or FLOPs). One
+    step is one generator update with its discriminator/critic updates, each on a fresh real batch. Models trained one
+    per class share the total (`split`), so a per-class strategy spends what a conditional one does. A seconds or FLOP
+    budget also pays for the synthesis after training (see plugins/generative_strategies.py)."""
+
+    steps: int | None = 2000
+    FLAGS: ClassVar[tuple[str, str, str]] = ("--generator-steps", "--generator-seconds", "--generator-flops")
+    MIN_SHARE: ClassVar[float] = 0.05
+    SPLIT_RULE: ClassVar[str] = (
+        "the total is shared in proportion to each model's training images, each model getting at least "
+        "min(5 %, 1/K) of it (K models; steps: at least 1), the others scaled down to keep the sum; steps are "
+        "rounded by largest remainder so the parts sum to the total exactly"
+    )
+
+    def split(self, sizes: dict[str, int]) -> dict[str, GeneratorBudget]:
+        """The part of this budget each model gets, by `SPLIT_RULE`, from its number of training images."""
+        if len(sizes) == 1:
+            return dict.fromkeys(sizes, self)
+        if any(n < 1 for n in sizes.values()):
+            raise ValueError(f"every model needs training images to share a budget, got {sizes}")
+        total = self.amount
+        minimum = min(self.MIN_SHARE * total, total / len(sizes))
+        if self.steps is None:
+            shares = _shares(total, sizes, minimum)
+            return {name: self.of(self.kind, part) for name, part in shares.items()}
+        if self.steps < len(sizes):
+            raise MedAugBenchError(
+                f"{self.FLAGS[0]} {self.steps} is the total of {len(sizes)} per-class models, less than one step each; "
+                f"give at least {len(sizes)}"
+            )
+        shares = _shares(total, sizes, max(1, math.floor(minimum)))
+        parts = largest_remainder(list(shares.values()), self.steps)
+        return {name: GeneratorBudget(steps=part) for name, part in zip(shares, parts)}
+
+
+def _shares(total: float, sizes: dict[str, int], minimum: float) -> dict[str, float]:
+    """Shares of `total` proportional to `sizes`, raising every share below `minimum` to it and scaling the others
+    down (water-filling); needs minimum × len(sizes) ≤ total."""
+    raised: set[str] = set()
+    while True:
+        free = {name: n for name, n in sizes.items() if name not in raised}
+        rest, weight = total - minimum * len(raised), sum(free.values())
+        shares = {name: rest * n / weight for name, n in free.items()}
+        low = {name for name, share in shares.items() if share < minimum}
+        if not low:
+            return {name: minimum if name in raised else shares[name] for name in sizes}
+        raised |= low
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines one training run (with the seed, it fixes the metrics on CPU).
+
+    `budget` is the classifier's. A compute-matched cell also sets `total_budget` (FLOPs or device-seconds), the
+    cell's total of generator training + synthesis + classifier training: the classifier then trains on what the
+    strategy leaves of the total, and `budget` is the part it is guaranteed (the total less the generator's share).
+    """
+
+    dataset: str = "pneumoniamnist"
+    strategy: str = "none"
+    backbone: str = "simple_cnn"
+    seed: int = 0
+    budget: Budget = field(default_factory=Budget)
+    total_budget: Budget | None = None
+    batch_size: int = 128
+    eval_every: int = 100
+    optimizer: str = "seed_paper"
+    optim: OptimConfig | None = None
+    pretrained: bool | str = False
+    size: int = 28
+    image_size: int | None = None
+    train_fraction: float = 1.0
+    per_class_cap: int | None = None
+    strategy_params: dict = field(default_factory=dict)
+    backbone_params: dict = field(default_factory=dict)
+    dataset_params: dict = field(default_factory=dict)
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise MedAugBenchError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.eval_every < 1:
+            raise MedAugBenchError(f"--eval-every must be at least 1 step, got {self.eval_every}")
+        if self.optimizer not in OPTIM_PRESETS:
+            raise MedAugBenchError(f"unknown optimizer preset {self.optimizer!r}; choose {', '.join(OPTIM_PRESETS)}")
+        total = self.total_budget
+        if total is not None and (
+            total.kind == "steps" or total.kind != self.budget.kind or self.budget.amount > total.amount
+        ):
+            raise MedAugBenchError(
+                f"a total budget is FLOPs or seconds, of the same kind as the classifier's and at least as large; got "
+                f"total {total.amount:g} {total.kind}, classifier {self.budget.amount:g} {self.budget.kind}"
+            )
+
+    def resolved_optim(self) -> OptimConfig:
+        return self.optim or OPTIM_PRESETS[self.optimizer]
+
+    def to_dict(self) -> dict:
+        """The full resolved config (optimizer preset expanded), JSON-ready."""
+        data = dataclasses.asdict(self)
+        data["optim"] = dataclasses.asdict(self.resolved_optim())
+        return data

@@ -1,0 +1,69 @@
+"""The strategy interface: a strategy may add samples to the training set, transform batches, or both.
+
+The training loop calls both hooks for every strategy and never branches on a strategy's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from benchmark.data.dataset import LoadedDataset, Split
+from benchmark.errors import MedAugBenchError
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy may use when it prepares: the real data (after low-data subsetting), device and seed."""
+
+    dataset: LoadedDataset
+    device: torch.device
+    seed: int
+    work_dir: Path | None = None
+    progress: bool = True
+
+
+class Strategy:
+    """Identity strategy; subclasses override `synthesize` and/or `augment`. Subclasses are dataclasses of their
+    parameters."""
+
+    name: ClassVar[str] = "none"
+
+    def synthesize(self, context: StrategyContext) -> Split | None:
+        """Extra uint8 training samples to merge with the real training split (None: add nothing)."""
+        return None
+
+    def combine(self, real: Split, synthetic: Split | None) -> Split:
+        """The training set: real plus synthetic samples (a strategy may instead train on synthetic data alone)."""
+        return merge_splits(real, synthetic, self.name)
+
+    def augment(
+        self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transform one batch on its device: float images in [0, 1] (B, C, H, W) and float targets (B, K)."""
+        return images, targets
+
+    def params(self) -> dict:
+        """Parameters recorded with every result."""
+        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+    def report(self) -> dict:
+        """Facts about what the strategy did (e.g. its generator's training), recorded with every result."""
+        return {}
+
+
+def merge_splits(real: Split, synthetic: Split | None, strategy: str) -> Split:
+    """Real plus synthetic samples; samples of another shape or label type are an error naming the strategy."""
+    if synthetic is None or len(synthetic) == 0:
+        return real
+    if synthetic.images.shape[1:] != real.images.shape[1:] or synthetic.labels.dtype != real.labels.dtype:
+        raise MedAugBenchError(
+            f"strategy {strategy!r} synthesised images {tuple(synthetic.images.shape[1:])} / "
+            f"labels {synthetic.labels.dtype}, "
+            f"but the real data is {tuple(real.images.shape[1:])} / {real.labels.dtype}"
+        )
+    return Split(torch.cat([real.images, synthetic.images]), torch.cat([real.labels, synthetic.labels]))
