@@ -1,4 +1,4 @@
-"""The plugin manager and the registries it fills; `create_dataset/strategy/backbone(name, **kw)` in timm style."""
+"""The plugin manager, the registries it fills, and the one way to make a plugin: `create(kind, name, **params)`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 import pluggy
+from torch import nn
 
 from benchmark import hookspecs
 from benchmark.errors import MedAugBenchError
@@ -34,6 +35,8 @@ DEFAULT_PLUGINS = (
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"
 BUILT_IN = "built-in"
+PRODUCTS: dict[str, type] = {"backbone": nn.Module}
+"""What each kind's factories return, declared by the module that defines the interface (`declare_product`)."""
 
 KIND_HOOKS = {
     "dataset": "register_datasets",
@@ -154,49 +157,43 @@ def accepted_parameters(factory: Callable[..., Any]) -> list[str] | None:
     return [p.name for p in parameters if p.kind in keywords]
 
 
-def create(kind: str, name: str, **params: Any) -> Any:
-    """Create the plugin registered as `name` for `kind` (timm's `create_model` style), e.g.
-    `create("strategy", "geometric", degrees=10)`.
+def declare_product(kind: str, product: type) -> None:
+    """Say what a `kind`'s factories must return (the stage that owns the interface calls this at import), so
+    `create` can name the plugin whose factory returned something else."""
+    PRODUCTS[kind] = product
 
-    An unknown name is an error listing the available ones; a parameter the factory does not take is one error
-    naming the plugin and the parameters it accepts (rather than a TypeError from inside the factory).
-    """
-    entry = get_entry(kind, name)
+
+def _checked_parameters(entry: PluginEntry, params: dict[str, Any]) -> None:
     accepted = accepted_parameters(entry.factory)
     unknown = sorted(set(params) - set(accepted)) if accepted is not None else []
     if unknown:
         close = {key: difflib.get_close_matches(key, accepted, n=1) for key in unknown}
         hints = "; ".join(f"did you mean {match[0]!r} for {key!r}?" for key, match in close.items() if match)
         raise MedAugBenchError(
-            f"{kind} {name!r} does not take {', '.join(map(repr, unknown))}"
+            f"{entry.kind} {entry.name!r} does not take {', '.join(map(repr, unknown))}"
             + (f" ({hints})" if hints else "")
             + f"; it accepts: {', '.join(accepted) or 'no parameters'}"
         )
-    return entry.factory(**params)
 
 
-def create_dataset(name: str, **options: Any) -> Any:
-    return create("dataset", name, **options)
+def create(kind: str, name: str, **params: Any) -> Any:
+    """Create the plugin registered as `name` for `kind` (timm's `create_model` style), e.g.
+    `create("strategy", "geometric", degrees=10)` or `create("generator", "dcgan", spec=ImageSpec(1, 28, 2))`.
 
-
-def create_strategy(name: str, **params: Any) -> Any:
-    return create("strategy", name, **params)
-
-
-def create_backbone(name: str, **params: Any) -> Any:
-    return create("backbone", name, **params)
-
-
-def create_generator(name: str, **params: Any) -> Any:
-    return create("generator", name, **params)
-
-
-def create_extractor(name: str, **params: Any) -> Any:
-    return create("extractor", name, **params)
-
-
-def create_executor(name: str, **options: Any) -> Any:
-    return create("executor", name, **options)
+    An unknown name is an error listing the available ones; a parameter the factory does not take is one error
+    naming the plugin and the parameters it accepts (rather than a TypeError from inside the factory); a factory
+    that returns something other than its kind's interface is an error naming the plugin.
+    """
+    entry = get_entry(kind, name)
+    _checked_parameters(entry, params)
+    product = entry.factory(**params)
+    expected = PRODUCTS.get(kind)
+    if expected is not None and not isinstance(product, expected):
+        raise MedAugBenchError(
+            f"{kind} plugin {name!r} (from {entry.plugin}, {entry.distribution}) returned a {type(product).__name__}, "
+            f"not a {expected.__module__}.{expected.__qualname__}; its factory must return one"
+        )
+    return product
 
 
 def reset() -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torchvision.transforms import v2
 
-from benchmark.registry import create_strategy
+from benchmark.registry import create
 from benchmark.train.device import clock, describe, pick_device
 
 STRATEGIES = ("geometric", "cutmix_mixup", "randaugment", "trivialaugment", "augmix")
@@ -45,7 +45,7 @@ def strategy_rates(batch: torch.Tensor, args: argparse.Namespace, device: torch.
     generator = torch.Generator(device=device).manual_seed(0)
     rates = {}
     for name in STRATEGIES:
-        strategy = create_strategy(name)
+        strategy = create("strategy", name)
         rates[name] = images_per_s(
             lambda strategy=strategy: strategy.augment(batch, targets, generator),
             len(batch),

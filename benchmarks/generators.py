@@ -23,7 +23,7 @@ from benchmark.evaluate.quality import fid_kid
 from benchmark.generate.loop import to_model_range, to_uint8
 from benchmark.generate.model import ImageSpec, is_conditional
 from benchmark.generate.synthesis import conditioning
-from benchmark.registry import create_generator, entries
+from benchmark.registry import create, entries
 from benchmark.train.device import clock, describe, pick_device
 
 
@@ -36,7 +36,7 @@ def time_training(
 ) -> tuple[float, object]:
     conditional = is_conditional(entries("generator")[name].factory)
     spec = ImageSpec(data.task.channels, data.image_size, data.task.num_outputs if conditional else 0)
-    model = create_generator(name, spec=spec).to(device)
+    model = create("generator", name, spec=spec).to(device)
     n = batch_size * model.real_batches_per_step  # one step takes that many fresh batches (WGAN-GP: n_critic)
     cond = conditioned(conditional, data.train.labels[:n], data.task)[1]
     optimizers = model.make_optimizers()

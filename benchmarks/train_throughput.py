@@ -21,14 +21,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from benchmark.registry import create_backbone
+from benchmark.registry import create
 from benchmark.train.config import Budget, TrainConfig
 from benchmark.train.device import clock, describe, pick_device
 from benchmark.train.loop import train
 
 
 def compute_limit(backbone: str, steps: int, batch_size: int, device: torch.device) -> float:
-    model = create_backbone(backbone, in_chans=1, num_classes=2, image_size=28).to(device)
+    model = create("backbone", backbone, in_chans=1, num_classes=2, image_size=28).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images = torch.randn(batch_size, 1, 28, 28, device=device)
     labels = torch.randint(0, 2, (batch_size,), device=device)
@@ -60,7 +60,7 @@ def reference_pipeline(backbone: str, steps: int, batch_size: int, device: torch
         split="train", transform=transform, root=os.environ["MEDAUGBENCH_DATA_DIR"], download=False
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
-    model = create_backbone(backbone, in_chans=1, num_classes=2, image_size=28).to(device)
+    model = create("backbone", backbone, in_chans=1, num_classes=2, image_size=28).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     done, seen, started = 0, 0, None
     while done < steps + 5:

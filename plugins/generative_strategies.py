@@ -41,7 +41,7 @@ from benchmark.generate import loop as gt
 from benchmark.generate.model import GenerativeModel, ImageSpec, is_conditional
 from benchmark.generate.synthesis import SynthesisPolicy, conditioning, group_members, label_rows
 from benchmark.hookspecs import hookimpl
-from benchmark.registry import create_generator, create_strategy, entries
+from benchmark.registry import create, entries
 from benchmark.train import device as dev
 from benchmark.train import flops
 from benchmark.train.strategy import Strategy, StrategyContext, merge_splits
@@ -106,7 +106,7 @@ class GenerativeStrategy(Strategy):
         self._policy = SynthesisPolicy(
             kind=self.policy, ratio=self.ratio, multiplier=self.multiplier, counts=dict(self.counts)
         )
-        self._augmenter = create_strategy(self.augment_with)
+        self._augmenter = create("strategy", self.augment_with)
         self._report: dict = {}
         if self.generator_batch_size < 1:
             raise MedAugBenchError("generator_batch_size must be at least 1")
@@ -275,7 +275,7 @@ class GenerativeStrategy(Strategy):
         """A freshly initialised model for one job, seeded so its weights do not depend on what ran before."""
         torch.manual_seed(seed)
         spec = ImageSpec(channels=task.channels, image_size=image_size, cond_dim=job.cond_dim)
-        return create_generator(self.generator, spec=spec, **self.generator_params)
+        return create("generator", self.generator, spec=spec, **self.generator_params)
 
     def costs(self, models: dict[str, GenerativeModel], jobs: dict[str, Job], device: torch.device) -> dict[str, dict]:
         """Per model, counted on copies: FLOPs of one training step at its batch (the sampler's: min(batch size,

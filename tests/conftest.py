@@ -24,10 +24,11 @@ torch.set_num_threads(1)
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
-    """Every test sees the real data folder, a cache of its own, and freshly discovered plugins."""
+    """Every test sees the real data folder, a cache of its own, and freshly discovered plugins: the built-ins only,
+    never third-party plugins that happen to be installed (a test that installs one allows it by name)."""
     monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(DATA_DIR))
     monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.delenv("MEDAUGBENCH_LOAD_PLUGINS", raising=False)
+    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "")
     registry.reset()
     yield
     registry.reset()

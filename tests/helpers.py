@@ -4,6 +4,7 @@ when an official file is missing, and a fake ChestMNIST file."""
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,13 @@ def fake_chestmnist(folder: Path, monkeypatch, sizes=(60, 20, 20), images=None, 
     )
     monkeypatch.setenv("MEDAUGBENCH_DATA_DIR", str(folder))
     return arrays
+
+
+def make_distribution(root: Path, dist: str, module: str, source: str, version: str = "0.1") -> None:
+    """A real installed distribution on sys.path: a module plus `.dist-info` with an entry point in group
+    medaugbench."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[medaugbench]\n{module} = {module}\n")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import MedAugBenchError
-from benchmark.registry import create_backbone, entries
+from benchmark.registry import create, entries
 
 BACKBONES = ("simple_cnn", "resnet18", "resnet50", "densenet121", "efficientnet_b0", "efficientnet_b4")
 
@@ -29,7 +29,7 @@ def test_all_backbones_are_registered() -> None:
 @pytest.mark.parametrize("in_chans", [1, 3])
 @pytest.mark.parametrize("name", BACKBONES)
 def test_backbone_trains_at_28_and_64_px(name: str, in_chans: int) -> None:
-    model = create_backbone(name, in_chans=in_chans, num_classes=5, image_size=28).train()
+    model = create("backbone", name, in_chans=in_chans, num_classes=5, image_size=28).train()
     assert isinstance(model.min_input_size, int) and model.min_input_size >= 1
     conv = first_conv(model)
     assert conv.in_channels == in_chans
@@ -42,7 +42,7 @@ def test_backbone_trains_at_28_and_64_px(name: str, in_chans: int) -> None:
 
 
 def test_densenet121_declares_min_size_and_upsamples_small_inputs() -> None:
-    model = create_backbone("densenet121", in_chans=1, num_classes=3, image_size=28).eval()
+    model = create("backbone", "densenet121", in_chans=1, num_classes=3, image_size=28).eval()
     assert model.min_input_size == 32
     seen: list[tuple[int, ...]] = []
     first_conv(model).register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
@@ -60,7 +60,7 @@ def test_pretrained_from_local_safetensors_adapts_stem_and_drops_classifier(tmp_
     path = tmp_path / "resnet18.safetensors"
     safetensors.torch.save_file(saved, str(path))
 
-    model = create_backbone("resnet18", in_chans=1, num_classes=2, image_size=28, pretrained=str(path))
+    model = create("backbone", "resnet18", in_chans=1, num_classes=2, image_size=28, pretrained=str(path))
     loaded = model.state_dict()
     torch.testing.assert_close(loaded["conv1.weight"], saved["conv1.weight"].sum(dim=1, keepdim=True))
     for key in ("layer1.0.conv1.weight", "layer4.1.bn2.weight", "layer4.1.bn2.running_var"):
@@ -72,7 +72,7 @@ def test_pretrained_from_local_pth_loads_all_but_classifier(tmp_path) -> None:
     source = timm.create_model("efficientnet_b0", pretrained=False, in_chans=3, num_classes=1000)
     path = tmp_path / "weights.pth"
     torch.save(source.state_dict(), path)
-    model = create_backbone("efficientnet_b0", in_chans=3, num_classes=4, image_size=28, pretrained=path)
+    model = create("backbone", "efficientnet_b0", in_chans=3, num_classes=4, image_size=28, pretrained=path)
     loaded = model.state_dict()
     assert loaded["classifier.weight"].shape == (4, 1280)
     for key, value in source.state_dict().items():
@@ -93,7 +93,7 @@ def test_pretrained_pth_with_pickled_objects_is_refused(tmp_path) -> None:
     path = tmp_path / "evil.pth"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "payload": Payload()}, path)
     with pytest.raises(MedAugBenchError, match="evil.pth"):
-        create_backbone("resnet18", in_chans=3, num_classes=2, image_size=28, pretrained=str(path))
+        create("backbone", "resnet18", in_chans=3, num_classes=2, image_size=28, pretrained=str(path))
     assert not Payload.unpickled
 
 
@@ -102,13 +102,13 @@ def test_pretrained_file_with_foreign_names_is_refused(tmp_path) -> None:
     path = tmp_path / "wrapped.safetensors"
     safetensors.torch.save_file({f"model.{key}": value for key, value in source.state_dict().items()}, str(path))
     with pytest.raises(MedAugBenchError, match="none of resnet18's weight names"):
-        create_backbone("resnet18", in_chans=3, num_classes=2, image_size=28, pretrained=str(path))
+        create("backbone", "resnet18", in_chans=3, num_classes=2, image_size=28, pretrained=str(path))
 
 
 def test_pretrained_missing_file_names_the_path(tmp_path) -> None:
     missing = tmp_path / "nowhere.safetensors"
     with pytest.raises(MedAugBenchError, match="nowhere.safetensors"):
-        create_backbone("resnet50", in_chans=3, num_classes=2, image_size=28, pretrained=str(missing))
+        create("backbone", "resnet50", in_chans=3, num_classes=2, image_size=28, pretrained=str(missing))
 
 
 def test_pretrained_true_offline_fails_fast_with_local_file_hint(tmp_path, monkeypatch) -> None:
@@ -117,13 +117,13 @@ def test_pretrained_true_offline_fails_fast_with_local_file_hint(tmp_path, monke
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache on every machine
     start = time.monotonic()
     with pytest.raises(MedAugBenchError, match=r'pretrained="/path/to/resnet18\.safetensors"'):
-        create_backbone("resnet18", in_chans=3, num_classes=2, image_size=28, pretrained=True)
+        create("backbone", "resnet18", in_chans=3, num_classes=2, image_size=28, pretrained=True)
     assert time.monotonic() - start < 10
 
 
 def test_simple_cnn_has_no_pretrained_weights() -> None:
     with pytest.raises(MedAugBenchError, match="no pretrained weights"):
-        create_backbone("simple_cnn", in_chans=1, num_classes=2, image_size=28, pretrained=True)
+        create("backbone", "simple_cnn", in_chans=1, num_classes=2, image_size=28, pretrained=True)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
@@ -131,7 +131,7 @@ def test_small_input_stem_keeps_28_px_resolution_into_layer1(name: str) -> None:
     """MedMNIST v2's 28-px ResNet: 3×3 stride-1 stem, no max-pool; timm's ImageNet stem leaves 7 px after the stem."""
     sizes = {}
     for stem in ("imagenet", "small"):
-        model = create_backbone(name, in_chans=1, num_classes=2, image_size=28, stem=stem).eval()
+        model = create("backbone", name, in_chans=1, num_classes=2, image_size=28, stem=stem).eval()
         seen = []
         model.layer1.register_forward_hook(
             lambda module, inputs, output, seen=seen: seen.append(tuple(inputs[0].shape[-2:]))
@@ -140,13 +140,13 @@ def test_small_input_stem_keeps_28_px_resolution_into_layer1(name: str) -> None:
             assert model(torch.randn(2, 1, 28, 28)).shape == (2, 2)
         sizes[stem] = seen[0]
     assert sizes == {"imagenet": (7, 7), "small": (28, 28)}
-    small = create_backbone(name, in_chans=3, num_classes=2, image_size=28, stem="small")
+    small = create("backbone", name, in_chans=3, num_classes=2, image_size=28, stem="small")
     assert (small.conv1.kernel_size, small.conv1.stride, small.conv1.in_channels) == ((3, 3), (1, 1), 3)
     assert isinstance(small.maxpool, nn.Identity)
 
 
 def test_small_stem_is_refused_where_it_is_not_offered() -> None:
     with pytest.raises(MedAugBenchError, match="stem='small' is offered for resnet18, resnet50"):
-        create_backbone("densenet121", in_chans=1, num_classes=2, image_size=28, stem="small")
+        create("backbone", "densenet121", in_chans=1, num_classes=2, image_size=28, stem="small")
     with pytest.raises(MedAugBenchError, match="unknown stem 'tiny'"):
-        create_backbone("resnet18", in_chans=1, num_classes=2, image_size=28, stem="tiny")
+        create("backbone", "resnet18", in_chans=1, num_classes=2, image_size=28, stem="tiny")

@@ -7,7 +7,7 @@ import torch
 from torchvision.transforms import v2
 
 from benchmark.errors import MedAugBenchError
-from benchmark.registry import create_strategy
+from benchmark.registry import create
 from benchmark.train.config import Budget, TrainConfig
 from benchmark.train.loop import train
 from plugins import classic_ops
@@ -35,7 +35,7 @@ def one_hot(n: int, classes: int = 2) -> torch.Tensor:
 
 
 def augment(name: str, images: torch.Tensor, seed: int, **params) -> tuple[torch.Tensor, torch.Tensor]:
-    return create_strategy(name, **params).augment(images, one_hot(len(images)), torch.Generator().manual_seed(seed))
+    return create("strategy", name, **params).augment(images, one_hot(len(images)), torch.Generator().manual_seed(seed))
 
 
 def torchvision_op(image: torch.Tensor, name: str, magnitude: float, interpolation: str) -> torch.Tensor:
@@ -122,7 +122,7 @@ def test_same_seed_repeats_and_another_seed_differs(name):
 @pytest.mark.parametrize("name", AUTO_AUGMENTS)
 def test_multi_hot_targets_pass_through_unchanged(name):
     targets = (torch.rand(16, 14, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-    _, out = create_strategy(name).augment(copies(1, 28, 16), targets.clone(), torch.Generator().manual_seed(0))
+    _, out = create("strategy", name).augment(copies(1, 28, 16), targets.clone(), torch.Generator().manual_seed(0))
     assert torch.equal(out, targets)
 
 
@@ -166,7 +166,7 @@ def test_cutmix_mixup_mixes_targets_by_the_images_share():
 )
 def test_bad_parameters_name_the_problem(name, params):
     with pytest.raises(MedAugBenchError, match=name):
-        create_strategy(name, **params)
+        create("strategy", name, **params)
 
 
 @pytest.mark.parametrize("name", AUTO_AUGMENTS + ["cutmix_mixup"])

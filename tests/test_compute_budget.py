@@ -24,7 +24,7 @@ from benchmark.grid.runner import run_grid
 from benchmark.grid.store import OK, CellRecord, load_records, write_record
 from benchmark.publish.leaderboard import write_leaderboard
 from benchmark.publish.plots import write_plots
-from benchmark.registry import create_strategy
+from benchmark.registry import create
 from benchmark.train import loop as training
 from benchmark.train.config import Budget, GeneratorBudget, TrainConfig
 from tests.fake_results import TASKS, fake_result, fake_scores, make_fake_results
@@ -154,13 +154,13 @@ def test_classifier_step_count_equals_flop_counter_mode():
     config = TrainConfig(dataset="breastmnist", batch_size=8)
     data = load_dataset("breastmnist", DataOptions())
     batch = data.train.subset(torch.arange(8))
-    model = training.create_backbone("simple_cnn", in_chans=1, num_classes=2, image_size=28)
+    model = training.create("backbone", "simple_cnn", in_chans=1, num_classes=2, image_size=28)
     images = training.normalize(batch.images.float().div(255))
     with FlopCounterMode(display=False) as counter:
         torch.nn.functional.cross_entropy(model(images), batch.labels).backward()
     rng = torch.get_rng_state()
     assert (
-        training.classifier_step_flops(config, data, create_strategy("none"), batch, torch.device("cpu"))
+        training.classifier_step_flops(config, data, create("strategy", "none"), batch, torch.device("cpu"))
         == counter.get_total_flops()
     )
     assert torch.equal(torch.get_rng_state(), rng)

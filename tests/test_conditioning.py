@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from scipy.stats import binomtest
 
 from benchmark.data.dataset import load_dataset
-from benchmark.registry import create_backbone, create_strategy
+from benchmark.registry import create
 from benchmark.train.strategy import StrategyContext
 from tests.helpers import require_medmnist
 
@@ -40,7 +40,7 @@ def pneumonia():
 def real_classifier(pneumonia):
     """simple_cnn trained on real images for 150 steps (test accuracy ≈ 0.78, AUC ≈ 0.95)."""
     torch.manual_seed(0)
-    model = create_backbone("simple_cnn", in_chans=1, num_classes=2, image_size=28)
+    model = create("backbone", "simple_cnn", in_chans=1, num_classes=2, image_size=28)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     images = pneumonia.train.images.float() / 127.5 - 1
@@ -55,7 +55,8 @@ def real_classifier(pneumonia):
 
 @pytest.mark.parametrize("generator", sorted(BUDGETS))
 def test_samples_of_class_c_are_recognised_as_class_c(generator, pneumonia, real_classifier, tmp_path):
-    strategy = create_strategy(
+    strategy = create(
+        "strategy",
         generator,
         policy="fixed",
         counts={"normal": PER_CLASS, "pneumonia": PER_CLASS},

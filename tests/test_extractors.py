@@ -24,7 +24,7 @@ from benchmark.data.dataset import DataOptions, LoadedDataset, dataset_source, l
 from benchmark.data.files import file_digest
 from benchmark.errors import MedAugBenchError
 from benchmark.evaluate.features import make_extractor
-from benchmark.registry import create_extractor, entries
+from benchmark.registry import create, entries
 from benchmark.train import loop as training
 from plugins import extractors
 from tests.helpers import DATA_DIR, REPO, require_medmnist
@@ -70,7 +70,7 @@ def test_hook_register_extractors() -> None:
 
 @pytest.mark.parametrize("suffix", ["pth", "safetensors"])
 def test_inception_loads_local_weights_and_matches_torch_fidelity(random_weights, suffix: str) -> None:
-    extractor = create_extractor("inception", weights=random_weights[suffix])
+    extractor = create("extractor", "inception", weights=random_weights[suffix])
     loaded = extractor.net.state_dict()
     assert loaded.keys() == random_weights["state"].keys()
     assert all(torch.equal(loaded[k], v) for k, v in random_weights["state"].items())
@@ -107,7 +107,7 @@ def test_inception_weights_from_env_var_and_hub_cache(random_weights, offline_hu
 def test_inception_offline_without_weights_fails_fast_naming_where_to_put_them(offline_hub) -> None:
     started = time.perf_counter()
     with pytest.raises(MedAugBenchError) as error:
-        create_extractor("inception")
+        create("extractor", "inception")
     assert time.perf_counter() - started < 5
     message = str(error.value)
     assert str(offline_hub) in message and extractors.INCEPTION_WEIGHTS_ENV in message and "weights=" in message
@@ -117,10 +117,10 @@ def test_inception_offline_without_weights_fails_fast_naming_where_to_put_them(o
 
 def test_inception_missing_weights_file_is_an_error(tmp_path, monkeypatch) -> None:
     with pytest.raises(MedAugBenchError, match="not found"):
-        create_extractor("inception", weights=tmp_path / "nope.pth")
+        create("extractor", "inception", weights=tmp_path / "nope.pth")
     monkeypatch.setenv(extractors.INCEPTION_WEIGHTS_ENV, str(tmp_path / "nope.pth"))
     with pytest.raises(MedAugBenchError, match=extractors.INCEPTION_WEIGHTS_ENV):
-        create_extractor("inception")
+        create("extractor", "inception")
 
 
 class Payload:
@@ -141,7 +141,7 @@ def test_inception_bad_weights_file_is_an_error_naming_it(tmp_path, name: str, w
     path = tmp_path / name
     write(path)
     with pytest.raises(MedAugBenchError) as error:
-        create_extractor("inception", weights=path)
+        create("extractor", "inception", weights=path)
     assert str(path) in str(error.value)
 
 
@@ -207,7 +207,7 @@ def test_inception_fid_matches_torch_fidelity_with_the_real_weights() -> None:
 
     data = load_dataset("breastmnist", DataOptions())
     real, fake = data.train.images[:24], data.test.images[:24]
-    fid = FrechetInceptionDistance(feature=create_extractor("inception", weights=weights))
+    fid = FrechetInceptionDistance(feature=create("extractor", "inception", weights=weights))
     fid.update(real, real=True)
     fid.update(fake, real=False)
     ours = float(fid.compute())
@@ -281,7 +281,7 @@ def test_domain_second_construction_loads_from_cache(breast_domain, monkeypatch)
     monkeypatch.setattr(
         training, "train_model", lambda *args, **kwargs: pytest.fail("trained instead of loading the cache")
     )
-    again = create_extractor("domain", images=data.train, task=data.task, dataset="breastmnist", steps=40)
+    again = create("extractor", "domain", images=data.train, task=data.task, dataset="breastmnist", steps=40)
     assert torch.equal(again(data.val.images), extractor(data.val.images))
 
 

@@ -14,7 +14,7 @@ from benchmark.data.dataset import DataOptions, Split, load_dataset
 from benchmark.errors import MedAugBenchError
 from benchmark.generate import loop as gt
 from benchmark.generate.model import GenerativeModel, ImageSpec
-from benchmark.registry import create_strategy, entries
+from benchmark.registry import create, entries
 from benchmark.train.strategy import StrategyContext
 from tests.helpers import DATA_DIR, fake_chestmnist, require_medmnist
 
@@ -53,7 +53,7 @@ def tiny(generator: str, **kwargs):
         generator_params=TINY[generator],
         quality_extractor=None,
     )  # quality records are tested in tests/test_quality_integration.py
-    return create_strategy(generator, **{**params, **kwargs})
+    return create("strategy", generator, **{**params, **kwargs})
 
 
 @pytest.mark.parametrize("generator", GENERATORS)
@@ -146,7 +146,10 @@ def test_synthetic_only_replaces_the_real_training_set(tmp_path):
 
 
 def test_gan_plus_geometric_augments_batches():
-    plain, geometric = create_strategy("cgan", augment_with="none"), create_strategy("cgan", augment_with="geometric")
+    plain, geometric = (
+        create("strategy", "cgan", augment_with="none"),
+        create("strategy", "cgan", augment_with="geometric"),
+    )
     images = torch.rand(4, 1, 28, 28)
     targets = torch.eye(2)[[0, 1, 0, 1]]
     generator = torch.Generator().manual_seed(0)
@@ -330,7 +333,7 @@ def test_generator_epochs_convert_on_each_models_own_images():
     cells = {cell.coords["strategy"]: cell for cell in expand(grid, {"breastmnist": 546})}
     totals = {name: cell.config.strategy_params["generator_steps"] for name, cell in cells.items()}
     assert totals == {"cgan": 69, "dcgan": 69}  # ceil(2 × 546 / 16)
-    dcgan = create_strategy("dcgan", **cells["dcgan"].config.strategy_params)
+    dcgan = create("strategy", "dcgan", **cells["dcgan"].config.strategy_params)
     parts = dcgan.budget.split({"group_0": 147, "group_1": 399})
     assert sum(b.steps for b in parts.values()) == 69
     assert all(abs(parts[name].steps - 2 * n / 16) <= 1 for name, n in (("group_0", 147), ("group_1", 399)))

@@ -36,10 +36,11 @@ def test_real_files_load_with_official_shapes_and_counts(flag):
 
 
 def test_task_kinds_follow_medmnist_info():
-    from benchmark.registry import create_dataset
+    from benchmark.registry import create
 
     kinds = {
-        flag: create_dataset(flag).task.kind for flag in ("pneumoniamnist", "dermamnist", "chestmnist", "retinamnist")
+        flag: create("dataset", flag).task.kind
+        for flag in ("pneumoniamnist", "dermamnist", "chestmnist", "retinamnist")
     }
     assert kinds == {
         "pneumoniamnist": "binary",
@@ -47,7 +48,7 @@ def test_task_kinds_follow_medmnist_info():
         "chestmnist": "multilabel",
         "retinamnist": "ordinal",
     }
-    assert len(create_dataset("chestmnist").task.labels) == 14
+    assert len(create("dataset", "chestmnist").task.labels) == 14
 
 
 @pytest.mark.parametrize("flag", ["dermamnist", "chestmnist"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,9 @@ import torch
 
 from benchmark import hookspecs, registry
 from benchmark.errors import MedAugBenchError
+from tests.helpers import make_distribution
 
 TESTS = Path(__file__).parent
-
-
-def make_distribution(root: Path, dist: str, module: str, source: str, version: str = "0.1") -> None:
-    """A real installed distribution on sys.path: a module plus `.dist-info` with an entry point in group
-    medaugbench."""
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[medaugbench]\n{module} = {module}\n")
 
 
 STRATEGY_PLUGIN = """
@@ -47,6 +37,7 @@ STRATEGY_PLUGIN = """
 def third_party(tmp_path, monkeypatch):
     make_distribution(tmp_path, "medaugbench-invert", "medaugbench_invert", STRATEGY_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "medaugbench-invert")
     yield tmp_path
     sys.modules.pop("medaugbench_invert", None)
 
@@ -65,7 +56,7 @@ def test_third_party_distribution_is_discovered_through_its_entry_point(third_pa
     row = next(line for line in result.output.splitlines() if "invert" in line)
     assert "strategy" in row and "medaugbench-invert 0.1" in row
     images = torch.rand(2, 1, 4, 4)
-    out, _ = registry.create_strategy("invert").augment(images, torch.zeros(2, 2), torch.Generator())
+    out, _ = registry.create("strategy", "invert").augment(images, torch.zeros(2, 2), torch.Generator())
     assert torch.allclose(out, 1 - images)
 
 
@@ -98,6 +89,7 @@ def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch, c
     """,
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "medaugbench-clash")
     with pytest.raises(MedAugBenchError) as caught:
         registry.entries("dataset")
     message = str(caught.value)
@@ -117,7 +109,8 @@ def test_example_plugin_in_examples_registers_a_working_strategy(tmp_path, monke
     )
     monkeypatch.syspath_prepend(str(example))
     monkeypatch.syspath_prepend(str(tmp_path))
-    strategy = registry.create_strategy("gaussian_noise", sigma=0.1)
+    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "medaugbench-example-plugin")
+    strategy = registry.create("strategy", "gaussian_noise", sigma=0.1)
     images = torch.full((8, 1, 16, 16), 0.5)
     out, _ = strategy.augment(images, torch.zeros(8, 2), torch.Generator().manual_seed(0))
     assert 0.05 < (out - images).std() < 0.15
@@ -130,16 +123,16 @@ def test_example_plugin_in_examples_registers_a_working_strategy(tmp_path, monke
 def test_hook_register_datasets():
     entries = registry.entries("dataset")
     assert {"pneumoniamnist", "dermamnist", "chestmnist", "breastmnist", "retinamnist", "imagefolder"} <= set(entries)
-    assert registry.create_dataset("bloodmnist").task.num_outputs == 8
+    assert registry.create("dataset", "bloodmnist").task.num_outputs == 8
 
 
 def test_hook_register_strategies():
     assert {"none", "geometric", "cutmix_mixup"} <= set(registry.entries("strategy"))
-    assert registry.create_strategy("geometric", degrees=10).params() == {"flip_p": 0.5, "degrees": 10}
+    assert registry.create("strategy", "geometric", degrees=10).params() == {"flip_p": 0.5, "degrees": 10}
 
 
 def test_hook_register_backbones():
-    model = registry.create_backbone("simple_cnn", in_chans=1, num_classes=3, image_size=28)
+    model = registry.create("backbone", "simple_cnn", in_chans=1, num_classes=3, image_size=28)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
 
 
@@ -165,7 +158,7 @@ def test_create_refuses_an_unknown_parameter_naming_the_plugin_and_what_it_accep
         registry.create("strategy", "geometric", nosuchparam=3)
     assert str(error.value) == "strategy 'geometric' does not take 'nosuchparam'; it accepts: flip_p, degrees"
     with pytest.raises(MedAugBenchError, match="did you mean 'degrees' for 'degree'"):
-        registry.create_strategy("geometric", degree=3)
+        registry.create("strategy", "geometric", degree=3)
     assert registry.create("strategy", "geometric", degrees=5.0).degrees == 5.0
 
 
@@ -181,3 +174,34 @@ def test_results_path_that_is_a_file_is_one_message(cli, tmp_path):
     result = cli("run", "quick", "-o", str(path), "--dry-run")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"the results path {path} is a file, not a folder" in " ".join(result.output.split())
+
+
+def test_a_factory_returning_the_wrong_type_is_one_message_naming_the_plugin(tmp_path, monkeypatch):
+    make_distribution(
+        tmp_path,
+        "medaugbench-wrong",
+        "medaugbench_wrong",
+        """
+        from benchmark import hookimpl
+
+        @hookimpl
+        def register_strategies(register):
+            register("wrongtype", dict, "returns a dict, not a Strategy")
+    """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "medaugbench-wrong")
+    with pytest.raises(MedAugBenchError) as caught:
+        registry.create("strategy", "wrongtype")
+    message = str(caught.value)
+    assert "strategy plugin 'wrongtype' (from medaugbench_wrong, medaugbench-wrong 0.1) returned a dict" in message
+    assert "benchmark.train.strategy.Strategy" in message
+    sys.modules.pop("medaugbench_wrong", None)
+
+
+def test_the_public_api_exports_what_a_plugin_needs():
+    import benchmark
+
+    for name in benchmark.__all__:
+        assert hasattr(benchmark, name), name
+    assert benchmark.create is registry.create and benchmark.hookimpl is hookspecs.hookimpl

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmark.grid.cells import expand, validate
 from benchmark.grid.config import load_preset
-from benchmark.registry import create_backbone
+from benchmark.registry import create
 
 
 def test_standard_runs_five_seeds_with_the_medmnist_resnet_stem():
@@ -18,5 +18,5 @@ def test_standard_runs_five_seeds_with_the_medmnist_resnet_stem():
     ]  # two-sided exact Wilcoxon needs n >= 6 for p < 0.05; t/bootstrap work at 5
     cells = expand(grid, validate(grid, None, check_files=False))
     assert {c.config.backbone_params.get("stem") for c in cells} == {"small"}
-    model = create_backbone("resnet18", in_chans=1, num_classes=2, image_size=28, **cells[0].config.backbone_params)
+    model = create("backbone", "resnet18", in_chans=1, num_classes=2, image_size=28, **cells[0].config.backbone_params)
     assert model.conv1.stride == (1, 1)

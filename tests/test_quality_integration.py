@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmark.data.dataset import DataOptions, load_dataset
-from benchmark.registry import create_strategy
+from benchmark.registry import create
 from benchmark.train.strategy import StrategyContext
 from tests.helpers import require_medmnist
 
@@ -27,7 +27,7 @@ def breast(tmp_path):
 
 
 def test_generative_run_carries_a_quality_record(breast):
-    strategy = create_strategy("cgan", policy="multiply", multiplier=1.0, **CGAN, **QUALITY)
+    strategy = create("strategy", "cgan", policy="multiply", multiplier=1.0, **CGAN, **QUALITY)
     strategy.synthesize(breast)
     quality = strategy.report()["quality"]
     json.dumps(quality, allow_nan=False)
@@ -41,7 +41,8 @@ def test_generative_run_carries_a_quality_record(breast):
 
 
 def test_early_stopping_scores_the_generator_on_the_cells_training_images(breast):
-    strategy = create_strategy(
+    strategy = create(
+        "strategy",
         "cgan",
         early_stop_every=10,
         early_stop_patience=2,

@@ -23,8 +23,7 @@ from benchmark.grid.executor import LocalExecutor
 from benchmark.grid.runner import run_grid
 from benchmark.grid.store import FAILED, OK, load_records, records_dir
 from plugins.ray_executor import INSTALL, SCRATCH, RayExecutor, remove_dead_scratch
-from tests.helpers import require_medmnist
-from tests.test_plugins import make_distribution
+from tests.helpers import make_distribution, require_medmnist
 
 TINY = """
 name = "tiny-ray"
@@ -70,6 +69,8 @@ CRASH_PLUGIN = """
         register("crash", Crash, "test only: kills its own worker process")
 """
 
+CRASH_DIST = "medaugbench-crash"
+
 
 def tiny_grid(**changes) -> GridConfig:
     return replace(from_mapping(tomllib.loads(TINY), "tiny-ray"), **changes)
@@ -79,7 +80,7 @@ def tiny_grid(**changes) -> GridConfig:
 def plugin_path(tmp_path_factory):
     """The crash plugin as an installed distribution, on PYTHONPATH before Ray starts so its workers find it too."""
     folder = tmp_path_factory.mktemp("ray-plugins")
-    make_distribution(folder, "medaugbench-crash", "medaugbench_crash", CRASH_PLUGIN)
+    make_distribution(folder, CRASH_DIST, "medaugbench_crash", CRASH_PLUGIN)
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(folder)] + ([old] if old else []))
     sys.path.insert(0, str(folder))
@@ -97,6 +98,7 @@ def ray_cluster(plugin_path, tmp_path_factory):
     """One local Ray instance with 2 CPUs for the module, its job passing the MEDAUGBENCH_* variables to workers."""
     env = {key: value for key, value in os.environ.items() if key.startswith("MEDAUGBENCH_")}
     env["MEDAUGBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("ray-cache"))
+    env[registry.LOAD_PLUGINS_ENV] = CRASH_DIST  # workers load the crash plugin and no other installed one
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, runtime_env={"env_vars": env})
     yield env
     ray.shutdown()
@@ -107,6 +109,7 @@ def ray_instance(ray_cluster, monkeypatch):
     """The module's Ray instance, joined by the executor (and left running). The test uses the instance's cache
     folder, so the executor's variables match the job's and the tests share warm workers (torch imported once)."""
     monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", ray_cluster["MEDAUGBENCH_CACHE_DIR"])
+    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, CRASH_DIST)
 
 
 def test_cli_runs_a_grid_with_ray_starting_and_stopping_its_own_instance(tmp_path, cli):
@@ -189,7 +192,7 @@ def test_killed_worker_is_retried_or_recorded_as_failed_once(tmp_path, ray_insta
 def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch, cli):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(MedAugBenchError) as error:
-        registry.create_executor("ray")
+        registry.create("executor", "ray")
     assert str(error.value) == INSTALL == '--executor ray needs Ray: pip install "medaugbench[ray]"'
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)
@@ -201,7 +204,7 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch, 
 def test_ray_executor_is_registered_and_checks_its_options():
     entry = registry.get_entry("executor", "ray")
     assert entry.factory is RayExecutor and entry.distribution == "built-in"
-    executor = registry.create_executor("ray", address="auto")
+    executor = registry.create("executor", "ray", address="auto")
     assert executor.address == "auto" and executor.max_retries == 1 and executor.cpus_per_cell is None
     with pytest.raises(MedAugBenchError, match="at least 1"):
         RayExecutor(cpus_per_cell=0)

@@ -170,7 +170,7 @@ def test_ablation_rows_get_equal_total_generator_budgets():
     derma_counts = [228, 359, 769, 80, 779, 4693, 99]  # DermaMNIST's training images per class (MedMNIST v2)
     cells = [c for c in expand(load_preset("ablation"), {"dermamnist": sum(derma_counts)}) if c.coords["seed"] == 0]
     strategies = {
-        c.coords["strategy"]: registry.create_strategy(c.config.strategy, **c.config.strategy_params) for c in cells
+        c.coords["strategy"]: registry.create("strategy", c.config.strategy, **c.config.strategy_params) for c in cells
     }
     full, split = strategies["cgan_full"], strategies["cgan_no_conditioning"]
     assert not full.per_group() and split.per_group()
@@ -272,7 +272,7 @@ def test_workers_give_the_same_records_as_one_process(tmp_path):
 
 def test_hook_register_executors():
     assert "local" in registry.entries("executor")
-    assert registry.create_executor("local", workers=3).workers == 3
+    assert registry.create("executor", "local", workers=3).workers == 3
 
 
 def test_cli_dry_run_lists_cells_and_leaderboard_rebuilds(tmp_path, cli):

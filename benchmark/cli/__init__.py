@@ -160,7 +160,7 @@ def datasets_list(data_dir: DataDir = None) -> None:
 def datasets_prepare(name: str, data_dir: DataDir = None, size: Size = 28, option: PluginOptions = None) -> None:
     """Download (with MD5 check) or verify a dataset's files; files in --data-dir are used in place."""
     plugin, kwargs = dataset_with_options(name, option)
-    paths = registry.create_dataset(plugin, **kwargs).prepare(DataOptions(data_dir=data_dir, size=size))
+    paths = registry.create("dataset", plugin, **kwargs).prepare(DataOptions(data_dir=data_dir, size=size))
     for path in paths[:20]:
         console().print(f"ready: {path}")
     if len(paths) > 20:
@@ -197,7 +197,7 @@ def datasets_show(
         per_class_cap=per_class_cap,
         seed=seed,
     )
-    source = registry.create_dataset(plugin, **kwargs)
+    source = registry.create("dataset", plugin, **kwargs)
     info = source.info(options)
     data = finalize(source.load(options), options)
     task = data.task
@@ -369,7 +369,7 @@ def synth_command(
     )
     data = load_dataset(plugin, options, **dataset_params)
     seed_everything(seed)
-    generative = registry.create_strategy(strategy, **params)
+    generative = registry.create("strategy", strategy, **params)
     torch_device = pick_device(device)
     models, card = generative.fitted(StrategyContext(dataset=data, device=torch_device, seed=seed))
     gt.save(out, models, card)
@@ -540,7 +540,11 @@ def run_command(
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(set(options) - accepted))
         raise MedAugBenchError(f"{flags} does not apply to --executor {executor}")
     run = run_grid(
-        grid, results_dir, registry.create_executor(executor, **options), data_dir=data_dir, retry_failed=retry_failed
+        grid,
+        results_dir,
+        registry.create("executor", executor, **options),
+        data_dir=data_dir,
+        retry_failed=retry_failed,
     )
     console().print(
         f"grid {grid.name}: {len(run.outcomes)} cells run ({len(run.failed)} failed), {run.skipped} already recorded, "

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from torchvision.transforms.v2 import functional as TF
 
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
+from benchmark.registry import create, declare_product, entries
 
 SPLITS = ("train", "val", "test")
 
@@ -122,6 +123,7 @@ class DatasetInfo:
     description: str = ""
 
 
+@runtime_checkable
 class DatasetSource(Protocol):
     """What a dataset plugin's factory returns."""
 
@@ -136,6 +138,9 @@ class DatasetSource(Protocol):
     def prepare(self, options: DataOptions) -> list[Path]:
         """Make the files available locally (download or verify) and return their paths."""
         ...
+
+
+declare_product("dataset", DatasetSource)
 
 
 def resample(split: Split, size: int) -> Split:
@@ -169,7 +174,6 @@ def finalize(loaded: LoadedDataset, options: DataOptions) -> LoadedDataset:
 def dataset_source(name: str, params: dict) -> tuple[str, dict]:
     """A registered dataset name, or a folder/CSV of the user's own images (→ the `imagefolder` plugin), with its
     plugin parameters (given ones win over the path)."""
-    from benchmark.registry import entries
 
     path = Path(name).expanduser()
     if name not in entries("dataset") and (path.is_dir() or path.suffix.lower() == ".csv"):
@@ -179,8 +183,7 @@ def dataset_source(name: str, params: dict) -> tuple[str, dict]:
 
 def load_dataset(name: str, options: DataOptions | None = None, **plugin_options: object) -> LoadedDataset:
     """Create the named dataset plugin, load it and apply the shared options."""
-    from benchmark.registry import create_dataset
 
     options = options or DataOptions()
-    source = create_dataset(name, **plugin_options)
+    source = create("dataset", name, **plugin_options)
     return finalize(source.load(options), options)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
 
 from benchmark.data.dataset import LoadedDataset
-from benchmark.registry import get_entry
+from benchmark.registry import accepted_parameters, create, declare_product, get_entry
 
 
 class FeatureExtractor(nn.Module):
@@ -27,14 +25,16 @@ class FeatureExtractor(nn.Module):
         raise NotImplementedError
 
 
+declare_product("extractor", FeatureExtractor)
+
+
 def make_extractor(name: str, data: LoadedDataset, **params: object) -> FeatureExtractor:
     """Create a registered extractor for a loaded dataset. A factory that takes them receives `images` (the split it
     may learn from: the dataset's FULL training split, so one extractor serves every cell of a dataset and size),
     `task`, `dataset` (the name, for records), `image_size` and `size` (the source size), plus `params`, which win:
     pass `images=` to train it on less (the early-stopping monitor passes the cell's training subset). Nothing is
     reloaded by name, so it works for any dataset source and data folder."""
-    factory = get_entry("extractor", name).factory
-    accepted = inspect.signature(factory).parameters
+    accepted = accepted_parameters(get_entry("extractor", name).factory)
     context = {
         "images": data.full_train,
         "task": data.task,
@@ -42,4 +42,5 @@ def make_extractor(name: str, data: LoadedDataset, **params: object) -> FeatureE
         "image_size": data.image_size,
         "size": data.source_size,
     }
-    return factory(**{k: v for k, v in context.items() if k in accepted and k not in params}, **params)
+    given = {k: v for k, v in context.items() if (accepted is None or k in accepted) and k not in params}
+    return create("extractor", name, **given, **params)

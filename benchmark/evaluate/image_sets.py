@@ -14,7 +14,7 @@ from benchmark.data.dataset import LoadedDataset, Split, resample
 from benchmark.data.decode import decode_files, image_files, to_channels
 from benchmark.errors import MedAugBenchError
 from benchmark.generate import loop as gt
-from benchmark.registry import create_strategy
+from benchmark.registry import create
 
 
 def generated_split(directory: Path, data: LoadedDataset, n: int, device: torch.device, seed: int) -> Split:
@@ -26,7 +26,7 @@ def generated_split(directory: Path, data: LoadedDataset, n: int, device: torch.
             f"pass --dataset {card['dataset']} "
             f"and --image-size {card['image_size']}"
         )
-    strategy = create_strategy(card["generator"], generator_dir=str(directory), quality_extractor=None)
+    strategy = create("strategy", card["generator"], generator_dir=str(directory), quality_extractor=None)
     plan = proportional(data.train.class_counts(data.task), n)
     return strategy.sample(models, data.task, data.train, plan, device, seed)
 

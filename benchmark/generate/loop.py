@@ -16,7 +16,7 @@ from benchmark.data.sampling import BatchSampler
 from benchmark.errors import MedAugBenchError
 from benchmark.generate.checkpoints import CARD, read_checkpoint, write_checkpoint
 from benchmark.generate.model import GenerativeModel, ImageSpec
-from benchmark.registry import create_generator
+from benchmark.registry import create
 from benchmark.train import device as dev
 from benchmark.train import flops
 from benchmark.train.config import GeneratorBudget
@@ -209,7 +209,7 @@ def load(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeMod
     tensors, card = read_checkpoint(directory, WEIGHTS)
     models = {}
     for name, spec in card["models"].items():
-        model = create_generator(card["generator"], spec=ImageSpec(**spec), **card["generator_params"])
+        model = create("generator", card["generator"], spec=ImageSpec(**spec), **card["generator_params"])
         state = {key[len(name) + 1 :]: value for key, value in tensors.items() if key.startswith(name + ".")}
         model.load_state_dict(state)
         models[name] = model.to(device).eval()

@@ -17,6 +17,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from benchmark.registry import declare_product
+
 
 @dataclass(frozen=True)
 class ImageSpec:
@@ -75,6 +77,9 @@ class GenerativeModel(nn.Module):
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` images in [-1, 1] for the conditioning rows `cond` (n, cond_dim), or unconditionally when None."""
         raise NotImplementedError
+
+
+declare_product("generator", GenerativeModel)
 
 
 def is_conditional(factory: object) -> bool:

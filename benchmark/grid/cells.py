@@ -127,7 +127,7 @@ def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) 
         generative_any |= is_generative(variant.strategy)
         for policy in grid.policies if is_generative(variant.strategy) else [None]:
             params = strategy_params(grid, label, policy, generator_steps=1)
-            attempt(f"strategy {label}", registry.create_strategy, variant.strategy, **params)
+            attempt(f"strategy {label}", registry.create, "strategy", variant.strategy, **params)
     if grid.baseline not in grid.strategies:
         problems.append(
             f"baseline {grid.baseline!r} is not among the strategies {list(grid.strategies)}; add it or set `baseline`"
@@ -137,7 +137,8 @@ def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) 
         if known("backbone", backbone):
             attempt(
                 f"backbone {backbone}",
-                registry.create_backbone,
+                registry.create,
+                "backbone",
                 backbone,
                 in_chans=1,
                 num_classes=2,
@@ -157,7 +158,7 @@ def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) 
     options = DataOptions(data_dir=data_dir, size=grid.train.get("size", 28))
 
     def train_size(plugin: str, params: dict) -> int | None:
-        source = registry.create_dataset(plugin, **params)
+        source = registry.create("dataset", plugin, **params)
         if check_files:
             source.prepare(options)
         split_sizes = source.info(options).split_sizes

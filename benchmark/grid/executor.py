@@ -10,12 +10,13 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.cells import Cell
+from benchmark.registry import declare_product
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,16 @@ class CellOutcome:
 CellJob = Callable[[Cell], CellOutcome]
 
 
+@runtime_checkable
 class Executor(Protocol):
     """Runs `job(cell)` for every cell and yields outcomes as cells finish (in any order)."""
 
     name: str
 
     def run(self, cells: Sequence[Cell], job: CellJob) -> Iterator[CellOutcome]: ...
+
+
+declare_product("executor", Executor)
 
 
 def visible_gpus() -> int:

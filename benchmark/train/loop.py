@@ -19,7 +19,7 @@ from benchmark.data.dataset import DataOptions, LoadedDataset, Split, load_datas
 from benchmark.data.sampling import BatchSampler
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
-from benchmark.registry import create_backbone, create_strategy
+from benchmark.registry import create
 from benchmark.train import device as dev
 from benchmark.train import flops
 from benchmark.train.config import Budget, TrainConfig
@@ -105,7 +105,8 @@ def classifier_step_flops(
     restored: the run's own model, optimizer and draws are untouched."""
     task = data.task
     with flops.isolated_rng(device):
-        model = create_backbone(
+        model = create(
+            "backbone",
             config.backbone,
             in_chans=task.channels,
             num_classes=task.num_outputs,
@@ -245,7 +246,7 @@ def train_model(
         )
         data = load_dataset(config.dataset, options, **config.dataset_params)
     task = data.task
-    strategy: Strategy = create_strategy(config.strategy, **config.strategy_params)
+    strategy: Strategy = create("strategy", config.strategy, **config.strategy_params)
     batch = min(config.batch_size, len(data.train))
     step_flops = classifier_step_flops(config, data, strategy, data.train.subset(torch.arange(batch)), device)
     config.budget.in_steps(step_flops, "the classifier")  # a FLOP budget too small for one step fails before training
@@ -264,7 +265,8 @@ def train_model(
     )
 
     seed_everything(config.seed)  # the classifier's draws do not depend on how much the strategy drew
-    model = create_backbone(
+    model = create(
+        "backbone",
         config.backbone,
         in_chans=task.channels,
         num_classes=task.num_outputs,

@@ -14,6 +14,7 @@ import torch
 
 from benchmark.data.dataset import LoadedDataset, Split
 from benchmark.errors import MedAugBenchError
+from benchmark.registry import declare_product
 
 
 @dataclass
@@ -54,6 +55,9 @@ class Strategy:
     def report(self) -> dict:
         """Facts about what the strategy did (e.g. its generator's training), recorded with every result."""
         return {}
+
+
+declare_product("strategy", Strategy)
 
 
 def merge_splits(real: Split, synthetic: Split | None, strategy: str) -> Split:
