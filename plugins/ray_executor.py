@@ -43,9 +43,10 @@ from benchmark.data.files import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.cells import Cell
 from benchmark.grid.executor import CellJob, CellOutcome
-from benchmark.grid.runner import now, record_failure
+from benchmark.grid.runner import record_failure
 from benchmark.grid.store import records_dir
 from benchmark.hookspecs import hookimpl
+from benchmark.provenance import now
 
 INSTALL = '--executor ray needs Ray: pip install "medaugbench[ray]"'
 ENV_PREFIX = "MEDAUGBENCH_"

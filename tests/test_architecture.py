@@ -10,8 +10,20 @@ import pytest
 
 CORE = Path(__file__).resolve().parent.parent / "benchmark"
 # plugin system first, then the stages in data-flow order; a module may import its own level or any lower one
-LEVELS = ["errors", "hookspecs", "registry", "data", "train", "generate", "evaluate", "grid", "publish", "cli"]
-PLUGIN_SYSTEM = {"errors", "hookspecs", "registry"}
+LEVELS = [
+    "errors",
+    "hookspecs",
+    "registry",
+    "provenance",
+    "data",
+    "train",
+    "generate",
+    "evaluate",
+    "grid",
+    "publish",
+    "cli",
+]
+PLUGIN_SYSTEM = {"errors", "hookspecs", "registry", "provenance"}  # provenance: code and machine facts, a leaf
 TOP_LEVEL = {"__init__", "testing"}  # the public API and the conformance kit sit above the stages they re-export
 
 

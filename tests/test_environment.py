@@ -6,7 +6,7 @@ import importlib.metadata
 import subprocess
 from pathlib import Path
 
-from benchmark.grid.runner import environment
+from benchmark.provenance import environment
 
 REPO = Path(__file__).resolve().parent.parent
 
