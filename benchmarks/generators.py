@@ -20,8 +20,8 @@ import torch
 from benchmark.data.dataset import load_dataset
 from benchmark.evaluate.features import make_extractor
 from benchmark.evaluate.quality import fid_kid
-from benchmark.generate.loop import to_model_range, to_uint8
-from benchmark.generate.model import ImageSpec, is_conditional
+from benchmark.generate.loop import sample, to_model_range, to_uint8
+from benchmark.generate.model import ImageSpec, can_condition
 from benchmark.generate.synthesis import conditioning
 from benchmark.registry import create, entries
 from benchmark.train.device import clock, describe, pick_device
@@ -34,8 +34,9 @@ def conditioned(model_conditional: bool, labels: torch.Tensor, task) -> tuple[in
 def time_training(
     name: str, data, steps: int, batch_size: int, device: torch.device, extra_steps: int = 0
 ) -> tuple[float, object]:
-    conditional = is_conditional(entries("generator")[name].factory)
-    spec = ImageSpec(data.task.channels, data.image_size, data.task.num_outputs if conditional else 0)
+    spec = ImageSpec(data.task.channels, data.image_size, data.task.num_outputs)
+    conditional = can_condition(name, spec)
+    spec = spec if conditional else spec.unconditional()
     model = create("generator", name, spec=spec).to(device)
     n = batch_size * model.real_batches_per_step  # one step takes that many fresh batches (WGAN-GP: n_critic)
     cond = conditioned(conditional, data.train.labels[:n], data.task)[1]
@@ -56,7 +57,7 @@ def time_sampling(model, cond: torch.Tensor | None, n: int, device: torch.device
     generator = torch.Generator(device=device).manual_seed(0)
     rows = cond[:1].expand(n, -1).contiguous() if cond is not None else None
     started = clock(device)
-    images = model.sample(rows, n, generator)
+    images = sample(model, rows, n, generator)
     return n / (clock(device) - started), to_uint8(images).cpu()
 
 

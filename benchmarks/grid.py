@@ -43,12 +43,10 @@ def analyse(results: Path, wall: float) -> dict:
     """Phase totals over cells and the overheads; with parallel workers cells overlap, so fractions are of the
     summed cell time rather than of the wall time."""
     records = [r for r in load_records(results) if r.ok]
-    phases = {p: sum(r.result["budget"]["seconds"].get(p, 0.0) for r in records) for p in PHASES}
+    phases = {p: sum(r.result.budget.seconds.get(p, 0.0) for r in records) for p in PHASES}
+    cards = [r.result.strategy.facts.get("generator", {}) for r in records]
     generator_steps_s = sum(
-        h.get("seconds", 0.0)
-        for r in records
-        for h in r.result["strategy"].get("generator", {}).get("histories", {}).values()
-        if "reused_from" not in r.result["strategy"].get("generator", {})
+        h.get("seconds", 0.0) for card in cards if "reused_from" not in card for h in card.get("histories", {}).values()
     )
     cell_seconds = sum(r.timing.get("wall_seconds", 0.0) for r in records)
     measured = sum(phases.values())

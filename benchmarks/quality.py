@@ -76,15 +76,15 @@ def main() -> None:
         per_s = extraction_speed(extractor, data.test.images, device)
         started = clock(device)
         report = quality_report(data.train, data.test, fake, data.task, extractor, max_images=args.n)
-        matched = report["matched"]
+        matched = report.matched
         results[name] = {
             "features_images_per_s": round(per_s, 1),
             "report_seconds": round(clock(device) - started, 2),
             "report_images": args.n,
-            "matched_n": matched["n"],
-            "fid": matched["fake_vs_real"]["fid"],
-            "fid_floor": matched["floor"]["fid"],
-            "rank_deficient": matched["rank_deficient"],
+            "matched_n": matched.n,
+            "fid": matched.fake_vs_real.fid,
+            "fid_floor": matched.floor.fid,
+            "rank_deficient": matched.rank_deficient,
             "audit": audit_time(data, audit_fake, extractor, device),
         }
     print(json.dumps({"benchmark": "quality", "environment": describe(device), "results": results}, indent=2))

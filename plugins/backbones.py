@@ -38,8 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import MedAugBenchError
-from benchmark.hookspecs import Register, hookimpl
+from benchmark import MedAugBenchError, Register, hookimpl
 
 TIMM_MODELS = ("resnet18", "resnet50", "densenet121", "efficientnet_b0", "efficientnet_b4")
 RESNETS = ("resnet18", "resnet50")

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import MedAugBenchError
-from benchmark.hookspecs import hookimpl
-from benchmark.train.strategy import Strategy
+from benchmark import MedAugBenchError, Strategy, hookimpl
 from plugins.classic_ops import (
     AUGMIX,
     AUGMIX_BINS,

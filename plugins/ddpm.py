@@ -39,9 +39,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
-from benchmark.errors import MedAugBenchError
-from benchmark.generate.model import GenerativeModel, ImageSpec
-from benchmark.hookspecs import hookimpl
+from benchmark import GenerativeModel, ImageSpec, MedAugBenchError, Register, hookimpl
 
 SAMPLERS = ("ddim", "ddpm")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -60,6 +58,68 @@ class Denoiser(nn.Module):
         return self.unet(x, t, class_labels=labels).sample
 
 
+def _check_unet(spec: ImageSpec, channels: tuple[int, ...], norm_num_groups: int) -> None:
+    """The UNet's widths must be positive multiples of the GroupNorm groups, and its levels must halve the image."""
+    levels = len(channels)
+    if levels < 1 or any(c <= 0 or c % norm_num_groups for c in channels):
+        raise MedAugBenchError(
+            f"ddpm block_out_channels must be positive multiples of norm_num_groups={norm_num_groups}; got {channels}"
+        )
+    if spec.image_size % 2 ** (levels - 1):
+        raise MedAugBenchError(
+            f"ddpm with {levels} UNet levels needs an image size divisible by {2 ** (levels - 1)}; "
+            f"got {spec.image_size} (use fewer block_out_channels)"
+        )
+
+
+def _check_sampling(prediction_type: str, sampler: str, sample_steps: int, num_train_timesteps: int) -> None:
+    """A known prediction target and sampler, and no more sampling steps than training timesteps."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise MedAugBenchError(
+            f"ddpm prediction_type must be one of {', '.join(PREDICTION_TYPES)}; got {prediction_type!r}"
+        )
+    if sampler not in SAMPLERS:
+        raise MedAugBenchError(f"ddpm sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    if not 0 < sample_steps <= num_train_timesteps:
+        raise MedAugBenchError(
+            f"ddpm sample_steps must be in 1..num_train_timesteps ({num_train_timesteps}); got {sample_steps}"
+        )
+
+
+def _check_training(lr: float, ema_decay: float, sample_batch: int) -> None:
+    """A positive learning rate, an EMA decay below 1, and at least one image per sampling chunk."""
+    if not 0.0 <= ema_decay < 1.0 or sample_batch < 1 or lr <= 0:
+        raise MedAugBenchError(
+            f"ddpm parameters: ema_decay in [0, 1), sample_batch >= 1, lr > 0; "
+            f"got ema_decay={ema_decay}, sample_batch={sample_batch}, lr={lr}"
+        )
+
+
+def _unet(
+    spec: ImageSpec, channels: tuple[int, ...], layers_per_block: int, attention: bool, norm_num_groups: int
+) -> UNet2DModel:
+    """The diffusers UNet: plain down/up blocks, with attention at the lowest resolution (and in the mid block) when
+    `attention`; a class embedding (added to the timestep embedding) when the spec has a conditioning vector."""
+    levels = len(channels)
+    down = ["DownBlock2D"] * levels
+    up = ["UpBlock2D"] * levels
+    if attention and levels > 1:
+        down[-1] = "AttnDownBlock2D"
+        up[0] = "AttnUpBlock2D"
+    return UNet2DModel(
+        sample_size=spec.image_size,
+        in_channels=spec.channels,
+        out_channels=spec.channels,
+        block_out_channels=channels,
+        layers_per_block=layers_per_block,
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        norm_num_groups=norm_num_groups,
+        add_attention=attention,
+        class_embed_type="identity" if spec.cond_dim > 0 else None,
+    )
+
+
 class DDPM(GenerativeModel):
     """`DDPM(spec, block_out_channels=(32, 64, 64), layers_per_block=1, attention=True, lr=2e-4, ema_decay=0.999,
     num_train_timesteps=1000, prediction_type="v_prediction", sampler="ddim", sample_steps=50, sample_batch=256, ...)`.
@@ -68,8 +128,6 @@ class DDPM(GenerativeModel):
     grad_clip=1.0 (None/0 disables), beta_schedule="linear", timestep_spacing="leading" (DDIM's spacing; "trailing"
     starts at t = T-1).
     """
-
-    conditional = True
 
     def __init__(
         self,
@@ -92,60 +150,14 @@ class DDPM(GenerativeModel):
     ) -> None:
         super().__init__(spec)
         channels = tuple(int(c) for c in block_out_channels)
-        levels = len(channels)
-        if levels < 1 or any(c <= 0 or c % norm_num_groups for c in channels):
-            raise MedAugBenchError(
-                f"ddpm block_out_channels must be positive multiples of norm_num_groups={norm_num_groups}; "
-                f"got {channels}"
-            )
-        if spec.image_size % 2 ** (levels - 1):
-            raise MedAugBenchError(
-                f"ddpm with {levels} UNet levels needs an image size divisible by {2 ** (levels - 1)}; "
-                f"got {spec.image_size} (use fewer block_out_channels)"
-            )
-        if prediction_type not in PREDICTION_TYPES:
-            raise MedAugBenchError(
-                f"ddpm prediction_type must be one of {', '.join(PREDICTION_TYPES)}; got {prediction_type!r}"
-            )
-        if sampler not in SAMPLERS:
-            raise MedAugBenchError(f"ddpm sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-        if not 0 < sample_steps <= num_train_timesteps:
-            raise MedAugBenchError(
-                f"ddpm sample_steps must be in 1..num_train_timesteps ({num_train_timesteps}); got {sample_steps}"
-            )
-        if not 0.0 <= ema_decay < 1.0 or sample_batch < 1 or lr <= 0:
-            raise MedAugBenchError(
-                f"ddpm parameters: ema_decay in [0, 1), sample_batch >= 1, lr > 0; "
-                f"got ema_decay={ema_decay}, sample_batch={sample_batch}, lr={lr}"
-            )
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.grad_clip = grad_clip
-        self.ema_decay = ema_decay
-        self.sampler = sampler
-        self.sample_steps = sample_steps
-        self.timestep_spacing = timestep_spacing
+        _check_unet(spec, channels, norm_num_groups)
+        _check_sampling(prediction_type, sampler, sample_steps, num_train_timesteps)
+        _check_training(lr, ema_decay, sample_batch)
+        self.lr, self.weight_decay, self.grad_clip, self.ema_decay = lr, weight_decay, grad_clip, ema_decay
+        self.sampler, self.sample_steps, self.timestep_spacing = sampler, sample_steps, timestep_spacing
         self.sample_batch = sample_batch
-
-        down = ["DownBlock2D"] * levels
-        up = ["UpBlock2D"] * levels
-        if attention and levels > 1:
-            down[-1] = "AttnDownBlock2D"
-            up[0] = "AttnUpBlock2D"
-        time_embed_dim = channels[0] * 4
-        unet = UNet2DModel(
-            sample_size=spec.image_size,
-            in_channels=spec.channels,
-            out_channels=spec.channels,
-            block_out_channels=channels,
-            layers_per_block=layers_per_block,
-            down_block_types=tuple(down),
-            up_block_types=tuple(up),
-            norm_num_groups=norm_num_groups,
-            add_attention=attention,
-            class_embed_type="identity" if spec.cond_dim > 0 else None,
-        )
-        self.net = Denoiser(unet, spec.cond_dim, time_embed_dim)
+        unet = _unet(spec, channels, layers_per_block, attention, norm_num_groups)
+        self.net = Denoiser(unet, spec.cond_dim, time_embed_dim=channels[0] * 4)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self.noise_scheduler = DDPMScheduler(
@@ -153,6 +165,7 @@ class DDPM(GenerativeModel):
         )
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """AdamW over the denoiser (the EMA copy is not trained)."""
         return {"unet": torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)}
 
     @torch.no_grad()
@@ -173,8 +186,8 @@ class DDPM(GenerativeModel):
         optimizers: dict[str, torch.optim.Optimizer],
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
+        """One clipped update on the MSE to the noise (or velocity) target, then an EMA update."""
         n = images.shape[0]
-        self.check_cond(cond, n)
         device = images.device
         noise = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype)
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (n,), generator=generator, device=device)
@@ -184,16 +197,12 @@ class DDPM(GenerativeModel):
         else:
             target = noise
         loss = F.mse_loss(self.net(noisy, t, cond).float(), target.float())
-        opt = optimizers["unet"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
-        opt.step()
+        self.optimize(optimizers["unet"], loss, clip_grad_norm=self.grad_clip)
         self.update_ema()
         return {"loss": loss.detach()}
 
     def _sampling_scheduler(self) -> DDIMScheduler | DDPMScheduler:
+        """DDIM with `sample_steps` steps, or the full ancestral DDPM sampler, from the training schedule's config."""
         config = self.noise_scheduler.config
         if self.sampler == "ddpm":
             scheduler = DDPMScheduler.from_config(config)
@@ -203,9 +212,8 @@ class DDPM(GenerativeModel):
             scheduler.set_timesteps(self.sample_steps)
         return scheduler
 
-    @torch.no_grad()
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
-        self.check_cond(cond, n)
+        """`n` images from the EMA weights with the sampling scheduler, in chunks of `sample_batch`."""
         param = next(self.ema.parameters())
         device, dtype = param.device, param.dtype
         c, s = self.spec.channels, self.spec.image_size
@@ -225,7 +233,7 @@ class DDPM(GenerativeModel):
 
 
 @hookimpl
-def register_generators(register) -> None:
+def register_generators(register: Register) -> None:
     register(
         "ddpm",
         DDPM,

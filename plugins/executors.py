@@ -1,11 +1,11 @@
-"""Built-in grid executor: `local` (in-process, or one worker process per visible GPU)."""
+"""Built-in grid executor: `local` (in-process, or one worker process per visible GPU: `-X workers=N`)."""
 
 from __future__ import annotations
 
+from benchmark import hookimpl
 from benchmark.grid.executor import LocalExecutor
-from benchmark.hookspecs import hookimpl
 
 
 @hookimpl
 def register_executors(register) -> None:
-    register("local", LocalExecutor, "one cell at a time in this process, or one worker per visible GPU (--workers N)")
+    register("local", LocalExecutor, "one cell at a time in this process, or one worker per visible GPU (-X workers=N)")

@@ -13,6 +13,7 @@ meaningful for the data, but its values are comparable only with other values fr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,14 +30,10 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
     FeatureExtractorInceptionV3,
 )
 
-from benchmark.data.dataset import LoadedDataset, Split
+from benchmark import FeatureExtractor, LoadedDataset, MedAugBenchError, Register, Split, TaskSpec, hookimpl
 from benchmark.data.files import cache_dir, fetch, file_digest
 from benchmark.data.lowdata import strata
-from benchmark.data.task import TaskSpec
-from benchmark.errors import MedAugBenchError
-from benchmark.evaluate.features import FeatureExtractor
 from benchmark.generate.checkpoints import CARD, read_checkpoint, write_checkpoint
-from benchmark.hookspecs import Register, hookimpl
 from benchmark.train import loop as training
 from benchmark.train.config import Budget, TrainConfig
 from plugins.backbones import SimpleCNN
@@ -253,8 +250,8 @@ class DomainExtractor(_FrozenExtractor):
             "in_chans": model.features[0].in_channels,
             "num_classes": model.head.out_features,
             "trained_on": {**self.trained_on, "fit": len(fit), "held_out": len(held)},
-            "holdout_metrics": record.metrics["val"],
-            "selected_by": f"held-out {training.selection_metric(record.metrics['val'])}",
+            "holdout_metrics": dataclasses.asdict(record.metrics.val),
+            "selected_by": f"held-out {training.selection_metric(record.metrics.val)}",
             "best_step": record.best["step"],
             "environment": record.environment,
         }

@@ -29,9 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import MedAugBenchError
-from benchmark.generate.model import GenerativeModel, ImageSpec
-from benchmark.hookspecs import Register, hookimpl
+from benchmark import GenerativeModel, ImageSpec, MedAugBenchError, Register, hookimpl
 
 Loss = Callable[..., torch.Tensor]
 
@@ -128,8 +126,6 @@ class GAN(GenerativeModel):
     """Conditional DCGAN-style GAN; `loss` picks non_saturating, saturating, lsgan or wgan_gp (critic without
     BatchNorm)."""
 
-    conditional = True
-
     def __init__(
         self,
         spec: ImageSpec,
@@ -179,25 +175,22 @@ class GAN(GenerativeModel):
             raise ValueError(
                 f"{self.n_critic} critic updates need {self.n_critic} equal stacked batches, got {len(images)} rows"
             )
-        cond = self._checked(cond, images)
+        cond = self._beside(cond, images)
         reals = images.chunk(self.n_critic)
         conds = cond.chunk(self.n_critic) if cond is not None else [None] * self.n_critic
         for real, rows in zip(reals, conds):
             d_loss = self._critic_step(real, rows, optimizers["d"], generator)
         self.d_net.requires_grad_(False)  # the generator step needs gradients through D, not for D's weights
         g_loss = LOSSES[self.loss][1](self.d_net(self.g_net(self._noise(reals[-1], generator), conds[-1]), conds[-1]))
-        optimizers["g"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        optimizers["g"].step()
+        self.optimize(optimizers["g"], g_loss)
         self.d_net.requires_grad_(True)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
 
-    @torch.no_grad()
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` images from the generator in eval mode (BatchNorm running statistics)."""
         self.g_net.eval()
         reference = torch.empty(n, device=next(self.parameters()).device)
-        return self.g_net(self._noise(reference, generator), self._checked(cond, reference))
+        return self.g_net(self._noise(reference, generator), self._beside(cond, reference))
 
     def _critic_step(
         self,
@@ -212,9 +205,7 @@ class GAN(GenerativeModel):
         loss = LOSSES[self.loss][0](self.d_net(images, cond), self.d_net(fake, cond))
         if self.loss == "wgan_gp":
             loss = loss + self.gp_weight * self._gradient_penalty(images, fake, cond, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize(optimizer, loss)
         return loss
 
     def _gradient_penalty(
@@ -230,21 +221,17 @@ class GAN(GenerativeModel):
         """z ~ N(0, I) for each row of `like`, on its device, drawn from `generator`."""
         return torch.randn(like.shape[0], self.z_dim, generator=generator, device=like.device)
 
-    def _checked(self, cond: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
-        """`cond` as a float tensor beside `like`, after checking it matches the spec (None when cond_dim is 0)."""
-        self.check_cond(cond, like.shape[0])
+    def _beside(self, cond: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+        """`cond` as a float tensor on `like`'s device (None for an unconditional model)."""
         return None if cond is None else cond.to(device=like.device, dtype=like.dtype)
 
 
 class DCGAN(GAN):
-    """Unconditional DCGAN with the non-saturating loss, trained one model per class (balancing paper)."""
-
-    conditional = False
+    """Unconditional DCGAN with the non-saturating loss, trained one model per class (balancing paper): built for any
+    spec, it drops the conditioning vector, so `conditional` is False."""
 
     def __init__(self, spec: ImageSpec, **params) -> None:
-        if spec.cond_dim:
-            raise ValueError(f"dcgan is unconditional; build it with cond_dim 0, got {spec.cond_dim}")
-        super().__init__(spec, **params)
+        super().__init__(spec.unconditional(), **params)
 
 
 @hookimpl

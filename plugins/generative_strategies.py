@@ -2,9 +2,12 @@
 
 Conditional generators are trained once on all images with their label vectors; unconditional ones (or any
 generator with `conditioning=False`, the seed paper's ablation) are trained one per class, or per label for
-multi-label data. The generator budget is the strategy's TOTAL in the cell: per-class models share it
-(`GeneratorBudget.split`: in proportion to their training images, with a minimum each), so `dcgan` spends what
-`cgan` does; the card records the total and what each model was allotted and spent. A seconds or FLOP budget
+multi-label data. Whether a generator conditions is asked of the model itself: it is built for the task's spec and
+says so (`model.conditional`, see benchmark/generate/model.py), whatever kind of factory registered it.
+
+The generator budget is the strategy's TOTAL in the cell: per-class models share it (`GeneratorBudget.split`: in
+proportion to their training images, with a minimum each), so `dcgan` spends what `cgan` does; the card records the
+total and what each model was allotted and spent, and the code version. A seconds or FLOP budget
 (`generator_seconds` / `generator_flops`, a compute-matched cell's generator share) pays for the synthesis first:
 its cost (counted sampling FLOPs per image, or one timed sampling chunk) is set aside, the rest trains the models.
 
@@ -31,20 +34,29 @@ from pathlib import Path
 
 import torch
 
-from benchmark.data.dataset import Split
+from benchmark import (
+    FeatureExtractor,
+    GenerativeModel,
+    ImageSpec,
+    MedAugBenchError,
+    Register,
+    Split,
+    Strategy,
+    StrategyContext,
+    TaskSpec,
+    create,
+    hookimpl,
+)
 from benchmark.data.files import cache_dir
-from benchmark.data.task import TaskSpec
-from benchmark.errors import MedAugBenchError
-from benchmark.evaluate.features import FeatureExtractor, make_extractor
+from benchmark.evaluate.features import make_extractor
 from benchmark.evaluate.quality import fid_kid, quality_report
 from benchmark.generate import loop as gt
-from benchmark.generate.model import GenerativeModel, ImageSpec, is_conditional
+from benchmark.generate.model import can_condition, registered_generators
 from benchmark.generate.synthesis import SynthesisPolicy, conditioning, group_members, label_rows
-from benchmark.hookspecs import hookimpl
-from benchmark.registry import create, entries
+from benchmark.provenance import code_version
 from benchmark.train import device as dev
 from benchmark.train import flops
-from benchmark.train.strategy import Strategy, StrategyContext, merge_splits
+from benchmark.train.strategy import merge_splits
 
 SAMPLE_CHUNK = 256
 ALL = "all"
@@ -115,6 +127,7 @@ class GenerativeStrategy(Strategy):
                 "early stopping and quality tracking score the generator with an extractor; set monitor_extractor"
             )
         self._extractor: FeatureExtractor | None = None
+        self._conditional: dict[ImageSpec, bool] = {}
 
     @property
     def budget(self) -> gt.GeneratorBudget:
@@ -152,21 +165,26 @@ class GenerativeStrategy(Strategy):
 
         def score(model: GenerativeModel) -> float:
             generator = torch.Generator(device=context.device).manual_seed(context.seed + 2)
-            fake = gt.to_uint8(model.sample(cond, len(reference), generator)).cpu()
+            fake = gt.to_uint8(gt.sample(model, cond, len(reference), generator)).cpu()
             return fid_kid(reference.images, fake, features, kid_subsets=1)["fid"]
 
         patience = self.early_stop_patience if self.early_stop_every else None
         return gt.QualityMonitor(score=score, every=self.monitor_every, patience=patience)
 
     # -- training or reuse -------------------------------------------------------------------------------
-    def per_group(self) -> bool:
-        """Unconditional generators, and conditional ones with conditioning off, are trained one per group."""
-        return not (is_conditional(entries("generator")[self.generator].factory) and self.conditioning)
+    def per_group(self, spec: ImageSpec) -> bool:
+        """Unconditional generators (built for the task's conditioning `spec`, the model says it is not
+        conditional), and conditional ones with conditioning off, are trained one per group."""
+        if not self.conditioning:
+            return True
+        if spec not in self._conditional:
+            self._conditional[spec] = can_condition(self.generator, spec, **self.generator_params)
+        return not self._conditional[spec]
 
     def jobs(self, real: Split, task: TaskSpec) -> dict[str, Job]:
         """The models to train: one on all images with their label vectors, or one per group with images (a group
         without training images gets none)."""
-        if not self.per_group():
+        if not self.per_group(ImageSpec(task.channels, real.images.shape[-1], task.num_outputs)):
             return {ALL: Job(real, conditioning(real.labels, task), task.num_outputs)}
         members = {group: group_members(real.labels, task, group) for group in range(task.num_outputs)}
         return {f"group_{group}": Job(real.subset(index), None, 0) for group, index in members.items() if len(index)}
@@ -259,7 +277,7 @@ class GenerativeStrategy(Strategy):
             "batch_size": self.generator_batch_size,
             "costs": costs,
             "seed": context.seed,
-            "conditioning": not self.per_group(),
+            "conditioning": ALL in jobs,
             "dataset": data.name,
             "labels": list(task.labels),
             "task": task.kind,
@@ -268,6 +286,7 @@ class GenerativeStrategy(Strategy):
             "histories": {name: asdict(h) for name, h in histories.items()},
             "monitor": self.monitor_record(features),
             "package_version": package_version(),
+            "code": code_version(),
         }
         return models, card
 
@@ -403,7 +422,7 @@ class GenerativeStrategy(Strategy):
             cond = conditioning(rows, task).to(device) if ALL in models else None
             for start in range(0, n, SAMPLE_CHUNK):
                 chunk = min(SAMPLE_CHUNK, n - start)
-                part = model.sample(cond[start : start + chunk] if cond is not None else None, chunk, generator)
+                part = gt.sample(model, cond[start : start + chunk] if cond is not None else None, chunk, generator)
                 images.append(gt.to_uint8(part).cpu())
             labels.append(rows)
         if not images:
@@ -435,7 +454,7 @@ class GenerativeStrategy(Strategy):
                 max_images=self.quality_images,
                 seed=context.seed,
                 device=context.device,
-            )
+            ).to_dict()
         return synthetic
 
     def compute(
@@ -496,6 +515,6 @@ def check_trained_on(card: dict, real: Split, what: str) -> None:
 
 
 @hookimpl
-def register_strategies(register) -> None:
-    for name, entry in entries("generator").items():
-        register(name, partial(GenerativeStrategy, generator=name), f"synthetic data from {name}: {entry.description}")
+def register_strategies(register: Register) -> None:
+    for name, description in registered_generators().items():
+        register(name, partial(GenerativeStrategy, generator=name), f"synthetic data from {name}: {description}")

@@ -20,16 +20,23 @@ from pathlib import Path
 
 import torch
 
-from benchmark.data.dataset import SPLITS, DataOptions, DatasetInfo, LoadedDataset, Split
+from benchmark import (
+    SPLITS,
+    DataOptions,
+    DatasetInfo,
+    LoadedDataset,
+    MedAugBenchError,
+    Register,
+    Split,
+    TaskSpec,
+    hookimpl,
+)
 from benchmark.data.decode import (
     bad_files_message,
     decode_files,
     image_files,
     to_channels,
 )
-from benchmark.data.task import TaskSpec
-from benchmark.errors import MedAugBenchError
-from benchmark.hookspecs import Register, hookimpl
 
 NAME = "imagefolder"
 DESCRIPTION = "Your own DICOM/PNG/JPEG images: class = sub-folder name, or a CSV of path,label"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from medmnist import INFO
 
-from benchmark.data.dataset import SPLITS, DataOptions, DatasetInfo, LoadedDataset, Split
+from benchmark import SPLITS, DataOptions, DatasetInfo, LoadedDataset, MedAugBenchError, Split, TaskSpec, hookimpl
 from benchmark.data.files import (
     SOURCE_SIZES,
     ensure_file,
@@ -17,9 +17,6 @@ from benchmark.data.files import (
     locate,
     user_data_dir,
 )
-from benchmark.data.task import TaskSpec
-from benchmark.errors import MedAugBenchError
-from benchmark.hookspecs import hookimpl
 
 FLAGS = tuple(flag for flag in INFO if not flag.endswith("3d"))
 

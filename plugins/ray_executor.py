@@ -1,13 +1,15 @@
-"""Grid executor `ray`: every cell is a Ray task, on a local Ray instance or on a cluster (`--address`).
+"""Grid executor `ray`: every cell is a Ray task, on a local Ray instance or on a cluster (`-X address=...`).
 
     pip install "medaugbench[ray]"
-    medaugbench run paper --executor ray                      # a local Ray instance using every core of this machine
-    medaugbench run paper --executor ray --address auto       # join the cluster `ray start` runs on this machine
-    medaugbench run paper --executor ray --address ray://head:10001   # Ray Client to a remote cluster
+    medaugbench run paper --executor ray                        # a local Ray instance using every core here
+    medaugbench run paper --executor ray -X address=auto        # join the cluster `ray start` runs on this machine
+    medaugbench run paper --executor ray -X address=ray://head:10001   # Ray Client to a remote cluster
+
+Options (`-X key=value`, see `RayExecutor`): `address`, `cpus_per_cell`, `max_retries`.
 
 Resources: on a cluster with GPUs each cell takes one GPU (Ray sets its CUDA_VISIBLE_DEVICES, so `device = "auto"`
-picks it); otherwise each cell takes `cpus_per_cell` CPUs (default 1, so a 16-core node runs 16 cells at once).
-Each task sets torch's intra-op threads to the CPUs it was given.
+picks it); otherwise each cell takes `cpus_per_cell` CPUs (default 1, so a 16-core node runs 16 cells at once;
+`-X cpus_per_cell=2` gives each two). Each task sets torch's intra-op threads to the CPUs it was given.
 
 Where the results live: the driver's machine (the one running `medaugbench run`) holds the results folder; the
 workers need no shared filesystem for it. A task trains its cell into a fresh temporary folder on its worker, reads
@@ -39,14 +41,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from benchmark.data.files import atomic_output
-from benchmark.errors import MedAugBenchError
-from benchmark.grid.cells import Cell
-from benchmark.grid.executor import CellJob, CellOutcome
-from benchmark.grid.runner import record_failure
-from benchmark.grid.store import records_dir
-from benchmark.hookspecs import hookimpl
-from benchmark.provenance import now
+from benchmark import Cell, CellJob, CellOutcome, MedAugBenchError, hookimpl
+from benchmark.grid.executor import check_count, read_cell_files, record_lost_cell, write_cell_files
 
 INSTALL = '--executor ray needs Ray: pip install "medaugbench[ray]"'
 ENV_PREFIX = "MEDAUGBENCH_"
@@ -68,6 +64,7 @@ def import_ray():
 class RayExecutor:
     """Runs each cell as a Ray task and yields outcomes as tasks finish; records come back to the driver.
 
+    Options (`medaugbench run --executor ray -X key=value`):
     `address`: join that Ray cluster ("auto", "host:6379", "ray://host:10001"); None: join the Ray instance this
     process already initialised, else start a local one on this machine's cores. Only a connection this executor
     opened is shut down. `cpus_per_cell`: CPUs per cell (default 1). `max_retries`: reruns of a cell whose worker
@@ -77,10 +74,10 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus_per_cell: int | None = None, max_retries: int = 1) -> None:
-        if cpus_per_cell is not None and cpus_per_cell < 1:
-            raise MedAugBenchError(f"cpus_per_cell must be at least 1, got {cpus_per_cell}")
-        if max_retries < 0:
-            raise MedAugBenchError(f"max_retries must be at least 0, got {max_retries}")
+        if address is not None and not isinstance(address, str):
+            raise MedAugBenchError(f"address must be a Ray address such as auto or ray://host:10001, got {address!r}")
+        check_count("cpus_per_cell", cpus_per_cell, 1)
+        check_count("max_retries", max_retries, 0)
         self.ray = import_ray()
         self.address = address
         self.cpus_per_cell = cpus_per_cell
@@ -138,7 +135,7 @@ class RayExecutor:
                     except ray.exceptions.RayError as error:
                         yield self._record_crash(job.results_dir, cell, error, time.perf_counter() - submitted)
                         continue
-                    write_files(job.results_dir, cell.cell_id, files)
+                    write_cell_files(job.results_dir, cell.cell_id, files)
                     yield outcome
         finally:
             for ref in pending:  # the driver stopped early (Ctrl-C, an error): do not leave cells running
@@ -165,12 +162,7 @@ class RayExecutor:
             kind = type(error).__name__
             lines = str(error).strip().splitlines()
             message = f"the Ray task failed: {lines[-1] if lines else kind}"
-        return record_failure(
-            results_dir,
-            cell,
-            {"type": kind, "message": message, "traceback": str(error)},
-            {"finished": now(), "wall_seconds": seconds},
-        )
+        return record_lost_cell(results_dir, cell, {"type": kind, "message": message, "traceback": str(error)}, seconds)
 
 
 def run_cell_task(job: CellJob, cell: Cell, threads: int) -> tuple[CellOutcome, dict[str, bytes]]:
@@ -184,12 +176,7 @@ def run_cell_task(job: CellJob, cell: Cell, threads: int) -> tuple[CellOutcome, 
         # per-cell progress bars would interleave in the driver's log; the driver prints one line per cell
         quiet = {"progress": False} if hasattr(job, "progress") else {}
         outcome = dataclasses.replace(job, results_dir=scratch, **quiet)(cell)
-        folder = records_dir(scratch)
-        files = {
-            path.name: path.read_bytes()
-            for path in sorted(folder.iterdir())
-            if path.is_file() and not path.name.endswith(".tmp")
-        }
+        files = read_cell_files(scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return outcome, files
@@ -213,22 +200,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_files(results_dir: Path, cell_id: str, files: dict[str, bytes]) -> None:
-    """Write a cell's files into `results_dir/records/` atomically, its `<cell_id>.json` last (it marks completion)."""
-    folder = records_dir(results_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    record = f"{cell_id}.json"
-    for name in sorted(files, key=lambda n: n == record):
-        if Path(name).name != name or not name.startswith(cell_id):
-            raise MedAugBenchError(f"a Ray worker returned the file {name!r} for cell {cell_id}; expected {cell_id}.*")
-        with atomic_output(folder / name, "wb") as handle:
-            handle.write(files[name])
-
-
 @hookimpl
 def register_executors(register) -> None:
     register(
         "ray",
         RayExecutor,
-        "each cell a Ray task, on a local Ray instance or a cluster (--address); needs medaugbench[ray]",
+        "each cell a Ray task, on a local Ray instance or a cluster (-X address=...); needs medaugbench[ray]",
     )

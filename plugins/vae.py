@@ -20,15 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import MedAugBenchError
-from benchmark.generate.model import GenerativeModel, ImageSpec
-from benchmark.hookspecs import hookimpl
+from benchmark import GenerativeModel, ImageSpec, MedAugBenchError, Register, hookimpl
 
 
 class VAE(GenerativeModel):
     """Conditional convolutional VAE; `VAE(spec, latent_dim=32, base_channels=32, lr=1e-3, beta=1.0)`."""
-
-    conditional = True
 
     def __init__(
         self,
@@ -90,6 +86,7 @@ class VAE(GenerativeModel):
         return self.decoder(h)
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One Adam over encoder and decoder."""
         return {"vae": torch.optim.Adam(self.parameters(), lr=self.lr)}
 
     def training_step(
@@ -99,7 +96,7 @@ class VAE(GenerativeModel):
         optimizers: dict[str, torch.optim.Optimizer],
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
-        self.check_cond(cond, images.shape[0])
+        """One update on the negative ELBO (reparameterised z drawn with `generator`)."""
         mu, logvar = self.encode(images, cond)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
@@ -107,15 +104,11 @@ class VAE(GenerativeModel):
         recon = F.mse_loss(recon_images, images, reduction="none").flatten(1).sum(1).mean()
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
         loss = recon + self.beta * kl
-        opt = optimizers["vae"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self.optimize(optimizers["vae"], loss)
         return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach()}
 
-    @torch.no_grad()
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
-        self.check_cond(cond, n)
+        """Decode z ~ N(0, I) drawn with `generator`."""
         param = self.from_latent.weight
         z = torch.randn((n, self.latent_dim), generator=generator, device=param.device, dtype=param.dtype)
         if cond is not None:
@@ -124,5 +117,5 @@ class VAE(GenerativeModel):
 
 
 @hookimpl
-def register_generators(register) -> None:
+def register_generators(register: Register) -> None:
     register("vae", VAE, "conditional VAE (conv encoder/decoder, label concatenated)")

@@ -3,6 +3,7 @@ the real `classification_metrics` from seeded random test scores, so leaderboard
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 from benchmark.data.task import TaskSpec
 from benchmark.grid.store import FAILED, OK, CellRecord, write_record
 from benchmark.train.metrics import classification_metrics
+from benchmark.train.record import RunRecord
 
 TASKS = {
     "pneumoniamnist": TaskSpec(kind="binary", labels=("normal", "pneumonia"), channels=1),
@@ -94,7 +96,7 @@ def fake_result(
     task: TaskSpec, dataset: str, strategy: str, labels: np.ndarray, scores: np.ndarray, rng: np.random.Generator
 ) -> dict:
     """A `RunRecord.to_dict()` with real metrics for `scores` and plausible curves, budget and generator report."""
-    test = classification_metrics(task, labels, scores)
+    test = dataclasses.asdict(classification_metrics(task, labels, scores))
     steps = [50, 100, 150, 200]
     report: dict = {}
     if strategy in GENERATIVE:
@@ -119,11 +121,18 @@ def fake_result(
             "synthesis": {"policy": "balance", "plan": plan, "generated": sum(plan)},
             "quality": fake_quality(task, plan, fid, float(rng.uniform(3, 6))),
         }
-    return {
+    record = {
+        "schema": RunRecord.SCHEMA,
         "config": {"dataset": dataset, "strategy": strategy},
         "dataset": {
             "name": dataset,
             "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},
+            "source_size": 28,
+            "image_size": 28,
+            "train_real": 1000,
+            "train_synthetic": sum(report["synthesis"]["plan"]) if report else 0,
+            "val": len(labels),
+            "test": len(labels),
         },
         "strategy": {"name": strategy, "params": {}, **report},
         "metrics": {"val": test, "test": test},
@@ -153,7 +162,9 @@ def fake_result(
         },
         "environment": {"device": "cpu", "device_name": "x86_64", "torch": "2.14.1"},
         "compute": fake_compute(strategy in GENERATIVE),
+        "code": {"medaugbench": "0.1.0", "git_commit": "0" * 40, "git_dirty": False},
     }
+    return RunRecord.from_dict(record).to_dict()  # checked against the record's layout
 
 
 def fake_compute(generative: bool) -> dict:

@@ -59,3 +59,12 @@ def make_distribution(root: Path, dist: str, module: str, source: str, version: 
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[medaugbench]\n{module} = {module}\n")
+
+
+def install_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, dist: str, module: str, source: str) -> None:
+    """`make_distribution` on sys.path, allowed past the tests' block on installed third-party plugins."""
+    from benchmark import registry
+
+    make_distribution(root, dist, module, source)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, dist)

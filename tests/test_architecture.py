@@ -66,3 +66,27 @@ def test_a_core_module_imports_only_earlier_stages_and_no_plugin(path: Path) -> 
 @pytest.mark.parametrize("package", [p for p in CORE.iterdir() if (p / "__init__.py").is_file()], ids=lambda p: p.name)
 def test_every_sub_package_says_what_it_owns(package: Path) -> None:
     assert ast.get_docstring(ast.parse((package / "__init__.py").read_text())), f"{package.name}/ has no docstring"
+
+
+PLUGIN_FILES = sorted((CORE.parent / "plugins").glob("*.py"))
+EXAMPLE_FILES = sorted((CORE.parent / "examples").rglob("*.py"))
+PLUGIN_SYSTEM_MODULES = {f"benchmark.{name}" for name in PLUGIN_SYSTEM - {"provenance"}}
+
+
+@pytest.mark.parametrize("path", PLUGIN_FILES, ids=lambda p: p.name)
+def test_built_in_plugins_take_the_plugin_system_from_the_public_api(path: Path) -> None:
+    """hookimpl, Register, create and MedAugBenchError come from `benchmark`, as a third party's would."""
+    deep = [m for m in _imports(path) if m in PLUGIN_SYSTEM_MODULES]
+    assert not deep, f"plugins/{path.name} imports {deep}; import the names from `benchmark`"
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: str(p.relative_to(CORE.parent)))
+def test_examples_import_only_the_public_api(path: Path) -> None:
+    deep = [m for m in _imports(path) if m.startswith("benchmark.") and m.removeprefix("benchmark.") not in _public()]
+    assert not deep, f"{path.relative_to(CORE.parent)} imports internals {deep}; use `from benchmark import ...`"
+
+
+def _public() -> set[str]:
+    import benchmark
+
+    return set(benchmark.__all__)

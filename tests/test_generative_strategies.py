@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark import GenerativeModel, ImageSpec, MedAugBenchError, StrategyContext, TaskSpec, create
 from benchmark.data.dataset import DataOptions, Split, load_dataset
-from benchmark.errors import MedAugBenchError
 from benchmark.generate import loop as gt
-from benchmark.generate.model import GenerativeModel, ImageSpec
-from benchmark.registry import create, entries
-from benchmark.train.strategy import StrategyContext
-from tests.helpers import DATA_DIR, fake_chestmnist, require_medmnist
+from benchmark.provenance import code_version
+from benchmark.registry import entries
+from tests.helpers import DATA_DIR, fake_chestmnist, install_plugin, require_medmnist
 
 # Small networks so that every generator fits in a second or two on CPU; architecture, loss and the shared loop
 # are the same code paths as the defaults.
@@ -180,6 +179,57 @@ def fit_on_blank_images(model: GenerativeModel, steps: int, **options) -> gt.Fit
     return gt.fit(
         model, images, None, gt.GeneratorBudget(steps=steps), 4, torch.device("cpu"), 0, progress=False, **options
     )
+
+
+def test_the_loop_checks_cond_before_every_training_step_and_sampling_call():
+    conditional, generator = Exploding(ImageSpec(1, 28, 2)), torch.Generator()
+    with pytest.raises(ValueError, match=r"Exploding needs cond of shape \(4, 2\) for 4 images; got None"):
+        fit_on_blank_images(conditional, 1)
+    with pytest.raises(ValueError, match=r"needs cond of shape \(3, 2\) for 3 images; got \(3, 3\)"):
+        gt.sample(conditional, torch.zeros(3, 3), 3, generator)
+    with pytest.raises(ValueError, match="unconditional"):
+        gt.sample(Exploding(ImageSpec(1, 28)), torch.zeros(2, 2), 2, generator)
+    assert gt.sample(conditional, torch.zeros(2, 2), 2, generator).shape == (2, 1, 28, 28)
+
+
+def test_saved_cards_carry_the_code_version_and_cards_without_one_still_load(tmp_path):
+    model = Exploding(ImageSpec(1, 28))
+    card = {"generator": "exploding", "generator_params": {}, "models": {"all": {"channels": 1, "image_size": 28}}}
+    directory = gt.save(tmp_path / "saved", {"all": model}, card)
+    written = json.loads((directory / gt.CARD).read_text())
+    now = code_version()
+    assert (written["code"]["medaugbench"], written["code"]["git_commit"]) == (now["medaugbench"], now["git_commit"])
+    assert "code" not in card  # the caller's card is not changed
+    kept = gt.save(tmp_path / "again", {"all": model}, {**card, "code": {"git_commit": "the trainer's"}})
+    assert json.loads((kept / gt.CARD).read_text())["code"] == {"git_commit": "the trainer's"}
+    (directory / gt.CARD).write_text(json.dumps(card))  # a card from before code versions
+    models, loaded = gt.load(directory, torch.device("cpu"), build=Exploding)
+    assert "code" not in loaded and torch.equal(models["all"].weight, model.weight)
+
+
+LAMBDA_DCGAN = """
+from benchmark import hookimpl
+from plugins.gan import DCGAN
+
+
+@hookimpl
+def register_generators(register):
+    register("lambda_dcgan", lambda spec, **params: DCGAN(spec, **params), "dcgan made by a lambda")
+"""
+
+
+def test_a_lambda_factory_is_trained_per_class_like_the_class_it_wraps(tmp_path, monkeypatch):
+    """Whether a generator conditions is asked of the model it makes, not read from its factory."""
+    install_plugin(tmp_path, monkeypatch, "medaugbench-lambda-dcgan", "medaugbench_lambda_dcgan", LAMBDA_DCGAN)
+    task = TaskSpec("binary", ("a", "b"), channels=1)
+    real = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+    rng = torch.get_rng_state()
+    for name in ("dcgan", "lambda_dcgan", "cgan"):
+        jobs = create("strategy", name, generator_params={"base_channels": 4}).jobs(real, task)
+        assert set(jobs) == ({"all"} if name == "cgan" else {"group_0", "group_1"}), name
+    off = create("strategy", "cgan", conditioning=False).jobs(real, task)
+    assert set(off) == {"group_0", "group_1"} and all(job.cond is None for job in off.values())
+    assert torch.equal(torch.get_rng_state(), rng)  # asking the model left the seeded run's RNG alone
 
 
 def test_divergence_stops_training_with_a_recorded_reason():

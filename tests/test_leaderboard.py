@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -12,7 +13,7 @@ from scipy import stats as sps
 
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
-from benchmark.grid.store import OK, CellRecord, load_predictions, write_record
+from benchmark.grid.store import OK, SCHEMA, CellRecord, load_predictions, record_path, write_record
 from benchmark.publish import stats
 from benchmark.publish.leaderboard import (
     BOOTSTRAP_RESAMPLES,
@@ -65,20 +66,20 @@ def test_wide_table_matches_records(board, folder):
         assert row["n_seeds"] == len(ok)
         assert row["n_failed"] == (1 if row["strategy"] == "cgan" else 0)
         for metric in METRICS:
-            values = np.array([r.result["metrics"]["test"][metric] for r in ok])
+            values = np.array([r.result.metrics.test[metric] for r in ok])
             assert row[f"{metric}_mean"] == pytest.approx(values.mean())
             assert row[f"{metric}_std"] == pytest.approx(values.std(ddof=1))
             ci = stats.t_interval(values)
             assert (row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]) == pytest.approx((ci["low"], ci["high"]))
     cgan = wide.set_index("strategy").loc["cgan"]
     matched = [
-        r.result["strategy"]["quality"]["matched"]
+        r.result.strategy.quality.matched
         for (d, s, _), r in records.items()
         if d == "pneumoniamnist" and s == "cgan" and r.ok
     ]
-    assert cgan["fid_mean"] == pytest.approx(np.mean([m["fake_vs_real"]["fid"] for m in matched]))
-    assert cgan["fid_floor_mean"] == pytest.approx(np.mean([m["floor"]["fid"] for m in matched]))
-    assert cgan["kid_mean"] == pytest.approx(np.mean([m["fake_vs_real"]["kid_mean"] for m in matched]))
+    assert cgan["fid_mean"] == pytest.approx(np.mean([m.fake_vs_real.fid for m in matched]))
+    assert cgan["fid_floor_mean"] == pytest.approx(np.mean([m.floor.fid for m in matched]))
+    assert cgan["kid_mean"] == pytest.approx(np.mean([m.fake_vs_real.kid_mean for m in matched]))
     assert cgan["generator_seconds_mean"] == 30.0
     assert math.isnan(wide.set_index("strategy").loc["none", "fid_mean"])
 
@@ -120,8 +121,8 @@ def test_stats_paired_difference_over_seeds(board, folder):
     _, records = folder
     row = board.stats.set_index(["dataset", "strategy"]).loc["retinamnist", "geometric"]
     for metric in ("accuracy", "auc"):
-        a = [records["retinamnist", "none", s].result["metrics"]["test"][metric] for s in range(3)]
-        b = [records["retinamnist", "geometric", s].result["metrics"]["test"][metric] for s in range(3)]
+        a = [records["retinamnist", "none", s].result.metrics.test[metric] for s in range(3)]
+        b = [records["retinamnist", "geometric", s].result.metrics.test[metric] for s in range(3)]
         expected = stats.paired_difference(a, b)
         assert row[f"{metric}_diff"] == pytest.approx(expected["mean_difference"])
         assert row[f"{metric}_t_p"] == pytest.approx(expected["t_p_value"])
@@ -383,24 +384,23 @@ def test_fid_cell_shows_floor_and_rank_deficiency_mark(board):
     assert "(floor 0.00" in md  # KID beside its floor as well
 
 
-def test_quality_without_a_matched_block_shows_no_fid(tmp_path):
+def test_a_quality_report_of_an_old_schema_is_one_message(tmp_path):
+    """Schema 1's unmatched "overall" FID cannot be upgraded to the class-matched one: reading it says so and names
+    the record, instead of tabulating a number of another meaning."""
     task, labels = TASKS["pneumoniamnist"], np.array([0, 1] * 10)
     scores = np.stack([1 - labels * 0.8, labels * 0.8], axis=1)
     result = fake_result(task, "pneumoniamnist", "cgan", labels, scores, np.random.default_rng(0))
     result["strategy"]["quality"] = {"overall": {"fake_vs_train": {"fid": 50.0}, "test_vs_train": {"fid": 5.0}}}
-    cell = {
-        "dataset": "pneumoniamnist",
-        "strategy": "cgan",
-        "base_strategy": "cgan",
-        "backbone": "simple_cnn",
-        "seed": 0,
-        "train_fraction": 1.0,
-        "policy": "balance",
-    }
-    write_record(tmp_path, CellRecord("old", OK, cell, {}, result=result), labels, scores)
-    board = build_leaderboard(tmp_path)
-    assert board.long[["fid", "fid_floor", "kid"]].isna().all().all() and board.long["fid_rank_deficient"].isna().all()
-    assert "50.0" not in board.markdown
+    cell = {"dataset": "pneumoniamnist", "strategy": "cgan", "seed": 0, "policy": "balance"}
+    path = record_path(tmp_path, "old")
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps({"schema": SCHEMA, "cell_id": "old", "status": OK, "cell": cell, "config": {}} | {"result": result})
+    )
+    with pytest.raises(
+        MedAugBenchError, match=r"record .*old\.json: the quality report has schema 1; .* reads schema 2"
+    ):
+        build_leaderboard(tmp_path)
 
 
 def test_cross_dataset_has_no_fid(board):

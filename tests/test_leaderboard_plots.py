@@ -8,9 +8,15 @@ from PIL import Image
 
 from benchmark.grid.store import load_records
 from benchmark.publish.leaderboard import build_leaderboard
-from benchmark.publish.plots import fid_summary, metric_summary, write_plots
+from benchmark.publish.plots import fid_summaries, group_records, metric_summaries, write_plots
 from benchmark.publish.stats import t_interval
 from tests.fake_results import make_fake_results
+
+
+def metric_summary(records, dataset, metric):
+    """The CI figure's numbers of one dataset."""
+    return metric_summaries(group_records(records, dataset), metric)
+
 
 DATASETS = ("pneumoniamnist", "retinamnist")
 ALWAYS = ("auc_ci", "auc_vs_compute", "accuracy_ci", "per_class_f1", "val_curves")  # the first two need AUC
@@ -37,8 +43,8 @@ def test_figures_without_data_are_skipped(tmp_path):
     records = load_records(tmp_path / "results")
     assert write_plots(records, tmp_path / "plots") == expected(tmp_path / "plots", ALWAYS, DATASETS[1:])
     for record in records:  # AUC undefined everywhere: no AUC figure, validation curves fall back to accuracy
-        record.result["metrics"]["test"]["auc"] = None
-        record.result["curves"]["val_auc"] = [None] * len(record.result["curves"]["step"])
+        record.result.metrics.test.auc = None
+        record.result.curves.val_auc = [None] * len(record.result.curves.step)
     assert metric_summary(records, "retinamnist", "auc") == {}
     assert write_plots(records, tmp_path / "plots2") == expected(tmp_path / "plots2", ALWAYS[2:], DATASETS[1:])
 
@@ -52,14 +58,14 @@ def test_single_seed(tmp_path):
 
 
 @pytest.mark.parametrize("metric", ["auc", "accuracy"])
-def test_metric_summary_is_mean_and_t_interval_over_seeds(tmp_path, metric):
+def test_metric_summaries_are_mean_and_t_interval_over_seeds(tmp_path, metric):
     make_fake_results(tmp_path / "results", failed=(("retinamnist", "cgan", 1),))
     records = load_records(tmp_path / "results")
     summaries = metric_summary(records, "retinamnist", metric)
     assert list(summaries) == ["none", "cgan", "geometric"]  # baseline first
     for label, summary in summaries.items():
         values = [
-            r.result["metrics"]["test"][metric]
+            r.result.metrics.test[metric]
             for r in records
             if r.ok and r.cell["dataset"] == "retinamnist" and r.cell["strategy"] == label
         ]
@@ -83,13 +89,14 @@ def test_labels_split_backbones(tmp_path):
     assert all(len(s.values) == 3 for s in summaries.values())
 
 
-def test_fid_summary_is_the_leaderboards_class_matched_fid_and_floor(tmp_path):
+def test_fid_summaries_are_the_leaderboards_class_matched_fid_and_floor(tmp_path):
     make_fake_results(tmp_path / "results")
     records = load_records(tmp_path / "results")
     wide = build_leaderboard(tmp_path / "results").wide
     for dataset in DATASETS:
         row = wide[dataset].set_index("model").loc["cgan"]
-        fid, floor = fid_summary(records, dataset)["cgan"], fid_summary(records, dataset, "floor")["cgan"]
+        summaries = fid_summaries(group_records(records, dataset))
+        fid, floor = summaries["fake_vs_real"]["cgan"], summaries["floor"]["cgan"]
         assert fid.mean == pytest.approx(row["fid_mean"]) and floor.mean == pytest.approx(row["fid_floor_mean"])
         assert (fid.low, fid.high) == pytest.approx(tuple(t_interval(fid.values).values())[:2])
-        assert list(fid_summary(records, dataset)) == ["cgan"]  # classic strategies have no FID
+        assert list(summaries["fake_vs_real"]) == ["cgan"]  # classic strategies have no FID

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -15,10 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from benchmark.data.task import TaskSpec
 from benchmark.train.metrics import (
-    PRIMARY_METRIC,
     classification_metrics,
     expected_calibration_error,
-    metric_is_higher_better,
 )
 
 DATA_DIR = Path(os.environ.get("MEDAUGBENCH_DATA_DIR") or "/work/shared/data/medmnist")
@@ -130,12 +129,20 @@ def test_undefined_values_are_none_and_json_safe():
     # class 0: positives {.6,.3} vs negatives {.2,.5} -> 3 of 4 pairs; class 1 separates perfectly
     assert m["auc_per_class"][:2] == pytest.approx([3 / 4, 1])
     assert m["recall_per_class"][2] == 0 and m["precision_per_class"][2] == 0
-    json.dumps(m, allow_nan=False)
+    json.dumps(dataclasses.asdict(m), allow_nan=False)
     # a label with no positives: AUC and average precision undefined
     ml = classification_metrics(THREE_LABEL, np.array([[1, 0, 0], [0, 1, 0]]), np.full((2, 3), 0.4))
     assert ml["auc"] is None and ml["average_precision"] is None
-    json.dumps(ml, allow_nan=False)
-    assert all(type(v) in (int, float, list, type(None)) for v in m.values())
+    json.dumps(dataclasses.asdict(ml), allow_nan=False)
+    assert all(type(v) in (int, float, list, type(None)) for v in dataclasses.asdict(m).values())
+    assert m.average_precision is None  # defined for multi-label tasks only
+
+
+def test_metrics_are_read_by_name_or_attribute():
+    m = classification_metrics(BINARY, np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]))
+    assert m["auc"] == m.auc == 1.0 and m.get("accuracy") == 1.0 and m.get("no such metric") is None
+    with pytest.raises(KeyError):
+        m["no such metric"]
 
 
 @pytest.mark.parametrize(
@@ -151,11 +158,6 @@ def test_undefined_values_are_none_and_json_safe():
 def test_invalid_inputs_raise(task, y_true, y_score, message):
     with pytest.raises(ValueError, match=message):
         classification_metrics(task, y_true, y_score)
-
-
-def test_metric_direction():
-    assert PRIMARY_METRIC == "auc" and metric_is_higher_better(PRIMARY_METRIC)
-    assert metric_is_higher_better("f1") and not metric_is_higher_better("ece")
 
 
 def _pooled(images: np.ndarray) -> np.ndarray:

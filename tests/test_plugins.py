@@ -11,7 +11,7 @@ import torch
 
 from benchmark import hookspecs, registry
 from benchmark.errors import MedAugBenchError
-from tests.helpers import make_distribution
+from tests.helpers import install_plugin, make_distribution
 
 TESTS = Path(__file__).parent
 
@@ -33,11 +33,14 @@ STRATEGY_PLUGIN = """
 """
 
 
+def registering(hook: str, name: str, factory: str) -> str:
+    """The source of a one-hook plugin that registers `factory` (a Python expression) as `name`."""
+    return f"from benchmark import hookimpl\n\n@hookimpl\ndef {hook}(register):\n    register({name!r}, {factory})\n"
+
+
 @pytest.fixture
 def third_party(tmp_path, monkeypatch):
-    make_distribution(tmp_path, "medaugbench-invert", "medaugbench_invert", STRATEGY_PLUGIN)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "medaugbench-invert")
+    install_plugin(tmp_path, monkeypatch, "medaugbench-invert", "medaugbench_invert", STRATEGY_PLUGIN)
     yield tmp_path
     sys.modules.pop("medaugbench_invert", None)
 
@@ -76,20 +79,8 @@ def test_load_plugins_naming_an_absent_distribution(monkeypatch, cli):
 
 
 def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch, cli):
-    make_distribution(
-        tmp_path,
-        "medaugbench-clash",
-        "medaugbench_clash",
-        """
-        from benchmark.hookspecs import hookimpl
-
-        @hookimpl
-        def register_datasets(register):
-            register("pneumoniamnist", dict, "a clashing dataset")
-    """,
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "medaugbench-clash")
+    source = registering("register_datasets", "pneumoniamnist", "dict")
+    install_plugin(tmp_path, monkeypatch, "medaugbench-clash", "medaugbench_clash", source)
     with pytest.raises(MedAugBenchError) as caught:
         registry.entries("dataset")
     message = str(caught.value)
@@ -177,20 +168,8 @@ def test_results_path_that_is_a_file_is_one_message(cli, tmp_path):
 
 
 def test_a_factory_returning_the_wrong_type_is_one_message_naming_the_plugin(tmp_path, monkeypatch):
-    make_distribution(
-        tmp_path,
-        "medaugbench-wrong",
-        "medaugbench_wrong",
-        """
-        from benchmark import hookimpl
-
-        @hookimpl
-        def register_strategies(register):
-            register("wrongtype", dict, "returns a dict, not a Strategy")
-    """,
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "medaugbench-wrong")
+    source = registering("register_strategies", "wrongtype", "dict")  # a dict, not a Strategy
+    install_plugin(tmp_path, monkeypatch, "medaugbench-wrong", "medaugbench_wrong", source)
     with pytest.raises(MedAugBenchError) as caught:
         registry.create("strategy", "wrongtype")
     message = str(caught.value)

@@ -304,7 +304,7 @@ PNEUMONIA = TaskSpec("binary", ("normal", "pneumonia"), channels=1)
 
 
 def test_a_perfect_minority_class_generator_scores_near_its_floor(pneumonia, pneumonia_val_normal, extractor):
-    report = quality.quality_report(*pneumonia, pneumonia_val_normal, PNEUMONIA, extractor, kid_subsets=5)
+    report = quality.quality_report(*pneumonia, pneumonia_val_normal, PNEUMONIA, extractor, kid_subsets=5).to_dict()
     matched = report["matched"]
     assert matched["n"] == len(pneumonia_val_normal) == 135 and matched["composition"] == {"normal": 135}
     assert matched["feature_dim"] == 128 and not matched["rank_deficient"]
@@ -328,7 +328,7 @@ def test_the_same_images_labelled_as_the_other_class_score_far_above_its_floor(
     pneumonia, pneumonia_val_normal, extractor
 ):
     mislabelled = Split(pneumonia_val_normal.images, torch.ones(len(pneumonia_val_normal), dtype=torch.long))
-    matched = quality.quality_report(*pneumonia, mislabelled, PNEUMONIA, extractor, kid_subsets=5)["matched"]
+    matched = quality.quality_report(*pneumonia, mislabelled, PNEUMONIA, extractor, kid_subsets=5).to_dict()["matched"]
     assert matched["composition"] == {"pneumonia": 135}
     assert matched["fake_vs_real"]["fid"] > 2.5 * matched["floor"]["fid"], matched
     assert matched["fake_vs_real"]["precision"] < matched["floor"]["precision"]
@@ -345,7 +345,7 @@ def test_audit_flags_exact_and_noisy_copies_from_the_whole_training_split(pneumo
         add_noise(test.images[:30], 40),
     ])  # fmt: skip
     fake = Split(fake_images, torch.zeros(len(fake_images), dtype=torch.long))
-    report = quality.quality_report(train, test, fake, PNEUMONIA, extractor, max_images, kid_subsets=2)
+    report = quality.quality_report(train, test, fake, PNEUMONIA, extractor, max_images, kid_subsets=2).to_dict()
     audit, pixel = report["memorisation"], report["memorisation"]["pixel"]
     assert (audit["n_train"], audit["n_fake"], audit["n_test"]) == (4708, 100, 300)
     assert pixel["exact_copies"] == 30 and pixel["near_copies"] == 50  # σ = 4 copies are within the threshold
@@ -366,7 +366,7 @@ def test_audit_indices_name_the_callers_synthetic_images(pneumonia, extractor):
     copied = unique_rows(train.images, range(0, 4708, 157))[:20]
     fake_images = torch.cat([add_noise(test.images[:40], 40), train.images[copied]])
     fake = Split(fake_images, torch.zeros(len(fake_images), dtype=torch.long))
-    report = quality.quality_report(train, test, fake, PNEUMONIA, extractor, max_images=30, kid_subsets=2)
+    report = quality.quality_report(train, test, fake, PNEUMONIA, extractor, max_images=30, kid_subsets=2).to_dict()
     audit = report["memorisation"]
     assert audit["n_fake"] == 30 and audit["pixel"]["exact_copies"] > 0
     for pair in audit["pixel"]["copies"] + audit["pixel"]["closest_pairs"][:1]:
@@ -376,7 +376,7 @@ def test_audit_indices_name_the_callers_synthetic_images(pneumonia, extractor):
 def test_quality_report_on_breastmnist(breast, extractor):
     train, test = breast
     fake = Split(add_noise(test.images, 30), test.labels)
-    report = quality.quality_report(train, test, fake, BINARY, extractor, kid_subsets=5)
+    report = quality.quality_report(train, test, fake, BINARY, extractor, kid_subsets=5).to_dict()
     json.dumps(report, allow_nan=False)
     assert report["schema"] == 2 and report["reference"] and "overall" not in report
     assert report["extractor"] == extractor.describe() and report["per_class_grouping"] == "class"
@@ -400,7 +400,7 @@ def test_matched_draw_is_scaled_to_max_images_and_seeded(breast, extractor):
     train, test = breast
     fake = Split(add_noise(test.images, 30), test.labels)  # 42 malignant, 114 benign
     args = (train, test, fake, BINARY, extractor)
-    report = quality.quality_report(*args, max_images=60, seed=1, kid_subsets=2)
+    report = quality.quality_report(*args, max_images=60, seed=1, kid_subsets=2).to_dict()
     matched = report["matched"]
     # 60 · (42, 114) / 156 = (16.15, 43.85): largest remainder gives the spare image to the second class
     assert matched["composition"] == {"malignant": 16, "normal, benign": 44} and matched["n"] == 60
@@ -408,8 +408,8 @@ def test_matched_draw_is_scaled_to_max_images_and_seeded(breast, extractor):
     assert matched["fake_vs_real"]["n_real"] == matched["floor"]["n_fake"] == 60
     assert report["per_class"]["normal, benign"]["n"] == 60  # each class block is scaled on its own
     assert report["memorisation"]["n_train"] == 546 and report["memorisation"]["n_fake"] == 60
-    assert report == quality.quality_report(*args, max_images=60, seed=1, kid_subsets=2)
-    assert report != quality.quality_report(*args, max_images=60, seed=2, kid_subsets=2)
+    assert report == quality.quality_report(*args, max_images=60, seed=1, kid_subsets=2).to_dict()
+    assert report != quality.quality_report(*args, max_images=60, seed=2, kid_subsets=2).to_dict()
 
 
 def test_multilabel_blocks_match_exact_label_rows(breast, extractor):
@@ -418,7 +418,7 @@ def test_multilabel_blocks_match_exact_label_rows(breast, extractor):
     one_hot = lambda split: Split(split.images, torch.nn.functional.one_hot(split.labels, 2).float())  # noqa: E731
     rows = torch.tensor([[1.0, 0.0]] * 20 + [[0.0, 1.0]] * 30 + [[1.0, 1.0]] * 10)  # no real image is "11"
     fake = Split(add_noise(test.images[:60], 30), rows)
-    report = quality.quality_report(one_hot(train), one_hot(test), fake, task, extractor, kid_subsets=2)
+    report = quality.quality_report(one_hot(train), one_hot(test), fake, task, extractor, kid_subsets=2).to_dict()
     assert report["per_class_grouping"] == "positive for the label"
     assert report["matched"]["composition"] == {"01": 30, "10": 20}
     assert [report["per_class"][label]["composition"] for label in "ab"] == [{"10": 20}, {"01": 30}]
@@ -429,7 +429,9 @@ def test_multilabel_blocks_match_exact_label_rows(breast, extractor):
 def test_report_blocks_skip_metrics_for_tiny_classes(breast, extractor):
     train, test = breast
     fake = Split(test.images[:4], torch.tensor([0, 1, 1, 1]))  # one malignant fake image
-    block = quality.quality_report(train, test, fake, BINARY, extractor, kid_subsets=2)["per_class"]["malignant"]
+    block = quality.quality_report(train, test, fake, BINARY, extractor, kid_subsets=2).to_dict()["per_class"][
+        "malignant"
+    ]
     assert block["n"] == 1 and block["composition"] == {"malignant": 1} and block["rank_deficient"]
     assert block["fake_vs_real"]["fid"] is None and block["floor"]["precision"] is None
     assert block["ms_ssim_fake"] is None and block["nearest_real"]["n_fake"] == 1

@@ -11,6 +11,7 @@ import torch
 
 from benchmark.data.dataset import DataOptions, load_dataset
 from benchmark.registry import create
+from benchmark.train.record import QualityReport
 from benchmark.train.strategy import StrategyContext
 from tests.helpers import require_medmnist
 
@@ -29,15 +30,17 @@ def breast(tmp_path):
 def test_generative_run_carries_a_quality_record(breast):
     strategy = create("strategy", "cgan", policy="multiply", multiplier=1.0, **CGAN, **QUALITY)
     strategy.synthesize(breast)
-    quality = strategy.report()["quality"]
-    json.dumps(quality, allow_nan=False)
-    matched = quality["matched"]
+    raw = strategy.report()["quality"]
+    json.dumps(raw, allow_nan=False)
+    assert raw["schema"] == QualityReport.SCHEMA == 2
+    quality = QualityReport.from_dict(raw)
+    matched = quality.matched
     # 60 synthetic and 60 real training images per class, 42 and 114 test images: 42 + 60 per set
-    assert matched["composition"] == {"malignant": 42, "normal, benign": 60} and matched["n"] == 102
-    assert matched["fake_vs_real"]["fid"] > matched["floor"]["fid"] > 0
-    assert quality["schema"] == 2 and quality["extractor"]["name"] == "domain"
-    assert set(quality["per_class"]) == {"malignant", "normal, benign"}
-    assert (quality["memorisation"]["n_fake"], quality["memorisation"]["n_train"]) == (120, 120)
+    assert matched.composition == {"malignant": 42, "normal, benign": 60} and matched.n == 102
+    assert matched.fake_vs_real.fid > matched.floor.fid > 0
+    assert quality.extractor["name"] == "domain" and set(quality.per_class) == {"malignant", "normal, benign"}
+    assert (quality.memorisation.n_fake, quality.memorisation.n_train) == (120, 120)
+    assert quality.to_dict() == raw
 
 
 def test_early_stopping_scores_the_generator_on_the_cells_training_images(breast):

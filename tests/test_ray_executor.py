@@ -128,8 +128,10 @@ def test_cli_runs_a_grid_with_ray_starting_and_stopping_its_own_instance(tmp_pat
     assert (results / "leaderboard" / "leaderboard.md").is_file()
     assert ray.is_initialized() == was_running  # shut down only what it started
 
-    rejected = cli("run", str(config), "--results", str(results), "--executor", "local", "--address", "auto")
-    assert rejected.exit_code == 1 and "--address does not apply to --executor local" in rejected.output
+    rejected = cli("run", str(config), "--results", str(results), "--executor", "local", "-X", "address=auto")
+    assert (
+        rejected.exit_code == 1 and "executor 'local' does not take 'address'; it accepts: workers" in rejected.output
+    )
 
 
 def test_ray_gives_the_same_records_as_the_local_executor(tmp_path, ray_instance):

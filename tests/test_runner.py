@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from benchmark import registry
+from benchmark import ImageSpec, registry
 from benchmark.data import files as datafiles
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.cells import expand, validate
@@ -173,7 +173,8 @@ def test_ablation_rows_get_equal_total_generator_budgets():
         c.coords["strategy"]: registry.create("strategy", c.config.strategy, **c.config.strategy_params) for c in cells
     }
     full, split = strategies["cgan_full"], strategies["cgan_no_conditioning"]
-    assert not full.per_group() and split.per_group()
+    derma = ImageSpec(channels=3, image_size=28, cond_dim=len(derma_counts))
+    assert not full.per_group(derma) and split.per_group(derma)
     parts = split.budget.split({f"group_{k}": n for k, n in enumerate(derma_counts)})
     assert len(parts) == 7 and sum(b.steps for b in parts.values()) == full.budget.steps == 5000
     assert {s.budget for s in strategies.values()} == {full.budget}
@@ -258,14 +259,14 @@ def test_killed_run_resumes_with_every_record_once(tmp_path):
 
 
 def test_workers_give_the_same_records_as_one_process(tmp_path):
-    """`--workers 2` runs cells in two processes; metrics equal the in-process run's (determinism on CPU)."""
+    """`-X workers=2` runs cells in two processes; metrics equal the in-process run's (determinism on CPU)."""
     require_medmnist("breastmnist")
     grid = tiny_grid(seeds=(0,))
     one = run_grid(grid, tmp_path / "one", LocalExecutor(), progress=False)
     two = run_grid(grid, tmp_path / "two", LocalExecutor(workers=2), progress=False)
     assert {o.cell_id for o in one.outcomes} == {o.cell_id for o in two.outcomes}
-    metrics = {r.cell_id: r.result["metrics"]["test"] for r in load_records(tmp_path / "one")}
-    assert {r.cell_id: r.result["metrics"]["test"] for r in load_records(tmp_path / "two")} == metrics
+    metrics = {r.cell_id: r.result.metrics.test for r in load_records(tmp_path / "one")}
+    assert {r.cell_id: r.result.metrics.test for r in load_records(tmp_path / "two")} == metrics
     with pytest.raises(MedAugBenchError, match="at least 1"):
         LocalExecutor(workers=0)
 

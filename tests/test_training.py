@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from benchmark.errors import MedAugBenchError
+from benchmark.provenance import code_version
 from benchmark.train.config import Budget, OptimConfig, TrainConfig
 from benchmark.train.loop import BatchSampler, train
+from benchmark.train.record import RunRecord
 from tests.helpers import fake_chestmnist, require_medmnist
 
 FAST = dict(batch_size=64, eval_every=40)
@@ -26,8 +28,8 @@ def pneumonia_runs():
 
 def test_tiny_budget_beats_chance_on_real_test_split(pneumonia_runs):
     _, record, _ = pneumonia_runs
-    assert record.metrics["test"]["auc"] > 0.8
-    assert record.metrics["test"]["n"] == 624
+    assert record.metrics.test.auc > 0.8
+    assert record.metrics.test.n == 624
 
 
 def test_same_config_and_seed_gives_identical_metrics(pneumonia_runs):
@@ -66,6 +68,15 @@ def test_record_holds_metrics_budget_curves_and_config(pneumonia_runs, tmp_path)
     assert data["config"]["strategy"] == "geometric" and data["strategy"]["params"] == {"flip_p": 0.5, "degrees": 15.0}
     assert data["best"]["step"] in data["curves"]["step"]
     assert data["metrics"]["val"]["auc"] == max(a for a in data["curves"]["val_auc"])
+    assert data["schema"] == RunRecord.SCHEMA and data["dataset"]["train_real"] == 4708
+    assert data["code"] == code_version()  # the package version and git commit, first-class
+    read = RunRecord.from_dict(data)
+    assert (read.metrics, read.dataset, read.strategy, read.curves) == (
+        record.metrics,
+        record.dataset,
+        record.strategy,
+        record.curves,
+    )
 
 
 def test_different_seed_changes_the_run(pneumonia_runs):
@@ -114,8 +125,8 @@ def test_every_classic_strategy_runs_through_the_same_loop(strategy):
         TrainConfig(dataset="retinamnist", strategy=strategy, budget=Budget(steps=6), batch_size=32, eval_every=3),
         progress=False,
     )
-    assert record.dataset["task"]["channels"] == 3 and len(record.metrics["test"]["f1_per_class"]) == 5
-    assert record.dataset["train_synthetic"] == 0
+    assert record.dataset.task.channels == 3 and len(record.metrics.test.f1_per_class) == 5
+    assert record.dataset.train_synthetic == 0
 
 
 def test_multilabel_training_uses_multi_hot_targets(tmp_path, monkeypatch):
@@ -124,8 +135,8 @@ def test_multilabel_training_uses_multi_hot_targets(tmp_path, monkeypatch):
         TrainConfig(dataset="chestmnist", strategy="cutmix_mixup", budget=Budget(steps=4), batch_size=16, eval_every=2),
         progress=False,
     )
-    assert record.metrics["test"]["average_precision"] is not None
-    assert len(record.metrics["test"]["f1_per_class"]) == 14
+    assert record.metrics.test.average_precision is not None
+    assert len(record.metrics.test.f1_per_class) == 14
 
 
 def test_optimizer_presets():
@@ -218,4 +229,4 @@ def test_selected_by_names_the_metric_that_chose_the_checkpoint():
     one_class = data.val.subset(torch.nonzero(data.val.labels == 1).flatten())
     data = type(data)(**{**data.__dict__, "val": one_class})
     record = train(config, progress=False, data=data)
-    assert record.metrics["val"]["auc"] is None and record.best["selected_by"] == "val balanced_accuracy"
+    assert record.metrics.val.auc is None and record.best["selected_by"] == "val balanced_accuracy"

@@ -1,4 +1,5 @@
-"""The conditional VAE and the diffusers DDPM generators: steps, sampling, determinism, EMA and conditioning."""
+"""The conditional VAE and the diffusers DDPM generators: the conformance kit, steps and sampling at every spec,
+EMA, the samplers and conditioning that steers the samples."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import math
 import pytest
 import torch
 
-from benchmark.errors import MedAugBenchError
-from benchmark.generate.model import ImageSpec
+from benchmark import ImageSpec, MedAugBenchError
+from benchmark.generate import loop as gt
+from benchmark.testing import check_generator
 from plugins.ddpm import DDPM
 from plugins.vae import VAE
 
@@ -68,33 +70,17 @@ def test_train_and_sample(name, spec_id):
     assert len(changed) > len(before) // 2, "most weight tensors should move after two steps"
 
     _, cond = batch(spec, kind, 3, seed=7)
-    out = model.sample(cond, 3, torch.Generator().manual_seed(0))
+    out = gt.sample(model, cond, 3, torch.Generator().manual_seed(0))
     assert out.shape == (3, spec.channels, spec.image_size, spec.image_size)
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all() and out.min() >= -1 and out.max() <= 1
 
 
 @pytest.mark.parametrize("name", list(SMALL))
-def test_same_seed_same_weights_and_samples(name):
-    spec, kind = SPECS["28px-1ch-2cls"]
-    _, cond = batch(spec, kind, 4, seed=9)
-    runs = []
-    for _ in range(2):
-        model = make(name, spec)
-        losses = train(model, spec, kind, steps=3)
-        samples = model.sample(cond, 4, torch.Generator().manual_seed(5))
-        runs.append((model.state_dict(), [d["loss"] for d in losses], samples))
-    (sd_a, loss_a, s_a), (sd_b, loss_b, s_b) = runs
-    assert sd_a.keys() == sd_b.keys()
-    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
-    assert torch.equal(torch.stack(loss_a), torch.stack(loss_b))
-    assert torch.equal(s_a, s_b)
-    # The generator, not the global RNG, drives the draws: another seed gives other samples and other weights.
-    other = model.sample(cond, 4, torch.Generator().manual_seed(6))
-    assert not torch.equal(other, s_b)
-    model_c = make(name, spec)
-    train(model_c, spec, kind, steps=3, seed=2)
-    assert not all(torch.equal(sd_a[k], v) for k, v in model_c.state_dict().items())
+def test_passes_the_conformance_kit(name):
+    """Shared loop, sample shape and range, conditioning, seed determinism and the save → load round trip."""
+    cls, params = SMALL[name]
+    check_generator(cls, **params)
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (64, 3)])
@@ -108,7 +94,7 @@ def test_ddpm_default_unet_runs(size, channels):
     images, cond = batch(spec, "onehot", 2)
     losses = model.training_step(images, cond, model.make_optimizers(), torch.Generator().manual_seed(0))
     assert math.isfinite(losses["loss"].item())
-    out = model.sample(cond, 2, torch.Generator().manual_seed(0))
+    out = gt.sample(model, cond, 2, torch.Generator().manual_seed(0))
     assert out.shape == (2, channels, size, size) and out.abs().max() <= 1
 
 
@@ -128,14 +114,14 @@ def test_ddpm_ema_in_state_dict_and_used_for_sampling():
     assert not opt_params & {id(p) for p in model.ema.parameters()}
 
     _, cond = batch(spec, kind, 2, seed=3)
-    with_ema = model.sample(cond, 2, torch.Generator().manual_seed(0))
+    with_ema = gt.sample(model, cond, 2, torch.Generator().manual_seed(0))
     model.ema.load_state_dict(model.net.state_dict())
-    with_raw = model.sample(cond, 2, torch.Generator().manual_seed(0))
+    with_raw = gt.sample(model, cond, 2, torch.Generator().manual_seed(0))
     assert not torch.equal(with_ema, with_raw), "sample must read the EMA weights"
 
     restored = make("ddpm", spec, seed=42)
     restored.load_state_dict(sd)
-    assert torch.equal(restored.sample(cond, 2, torch.Generator().manual_seed(0)), with_ema)
+    assert torch.equal(gt.sample(restored, cond, 2, torch.Generator().manual_seed(0)), with_ema)
 
 
 def test_ddpm_ancestral_sampler_and_chunks():
@@ -143,14 +129,14 @@ def test_ddpm_ancestral_sampler_and_chunks():
     model = make("ddpm", spec, sampler="ddpm", num_train_timesteps=20, sample_batch=2)
     train(model, spec, kind, steps=1)
     _, cond = batch(spec, kind, 3, seed=3)
-    a = model.sample(cond, 3, torch.Generator().manual_seed(0))
-    b = model.sample(cond, 3, torch.Generator().manual_seed(0))
+    a = gt.sample(model, cond, 3, torch.Generator().manual_seed(0))
+    b = gt.sample(model, cond, 3, torch.Generator().manual_seed(0))
     assert a.shape == (3, 1, 28, 28) and a.abs().max() <= 1
     assert torch.equal(a, b)
     assert model._sampling_scheduler().timesteps.numel() == 20
 
 
-def test_bad_parameters_and_conditioning_are_rejected():
+def test_bad_parameters_are_rejected():
     with pytest.raises(MedAugBenchError, match="divisible by 4"):
         VAE(ImageSpec(1, 30, 2))
     with pytest.raises(MedAugBenchError, match="sampler"):
@@ -159,12 +145,12 @@ def test_bad_parameters_and_conditioning_are_rejected():
         DDPM(ImageSpec(1, 28, 2), prediction_type="sample")
     with pytest.raises(MedAugBenchError, match="divisible by 8"):
         DDPM(ImageSpec(1, 28, 2), block_out_channels=(16, 16, 16, 16))
-    vae = make("vae", ImageSpec(1, 28, 2))
-    with pytest.raises(ValueError, match="cond"):
-        vae.sample(None, 2, torch.Generator())
-    uncond = make("vae", ImageSpec(1, 28, 0))
-    with pytest.raises(ValueError, match="unconditional"):
-        uncond.sample(torch.zeros(2, 2), 2, torch.Generator())
+    with pytest.raises(MedAugBenchError, match="multiples of norm_num_groups"):
+        DDPM(ImageSpec(1, 28, 2), block_out_channels=(12, 16))
+    with pytest.raises(MedAugBenchError, match="sample_steps"):
+        DDPM(ImageSpec(1, 28, 2), num_train_timesteps=10, sample_steps=20)
+    with pytest.raises(MedAugBenchError, match="ema_decay"):
+        DDPM(ImageSpec(1, 28, 2), ema_decay=1.0)
 
 
 def test_plugins_register_their_generators():
@@ -200,8 +186,8 @@ def test_vae_learns_the_conditioning():
         losses = model.training_step(images, cond, opts, g)
     assert math.isfinite(losses["loss"].item())
     sample_g = torch.Generator().manual_seed(1)
-    dark = model.sample(torch.eye(2)[[0] * 16], 16, sample_g).mean()
-    bright = model.sample(torch.eye(2)[[1] * 16], 16, sample_g).mean()
+    dark = gt.sample(model, torch.eye(2)[[0] * 16], 16, sample_g).mean()
+    bright = gt.sample(model, torch.eye(2)[[1] * 16], 16, sample_g).mean()
     assert bright - dark > 0.5, (dark.item(), bright.item())
 
 
@@ -231,6 +217,6 @@ def test_ddpm_v_prediction_learns_the_conditioning():
         losses = model.training_step(images, cond, opts, g)
     assert math.isfinite(losses["loss"].item())
     sample_g = torch.Generator().manual_seed(1)
-    dark = model.sample(torch.eye(2)[[0] * 8], 8, sample_g).mean()
-    bright = model.sample(torch.eye(2)[[1] * 8], 8, sample_g).mean()
+    dark = gt.sample(model, torch.eye(2)[[0] * 8], 8, sample_g).mean()
+    bright = gt.sample(model, torch.eye(2)[[1] * 8], 8, sample_g).mean()
     assert bright - dark > 0.5, (dark.item(), bright.item())

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torchvision.transforms.v2 import functional as TF
 
 from benchmark.data.task import TaskSpec
+from benchmark.data.versioned import Versioned
 from benchmark.errors import MedAugBenchError
 from benchmark.registry import create, declare_product, entries
 
@@ -87,6 +88,40 @@ class LoadedDataset:
         if name not in SPLITS:
             raise MedAugBenchError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
         return getattr(self, name)
+
+
+@dataclass
+class DatasetSummary(Versioned):
+    """The data a run used, as its record states it: the dataset and task, the image sizes (as stored, as trained
+    on), the real and synthetic training images, the val and test split sizes and where the files came from."""
+
+    SCHEMA: ClassVar[int] = 1
+    NAME: ClassVar[str] = "dataset summary"
+
+    name: str
+    task: TaskSpec
+    source_size: int
+    image_size: int
+    train_real: int
+    train_synthetic: int
+    val: int
+    test: int
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: LoadedDataset, train_real: int, train_synthetic: int) -> DatasetSummary:
+        """The summary of `data` trained on `train_real` real and `train_synthetic` synthetic images."""
+        return cls(
+            name=data.name,
+            task=data.task,
+            source_size=data.source_size,
+            image_size=data.image_size,
+            train_real=train_real,
+            train_synthetic=train_synthetic,
+            val=len(data.val),
+            test=len(data.test),
+            provenance=data.provenance,
+        )
 
 
 @dataclass(frozen=True)

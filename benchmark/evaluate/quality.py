@@ -28,14 +28,15 @@ from benchmark.data.apportion import proportional
 from benchmark.data.dataset import Split, class_mask
 from benchmark.data.images import render_rows
 from benchmark.data.task import TaskSpec
+from benchmark.data.versioned import build
 from benchmark.errors import MedAugBenchError
 from benchmark.evaluate.features import FeatureExtractor
+from benchmark.train.record import DistributionScores, MemorisationAudit, QualityBlock, QualityReport
 
 BATCH_SIZE = 256
 PROGRESS_MIN_IMAGES = 1000
 PRDC_K = 5
 CLOSEST_PAIRS = 16
-SCHEMA = 2  # version of the quality report's layout
 # Nearest-neighbour chunks: query and reference rows per chunk, and at most this many values per chunk (128 MiB).
 NN_QUERY_ROWS = 1024
 NN_REFERENCE_ROWS = 4096
@@ -404,8 +405,9 @@ def quality_report(
     seed: int = 0,
     kid_subsets: int = 50,
     device: torch.device | None = None,
-) -> dict:
-    """Class-matched quality metrics, per-class blocks and the memorisation audit, as a JSON-able dict (schema 2).
+) -> QualityReport:
+    """Class-matched quality metrics, per-class blocks and the memorisation audit, as a `QualityReport` (schema 2;
+    `to_dict()` is what strategy reports and the CLI store).
 
     Every block scores a synthetic draw against a real training draw of the same class (label-row) composition and
     n, next to its floor: a real held-out draw of that composition and n against the same reference ("reference"
@@ -417,18 +419,12 @@ def quality_report(
     """
     device = device or _device_of(extractor)
     generator = torch.Generator().manual_seed(seed)
-    splits = (real_train, real_heldout, fake)
-    codes, names = _composition_codes([split.labels for split in splits], task)
-    everything = [torch.ones(len(split), dtype=torch.bool) for split in splits]
-    per_class = [[class_mask(split.labels, task, c) for split in splits] for c in range(task.num_outputs)]
-    groups = [everything, *per_class]  # the masks (train, held-out, fake) of each block: all images, then each class
-    draws = [_matched_draw(codes, masks, names, max_images, generator) for masks in groups]
+    groups = _block_masks(real_train, real_heldout, fake, task)
+    draws = _matched_draws(real_train, real_heldout, fake, task, groups, max_images, generator)
     audit_fake, audit_heldout = (_subsample(len(split), max_images, generator) for split in (fake, real_heldout))
-    train, heldout, fake_pool = (
-        _pool(real_train.images, [torch.arange(len(real_train))], extractor),
-        _pool(real_heldout.images, [audit_heldout, *(d.heldout for d in draws)], extractor),
-        _pool(fake.images, [audit_fake, *(d.fake for d in draws)], extractor),
-    )
+    train = _pool(real_train.images, [torch.arange(len(real_train))], extractor)
+    heldout = _pool(real_heldout.images, [audit_heldout, *(d.heldout for d in draws)], extractor)
+    fake_pool = _pool(fake.images, [audit_fake, *(d.fake for d in draws)], extractor)
     blocks = [
         _block(draw, train, heldout, fake_pool, masks[0], kid_subsets, seed, device)
         for draw, masks in zip(draws, groups)
@@ -436,18 +432,41 @@ def quality_report(
     audit_images = (fake.images[audit_fake], real_train.images, real_heldout.images[audit_heldout])
     audit_features = (fake_pool.features_of(audit_fake), train.features, heldout.features_of(audit_heldout))
     audit = memorisation_audit(*audit_images, *audit_features, device=device)
-    return {
-        "schema": SCHEMA,
-        "extractor": extractor.describe(),
-        "seed": seed,
-        "max_images": max_images,
-        "per_class_grouping": "positive for the label" if task.multilabel else "class",
-        "reference": REFERENCE,
-        "ms_ssim_setup": asdict(ms_ssim_setup(*fake.images.shape[-2:])),
-        "matched": blocks[0],
-        "per_class": dict(zip(task.labels, blocks[1:])),
-        "memorisation": _in_fake_split_indices(audit, audit_fake),
-    }
+    report = QualityReport(
+        extractor=extractor.describe(),
+        seed=seed,
+        max_images=max_images,
+        per_class_grouping="positive for the label" if task.multilabel else "class",
+        reference=REFERENCE,
+        ms_ssim_setup=asdict(ms_ssim_setup(*fake.images.shape[-2:])),
+        matched=blocks[0],
+        per_class=dict(zip(task.labels, blocks[1:])),
+        memorisation=build(MemorisationAudit, _in_fake_split_indices(audit, audit_fake)),
+    )
+    return report
+
+
+def _block_masks(real_train: Split, real_heldout: Split, fake: Split, task: TaskSpec) -> list[list[Tensor]]:
+    """The masks (train, held-out, fake) of each block: all images, then each class (multi-label: each label's
+    positives)."""
+    splits = (real_train, real_heldout, fake)
+    everything = [torch.ones(len(split), dtype=torch.bool) for split in splits]
+    per_class = [[class_mask(split.labels, task, c) for split in splits] for c in range(task.num_outputs)]
+    return [everything, *per_class]
+
+
+def _matched_draws(
+    real_train: Split,
+    real_heldout: Split,
+    fake: Split,
+    task: TaskSpec,
+    groups: list[list[Tensor]],
+    max_images: int,
+    generator: torch.Generator,
+) -> list[_Draw]:
+    """One class-matched draw per block (see `_matched_draw`), in the order of `groups`."""
+    codes, names = _composition_codes([split.labels for split in (real_train, real_heldout, fake)], task)
+    return [_matched_draw(codes, masks, names, max_images, generator) for masks in groups]
 
 
 def _device_of(extractor: FeatureExtractor) -> torch.device:
@@ -511,23 +530,23 @@ def _block(
     kid_subsets: int,
     seed: int,
     device: torch.device,
-) -> dict:
+) -> QualityBlock:
     """Every distribution metric of one matched draw, its floor, diversity and nearest training images (restricted
     to `train_mask`); the metrics a draw is too small for are None."""
     reference, feature_dim, n = train.features_of(draw.train), train.features.shape[1], len(draw.fake)
     fake_images = fake.images[draw.fake]
     nearest = nearest_real_similarity(fake_images, train.images[train_mask], device)["summary"] if n else None
-    return {
-        "n": n,
-        "composition": draw.composition,
-        "feature_dim": feature_dim,
-        "rank_deficient": n - 1 < feature_dim,
-        "fake_vs_real": _distribution_metrics(reference, fake.features_of(draw.fake), kid_subsets, seed),
-        "floor": _distribution_metrics(reference, heldout.features_of(draw.heldout), kid_subsets, seed),
-        "ms_ssim_fake": _diversity(fake_images, seed),
-        "ms_ssim_real": _diversity(train.images[draw.train], seed),
-        "nearest_real": nearest,
-    }
+    return QualityBlock(
+        n=n,
+        composition=draw.composition,
+        feature_dim=feature_dim,
+        rank_deficient=n - 1 < feature_dim,
+        fake_vs_real=_distribution_metrics(reference, fake.features_of(draw.fake), kid_subsets, seed),
+        floor=_distribution_metrics(reference, heldout.features_of(draw.heldout), kid_subsets, seed),
+        ms_ssim_fake=_diversity(fake_images, seed),
+        ms_ssim_real=_diversity(train.images[draw.train], seed),
+        nearest_real=nearest,
+    )
 
 
 def _in_fake_split_indices(audit: dict, fake_index: Tensor) -> dict:
@@ -538,16 +557,14 @@ def _in_fake_split_indices(audit: dict, fake_index: Tensor) -> dict:
     return audit
 
 
-def _distribution_metrics(real: Tensor, other: Tensor, kid_subsets: int, seed: int) -> dict:
+def _distribution_metrics(real: Tensor, other: Tensor, kid_subsets: int, seed: int) -> DistributionScores:
     """FID, KID and PRDC of `other` against `real` features, None where there are too few samples."""
     metrics: dict = {"n_real": len(real), "n_fake": len(other)}
-    metrics |= dict.fromkeys(("fid", "kid_mean", "kid_std", "kid_subset_size"))
-    metrics |= dict.fromkeys(("precision", "recall", "density", "coverage"))
     if min(len(real), len(other)) >= 2:
         metrics |= fid_kid_features(real, other, kid_subsets=kid_subsets, seed=seed)
     if min(len(real), len(other)) > PRDC_K:
         metrics |= prdc(real, other)
-    return metrics
+    return DistributionScores(**metrics)
 
 
 def _diversity(images: Tensor, seed: int) -> float | None:

@@ -1,5 +1,6 @@
-"""The machinery every generator shares: budgeted, seeded training, divergence and collapse checks, quality-based
-early stopping, and checkpoints (safetensors weights + a JSON card). Models hold only architecture and loss.
+"""The machinery every generator shares: budgeted, seeded training, the conditioning check before every training
+step and sampling call (`check_cond`, `sample`), divergence and collapse checks, quality-based early stopping, and
+checkpoints (safetensors weights + a JSON card carrying the code version). Models hold only architecture and loss.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -16,6 +18,7 @@ from benchmark.data.sampling import BatchSampler
 from benchmark.errors import MedAugBenchError
 from benchmark.generate.checkpoints import CARD, read_checkpoint, write_checkpoint
 from benchmark.generate.model import GenerativeModel, ImageSpec
+from benchmark.provenance import code_version
 from benchmark.registry import create
 from benchmark.train import device as dev
 from benchmark.train import flops
@@ -81,6 +84,61 @@ def collapse_reason(samples: torch.Tensor) -> str | None:
     return None
 
 
+def check_cond(model: GenerativeModel, cond: torch.Tensor | None, n: int) -> None:
+    """Raise if `cond` does not fit the model's spec: None for an unconditional model, else shape (n, cond_dim).
+    The loop calls this before every training step and sampling call, so a model never has to."""
+    cond_dim = model.spec.cond_dim
+    if cond_dim == 0:
+        if cond is not None:
+            raise ValueError(f"{type(model).__name__} is unconditional (cond_dim 0) and takes cond=None")
+    elif cond is None or tuple(cond.shape) != (n, cond_dim):
+        got = None if cond is None else tuple(cond.shape)
+        raise ValueError(f"{type(model).__name__} needs cond of shape ({n}, {cond_dim}) for {n} images; got {got}")
+
+
+def sample(model: GenerativeModel, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
+    """`model.sample` without gradients, after checking `cond` against its spec: every caller samples through here."""
+    check_cond(model, cond, n)
+    with torch.no_grad():
+        return model.sample(cond, n, generator)
+
+
+@dataclass
+class _LossLog:
+    """Loss sums since the last log point, averaged when the loop logs."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().float()
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """The mean of each loss since the last call; starts a new interval."""
+        means = {name: float(total) / self.count for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+
+@dataclass
+class _Plateau:
+    """Best quality score so far and evaluations since it improved, for `QualityMonitor`'s early stopping."""
+
+    monitor: QualityMonitor
+    best: float = math.inf
+    stale: int = 0
+
+    def stop_after(self, score: float) -> bool:
+        """Record a score; True when `patience` evaluations in a row did not improve on the best."""
+        if score < self.best - self.monitor.min_delta:
+            self.best, self.stale = score, 0
+            return False
+        self.stale += 1
+        return self.monitor.patience is not None and self.stale >= self.monitor.patience
+
+
 def fit(
     model: GenerativeModel,
     images: torch.Tensor,
@@ -107,54 +165,69 @@ def fit(
     data = images.to(device)
     cond = cond.to(device) if cond is not None else None
     sampler = BatchSampler(len(data), batch_size, generator)
-    history = FitHistory()
-    sums: dict[str, torch.Tensor] = {}
-    count, best, stale = 0, math.inf, 0
+    history, log = FitHistory(), _LossLog()
+    plateau = _Plateau(monitor) if monitor is not None else None
     started = dev.clock(device)
     bar = budget.progress_bar(desc, progress)
     while True:
         elapsed = dev.clock(device) - started - history.monitor_seconds if budget.seconds is not None else 0.0
         if budget.spent(history.steps, elapsed) >= 1:
             break
-        index = torch.cat([sampler.next() for _ in range(model.real_batches_per_step)])
-        batch_cond = cond[index] if cond is not None else None
-        losses = model.training_step(to_model_range(data[index]), batch_cond, optimizers, generator)
-        for name, value in losses.items():
-            sums[name] = sums.get(name, 0.0) + value.detach().float()
-        count += 1
-        history.steps += 1
-        history.real_batches += model.real_batches_per_step
-        history.images_seen += len(index)
+        log.add(_train_step(model, data, cond, sampler, optimizers, generator, history))
         budget.show(bar, history.steps, elapsed)
         if history.steps % log_every == 0 or history.steps == budget.steps:
-            means = {name: float(total) / count for name, total in sums.items()}
-            sums, count = {}, 0
-            history.log_step.append(history.steps)
-            for name, value in means.items():
-                history.losses.setdefault(name, []).append(value)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
-            bad = [name for name, value in means.items() if not math.isfinite(value)]
-            if bad:
-                history.failure = f"divergence: non-finite {', '.join(bad)} by step {history.steps}"
+            history.failure = _record_losses(history, log.means(), bar)
+            if history.failure:
                 break
-        if monitor is not None and history.steps % monitor.every == 0:
-            scored = dev.clock(device)
-            score = monitor.score(model)
-            model.train()
-            history.monitor_seconds += dev.clock(device) - scored
-            history.quality_step.append(history.steps)
-            history.quality.append(score)
-            if score < best - monitor.min_delta:
-                best, stale = score, 0
-            else:
-                stale += 1
-                if monitor.patience is not None and stale >= monitor.patience:
-                    history.stopped_early = True
-                    break
+        if plateau is not None and history.steps % plateau.monitor.every == 0:
+            history.stopped_early = plateau.stop_after(_score(model, plateau.monitor, history, device))
+            if history.stopped_early:
+                break
     bar.close()
     history.seconds = dev.clock(device) - started - history.monitor_seconds
     model.eval()
     return history
+
+
+def _train_step(
+    model: GenerativeModel,
+    data: torch.Tensor,
+    cond: torch.Tensor | None,
+    sampler: BatchSampler,
+    optimizers: dict[str, torch.optim.Optimizer],
+    generator: torch.Generator,
+    history: FitHistory,
+) -> dict[str, torch.Tensor]:
+    """Draw `real_batches_per_step` fresh batches, check their conditioning, take one step, count it."""
+    index = torch.cat([sampler.next() for _ in range(model.real_batches_per_step)])
+    batch_cond = cond[index] if cond is not None else None
+    check_cond(model, batch_cond, len(index))
+    losses = model.training_step(to_model_range(data[index]), batch_cond, optimizers, generator)
+    history.steps += 1
+    history.real_batches += model.real_batches_per_step
+    history.images_seen += len(index)
+    return losses
+
+
+def _record_losses(history: FitHistory, means: dict[str, float], bar) -> str | None:
+    """Log the mean losses at this step; the divergence reason if one is not finite."""
+    history.log_step.append(history.steps)
+    for name, value in means.items():
+        history.losses.setdefault(name, []).append(value)
+    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+    bad = [name for name, value in means.items() if not math.isfinite(value)]
+    return f"divergence: non-finite {', '.join(bad)} by step {history.steps}" if bad else None
+
+
+def _score(model: GenerativeModel, monitor: QualityMonitor, history: FitHistory, device: torch.device) -> float:
+    """The monitor's quality score now, recorded with its step; its time is evaluation, not training."""
+    scored = dev.clock(device)
+    score = monitor.score(model)
+    model.train()
+    history.monitor_seconds += dev.clock(device) - scored
+    history.quality_step.append(history.steps)
+    history.quality.append(score)
+    return score
 
 
 def step_flops(model: GenerativeModel, batch_size: int, device: torch.device) -> int:
@@ -190,26 +263,33 @@ def _sample_copy(model: GenerativeModel, n: int, device: torch.device) -> torch.
     with flops.isolated_rng(device):
         clone = copy.deepcopy(model).to(device).eval()
         cond = torch.zeros(n, spec.cond_dim, device=device) if spec.cond_dim else None
-        return clone.sample(cond, n, torch.Generator(device=device).manual_seed(0))
+        return sample(clone, cond, n, torch.Generator(device=device).manual_seed(0))
 
 
 def save(directory: Path, models: dict[str, GenerativeModel], card: dict) -> Path:
-    """Write all models' weights (one safetensors file; keys prefixed by model name) and the card, atomically."""
+    """Write all models' weights (one safetensors file; keys prefixed by model name) and the card, atomically. The
+    written card carries the code version (`provenance.code_version()`: package version, git commit) unless it
+    already has one (a reloaded card keeps the code that trained it)."""
     tensors = {f"{name}.{key}": value for name, model in models.items() for key, value in model.state_dict().items()}
-    return write_checkpoint(directory, tensors, card, WEIGHTS)
+    return write_checkpoint(directory, tensors, {"code": code_version(), **card}, WEIGHTS)
 
 
-def load(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeModel], dict]:
-    """Rebuild the models a card describes and load their weights (safetensors: no pickled code is run)."""
+def load(
+    directory: Path, device: torch.device, build: Callable[..., GenerativeModel] | None = None
+) -> tuple[dict[str, GenerativeModel], dict]:
+    """Rebuild the models a card describes and load their weights (safetensors: no pickled code is run).
+    `build(spec=...)` makes each model; by default the registered generator the card names, with its parameters."""
     directory = Path(directory)
     if not (directory / CARD).is_file() or not (directory / WEIGHTS).is_file():
         raise MedAugBenchError(
             f"{directory} is not a saved generator (expected {CARD} and {WEIGHTS}); create one with `medaugbench synth`"
         )
     tensors, card = read_checkpoint(directory, WEIGHTS)
+    if build is None:
+        build = partial(create, "generator", card["generator"], **card["generator_params"])
     models = {}
     for name, spec in card["models"].items():
-        model = create("generator", card["generator"], spec=ImageSpec(**spec), **card["generator_params"])
+        model = build(spec=ImageSpec(**spec))
         state = {key[len(name) + 1 :]: value for key, value in tensors.items() if key.startswith(name + ".")}
         model.load_state_dict(state)
         models[name] = model.to(device).eval()

@@ -1,26 +1,37 @@
 """The one interface every generator implements (diffusers style: the model holds architecture and loss only).
 
-The shared machinery (`benchmark/generate/loop.py`) owns batching, the budget, seeding, divergence checks,
-logging and checkpoints; a model only says how to take one training step, how many fresh real batches that step
-consumes (`real_batches_per_step`), and how to sample.
+The shared machinery (`benchmark/generate/loop.py`) owns batching, the budget, seeding, the conditioning check,
+divergence checks, logging and checkpoints; a model only says which optimizers it has (`make_optimizers`), how to
+take one training step (`training_step`, stepping each optimizer through `self.optimize`), how many fresh real
+batches that step consumes (`real_batches_per_step`), and how to sample (`sample`). A subclass missing one of the
+three abstract methods cannot be instantiated.
 
 Conditioning is a float vector per image: one-hot for single-label tasks, multi-hot for multi-label ones
-(ChestMNIST's 14 labels). A model created with `ImageSpec.cond_dim == 0` is unconditional and gets `cond=None`;
-the harness then trains one model per class. Images are float in [-1, 1], shape (B, C, H, W).
+(ChestMNIST's 14 labels). Images are float in [-1, 1], shape (B, C, H, W).
+
+How the harness learns whether a generator conditions: it builds the generator for the task's spec (`cond_dim` =
+the number of labels) and reads the instance's `model.conditional`, which is True when the model's own spec has a
+conditioning vector (`can_condition` below). A model that cannot condition builds itself for `spec.unconditional()`
+(cond_dim 0), so it reports False whatever factory made it (a class, a functools.partial or a lambda alike); the
+harness then trains one unconditional model per class (per label for multi-label data), each built with cond_dim 0
+and given `cond=None`. A conditional model must also accept cond_dim 0: that is how it is built when a run turns
+conditioning off (`-S conditioning=false`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+import dataclasses
+from abc import ABCMeta, abstractmethod
+from typing import Any
 
 import torch
 from torch import nn
 
-from benchmark.registry import declare_product
+from benchmark.registry import create, declare_product, entries
+from benchmark.train.flops import isolated_rng
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ImageSpec:
     """What a generator must produce: channels, square size, and the conditioning vector's length (0: none)."""
 
@@ -28,16 +39,22 @@ class ImageSpec:
     image_size: int
     cond_dim: int = 0
 
+    def unconditional(self) -> ImageSpec:
+        """This spec without a conditioning vector: what a model that cannot condition builds itself for."""
+        return dataclasses.replace(self, cond_dim=0)
 
-class GenerativeModel(nn.Module):
+
+class GenerativeModel(nn.Module, metaclass=ABCMeta):
     """Base class of generator plugins. `factory(spec: ImageSpec, **params)` must return a subclass instance."""
-
-    conditional: ClassVar[bool] = True
-    """False for models that can only be trained unconditionally (one model per class)."""
 
     def __init__(self, spec: ImageSpec) -> None:
         super().__init__()
         self.spec = spec
+
+    @property
+    def conditional(self) -> bool:
+        """Whether this model conditions on labels: its spec has a conditioning vector (see the module docstring)."""
+        return self.spec.cond_dim > 0
 
     @property
     def real_batches_per_step(self) -> int:
@@ -46,19 +63,11 @@ class GenerativeModel(nn.Module):
         in `training_step`'s `images` (and `cond`), so `images.chunk(k)` gives them back; 1 for most models."""
         return 1
 
-    def check_cond(self, cond: torch.Tensor | None, n: int) -> None:
-        """Raise if `cond` does not fit the spec: None for an unconditional model, else shape (n, cond_dim)."""
-        if self.spec.cond_dim == 0:
-            if cond is not None:
-                raise ValueError("this model is unconditional (cond_dim 0) and takes cond=None")
-        elif cond is None or tuple(cond.shape) != (n, self.spec.cond_dim):
-            got = None if cond is None else tuple(cond.shape)
-            raise ValueError(f"cond must have shape ({n}, {self.spec.cond_dim}); got {got}")
-
+    @abstractmethod
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimizers by name (e.g. {'g': …, 'd': …}); the shared loop keeps and checkpoints them."""
-        raise NotImplementedError
 
+    @abstractmethod
     def training_step(
         self,
         images: torch.Tensor,
@@ -66,23 +75,40 @@ class GenerativeModel(nn.Module):
         optimizers: dict[str, torch.optim.Optimizer],
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
-        """One generator step (all its optimizer steps) on `real_batches_per_step` stacked fresh batches; returns
-        detached scalar losses by name.
+        """One generator step (all its optimizer steps, each through `self.optimize`) on `real_batches_per_step`
+        stacked fresh batches; returns detached scalar losses by name. `cond` was checked against the spec.
 
         Every random draw must use `generator` (on the batch's device) so that a seed fixes the weights.
         """
-        raise NotImplementedError
 
-    @torch.no_grad()
+    @abstractmethod
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
-        """`n` images in [-1, 1] for the conditioning rows `cond` (n, cond_dim), or unconditionally when None."""
-        raise NotImplementedError
+        """`n` images in [-1, 1] for the conditioning rows `cond` (n, cond_dim), or unconditionally when None; the
+        shared loop checks `cond` and runs this without gradients."""
+
+    def optimize(
+        self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_grad_norm: float | None = None
+    ) -> None:
+        """One update of `optimizer` on `loss`: zero its gradients, backpropagate, clip the gradient norm of its
+        parameters to `clip_grad_norm` (None or 0: no clipping), step."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad_norm:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
+        optimizer.step()
 
 
 declare_product("generator", GenerativeModel)
 
 
-def is_conditional(factory: object) -> bool:
-    """Whether a registered generator factory (a class, or a functools.partial of one) can condition on labels."""
-    target = getattr(factory, "func", factory)
-    return bool(getattr(target, "conditional", True))
+def can_condition(name: str, spec: ImageSpec, **params: Any) -> bool:
+    """Whether the registered generator `name` conditions on labels: it is built for `spec` (which has a
+    conditioning vector) with `params`, and asked; every RNG state is left as it was."""
+    with isolated_rng(torch.device("cpu")):
+        return create("generator", name, spec=spec, **params).conditional
+
+
+def registered_generators() -> dict[str, str]:
+    """Every registered generator's name and description."""
+    return {name: entry.description for name, entry in entries("generator").items()}

@@ -8,7 +8,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,125 +66,250 @@ def is_generative(strategy: str) -> bool:
     return strategy in registry.entries("generator")
 
 
+@dataclass
+class Validation:
+    """What the checks of `validate` share: the grid, where its files are, what earlier checks found (in order) and
+    the real training-set size per dataset (filled by `check_datasets`)."""
+
+    grid: GridConfig
+    data_dir: Path | None
+    check_files: bool
+    problems: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
 def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) -> dict[str, int]:
     """Check the whole grid and raise one error listing every problem; returns real training-set sizes per dataset.
 
-    Checks names against the registries, strategy/backbone parameters by constructing them, budgets, fractions,
-    seeds and policies; with `check_files`, also that every dataset's files are present (downloading official files
-    if needed) and that pretrained weights load.
+    Runs every check of CHECKS in turn (names against the registries, strategy/backbone parameters by constructing
+    them, budgets, fractions, seeds and policies; with `check_files`, also that every dataset's files are present,
+    downloading official files if needed, and that pretrained weights load), then raises once if any found a problem.
     """
-    problems: list[str] = list(grid.budget.problems())
+    state = Validation(grid, data_dir, check_files)
+    for check in CHECKS:
+        state.problems += check(state)
+    if state.problems:
+        raise MedAugBenchError(
+            f"the grid {grid.name!r} has {len(state.problems)} problem(s); nothing was run:\n  - "
+            + "\n  - ".join(state.problems)
+        )
+    return state.sizes
 
-    def known(kind: str, name: str) -> bool:
-        try:
-            registry.get_entry(kind, name)
-            return True
-        except MedAugBenchError as error:
-            problems.append(str(error))
-            return False
 
-    def attempt(what: str, build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """`build(*args, **kwargs)`, or None with a problem named after `what` when it rejects its arguments."""
-        try:
-            return build(*args, **kwargs)
-        except MedAugBenchError as error:
-            problems.append(f"{what}: {error}")
-        except TypeError as error:
-            problems.append(f"{what}: bad parameter ({error})")
-        return None
+def _unknown(kind: str, name: str) -> list[str]:
+    """No problem if `name` is registered for `kind`, else the registry's message (with the closest name)."""
+    try:
+        registry.get_entry(kind, name)
+    except MedAugBenchError as error:
+        return [str(error)]
+    return []
 
+
+def _attempt(what: str, build: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
+    """`build(*args, **kwargs)` and no problem, or None and a problem named after `what` when it rejects them."""
+    try:
+        return build(*args, **kwargs), []
+    except MedAugBenchError as error:
+        return None, [f"{what}: {error}"]
+    except TypeError as error:
+        return None, [f"{what}: bad parameter ({error})"]
+
+
+def check_budget(state: Validation) -> list[str]:
+    """The [budget] table is consistent: one budget per model (or one total), positive amounts, a share in (0, 1)."""
+    return list(state.grid.budget.problems())
+
+
+def check_repeated_values(state: Validation) -> list[str]:
+    """No axis of the grid lists a value twice (it would make two cells with one id)."""
+    problems = []
     for key in ("datasets", "strategies", "backbones", "seeds", "train_fractions", "policies"):
-        values = getattr(grid, key)
+        values = getattr(state.grid, key)
         if len(set(map(str, values))) != len(values):
             problems.append(f"{key} lists a value twice: {list(values)}")
-    for seed in grid.seeds:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            problems.append(f"seeds must be non-negative integers, got {seed!r}")
-    for fraction in grid.train_fractions:
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-            problems.append(f"train_fractions must lie in (0, 1], got {fraction!r}")
-    for policy in grid.policies:
+    return problems
+
+
+def check_seeds(state: Validation) -> list[str]:
+    """Seeds are non-negative integers."""
+    return [
+        f"seeds must be non-negative integers, got {seed!r}"
+        for seed in state.grid.seeds
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0
+    ]
+
+
+def check_fractions(state: Validation) -> list[str]:
+    """Training fractions lie in (0, 1]."""
+    return [
+        f"train_fractions must lie in (0, 1], got {fraction!r}"
+        for fraction in state.grid.train_fractions
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1
+    ]
+
+
+def check_policies(state: Validation) -> list[str]:
+    """Every synthesis policy is one SynthesisPolicy knows."""
+    problems = []
+    for policy in state.grid.policies:
         try:
             SynthesisPolicy(kind=policy, counts={"0": 1} if policy == "fixed" else {})
         except MedAugBenchError as error:
             problems.append(str(error))
-    bad_train = sorted(set(grid.train) - TRAIN_FIELDS)
+    return problems
+
+
+def check_train_fields(state: Validation) -> list[str]:
+    """[train] and each variant's train table name only TrainConfig fields a grid may set."""
+    problems = []
+    bad_train = sorted(set(state.grid.train) - TRAIN_FIELDS)
     if bad_train:
         problems.append(f"[train] does not take {', '.join(bad_train)}; allowed: {', '.join(sorted(TRAIN_FIELDS))}")
-    for label, variant in grid.variants.items():
+    for label, variant in state.grid.variants.items():
         bad = sorted(set(variant.train) - TRAIN_FIELDS)
         if bad:
             problems.append(f"variants.{label}.train does not take {', '.join(bad)}")
-    unused = sorted(set(grid.strategy_params) - set(grid.strategies) - {v.strategy for v in grid.variants.values()})
-    if unused:
-        problems.append(f"[strategy_params] names {', '.join(unused)}, which the grid does not run")
+    return problems
 
-    generative_any = False
+
+def check_unused_strategy_params(state: Validation) -> list[str]:
+    """[strategy_params] names only strategies (or labels) the grid runs: anything else is likely a typo."""
+    grid = state.grid
+    unused = sorted(set(grid.strategy_params) - set(grid.strategies) - {v.strategy for v in grid.variants.values()})
+    return [f"[strategy_params] names {', '.join(unused)}, which the grid does not run"] if unused else []
+
+
+def check_strategies(state: Validation) -> list[str]:
+    """Every strategy label names a registered strategy that accepts its parameters (under each policy)."""
+    grid, problems = state.grid, []
     for label in grid.strategies:
         variant = grid.variant(label)
-        if not known("strategy", variant.strategy):
+        unknown = _unknown("strategy", variant.strategy)
+        problems += unknown
+        if unknown:
             continue
-        generative_any |= is_generative(variant.strategy)
         for policy in grid.policies if is_generative(variant.strategy) else [None]:
             params = strategy_params(grid, label, policy, generator_steps=1)
-            attempt(f"strategy {label}", registry.create, "strategy", variant.strategy, **params)
-    if grid.baseline not in grid.strategies:
-        problems.append(
-            f"baseline {grid.baseline!r} is not among the strategies {list(grid.strategies)}; add it or set `baseline`"
-        )
-    pretrained = grid.train.get("pretrained", False) if check_files else False
+            problems += _attempt(f"strategy {label}", registry.create, "strategy", variant.strategy, **params)[1]
+    return problems
+
+
+def check_baseline(state: Validation) -> list[str]:
+    """The baseline the statistics compare against is one of the grid's strategies."""
+    grid = state.grid
+    if grid.baseline in grid.strategies:
+        return []
+    return [f"baseline {grid.baseline!r} is not among the strategies {list(grid.strategies)}; add it or set `baseline`"]
+
+
+def check_backbones(state: Validation) -> list[str]:
+    """Every backbone is registered and builds with its parameters (and, with `check_files`, its pretrained weights)."""
+    grid, problems = state.grid, []
+    pretrained = grid.train.get("pretrained", False) if state.check_files else False
     for backbone in grid.backbones:
-        if known("backbone", backbone):
-            attempt(
+        unknown = _unknown("backbone", backbone)
+        problems += unknown
+        if not unknown:
+            size = grid.train.get("size", 28)
+            extra = grid.backbone_params.get(backbone, {})
+            build = (registry.create, "backbone", backbone)
+            problems += _attempt(
                 f"backbone {backbone}",
-                registry.create,
-                "backbone",
-                backbone,
+                *build,
                 in_chans=1,
                 num_classes=2,
-                image_size=grid.train.get("size", 28),
+                image_size=size,
                 pretrained=pretrained,
-                **grid.backbone_params.get(backbone, {}),
-            )
+                **extra,
+            )[1]
+    return problems
+
+
+def check_generator_budget(state: Validation) -> list[str]:
+    """A generator budget goes with generative strategies, and they need one (asked only of an otherwise sound
+    grid, since an unknown strategy name may be the cause)."""
+    grid = state.grid
+    known = registry.entries("strategy")
+    generative_any = any(
+        grid.variant(label).strategy in known and is_generative(grid.variant(label).strategy)
+        for label in grid.strategies
+    )
     if not generative_any and grid.budget.has_generator_budget:
-        problems.append("[budget] sets a generator budget but the grid runs no generative strategy")
-    if generative_any and not problems and not (grid.budget.has_generator_budget or grid.budget.is_total):
-        problems.append(
+        return ["[budget] sets a generator budget but the grid runs no generative strategy"]
+    if generative_any and not state.problems and not (grid.budget.has_generator_budget or grid.budget.is_total):
+        return [
             "the grid runs generative strategies: set generator_steps, generator_seconds or generator_epochs "
             "in [budget]"
-        )
+        ]
+    return []
 
-    sizes: dict[str, int] = {}
-    options = DataOptions(data_dir=data_dir, size=grid.train.get("size", 28))
+
+def check_datasets(state: Validation) -> list[str]:
+    """Every dataset is registered and answers for its size (with `check_files`, after preparing its files); the
+    sizes go into `state.sizes`."""
+    grid, problems = state.grid, []
+    options = DataOptions(data_dir=state.data_dir, size=grid.train.get("size", 28))
 
     def train_size(plugin: str, params: dict) -> int | None:
         source = registry.create("dataset", plugin, **params)
-        if check_files:
+        if state.check_files:
             source.prepare(options)
         split_sizes = source.info(options).split_sizes
         return int(split_sizes["train"]) if split_sizes else None
 
     for name in grid.datasets:
         plugin, params = dataset_source(name, grid.dataset_params.get(name, {}))
-        if known("dataset", plugin):
-            size = attempt(f"dataset {name}", train_size, plugin, params)
+        unknown = _unknown("dataset", plugin)
+        problems += unknown
+        if not unknown:
+            size, found = _attempt(f"dataset {name}", train_size, plugin, params)
+            problems += found
             if size is not None:
-                sizes[name] = size
+                state.sizes[name] = size
+    return problems
+
+
+def check_epoch_budgets(state: Validation) -> list[str]:
+    """Epoch budgets become steps through each dataset's training-set size, so that size must be known."""
+    grid = state.grid
+    if not grid.budget.uses_epochs:
+        return []
+    problems: list[str] = []
     for name in grid.datasets:
-        if grid.budget.uses_epochs and name not in sizes and not any(name in p for p in problems):
+        if name not in state.sizes and not any(name in p for p in state.problems + problems):
             problems.append(
                 f"dataset {name}: its training-set size is unknown, so epoch budgets cannot be converted; give steps"
             )
-    if grid.budget.uses_epochs and "per_class_cap" in grid.train:
+    if "per_class_cap" in grid.train:
         problems.append(
             "epoch budgets with [train] per_class_cap: the capped size is unknown before loading; give steps"
         )
-    attempt("[train]", TrainConfig, **train_fields({k: v for k, v in grid.train.items() if k in TRAIN_FIELDS}))
-    if problems:
-        raise MedAugBenchError(
-            f"the grid {grid.name!r} has {len(problems)} problem(s); nothing was run:\n  - " + "\n  - ".join(problems)
-        )
-    return sizes
+    return problems
+
+
+def check_train_table(state: Validation) -> list[str]:
+    """The [train] values make a valid TrainConfig (optimizer preset, sizes, ...)."""
+    train = train_fields({k: v for k, v in state.grid.train.items() if k in TRAIN_FIELDS})
+    return _attempt("[train]", TrainConfig, **train)[1]
+
+
+CHECKS: tuple[Callable[[Validation], list[str]], ...] = (
+    check_budget,
+    check_repeated_values,
+    check_seeds,
+    check_fractions,
+    check_policies,
+    check_train_fields,
+    check_unused_strategy_params,
+    check_strategies,
+    check_baseline,
+    check_backbones,
+    check_generator_budget,
+    check_datasets,
+    check_epoch_budgets,
+    check_train_table,
+)
+"""The checks `validate` runs, in the order their problems are listed; each returns its problems."""
 
 
 def strategy_params(grid: GridConfig, label: str, policy: str | None, **budget: object) -> dict:

@@ -1,6 +1,8 @@
-"""How cells are run: the executor interface, and the built-in `local` executor (in-process one cell at a time, or
-one worker process per visible GPU). Executors are plugins (`register_executors`), so a distributed one plugs in
-without touching the runner: it receives picklable cells and a picklable job, and yields each cell's outcome.
+"""How cells are run: the executor interface, the built-in `local` executor (in-process one cell at a time, or
+one worker process per visible GPU), and helpers for executors that run cells on other machines. Executors are
+plugins (`register_executors`), so a distributed one plugs in without touching the runner: it receives picklable
+cells and a picklable job, and yields each cell's outcome. Its options come from the command line as
+`medaugbench run --executor NAME -X key=value`, i.e. `registry.create("executor", NAME, key=value)`.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
 
+from benchmark.data.files import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.cells import Cell
+from benchmark.grid.store import records_dir
+from benchmark.provenance import now
 from benchmark.registry import declare_product
 
 
@@ -50,14 +56,13 @@ def visible_gpus() -> int:
 
 
 class LocalExecutor:
-    """`workers=None`: one worker per visible GPU (each cell pinned to its worker's GPU), else one in-process worker.
-    `workers=N > 1` on CPU splits the cores between N processes."""
+    """`workers=None` (`-X workers=N` sets it): one worker per visible GPU (each cell pinned to its worker's GPU),
+    else one in-process worker. `workers=N > 1` on CPU splits the cores between N processes."""
 
     name = "local"
 
     def __init__(self, workers: int | None = None) -> None:
-        if workers is not None and workers < 1:
-            raise MedAugBenchError(f"--workers must be at least 1, got {workers}")
+        check_count("workers", workers, 1)
         self.workers = workers if workers is not None else max(1, visible_gpus())
 
     def run(self, cells: Sequence[Cell], job: CellJob) -> Iterator[CellOutcome]:
@@ -83,3 +88,45 @@ def _init_worker(devices: multiprocessing.Queue[int | None], threads: int) -> No
     gpu = devices.get()
     if gpu is not None:
         torch.cuda.set_device(gpu)
+
+
+def check_count(name: str, value: object, minimum: int) -> None:
+    """Refuse an executor option that must be a whole number of at least `minimum` when set (`-X workers=two` stays
+    text, and True is no count), with one message naming it."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+        raise MedAugBenchError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+
+
+# For executors that run cells elsewhere: the worker runs the job into a scratch results folder and sends back the
+# cell's files (`read_cell_files`); the driver writes them into the real one (`write_cell_files`), and records a
+# cell whose worker was lost as failed (`record_lost_cell`), so every cell ends with exactly one record.
+
+
+def read_cell_files(results_dir: Path) -> dict[str, bytes]:
+    """Every finished file a job wrote into `results_dir/records/` (temp files of an interrupted write left out)."""
+    folder = records_dir(results_dir)
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(folder.iterdir())
+        if path.is_file() and not path.name.endswith(".tmp")
+    }
+
+
+def write_cell_files(results_dir: Path, cell_id: str, files: dict[str, bytes]) -> None:
+    """Write a cell's files into `results_dir/records/` atomically, its `<cell_id>.json` last (it marks completion)."""
+    folder = records_dir(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = f"{cell_id}.json"
+    for name in sorted(files, key=lambda n: n == record):
+        if Path(name).name != name or not name.startswith(cell_id):
+            raise MedAugBenchError(f"a worker returned the file {name!r} for cell {cell_id}; expected {cell_id}.*")
+        with atomic_output(folder / name, "wb") as handle:
+            handle.write(files[name])
+
+
+def record_lost_cell(results_dir: Path, cell: Cell, error: dict, seconds: float) -> CellOutcome:
+    """Write the failed record of a cell whose worker never reported back (`error`: type, message, traceback;
+    `seconds` since it was submitted) and return its outcome, as the job does for a cell that raised."""
+    from benchmark.grid.runner import record_failure  # the runner imports this module
+
+    return record_failure(results_dir, cell, error, {"finished": now(), "wall_seconds": seconds})

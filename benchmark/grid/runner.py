@@ -59,7 +59,7 @@ class RunCell:
             cell.coords,
             cell.config.to_dict(),
             grid=cell.grid,
-            result=trained.record.to_dict(),
+            result=trained.record,
             timing=timing,
         )
         save_images(self.results_dir, cell.cell_id, trained)
@@ -87,8 +87,8 @@ def save_images(results_dir: Path, cell_id: str, trained: Trained) -> None:
     if synthetic is None or len(synthetic) == 0:
         return
     save_class_grid(synthetic, trained.data.task, samples_path(results_dir, cell_id), per_class=8, seed=0)
-    audit = (trained.record.strategy.get("quality") or {}).get("memorisation") or {}
-    pairs = audit.get("pixel", {}).get("closest_pairs")
+    quality = trained.record.strategy.quality
+    pairs = quality.memorisation.pixel.closest_pairs if quality is not None else None
     if pairs:
         save_closest_pairs_png(synthetic.images, trained.data.train.images, pairs, pairs_path(results_dir, cell_id))
 

@@ -20,8 +20,10 @@ import numpy as np
 
 from benchmark.data.files import atomic_output, write_json_atomic
 from benchmark.errors import MedAugBenchError
+from benchmark.train.record import RunRecord
 
-SCHEMA = "medaugbench.cell/1"
+SCHEMA_PREFIX = "medaugbench.cell/"
+SCHEMA = f"{SCHEMA_PREFIX}1"
 RECORDS = "records"
 GRID_FILE = "grid.json"
 OK, FAILED = "ok", "failed"
@@ -33,9 +35,9 @@ class CellRecord:
 
     `cell` holds the grid coordinates shown in leaderboards: dataset, strategy (the leaderboard label: a plugin
     name or a variant name such as `cgan_no_conditioning`), base_strategy (the plugin), backbone, seed,
-    train_fraction and policy (None for strategies that synthesise nothing). `result` is the `RunRecord` as a dict
-    (metrics.val/test, budget, curves, strategy report with generator histories and quality) for an "ok" cell;
-    `error` holds type, message and traceback for a "failed" one.
+    train_fraction and policy (None for strategies that synthesise nothing). `result` is the cell's `RunRecord`
+    (metrics, budget, curves, strategy report with generator histories and quality; its JSON form is read with
+    `RunRecord.from_dict`) for an "ok" cell; `error` holds type, message and traceback for a "failed" one.
     """
 
     cell_id: str
@@ -43,17 +45,23 @@ class CellRecord:
     cell: dict
     config: dict
     grid: str = ""
-    result: dict | None = None
+    result: RunRecord | None = None
     error: dict | None = None
     timing: dict = field(default_factory=dict)
     schema: str = SCHEMA
+
+    def __post_init__(self) -> None:
+        if isinstance(self.result, dict):
+            self.result = RunRecord.from_dict(self.result)
 
     @property
     def ok(self) -> bool:
         return self.status == OK
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The JSON form, the run record in its own (versioned) JSON form."""
+        result = None if self.result is None else self.result.to_dict()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"result": result}
 
 
 def check_results_dir(results_dir: Path) -> Path:
@@ -113,15 +121,25 @@ def read_grid_file(results_dir: Path) -> dict:
 
 
 def read_record(path: Path) -> CellRecord | None:
-    """The record in `path`, or None if it is unreadable or not a cell record (it is then simply re-run)."""
+    """The record in `path`, or None if it is unreadable or not a cell record (it is then simply re-run). A cell
+    record of a layout this code cannot read is one message naming the file and what to do."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
         return None
-    names = {f.name for f in dataclasses.fields(CellRecord)}
-    return CellRecord(**{k: v for k, v in data.items() if k in names})
+    try:
+        if schema != SCHEMA:
+            raise MedAugBenchError(
+                f"it has schema {schema!r}; this medaugbench reads {SCHEMA!r}: upgrade medaugbench, or delete the "
+                "record and run the grid again to re-run the cell"
+            )
+        names = {f.name for f in dataclasses.fields(CellRecord)}
+        return CellRecord(**{k: v for k, v in data.items() if k in names})
+    except MedAugBenchError as error:
+        raise MedAugBenchError(f"record {path}: {error}") from None
 
 
 def load_records(results_dir: Path) -> list[CellRecord]:

@@ -25,6 +25,7 @@ from benchmark.grid.store import (
 )
 from benchmark.publish import stats
 from benchmark.train.metrics import predicted_labels
+from benchmark.train.record import QualityBlock, RunRecord
 
 METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc")
 TEST_METRICS = (*METRICS, "ece", "average_precision")
@@ -34,7 +35,7 @@ GROUP = ("strategy", "backbone", "train_fraction", "policy")
 # Runs compared with the baseline share these; seeds pair them within.
 PAIRING = ("dataset", "backbone", "train_fraction")
 SECONDS = {"generator_seconds": "synthesize", "classifier_seconds": "train", "total_seconds": "total"}
-# What each cell spent (record key compute): long-table column -> path in the block; FLOPs counted, device-seconds.
+# What each cell spent (RunRecord.compute): long-table column -> path in that block; FLOPs counted, device-seconds.
 PHASES = ("generator_training", "synthesis", "classifier_training")
 COMPUTE = {
     **{f"{phase}_{unit}": ("phases", phase, unit) for unit in ("flops", "seconds") for phase in PHASES},
@@ -42,13 +43,8 @@ COMPUTE = {
     "compute_seconds": ("total", "seconds"),
 }
 SYNTHETIC_ONLY = "synthetic_only"
-# Class-matched generator quality (record key strategy.quality.matched): long-table column -> path in the block.
-QUALITY = {
-    "fid": ("fake_vs_real", "fid"),
-    "fid_floor": ("floor", "fid"),
-    "kid": ("fake_vs_real", "kid_mean"),
-    "kid_floor": ("floor", "kid_mean"),
-}
+# Class-matched generator quality (the strategy's QualityReport.matched block): long-table columns.
+QUALITY = ("fid", "fid_floor", "kid", "kid_floor")
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0  # every comparison draws the same resamples: common random numbers across a table
@@ -174,7 +170,7 @@ class Leaderboard:
 
 def long_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per cell, ok or failed: coordinates, test metrics, class-matched generator quality and seconds."""
-    has_ap = any("average_precision" in (dig(r.result, "metrics", "test") or {}) for r in records)
+    has_ap = any(r.result is not None and r.result.dataset.task.multilabel for r in records)
     metrics = TEST_METRICS if has_ap else TEST_METRICS[:-1]
     columns = [
         "cell_id",
@@ -435,18 +431,19 @@ def render_markdown(board: Leaderboard) -> str:
 
 
 def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> list[str]:
-    """Table 2 (test metrics), Table 4 (against the baseline) and the per-seed tests of one dataset."""
+    """Table 2 (test metrics), generator quality, compute, Table 4 (against the baseline) and the per-seed tests of
+    one dataset."""
     cells = board.long[board.long["dataset"] == dataset]
     kind = next(iter(cells["task"].dropna()), "?")
+    lines = [f"## {dataset} ({kind})", ""] + _metrics_section(frame)
+    lines += _quality_section(board.quality[board.quality["dataset"] == dataset]) + _compute_section(frame)
+    return lines + _against_section(board, dataset)
+
+
+def _metrics_section(frame: pd.DataFrame) -> list[str]:
+    """Table 2 layout: per row the test metrics (mean ± std, t-intervals) and the class-matched FID/KID."""
     shown = fmt_shown(frame)
-    lines = [
-        f"## {dataset} ({kind})",
-        "",
-        "### Test metrics (Table 2 layout)",
-        "",
-        f"_{SPREAD}. Percentages ×100. {FID_NOTE}._",
-        "",
-    ]
+    lines = ["### Test metrics (Table 2 layout)", "", f"_{SPREAD}. Percentages ×100. {FID_NOTE}._", ""]
     headers = [
         *(HEADERS[c] for c in shown),
         "n",
@@ -475,10 +472,13 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
         ]
         for r in frame.to_dict("records")
     ]
-    lines += _table(headers, rows) + ([f"_{RANK_NOTE}._", ""] if frame["fid_rank_deficient"].any() else [])
-    lines += _quality_section(board.quality[board.quality["dataset"] == dataset]) + _compute_section(frame)
+    return lines + _table(headers, rows) + ([f"_{RANK_NOTE}._", ""] if frame["fid_rank_deficient"].any() else [])
+
+
+def _against_section(board: Leaderboard, dataset: str) -> list[str]:
+    """Table 4 layout: each strategy against the baseline (Δ with CIs, Holm-corrected p), then the per-seed tests."""
     compared = board.stats[board.stats["dataset"] == dataset]
-    lines += ["### Against the baseline (Table 4 layout)", "", f"_{against_note(board.baseline)}._", ""]
+    lines = ["### Against the baseline (Table 4 layout)", "", f"_{against_note(board.baseline)}._", ""]
     if compared.empty:
         return lines + ["No other strategy to compare.", ""]
     shown = fmt_shown(compared)
@@ -641,19 +641,35 @@ def against_note(baseline: str) -> str:
 
 
 def _long_row(record: CellRecord, metrics: tuple[str, ...]) -> dict:
-    """A cell's row of the long table; NaN where the record has no value."""
-    result, cell = record.result, record.cell
-    matched = dig(result, "strategy", "quality", "matched")
-    row = {"cell_id": record.cell_id, "status": record.status, **{key: cell.get(key) for key in COORDINATES}}
-    row["task"] = dig(result, "dataset", "task", "kind")
-    row |= {metric: _number(dig(result, "metrics", "test", metric)) for metric in metrics}
-    row |= {name: _number(dig(matched, *path)) for name, path in QUALITY.items()}
-    deficient = dig(matched, "rank_deficient")
-    row["fid_rank_deficient"] = None if deficient is None else bool(deficient)
-    row |= {name: _number(dig(result, "budget", "seconds", key)) for name, key in SECONDS.items()}
-    row |= {name: _number(dig(result, "compute", *path)) for name, path in COMPUTE.items()}
-    row["error"] = dig(record.error, "message") if record.status == FAILED else None
+    """A cell's row of the long table; NaN where the record has no value (a failed cell has only its error)."""
+    run = record.result
+    matched = matched_quality(run)
+    test = run.metrics.test if run is not None else None
+    row = {"cell_id": record.cell_id, "status": record.status, **{key: record.cell.get(key) for key in COORDINATES}}
+    row["task"] = run.dataset.task.kind if run is not None else None
+    row |= {metric: _number(test[metric] if test is not None else None) for metric in metrics}
+    row |= {name: _number(value) for name, value in _quality_values(matched).items()}
+    row["fid_rank_deficient"] = None if matched is None else bool(matched.rank_deficient)
+    seconds = run.budget.seconds if run is not None else {}
+    row |= {name: _number(seconds.get(key)) for name, key in SECONDS.items()}
+    compute = run.compute if run is not None else {}
+    row |= {name: _number(dig(compute, *path)) for name, path in COMPUTE.items()}
+    row["error"] = (record.error or {}).get("message") if record.status == FAILED else None
     return row
+
+
+def matched_quality(run: RunRecord | None) -> QualityBlock | None:
+    """The class-matched block of a run's quality report, or None for a run that scored no synthetic images."""
+    quality = run.strategy.quality if run is not None else None
+    return quality.matched if quality is not None else None
+
+
+def _quality_values(matched: QualityBlock | None) -> dict[str, float | None]:
+    """The QUALITY columns of a class-matched block: FID and KID of the synthetic images and of the floor."""
+    if matched is None:
+        return dict.fromkeys(QUALITY)
+    fake, floor = matched.fake_vs_real, matched.floor
+    return {"fid": fake.fid, "fid_floor": floor.fid, "kid": fake.kid_mean, "kid_floor": floor.kid_mean}
 
 
 def record_labels(records: list[CellRecord]) -> dict[str, str]:
@@ -807,7 +823,8 @@ def _write_text_atomic(path: Path, text: str) -> Path:
 
 
 def dig(data: object, *keys: str) -> object:
-    """data[k1][k2]…, or None where a level is missing, so partial records still tabulate."""
+    """data[k1][k2]…, or None where a level is missing: for the record's untyped blocks (compute, strategy facts),
+    which differ between strategies and versions."""
     for key in keys:
         if not isinstance(data, dict):
             return None

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from benchmark.data.files import atomic_output
 from benchmark.grid.store import CellRecord
-from benchmark.publish.leaderboard import RANK_MARK, dig, record_labels
+from benchmark.publish.leaderboard import RANK_MARK, dig, matched_quality, record_labels
 from benchmark.publish.stats import mean_std, t_interval
 
 BASELINE = "none"
@@ -74,17 +74,6 @@ def summarize(strategy: str, values: Iterable[float | None]) -> Summary | None:
     return Summary(strategy, kept, float(mean_std(kept)["mean"]), ci["low"], ci["high"])
 
 
-def metric_summary(records: Iterable[CellRecord], dataset: str, metric: str) -> dict[str, Summary]:
-    """Per-label test `metric` over seeds: the numbers the CI figure plots."""
-    return _metric_summaries(group_records(records, dataset), metric)
-
-
-def fid_summary(records: Iterable[CellRecord], dataset: str, key: str = "fake_vs_real") -> dict[str, Summary]:
-    """Per-label class-matched FID over seeds (key "fake_vs_real", or "floor": its real-vs-real floor), for the
-    generative cells that measured it."""
-    return _fid_summaries(group_records(records, dataset), key)
-
-
 def step_band(traces: Iterable[tuple[Sequence[float], Sequence[float | None]]]) -> tuple[np.ndarray, ...] | None:
     """Steps, mean, min and max over traces (step list, value list) at each step, ignoring None; None if empty."""
     by_step: dict[float, list[float]] = defaultdict(list)
@@ -105,12 +94,12 @@ def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -
     for dataset in sorted({r.cell["dataset"] for r in records if r.ok and r.result is not None}):
         groups = group_records(records, dataset)
         colours = {label: f"C{i % 10}" for i, label in enumerate(groups)}
-        summaries = {m: _metric_summaries(groups, m) for m in dict.fromkeys((metric, "accuracy", "auc"))}
+        summaries = {m: metric_summaries(groups, m) for m in dict.fromkeys((metric, "accuracy", "auc"))}
         figures = {
             f"{dataset}_{m}_ci.png": _ci_figure(dataset, m, summaries[m], colours)
             for m in dict.fromkeys((metric, "accuracy"))
         }
-        fid = {key: _fid_summaries(groups, key) for key in ("fake_vs_real", "floor")}
+        fid = fid_summaries(groups)
         figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(
             dataset, fid, _rank_deficient(groups), summaries["auc"], colours
         )
@@ -124,27 +113,38 @@ def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -
     return sorted(written)
 
 
-def _metric_summaries(groups: dict[str, list[CellRecord]], metric: str) -> dict[str, Summary]:
-    return _summaries(groups, lambda r: r.result["metrics"]["test"].get(metric))
+def metric_summaries(groups: dict[str, list[CellRecord]], metric: str) -> dict[str, Summary]:
+    """Per label of `group_records`, the test `metric` over seeds: the numbers the CI figures plot."""
+    return _summaries(groups, lambda r: r.result.metrics.test[metric])
 
 
-def _fid_summaries(groups: dict[str, list[CellRecord]], key: str) -> dict[str, Summary]:
-    """The leaderboard's FID: strategy.quality.matched.<key>.fid."""
-    return _summaries(groups, lambda r: dig(r.result, "strategy", "quality", "matched", key, "fid"))
+def fid_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, dict[str, Summary]]:
+    """Per label of `group_records`, the leaderboard's class-matched FID ("fake_vs_real") and its real-vs-real floor
+    ("floor") over seeds, for the labels that measured them: the numbers the FID figure plots."""
+
+    def fid(r: CellRecord, floor: bool) -> float | None:
+        matched = matched_quality(r.result)
+        return None if matched is None else (matched.floor if floor else matched.fake_vs_real).fid
+
+    return {
+        "fake_vs_real": _summaries(groups, lambda r: fid(r, floor=False)),
+        "floor": _summaries(groups, lambda r: fid(r, floor=True)),
+    }
 
 
 def _compute_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, Summary]:
-    """The leaderboard's total compute per cell: compute.total.flops (counted FLOPs of every phase)."""
-    return _summaries(groups, lambda r: dig(r.result, "compute", "total", "flops"))
+    """The leaderboard's total compute per cell: the counted FLOPs of every phase (compute.total.flops)."""
+    return _summaries(groups, lambda r: dig(r.result.compute, "total", "flops"))
 
 
 def _rank_deficient(groups: dict[str, list[CellRecord]]) -> set[str]:
     """Labels with a seed whose class-matched FID came from a rank-deficient covariance (the leaderboard's †)."""
-    return {
-        label
-        for label, group in groups.items()
-        if any(dig(r.result, "strategy", "quality", "matched", "rank_deficient") for r in group)
-    }
+
+    def deficient(r: CellRecord) -> bool:
+        matched = matched_quality(r.result)
+        return matched is not None and matched.rank_deficient
+
+    return {label for label, group in groups.items() if any(map(deficient, group))}
 
 
 def _summaries(groups: dict[str, list[CellRecord]], value: Callable[[CellRecord], float | None]) -> dict[str, Summary]:
@@ -232,14 +232,14 @@ def _f1_figure(dataset: str, groups: dict[str, list[CellRecord]]) -> Figure | No
     """Heatmap label × class of the mean test F1 over seeds, annotated, as the seed paper's per-class figure."""
     rows, counts = {}, []
     for label, group in groups.items():
-        per_seed = [f1 for r in group if (f1 := r.result["metrics"]["test"].get("f1_per_class"))]
+        per_seed = [f1 for r in group if (f1 := r.result.metrics.test.f1_per_class)]
         if per_seed:
             rows[label] = np.mean(np.array(per_seed, dtype=float), axis=0)
             counts.append(len(per_seed))
     if not rows:
         return None
     matrix = np.array(list(rows.values()))
-    names = dig(next(iter(groups.values()))[0].result, "dataset", "task", "labels") or []
+    names = next(iter(groups.values()))[0].result.dataset.task.labels
     names = [str(n) for n in names] if len(names) == matrix.shape[1] else [str(i) for i in range(matrix.shape[1])]
     fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.8 * len(names)), max(3.0, 1.5 + 0.5 * len(rows))))
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
@@ -255,10 +255,10 @@ def _f1_figure(dataset: str, groups: dict[str, list[CellRecord]]) -> Figure | No
 
 def _val_figure(dataset: str, groups: dict[str, list[CellRecord]], colours: dict[str, str]) -> Figure | None:
     """Validation AUC (accuracy where AUC is undefined throughout) against classifier step, mean and min–max band."""
-    curves = {label: [r.result.get("curves") or {} for r in group] for label, group in groups.items()}
-    has_auc = any(v is not None for cs in curves.values() for c in cs for v in c.get("val_auc") or [])
+    curves = {label: [r.result.curves for r in group] for label, group in groups.items()}
+    has_auc = any(v is not None for cs in curves.values() for c in cs for v in c.val_auc)
     key = "val_auc" if has_auc else "val_accuracy"
-    traces = {label: [(c.get("step") or [], c.get(key) or []) for c in cs] for label, cs in curves.items()}
+    traces = {label: [(c.step, c.val_auc if has_auc else c.val_accuracy) for c in cs] for label, cs in curves.items()}
     return _band_figure(
         traces,
         colours,
@@ -275,7 +275,7 @@ def _quality_figure(dataset: str, groups: dict[str, list[CellRecord]], colours: 
         label: [
             (h.get("quality_step") or [], h.get("quality") or [])
             for r in group
-            for h in (dig(r.result, "strategy", "generator", "histories") or {}).values()
+            for h in (dig(r.result.strategy.facts, "generator", "histories") or {}).values()
         ]
         for label, group in groups.items()
     }

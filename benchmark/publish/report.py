@@ -255,6 +255,32 @@ def _dataset_section(
     frame = board.wide[dataset]
     cells = board.long[board.long["dataset"] == dataset]
     kind = next(iter(cells["task"].dropna()), "?")
+    note = (
+        f"{SPREAD}. Percentages ×100. {FID_NOTE}. Compute: {COMPUTE_NOTE}. "
+        "Click a column header to sort; CI columns sort by their lower "
+        "bound." + (f" {RANK_NOTE}." if frame["fid_rank_deficient"].any() else "")
+    )
+    parts = [
+        f'<section id="ds-{_anchor(dataset)}">',
+        f'<h2>{_e(dataset)} <span class="muted">({_e(kind)})</span></h2>',
+        "<h3>Test metrics</h3>",
+        f'<p class="note">{_e(note)}</p>',
+        _leaderboard_table(board, dataset),
+        "<h3>Against the baseline</h3>",
+        _stats_block(board, dataset),
+        "<h3>Plots</h3>",
+        _plots_block(plots, dataset),
+        "<h3>Generated images</h3>",
+        _images_block(board, records, dataset),
+        "</section>",
+    ]
+    return "\n".join(parts)
+
+
+def _leaderboard_table(board: Leaderboard, dataset: str) -> str:
+    """The dataset's sortable leaderboard: per row the test metrics, FID/KID with floors and compute; the baseline
+    row marked."""
+    frame = board.wide[dataset]
     shown = fmt_shown(frame)
     columns = [
         *((HEADERS[c], "text") for c in shown),
@@ -273,44 +299,24 @@ def _dataset_section(
         ("Total FLOPs", "num"),
         ("Compute s", "num"),
     ]
-    rows, classes = [], []
-    for r in frame.to_dict("records"):
-        rows.append(
-            [
-                *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
-                (fmt_n(r), r["n_seeds"]),
-                *(_metric(r, m, 100, 1) for m in ("accuracy",)),
-                (fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
-                *(_metric(r, m, 100, 1) for m in ("balanced_accuracy", "precision", "recall", "specificity", "f1")),
-                _metric(r, "auc", 1, 3),
-                (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
-                (fmt_quality(r, "fid", 1), _num(r["fid_mean"])),
-                (fmt_quality(r, "kid", 4), _num(r["kid_mean"])),
-                (fmt_flops(r["total_flops_mean"]), _num(r["total_flops_mean"])),
-                (fmt_pm(r["compute_seconds_mean"], math.nan, 1, 1), _num(r["compute_seconds_mean"])),
-            ]
-        )
-        classes.append("baseline" if r["strategy"] == board.baseline else "")
-    note = (
-        f"{SPREAD}. Percentages ×100. {FID_NOTE}. Compute: {COMPUTE_NOTE}. "
-        "Click a column header to sort; CI columns sort by their lower "
-        "bound." + (f" {RANK_NOTE}." if frame["fid_rank_deficient"].any() else "")
-    )
-    parts = [
-        f'<section id="ds-{_anchor(dataset)}">',
-        f'<h2>{_e(dataset)} <span class="muted">({_e(kind)})</span></h2>',
-        "<h3>Test metrics</h3>",
-        f'<p class="note">{_e(note)}</p>',
-        _table(columns, rows, table_id=f"leaderboard-{_anchor(dataset)}", row_classes=classes),
-        "<h3>Against the baseline</h3>",
-        _stats_block(board, dataset),
-        "<h3>Plots</h3>",
-        _plots_block(plots, dataset),
-        "<h3>Generated images</h3>",
-        _images_block(board, records, dataset),
-        "</section>",
+    rows = [
+        [
+            *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+            (fmt_n(r), r["n_seeds"]),
+            _metric(r, "accuracy", 100, 1),
+            (fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
+            *(_metric(r, m, 100, 1) for m in ("balanced_accuracy", "precision", "recall", "specificity", "f1")),
+            _metric(r, "auc", 1, 3),
+            (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
+            (fmt_quality(r, "fid", 1), _num(r["fid_mean"])),
+            (fmt_quality(r, "kid", 4), _num(r["kid_mean"])),
+            (fmt_flops(r["total_flops_mean"]), _num(r["total_flops_mean"])),
+            (fmt_pm(r["compute_seconds_mean"], math.nan, 1, 1), _num(r["compute_seconds_mean"])),
+        ]
+        for r in frame.to_dict("records")
     ]
-    return "\n".join(parts)
+    classes = ["baseline" if r["strategy"] == board.baseline else "" for r in frame.to_dict("records")]
+    return _table(columns, rows, table_id=f"leaderboard-{_anchor(dataset)}", row_classes=classes)
 
 
 def _stats_block(board: Leaderboard, dataset: str) -> str:
@@ -418,58 +424,70 @@ def _plot_rank(name: str, dataset: str, order: list[str]) -> tuple[int, str]:
 def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -> str:
     """Per generative strategy, the synthetic samples per class and the closest synthetic/training pairs of the first
     seed that saved them, or a note that none were saved."""
-    ok = [r for r in records if r.ok and r.cell.get("dataset") == dataset]
-    strategies: dict[str, list[CellRecord]] = {}
-    for record in sorted(
-        ok,
-        key=lambda r: (
-            _order(r.cell.get("seed")),
-            str(r.cell.get("backbone")),
-            _order(r.cell.get("train_fraction")),
-            str(r.cell.get("policy")),
-        ),
-    ):
-        if _is_generative(board.results_dir, record):
-            strategies.setdefault(str(record.cell.get("strategy")), []).append(record)
+    strategies = _generative_cells(board.results_dir, records, dataset)
     if not strategies:
         return '<p class="note">No generative strategy ran on this dataset.</p>'
     parts = []
     for strategy in sorted(strategies, key=str.lower):
         parts.append(f"<h4>{_e(strategy)}</h4>")
-        found = next(
-            (
-                (r, s, p)
-                for r in strategies[strategy]
-                for s, p in [(samples_path(board.results_dir, r.cell_id), pairs_path(board.results_dir, r.cell_id))]
-                if s.is_file() or p.is_file()
-            ),
-            None,
-        )
-        if found is None:
-            parts.append(f'<p class="note">{_e(NO_IMAGES)}</p>')
-            continue
-        record, samples, pairs = found
-        cell = record.cell
-        where = (
-            f"seed {cell.get('seed')}, backbone {cell.get('backbone')}, "
-            f"train fraction {fmt_text(cell.get('train_fraction'))}"
-            + (f", policy {cell.get('policy')}" if cell.get("policy") else "")
-            + f" (cell {record.cell_id})"
-        )
-        figures = []
-        for path, caption in (
-            (samples, "Synthetic images per class (one row per class)"),
-            (pairs, "Memorisation audit: closest synthetic / training pairs (pixel space)"),
-        ):
-            if path.is_file():
-                figures.append(
-                    f'<figure class="samples"><img src="{_data_uri(path.read_bytes())}" alt="{_e(caption)}">'
-                    f"<figcaption>{_e(caption)}; {_e(where)}</figcaption></figure>"
-                )
-            else:
-                figures.append(f'<p class="note">{_e(caption)}: not saved for this cell.</p>')
-        parts.append('<div class="plots">' + "".join(figures) + "</div>")
+        saved = [r for r in strategies[strategy] if _image_paths(board.results_dir, r, only_saved=True)]
+        parts.append(_cell_images(board.results_dir, saved[0]) if saved else f'<p class="note">{_e(NO_IMAGES)}</p>')
     return "\n".join(parts)
+
+
+def _generative_cells(results_dir: Path, records: list[CellRecord], dataset: str) -> dict[str, list[CellRecord]]:
+    """The dataset's "ok" cells of strategies that synthesised images, by strategy, in seed, backbone, fraction and
+    policy order."""
+    ok = [r for r in records if r.ok and r.cell.get("dataset") == dataset]
+    strategies: dict[str, list[CellRecord]] = {}
+    for record in sorted(ok, key=_cell_order):
+        if _is_generative(results_dir, record):
+            strategies.setdefault(str(record.cell.get("strategy")), []).append(record)
+    return strategies
+
+
+def _cell_order(record: CellRecord) -> tuple:
+    """Seed, backbone, train fraction, policy: the order in which a strategy's cells are searched for images."""
+    cell = record.cell
+    return (
+        _order(cell.get("seed")),
+        str(cell.get("backbone")),
+        _order(cell.get("train_fraction")),
+        str(cell.get("policy")),
+    )
+
+
+def _image_paths(results_dir: Path, record: CellRecord, only_saved: bool = False) -> list[tuple[Path, str]]:
+    """A cell's sample grid and closest-pairs PNGs with their captions (those on disk only, with `only_saved`)."""
+    paths = [
+        (samples_path(results_dir, record.cell_id), "Synthetic images per class (one row per class)"),
+        (
+            pairs_path(results_dir, record.cell_id),
+            "Memorisation audit: closest synthetic / training pairs (pixel space)",
+        ),
+    ]
+    return [(path, caption) for path, caption in paths if path.is_file() or not only_saved]
+
+
+def _cell_images(results_dir: Path, record: CellRecord) -> str:
+    """One cell's saved images as embedded figures captioned with the cell's coordinates; a note for a missing one."""
+    cell = record.cell
+    where = (
+        f"seed {cell.get('seed')}, backbone {cell.get('backbone')}, "
+        f"train fraction {fmt_text(cell.get('train_fraction'))}"
+        + (f", policy {cell.get('policy')}" if cell.get("policy") else "")
+        + f" (cell {record.cell_id})"
+    )
+    figures = []
+    for path, caption in _image_paths(results_dir, record):
+        if path.is_file():
+            figures.append(
+                f'<figure class="samples"><img src="{_data_uri(path.read_bytes())}" alt="{_e(caption)}">'
+                f"<figcaption>{_e(caption)}; {_e(where)}</figcaption></figure>"
+            )
+        else:
+            figures.append(f'<p class="note">{_e(caption)}: not saved for this cell.</p>')
+    return '<div class="plots">' + "".join(figures) + "</div>"
 
 
 def _cross_section(board: Leaderboard) -> str:
@@ -651,11 +669,11 @@ def _order(value: object) -> tuple[int, object]:
 def _is_generative(results_dir: Path, record: CellRecord) -> bool:
     """Whether a cell's strategy synthesised images: it has a synthesis policy, a generator or synthesis report, or
     saved images."""
-    report = (record.result or {}).get("strategy") or {}
+    facts = record.result.strategy.facts if record.result is not None else {}
     return (
         record.cell.get("policy") is not None
-        or bool(report.get("generator"))
-        or bool(report.get("synthesis"))
+        or bool(facts.get("generator"))
+        or bool(facts.get("synthesis"))
         or samples_path(results_dir, record.cell_id).is_file()
         or pairs_path(results_dir, record.cell_id).is_file()
     )

@@ -112,26 +112,37 @@ def paired_bootstrap(
     if a.shape != b.shape:
         raise ValueError(f"need one baseline run per other run with the same shape, got {a.shape} and {b.shape}")
     labels = np.asarray(labels)
-    seeds, n = a.shape[0], labels.shape[0]
-    full = np.ones((1, n))
     observed = {
-        m: float(np.mean([_metric(kind, m, labels, y, full) - _metric(kind, m, labels, x, full) for x, y in zip(a, b)]))
-        for m in BOOTSTRAP_METRICS
+        m: float(_seed_differences(kind, m, labels, a, b, np.ones((1, len(labels)))).mean()) for m in BOOTSTRAP_METRICS
     }
+    draws = _resampled_differences(kind, labels, a, b, rng, n_resamples)
+    result: dict[str, object] = {m: _bootstrap_summary(observed[m], draws[m], confidence) for m in BOOTSTRAP_METRICS}
+    return result | {"n_seeds": a.shape[0], "n_images": labels.shape[0], "n_resamples": n_resamples}
+
+
+def _seed_differences(
+    kind: str, metric: str, labels: np.ndarray, a: np.ndarray, b: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """metric(b) − metric(a) of each seed under each resample of image `counts` (B, N): (B, S)."""
+    return np.stack(
+        [_metric(kind, metric, labels, y, counts) - _metric(kind, metric, labels, x, counts) for x, y in zip(a, b)],
+        axis=1,
+    )
+
+
+def _resampled_differences(
+    kind: str, labels: np.ndarray, a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n_resamples: int
+) -> dict[str, np.ndarray]:
+    """Per metric, the seed-averaged difference b − a of each of `n_resamples` resamples (test images and seeds
+    drawn with replacement, the same images for every seed), drawn in chunks that bound memory."""
+    seeds, n = a.shape[0], labels.shape[0]
     draws: dict[str, list[np.ndarray]] = {m: [] for m in BOOTSTRAP_METRICS}
     for size in _chunks(n_resamples, n):
         counts = _draw_counts(rng, size, n)
         weights = _draw_counts(rng, size, seeds) / seeds
         for m in BOOTSTRAP_METRICS:
-            per_seed = np.stack(
-                [_metric(kind, m, labels, y, counts) - _metric(kind, m, labels, x, counts) for x, y in zip(a, b)],
-                axis=1,
-            )
-            draws[m].append((per_seed * weights).sum(axis=1))
-    result: dict[str, object] = {
-        m: _bootstrap_summary(observed[m], np.concatenate(draws[m]), confidence) for m in BOOTSTRAP_METRICS
-    }
-    return result | {"n_seeds": seeds, "n_images": n, "n_resamples": n_resamples}
+            draws[m].append((_seed_differences(kind, m, labels, a, b, counts) * weights).sum(axis=1))
+    return {m: np.concatenate(draws[m]) for m in BOOTSTRAP_METRICS}
 
 
 def delong_test(y_true: Sequence[int], score_a: Sequence[float], score_b: Sequence[float]) -> dict[str, float | None]:

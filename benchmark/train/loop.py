@@ -15,16 +15,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.data.dataset import DataOptions, LoadedDataset, Split, load_dataset
+from benchmark.data.dataset import DataOptions, DatasetSummary, LoadedDataset, Split, load_dataset
 from benchmark.data.sampling import BatchSampler
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
+from benchmark.provenance import code_version
 from benchmark.registry import create
 from benchmark.train import device as dev
 from benchmark.train import flops
 from benchmark.train.config import Budget, TrainConfig
-from benchmark.train.metrics import PRIMARY_METRIC, classification_metrics
-from benchmark.train.record import BudgetUsed, Curves, RunRecord
+from benchmark.train.metrics import PRIMARY_METRIC, RunMetrics, SplitMetrics, classification_metrics
+from benchmark.train.record import BudgetUsed, Curves, RunRecord, StrategyReport
 from benchmark.train.strategy import Strategy, StrategyContext
 
 EVAL_BATCH = 512
@@ -185,20 +186,21 @@ def evaluate(
     task: TaskSpec,
     config: TrainConfig,
     device: torch.device,
-) -> dict:
+) -> SplitMetrics:
+    """The metrics of the model's predictions on `split`, whose uint8 images are already on the device."""
     return classification_metrics(task, split.labels.numpy(), predict(model, images, task, config, device))
 
 
 FALLBACK_METRIC = "balanced_accuracy"
 
 
-def selection_metric(metrics: dict) -> str:
+def selection_metric(metrics: SplitMetrics) -> str:
     """The validation metric that ranks checkpoints: AUC (the MedMNIST protocol), balanced accuracy when AUC is
     undefined (a validation split with one class)."""
     return PRIMARY_METRIC if metrics[PRIMARY_METRIC] is not None else FALLBACK_METRIC
 
 
-def selection_score(metrics: dict) -> float:
+def selection_score(metrics: SplitMetrics) -> float:
     """The value of `selection_metric` on these validation metrics."""
     return metrics[selection_metric(metrics)]
 
@@ -230,46 +232,93 @@ class Trained:
 def train_model(
     config: TrainConfig, progress: bool = True, data: LoadedDataset | None = None, data_dir: Path | None = None
 ) -> Trained:
-    """`train`, also returning the selected model (e.g. for a feature extractor) and the test predictions."""
+    """`train`, also returning the selected model (e.g. for a feature extractor) and the test predictions.
+
+    The stages: load the data, let the strategy make the training set (`prepare`), build the classifier, step it
+    under its budget (`StepLoop`), test the best-validation weights, assemble the record."""
     seed_everything(config.seed)
     device = dev.pick_device(config.device)
     dev.reset_peak_memory(device)
     started = dev.clock(device)
-    if data is None:
-        options = DataOptions(
-            data_dir=data_dir,
-            size=config.size,
-            image_size=config.image_size,
-            train_fraction=config.train_fraction,
-            per_class_cap=config.per_class_cap,
-            seed=config.seed,
-        )
-        data = load_dataset(config.dataset, options, **config.dataset_params)
-    task = data.task
+    data = data if data is not None else load_data(config, data_dir)
+    prepared = prepare(config, data, device, progress, started)
+    seed_everything(config.seed)  # the classifier's draws do not depend on how much the strategy drew
+    model, optimizer = build_classifier(config, data, device)
+    loop = StepLoop(config, data, prepared, model, optimizer, device, progress)
+    seconds = prepared.seconds | loop.run()
+
+    test_started = dev.clock(device)
+    model.load_state_dict(loop.best.state)
+    test_scores = predict(model, data.test.images.to(device), data.task, config, device)
+    test_metrics = classification_metrics(data.task, data.test.labels.numpy(), test_scores)
+    seconds["test"] = dev.clock(device) - test_started
+    seconds["total"] = dev.clock(device) - started
+    loop.used.seconds = seconds
+    loop.used.peak_memory_bytes = dev.peak_memory_bytes(device)
+    record = run_record(config, data, prepared, loop, test_metrics, device)
+    return Trained(model, record, test_scores, data.test.labels.numpy(), data, prepared.synthetic)
+
+
+def load_data(config: TrainConfig, data_dir: Path | None) -> LoadedDataset:
+    """The config's dataset at its size, with its low-data subset."""
+    options = DataOptions(
+        data_dir=data_dir,
+        size=config.size,
+        image_size=config.image_size,
+        train_fraction=config.train_fraction,
+        per_class_cap=config.per_class_cap,
+        seed=config.seed,
+    )
+    return load_dataset(config.dataset, options, **config.dataset_params)
+
+
+@dataclass
+class Prepared:
+    """The training set the strategy made and what it cost: its synthetic images (None: none), the FLOPs of one
+    classifier step at the batch that set allows, the classifier's budget, the strategy's compute phases and the
+    seconds of loading and synthesis."""
+
+    strategy: Strategy
+    synthetic: Split | None
+    train: Split
+    batch: int
+    step_flops: int
+    budget: Budget
+    phases: dict
+    seconds: dict[str, float]
+
+
+def prepare(config: TrainConfig, data: LoadedDataset, device: torch.device, progress: bool, started: float) -> Prepared:
+    """Create the strategy, let it synthesise and combine the training set, and size the classifier's budget (in a
+    compute-matched cell: what the strategy's generator left of the total). A FLOP budget too small for one step
+    fails before the strategy trains anything."""
     strategy: Strategy = create("strategy", config.strategy, **config.strategy_params)
     batch = min(config.batch_size, len(data.train))
     step_flops = classifier_step_flops(config, data, strategy, data.train.subset(torch.arange(batch)), device)
-    config.budget.in_steps(step_flops, "the classifier")  # a FLOP budget too small for one step fails before training
+    config.budget.in_steps(step_flops, "the classifier")
 
     synth_started = dev.clock(device)
     synthetic = strategy.synthesize(StrategyContext(dataset=data, device=device, seed=config.seed, progress=progress))
     train_split = strategy.combine(data.train, synthetic)
-    n_synthetic = len(synthetic) if synthetic is not None else 0
     seconds = {"load": synth_started - started, "synthesize": dev.clock(device) - synth_started}
     phases = strategy.report().get("compute", {})
     if min(config.batch_size, len(train_split)) != batch:  # synthetic images changed the batch: count it again
         batch = min(config.batch_size, len(train_split))
         step_flops = classifier_step_flops(config, data, strategy, train_split.subset(torch.arange(batch)), device)
-    budget = classifier_budget(
-        config, {kind: sum(p[kind] for p in phases.values()) for kind in ("flops", "seconds")}, step_flops
-    )
+    spent = {kind: sum(p[kind] for p in phases.values()) for kind in ("flops", "seconds")}
+    budget = classifier_budget(config, spent, step_flops)
+    return Prepared(strategy, synthetic, train_split, batch, step_flops, budget, phases, seconds)
 
-    seed_everything(config.seed)  # the classifier's draws do not depend on how much the strategy drew
+
+def build_classifier(
+    config: TrainConfig, data: LoadedDataset, device: torch.device
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The config's backbone for the task, on the device, and its Adam optimizer (compiled when asked)."""
     model = create(
         "backbone",
         config.backbone,
-        in_chans=task.channels,
-        num_classes=task.num_outputs,
+        in_chans=data.task.channels,
+        num_classes=data.task.num_outputs,
         image_size=data.image_size,
         pretrained=config.pretrained,
         **config.backbone_params,
@@ -280,117 +329,130 @@ def train_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=optim_config.lr, weight_decay=optim_config.weight_decay)
     if config.compile:
         model = torch.compile(model)  # worth its compile time on GPUs for long budgets; state_dict keys stay loadable
+    return model, optimizer
 
-    train_data = DeviceData(train_split.images.to(device), targets_for(train_split.labels, task).to(device))
-    val_images, test_images = data.val.images.to(device), data.test.images.to(device)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    sampler = BatchSampler(len(train_data), config.batch_size, generator)
 
-    used = BudgetUsed(kind=budget.kind, limit=float(budget.amount))
-    curves = Curves()
-    best: dict = {"score": -float("inf"), "state": None, "metrics": {}, "step": 0}
-    loss_sum = torch.zeros((), device=device)
-    loss_count, lr = 0, optim_config.lr
-    eval_seconds = 0.0
-    train_started = dev.clock(device)
-    bar = budget.progress_bar(f"train {config.strategy}/{config.backbone}", progress)
+@dataclass
+class Best:
+    """The best validation result so far: its selection score, its metrics, the step and a copy of the weights."""
 
-    def spent() -> float:
-        return dev.clock(device) - train_started - eval_seconds
+    score: float = -float("inf")
+    metrics: SplitMetrics | None = None
+    step: int = 0
+    state: dict | None = None
 
-    def validate() -> None:
+
+class StepLoop:
+    """The classifier's steps under its budget: the learning-rate schedule, one strategy-augmented step per batch,
+    and every `eval_every` steps (and where the budget ends) an evaluation on validation that keeps the best weights.
+    Evaluation time is not charged to a seconds budget."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: LoadedDataset,
+        prepared: Prepared,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        progress: bool,
+    ) -> None:
+        self.config, self.task, self.val, self.strategy = config, data.task, data.val, prepared.strategy
+        self.model, self.optimizer, self.device, self.budget = model, optimizer, device, prepared.budget
+        self.optim = config.resolved_optim()
+        train = prepared.train
+        self.train = DeviceData(train.images.to(device), targets_for(train.labels, data.task).to(device))
+        self.val_images = data.val.images.to(device)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        self.sampler = BatchSampler(len(self.train), config.batch_size, self.generator)
+        self.used = BudgetUsed(kind=self.budget.kind, limit=float(self.budget.amount))
+        self.curves, self.best = Curves(), Best()
+        self.loss_sum, self.loss_count, self.lr = torch.zeros((), device=device), 0, self.optim.lr
+        self.eval_seconds, self.started = 0.0, 0.0
+        self.bar = self.budget.progress_bar(f"train {config.strategy}/{config.backbone}", progress)
+
+    def run(self) -> dict[str, float]:
+        """Step until the budget is spent; the seconds spent training (evaluation excluded) and evaluating."""
+        self.started = dev.clock(self.device)
+        self.model.train()
+        while True:
+            elapsed = self.spent() if self.budget.seconds is not None else 0.0  # no device sync per step otherwise
+            fraction = self.budget.spent(self.used.steps, elapsed)
+            if fraction >= 1:
+                break
+            self.step(fraction, elapsed)
+        train_seconds = self.spent()
+        if not self.curves.step or self.curves.step[-1] != self.used.steps:
+            self.validate()  # the budget ended between evaluations: the final weights are candidates too
+        self.bar.close()
+        return {"train": train_seconds, "eval": self.eval_seconds}
+
+    def spent(self) -> float:
+        """Training seconds so far, evaluation excluded."""
+        return dev.clock(self.device) - self.started - self.eval_seconds
+
+    def step(self, fraction: float, elapsed: float) -> None:
+        """One optimizer step at the schedule's learning rate for `fraction` of the budget; evaluate when due."""
+        self.lr = self.optim.lr * self.optim.factor(fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        index = self.sampler.next()
+        images, targets = self.train.images[index], self.train.targets[index]
+        args = (self.generator, self.task, self.config, self.device)
+        self.loss_sum += classifier_step(self.model, self.optimizer, self.strategy, images, targets, *args)
+        self.loss_count += 1
+        self.used.steps += 1
+        self.used.images_seen += len(index)
+        self.budget.show(self.bar, self.used.steps, elapsed)
+        if self.used.steps % self.config.eval_every == 0:
+            self.validate()
+
+    def validate(self) -> None:
         """Evaluate on validation, extend the curves, keep the weights if they are the best so far."""
-        nonlocal eval_seconds, loss_count
-        eval_started = dev.clock(device)
-        metrics = evaluate(model, data.val, val_images, task, config, device)
-        curves.step.append(used.steps)
-        curves.train_loss.append(float(loss_sum) / max(loss_count, 1))
-        curves.lr.append(lr)
-        curves.val_auc.append(metrics["auc"])
-        curves.val_accuracy.append(metrics["accuracy"])
-        curves.val_balanced_accuracy.append(metrics["balanced_accuracy"])
-        loss_sum.zero_()
-        loss_count = 0
-        if selection_score(metrics) > best["score"]:
-            best.update(
-                score=selection_score(metrics),
-                metrics=metrics,
-                step=used.steps,
-                state={k: v.detach().clone() for k, v in model.state_dict().items()},
-            )
-        eval_seconds += dev.clock(device) - eval_started
-        bar.set_postfix(loss=f"{curves.train_loss[-1]:.3f}", val_auc=_fmt(metrics["auc"]))
+        eval_started = dev.clock(self.device)
+        metrics = evaluate(self.model, self.val, self.val_images, self.task, self.config, self.device)
+        curves = self.curves
+        curves.step.append(self.used.steps)
+        curves.train_loss.append(float(self.loss_sum) / max(self.loss_count, 1))
+        curves.lr.append(self.lr)
+        curves.val_auc.append(metrics.auc)
+        curves.val_accuracy.append(metrics.accuracy)
+        curves.val_balanced_accuracy.append(metrics.balanced_accuracy)
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        if selection_score(metrics) > self.best.score:
+            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best = Best(selection_score(metrics), metrics, self.used.steps, state)
+        self.eval_seconds += dev.clock(self.device) - eval_started
+        self.bar.set_postfix(loss=f"{curves.train_loss[-1]:.3f}", val_auc=_fmt(metrics.auc))
 
-    model.train()
-    while True:
-        elapsed = spent() if budget.seconds is not None else 0.0  # no device sync per step for a steps budget
-        fraction = budget.spent(used.steps, elapsed)
-        if fraction >= 1:
-            break
-        lr = optim_config.lr * optim_config.factor(fraction)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
 
-        index = sampler.next()
-        loss = classifier_step(
-            model,
-            optimizer,
-            strategy,
-            train_data.images[index],
-            train_data.targets[index],
-            generator,
-            task,
-            config,
-            device,
-        )
-        loss_sum += loss
-        loss_count += 1
-        used.steps += 1
-        used.images_seen += len(index)
-        budget.show(bar, used.steps, elapsed)
-        if used.steps % config.eval_every == 0:
-            validate()
-    seconds["train"] = spent()
-    if not curves.step or curves.step[-1] != used.steps:
-        validate()  # the budget ended between evaluations: the final weights are candidates too
-    bar.close()
-    seconds["eval"] = eval_seconds
-
-    test_started = dev.clock(device)
-    model.load_state_dict(best["state"])
-    test_scores = predict(model, test_images, task, config, device)
-    test_metrics = classification_metrics(task, data.test.labels.numpy(), test_scores)
-    seconds["test"] = dev.clock(device) - test_started
-    seconds["total"] = dev.clock(device) - started
-    used.seconds = seconds
-    used.peak_memory_bytes = dev.peak_memory_bytes(device)
-
-    record = RunRecord(
+def run_record(
+    config: TrainConfig,
+    data: LoadedDataset,
+    prepared: Prepared,
+    loop: StepLoop,
+    test_metrics: SplitMetrics,
+    device: torch.device,
+) -> RunRecord:
+    """The run's record: config, data, strategy report, metrics of the selected checkpoint, budget, curves,
+    environment, compute and code version."""
+    n_synthetic = len(prepared.synthetic) if prepared.synthetic is not None else 0
+    strategy = prepared.strategy
+    return RunRecord(
         config=config.to_dict(),
-        dataset={
-            "name": data.name,
-            "task": {"kind": task.kind, "labels": list(task.labels), "channels": task.channels},
-            "source_size": data.source_size,
-            "image_size": data.image_size,
-            "train_real": len(train_split) - n_synthetic,
-            "train_synthetic": n_synthetic,
-            "val": len(data.val),
-            "test": len(data.test),
-            "provenance": data.provenance,
-        },
-        strategy={
-            "name": config.strategy,
-            "params": strategy.params(),
-            **{key: value for key, value in strategy.report().items() if key != "compute"},
-        },
-        metrics={"val": best["metrics"], "test": test_metrics},
-        best={"step": best["step"], "selected_by": f"val {selection_metric(best['metrics'])}"},
-        budget=used,
-        curves=curves,
+        dataset=DatasetSummary.of(data, len(prepared.train) - n_synthetic, n_synthetic),
+        strategy=StrategyReport.of(config.strategy, strategy.params(), strategy.report()),
+        metrics=RunMetrics(val=loop.best.metrics, test=test_metrics),
+        best={"step": loop.best.step, "selected_by": f"val {selection_metric(loop.best.metrics)}"},
+        budget=loop.used,
+        curves=loop.curves,
         environment=dev.describe(device),
-        compute=compute_record(config, phases, step_flops, batch, used.steps, seconds["train"]),
+        compute=compute_record(
+            config, prepared.phases, prepared.step_flops, prepared.batch, loop.used.steps, loop.used.seconds["train"]
+        ),
+        code=code_version(),
     )
-    return Trained(model, record, test_scores, data.test.labels.numpy(), data, synthetic)
 
 
 def _fmt(value: float | None) -> str:

@@ -1,6 +1,10 @@
-"""Classification metrics for every task kind, as one flat JSON-serialisable dict (MedMNIST-compatible ACC/AUC)."""
+"""Classification metrics for every task kind (MedMNIST-compatible ACC/AUC): one split's as `SplitMetrics`, a run's
+(the selected checkpoint on val, then test) as the versioned `RunMetrics` record."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from sklearn.metrics import (
@@ -12,9 +16,53 @@ from sklearn.metrics import (
 )
 
 from benchmark.data.task import TaskSpec
+from benchmark.data.versioned import Versioned
 
 PRIMARY_METRIC = "auc"
 THRESHOLD = 0.5
+
+
+@dataclass
+class SplitMetrics:
+    """Every metric the benchmark reports for one set of predictions; undefined values (e.g. the AUC of an absent
+    class) are None. Aggregates are the positive class's for binary tasks and macro means otherwise."""
+
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    precision: float
+    recall: float
+    specificity: float
+    f1: float
+    auc: float | None
+    ece: float
+    precision_per_class: list[float]
+    recall_per_class: list[float]
+    specificity_per_class: list[float]
+    f1_per_class: list[float]
+    auc_per_class: list[float | None]
+    confusion_matrix: list  # (K, K) for single-label tasks; (L, 2, 2), one per label, for multi-label ones
+    average_precision: float | None = None  # macro average precision of multi-label tasks; None for the others
+
+    def __getitem__(self, name: str) -> object:
+        """A metric by name (`metrics["auc"]`), for code that picks metrics by name."""
+        if name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: object = None) -> object:
+        return getattr(self, name) if name in self.__dataclass_fields__ else default
+
+
+@dataclass
+class RunMetrics(Versioned):
+    """A run's metrics: the selected checkpoint's on the validation split (what selected it) and on test."""
+
+    SCHEMA: ClassVar[int] = 1
+    NAME: ClassVar[str] = "metrics record"
+
+    val: SplitMetrics
+    test: SplitMetrics
 
 
 def predicted_labels(kind: str, y_score: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
@@ -23,11 +71,6 @@ def predicted_labels(kind: str, y_score: np.ndarray, threshold: float = THRESHOL
     if kind == "binary":
         return (y_score[:, 1] > threshold).astype(int)
     return (y_score > threshold).astype(int) if kind == "multilabel" else y_score.argmax(axis=1)
-
-
-def metric_is_higher_better(name: str) -> bool:
-    """Whether a larger value of metric `name` is better, so model selection can compare runs."""
-    return name != "ece"
 
 
 def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
@@ -43,16 +86,15 @@ def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_b
 
 def classification_metrics(
     task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float = THRESHOLD
-) -> dict[str, object]:
-    """All metrics the benchmark reports for one set of predictions; undefined values (e.g. AUC of an absent class) are
-    None."""
+) -> SplitMetrics:
+    """All metrics the benchmark reports for one set of predictions (see `SplitMetrics`)."""
     y_true, y_score = _validate(task, np.asarray(y_true), np.asarray(y_score, dtype=float))
     if task.multilabel:
         return _multilabel(y_true, y_score, threshold)
     return _single_label(task, y_true, y_score, threshold)
 
 
-def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> dict[str, object]:
+def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> SplitMetrics:
     """Binary, multi-class and ordinal tasks: y_true holds class indices, y_score softmax probabilities."""
     k = task.num_outputs
     binary = task.kind == "binary"
@@ -66,27 +108,27 @@ def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, thres
     auc_per_class = [_auc(y_true == c, y_score[:, c]) for c in range(k)]
     present = cm.sum(axis=1) > 0
     pick = (lambda v: float(v[1])) if binary else (lambda v: float(np.mean(v)))
-    return {
-        "n": int(len(y_true)),
-        "accuracy": float(np.mean(y_pred == y_true)),
+    return SplitMetrics(
+        n=int(len(y_true)),
+        accuracy=float(np.mean(y_pred == y_true)),
         # sklearn's balanced accuracy: mean recall over the classes present in y_true.
-        "balanced_accuracy": float(np.mean(recall[present])),
-        "precision": pick(precision),
-        "recall": pick(recall),
-        "specificity": pick(specificity),
-        "f1": pick(f1),
-        "auc": auc_per_class[1] if binary else _mean_or_none(auc_per_class),
-        "ece": expected_calibration_error(y_score.max(axis=1), y_score.argmax(axis=1) == y_true),
-        "precision_per_class": _floats(precision),
-        "recall_per_class": _floats(recall),
-        "specificity_per_class": _floats(specificity),
-        "f1_per_class": _floats(f1),
-        "auc_per_class": auc_per_class,
-        "confusion_matrix": cm.astype(int).tolist(),
-    }
+        balanced_accuracy=float(np.mean(recall[present])),
+        precision=pick(precision),
+        recall=pick(recall),
+        specificity=pick(specificity),
+        f1=pick(f1),
+        auc=auc_per_class[1] if binary else _mean_or_none(auc_per_class),
+        ece=expected_calibration_error(y_score.max(axis=1), y_score.argmax(axis=1) == y_true),
+        precision_per_class=_floats(precision),
+        recall_per_class=_floats(recall),
+        specificity_per_class=_floats(specificity),
+        f1_per_class=_floats(f1),
+        auc_per_class=auc_per_class,
+        confusion_matrix=cm.astype(int).tolist(),
+    )
 
 
-def _multilabel(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> dict[str, object]:
+def _multilabel(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> SplitMetrics:
     """Multi-label tasks: y_true and y_score are (N, L); each label is an independent binary problem."""
     y_pred = predicted_labels("multilabel", y_score, threshold)
     mcm = multilabel_confusion_matrix(y_true, y_pred)
@@ -94,25 +136,25 @@ def _multilabel(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> di
     specificity = _specificity(mcm[:, 0, 0], mcm[:, 0, 1])
     auc_per_class = [_auc(y_true[:, j], y_score[:, j]) for j in range(y_true.shape[1])]
     has_positive = bool(y_true.sum(axis=0).all())
-    return {
-        "n": int(len(y_true)),
+    return SplitMetrics(
+        n=int(len(y_true)),
         # MedMNIST's getACC for multi-label: mean over labels of per-label accuracy at the threshold.
-        "accuracy": float(np.mean(y_pred == y_true)),
-        "balanced_accuracy": float(np.mean((recall + specificity) / 2)),
-        "precision": float(np.mean(precision)),
-        "recall": float(np.mean(recall)),
-        "specificity": float(np.mean(specificity)),
-        "f1": float(np.mean(f1)),
-        "auc": _mean_or_none(auc_per_class),
-        "average_precision": float(average_precision_score(y_true, y_score, average="macro")) if has_positive else None,
-        "ece": expected_calibration_error(y_score, y_true),
-        "precision_per_class": _floats(precision),
-        "recall_per_class": _floats(recall),
-        "specificity_per_class": _floats(specificity),
-        "f1_per_class": _floats(f1),
-        "auc_per_class": auc_per_class,
-        "confusion_matrix": mcm.astype(int).tolist(),
-    }
+        accuracy=float(np.mean(y_pred == y_true)),
+        balanced_accuracy=float(np.mean((recall + specificity) / 2)),
+        precision=float(np.mean(precision)),
+        recall=float(np.mean(recall)),
+        specificity=float(np.mean(specificity)),
+        f1=float(np.mean(f1)),
+        auc=_mean_or_none(auc_per_class),
+        average_precision=float(average_precision_score(y_true, y_score, average="macro")) if has_positive else None,
+        ece=expected_calibration_error(y_score, y_true),
+        precision_per_class=_floats(precision),
+        recall_per_class=_floats(recall),
+        specificity_per_class=_floats(specificity),
+        f1_per_class=_floats(f1),
+        auc_per_class=auc_per_class,
+        confusion_matrix=mcm.astype(int).tolist(),
+    )
 
 
 def _validate(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

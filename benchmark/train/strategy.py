@@ -53,7 +53,9 @@ class Strategy:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
     def report(self) -> dict:
-        """Facts about what the strategy did (e.g. its generator's training), recorded with every result."""
+        """Facts about what the strategy did (e.g. its generator's training), recorded with every result as its
+        `StrategyReport` (benchmark.train.record): a "quality" report is read as a typed `QualityReport`, a
+        "compute" block goes to the record's compute, the rest is kept as given."""
         return {}
 
 

@@ -4,8 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.hookspecs import hookimpl
-from benchmark.train.strategy import Strategy
+from benchmark import Strategy, hookimpl
 
 
 @dataclass

@@ -1,0 +1,94 @@
+"""`medaugbench run`: a benchmark grid through an executor (or its cell list with --dry-run), then its leaderboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from benchmark import registry
+from benchmark.cli.display import console, print_table
+from benchmark.cli.options import DataDir, parse_options
+from benchmark.cli.publish import publish
+
+if TYPE_CHECKING:
+    from benchmark.grid.cells import Cell
+    from benchmark.grid.config import GridConfig
+    from benchmark.grid.runner import GridRun
+
+GridSpec = Annotated[
+    str | None,
+    typer.Argument(help="A grid config (.toml/.yaml) or a preset: quick (default), standard, paper, ablation."),
+]
+ResultsDir = Annotated[Path | None, typer.Option("--results", "-o", help="Results folder (default: runs/<grid name>).")]
+ExecutorName = Annotated[
+    str, typer.Option("--executor", help="How cells run: local (see `medaugbench plugins list` for others).")
+]
+ExecutorOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--executor-option",
+        "-X",
+        help=(
+            "Executor option KEY=VALUE, e.g. -X workers=2 (local) or -X address=auto (ray). "
+            "`medaugbench plugins show executor NAME` lists an executor's options and its docstring explains them."
+        ),
+    ),
+]
+RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Run cells recorded as failed again.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Check the grid and list its cells; train nothing.")]
+
+
+def run_command(
+    config: GridSpec = None,
+    results: ResultsDir = None,
+    executor: ExecutorName = "local",
+    executor_option: ExecutorOptions = None,
+    retry_failed: RetryFailed = False,
+    dry_run: DryRun = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Run a benchmark grid (resumable: finished cells are skipped), then write and print its leaderboard."""
+    from benchmark.grid.config import resolve_grid
+    from benchmark.grid.runner import plan, run_grid
+
+    grid = resolve_grid(config)
+    results_dir = results or Path("runs") / grid.name
+    if dry_run:
+        todo, done = plan(grid, results_dir, data_dir, retry_failed)
+        print_plan(grid, todo, done)
+        return
+    options = parse_options(executor_option, "executor", "-X workers=2")
+    cells_executor = registry.create("executor", executor, **options)
+    run = run_grid(grid, results_dir, cells_executor, data_dir=data_dir, retry_failed=retry_failed)
+    print_run(grid, run)
+    publish(results_dir, grid.baseline)
+    if run.failed:
+        console().print("Failed cells are recorded with their error; fix the cause and rerun with --retry-failed.")
+
+
+def print_plan(grid: GridConfig, todo: list[Cell], done: list[Cell]) -> None:
+    """Every cell of the grid with its coordinates and whether it is still to run or already recorded."""
+    rows = []
+    for cell, status in [(cell, "to run") for cell in todo] + [(cell, "recorded") for cell in done]:
+        c = cell.coords
+        fraction, policy = f"{c['train_fraction']:g}", c["policy"] or "-"
+        rows.append(
+            (cell.cell_id, c["dataset"], c["strategy"], c["backbone"], str(c["seed"]), fraction, policy, status)
+        )
+    print_table(
+        ("cell", "dataset", "strategy", "backbone", "seed", "fraction", "policy", "status"),
+        rows,
+        title=f"grid {grid.name}: {len(todo) + len(done)} cells, budget: {grid.budget.describe()}",
+    )
+
+
+def print_run(grid: GridConfig, run: GridRun) -> None:
+    """What the run did: cells run, failed and skipped, its time and budget, and each failure's error."""
+    console().print(
+        f"grid {grid.name}: {len(run.outcomes)} cells run ({len(run.failed)} failed), {run.skipped} already recorded, "
+        f"{run.seconds / 60:.1f} min; budget: {grid.budget.describe()}"
+    )
+    for outcome in run.failed:
+        console().print(f"  failed: {outcome.label}: {outcome.error}")
