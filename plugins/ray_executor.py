@@ -5,11 +5,12 @@
     medaugbench run paper --executor ray -X address=auto        # join the cluster `ray start` runs on this machine
     medaugbench run paper --executor ray -X address=ray://head:10001   # Ray Client to a remote cluster
 
-Options (`-X key=value`, see `RayExecutor`): `address`, `cpus_per_cell`, `max_retries`.
+Options (`-X key=value`, see `RayExecutor`): `address`, `cpus_per_cell`, `workers_per_gpu`, `max_retries`.
 
-Resources: on a cluster with GPUs each cell takes one GPU (Ray sets its CUDA_VISIBLE_DEVICES, so `device = "auto"`
-picks it); otherwise each cell takes `cpus_per_cell` CPUs (default 1, so a 16-core node runs 16 cells at once;
-`-X cpus_per_cell=2` gives each two). Each task sets torch's intra-op threads to the CPUs it was given.
+Resources: on a cluster with GPUs each cell takes one GPU, or 1/`workers_per_gpu` of one (Ray sets its
+CUDA_VISIBLE_DEVICES, so `device = "auto"` picks it); otherwise each cell takes `cpus_per_cell` CPUs (default 1,
+so a 16-core node runs 16 cells at once; `-X cpus_per_cell=2` gives each two). Each task sets torch's intra-op
+threads to the CPUs it was given.
 
 Where the results live: the driver's machine (the one running `medaugbench run`) holds the results folder; the
 workers need no shared filesystem for it. A task trains its cell into a fresh temporary folder on its worker, reads
@@ -67,17 +68,26 @@ class RayExecutor:
     Options (`medaugbench run --executor ray -X key=value`):
     `address`: join that Ray cluster ("auto", "host:6379", "ray://host:10001"); None: join the Ray instance this
     process already initialised, else start a local one on this machine's cores. Only a connection this executor
-    opened is shut down. `cpus_per_cell`: CPUs per cell (default 1). `max_retries`: reruns of a cell whose worker
-    died before it is recorded as failed.
+    opened is shut down. `cpus_per_cell`: CPUs per cell (default 1). `workers_per_gpu`: cells sharing one GPU on a
+    cluster with GPUs (each asks for 1/N of a GPU; default 1). `max_retries`: reruns of a cell whose worker died
+    before it is recorded as failed.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, cpus_per_cell: int | None = None, max_retries: int = 1) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        cpus_per_cell: int | None = None,
+        workers_per_gpu: int = 1,
+        max_retries: int = 1,
+    ) -> None:
         if address is not None and not isinstance(address, str):
             raise MedAugBenchError(f"address must be a Ray address such as auto or ray://host:10001, got {address!r}")
         check_count("cpus_per_cell", cpus_per_cell, 1)
         check_count("max_retries", max_retries, 0)
+        check_count("workers_per_gpu", workers_per_gpu, 1)
+        self.workers_per_gpu = workers_per_gpu
         self.ray = import_ray()
         self.address = address
         self.cpus_per_cell = cpus_per_cell
@@ -98,6 +108,10 @@ class RayExecutor:
             )
         return True
 
+    def task_resources(self, gpus: bool) -> dict[str, float]:
+        """The GPU share each cell's task asks Ray for: 1/workers_per_gpu of one GPU on a cluster with GPUs."""
+        return {"num_gpus": 1 / self.workers_per_gpu if gpus else 0}
+
     def run(self, cells: Sequence[Cell], job: CellJob) -> Iterator[CellOutcome]:
         if not cells:
             return
@@ -112,12 +126,8 @@ class RayExecutor:
         try:
             gpus = ray.cluster_resources().get("GPU", 0) >= 1
             cpus = self.cpus_per_cell or 1
-            options = {
-                "num_cpus": cpus,
-                "num_gpus": 1 if gpus else 0,
-                "max_retries": self.max_retries,
-                "retry_exceptions": False,
-            }
+            options = {"num_cpus": cpus, "max_retries": self.max_retries, "retry_exceptions": False}
+            options |= self.task_resources(gpus)
             job_env = dict((ray.get_runtime_context().runtime_env or {}).get("env_vars") or {})
             if any(job_env.get(key) != value for key, value in env.items()):
                 # joined a Ray instance this process initialised with other variables: pass ours with each task

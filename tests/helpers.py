@@ -68,3 +68,13 @@ def install_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, dist: str, modul
     make_distribution(root, dist, module, source)
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, dist)
+
+
+def one_line_error(result) -> str:
+    """The CLI must fail with exit code 1 and end on a single 'Error: …' line, never a traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.output
+    return errors[0]

@@ -6,7 +6,7 @@ import pytest
 
 from benchmark.cli.options import parse_options
 from benchmark.errors import MedAugBenchError
-from tests.test_cli_datasets import one_line_error
+from tests.helpers import one_line_error
 
 
 def test_key_value_options_convert_values_and_nest_dotted_keys():
@@ -50,7 +50,8 @@ def test_executor_options_reach_the_executor(cli, monkeypatch):
     [
         (
             "worker=2",
-            "executor 'local' does not take 'worker' (did you mean 'workers' for 'worker'?); it accepts: workers",
+            "executor 'local' does not take 'worker' (did you mean 'workers' for 'worker'?); "
+            "it accepts: workers, workers_per_gpu",
         ),
         ("workers=two", "workers must be an integer of at least 1, got 'two'"),
         ("workers", "executor option 'workers' is not KEY=VALUE (example: -X workers=2)"),

@@ -13,17 +13,7 @@ import pytest
 from PIL import Image
 
 from benchmark.data import files as datafiles
-from tests.helpers import require_medmnist
-
-
-def one_line_error(result) -> str:
-    """The CLI must fail with exit code 1 and end on a single 'Error: …' line, never a traceback."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.output
-    return errors[0]
+from tests.helpers import one_line_error, require_medmnist
 
 
 def test_list_shows_required_datasets_with_facts(cli):

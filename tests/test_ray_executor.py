@@ -130,7 +130,7 @@ def test_cli_runs_a_grid_with_ray_starting_and_stopping_its_own_instance(tmp_pat
 
     rejected = cli("run", str(config), "--results", str(results), "--executor", "local", "-X", "address=auto")
     assert (
-        rejected.exit_code == 1 and "executor 'local' does not take 'address'; it accepts: workers" in rejected.output
+        rejected.exit_code == 1 and "does not take 'address'; it accepts: workers, workers_per_gpu" in rejected.output
     )
 
 

@@ -36,6 +36,13 @@ ExecutorOptions = Annotated[
         ),
     ),
 ]
+WorkersPerGpu = Annotated[
+    int | None,
+    typer.Option(
+        "--workers-per-gpu",
+        help="Cells sharing one GPU (-X workers_per_gpu=N): local runs N workers per GPU, ray gives each cell 1/N GPU.",
+    ),
+]
 RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Run cells recorded as failed again.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Check the grid and list its cells; train nothing.")]
 
@@ -45,6 +52,7 @@ def run_command(
     results: ResultsDir = None,
     executor: ExecutorName = "local",
     executor_option: ExecutorOptions = None,
+    workers_per_gpu: WorkersPerGpu = None,
     retry_failed: RetryFailed = False,
     dry_run: DryRun = False,
     data_dir: DataDir = None,
@@ -60,6 +68,8 @@ def run_command(
         print_plan(grid, todo, done)
         return
     options = parse_options(executor_option, "executor", "-X workers=2")
+    if workers_per_gpu is not None:
+        options["workers_per_gpu"] = workers_per_gpu
     cells_executor = registry.create("executor", executor, **options)
     run = run_grid(grid, results_dir, cells_executor, data_dir=data_dir, retry_failed=retry_failed)
     print_run(grid, run)

@@ -56,14 +56,20 @@ def visible_gpus() -> int:
 
 
 class LocalExecutor:
-    """`workers=None` (`-X workers=N` sets it): one worker per visible GPU (each cell pinned to its worker's GPU),
-    else one in-process worker. `workers=N > 1` on CPU splits the cores between N processes."""
+    """`workers=None` (`-X workers=N` sets it): `workers_per_gpu` workers per visible GPU (default 1; a 28-px model
+    leaves a large GPU mostly idle, so several cells may share one), each cell pinned to its worker's GPU, workers
+    dealt round-robin over the GPUs; without a GPU one in-process worker. `workers=N > 1` on CPU splits the cores
+    between N processes. The CPU cores are split between all workers."""
 
     name = "local"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, workers_per_gpu: int = 1) -> None:
         check_count("workers", workers, 1)
-        self.workers = workers if workers is not None else max(1, visible_gpus())
+        check_count("workers_per_gpu", workers_per_gpu, 1)
+        gpus = visible_gpus()
+        self.workers = workers if workers is not None else max(1, gpus * workers_per_gpu)
+        self.worker_devices: list[int | None] = [index % gpus if gpus else None for index in range(self.workers)]
+        """The GPU each worker process owns (None: CPU), in the order workers start."""
 
     def run(self, cells: Sequence[Cell], job: CellJob) -> Iterator[CellOutcome]:
         if self.workers == 1 or len(cells) <= 1:
@@ -71,9 +77,9 @@ class LocalExecutor:
                 yield job(cell)
             return
         context = multiprocessing.get_context("spawn")
-        devices, gpus = context.Queue(), visible_gpus()
-        for index in range(self.workers):
-            devices.put(index % gpus if gpus else None)
+        devices = context.Queue()
+        for device in self.worker_devices:
+            devices.put(device)
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         with ProcessPoolExecutor(
             self.workers, mp_context=context, initializer=_init_worker, initargs=(devices, threads)
