@@ -32,12 +32,12 @@ def conditioned(model_conditional: bool, labels: torch.Tensor, task) -> tuple[in
 
 
 def time_training(
-    name: str, data, steps: int, batch_size: int, device: torch.device, extra_steps: int = 0
+    name: str, data, steps: int, batch_size: int, device: torch.device, extra_steps: int = 0, **params
 ) -> tuple[float, object]:
     spec = ImageSpec(data.task.channels, data.image_size, data.task.num_outputs)
-    conditional = can_condition(name, spec)
+    conditional = can_condition(name, spec, **params)
     spec = spec if conditional else spec.unconditional()
-    model = create("generator", name, spec=spec).to(device)
+    model = create("generator", name, spec=spec, **params).to(device)
     n = batch_size * model.real_batches_per_step  # one step takes that many fresh batches (WGAN-GP: n_critic)
     cond = conditioned(conditional, data.train.labels[:n], data.task)[1]
     optimizers = model.make_optimizers()

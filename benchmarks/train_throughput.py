@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import dataclass
 
 import medmnist
 import torch
@@ -27,17 +28,40 @@ from benchmark.train.device import clock, describe, pick_device
 from benchmark.train.loop import train
 
 
-def compute_limit(backbone: str, steps: int, batch_size: int, device: torch.device) -> float:
-    model = create("backbone", backbone, in_chans=1, num_classes=2, image_size=28).to(device)
+@dataclass(frozen=True)
+class Precision:
+    """bf16 autocast and channels-last memory, both only on CUDA (as the training loop does)."""
+
+    amp: bool = False
+    channels_last: bool = False
+
+    def model(self, backbone: str, device: torch.device, **params: object) -> torch.nn.Module:
+        model = create("backbone", backbone, in_chans=1, num_classes=2, image_size=28, **params).to(device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last and device.type == "cuda" else model
+
+    def step(self, model: torch.nn.Module, optimizer, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One optimizer step on a batch, under this precision."""
+        if self.channels_last and images.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        on_cuda = self.amp and images.device.type == "cuda"
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=on_cuda):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def compute_limit(
+    backbone: str, steps: int, batch_size: int, device: torch.device, precision: Precision = Precision(), **params
+) -> float:
+    model = precision.model(backbone, device, **params)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images = torch.randn(batch_size, 1, 28, 28, device=device)
     labels = torch.randint(0, 2, (batch_size,), device=device)
 
     def step() -> None:
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.step(model, optimizer, images, labels)
 
     for _ in range(5):
         step()
@@ -47,7 +71,9 @@ def compute_limit(backbone: str, steps: int, batch_size: int, device: torch.devi
     return steps * batch_size / (clock(device) - started)
 
 
-def reference_pipeline(backbone: str, steps: int, batch_size: int, device: torch.device) -> float:
+def reference_pipeline(
+    backbone: str, steps: int, batch_size: int, device: torch.device, precision: Precision = Precision(), **params
+) -> float:
     transform = transforms.Compose(
         [
             transforms.RandomHorizontalFlip(),
@@ -60,18 +86,14 @@ def reference_pipeline(backbone: str, steps: int, batch_size: int, device: torch
         split="train", transform=transform, root=os.environ["MEDAUGBENCH_DATA_DIR"], download=False
     )
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
-    model = create("backbone", backbone, in_chans=1, num_classes=2, image_size=28).to(device)
+    model = precision.model(backbone, device, **params)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     done, seen, started = 0, 0, None
     while done < steps + 5:
         for images, labels in loader:
             if done == 5:
                 started, seen = clock(device), 0
-            images, labels = images.to(device), labels.squeeze(1).long().to(device)
-            loss = F.cross_entropy(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            precision.step(model, optimizer, images.to(device), labels.squeeze(1).long().to(device))
             done += 1
             seen += len(images)
             if done >= steps + 5:
@@ -79,14 +101,20 @@ def reference_pipeline(backbone: str, steps: int, batch_size: int, device: torch
     return seen / (clock(device) - started)
 
 
-def ours(backbone: str, steps: int, batch_size: int) -> float:
+def ours(
+    backbone: str, steps: int, batch_size: int, device: str = "auto", precision: Precision = Precision(), **params
+) -> float:
     config = TrainConfig(
         dataset="pneumoniamnist",
         strategy="geometric",
         backbone=backbone,
+        backbone_params=params,
         budget=Budget(steps=steps),
         batch_size=batch_size,
         eval_every=10**9,
+        device=device,
+        amp=precision.amp,
+        channels_last=precision.channels_last,
     )
     record = train(config, progress=False)
     return record.budget.images_seen / record.budget.seconds["train"]
