@@ -61,10 +61,13 @@ from benchmark.train.strategy import merge_splits
 SAMPLE_CHUNK = 256
 ALL = "all"
 MONITOR_IMAGES = 256
-MONITOR_REFERENCE = (
-    "FID of samples against up to 256 of the cell's own training images of the model's classes (fakes conditioned "
-    "on the same label rows), under an extractor trained on the cell's training subset only"
-)
+MONITOR_REFERENCES = {
+    "train": "FID of samples against up to 256 of the cell's own training images of the model's classes (fakes "
+    "conditioned on the same label rows), under an extractor trained on the cell's training subset only",
+    "val": "FID of samples against every validation image of the model's classes (fakes conditioned on the same "
+    "label rows), under an extractor trained on the cell's training subset only; recorded for a pilot, never used "
+    "to stop training",
+}
 
 
 def package_version() -> str:
@@ -79,6 +82,7 @@ class Job:
     split: Split
     cond: torch.Tensor | None
     cond_dim: int
+    group: int | None = None  # the class (multi-label: the label) of a per-group model; None for one model of all
 
 
 @dataclass
@@ -106,6 +110,8 @@ class GenerativeStrategy(Strategy):
     early_stop_every: int | None = None
     early_stop_patience: int = 3
     track_quality_every: int | None = None
+    track_quality_at: list[int] | None = None
+    track_quality_on: str = "train"
     monitor_extractor: str | None = "domain"
     monitor_params: dict = field(default_factory=dict)
 
@@ -122,7 +128,8 @@ class GenerativeStrategy(Strategy):
         self._report: dict = {}
         if self.generator_batch_size < 1:
             raise MedAugBenchError("generator_batch_size must be at least 1")
-        if self.monitor_every and self.monitor_extractor is None:
+        self._check_tracking()
+        if self.monitored and self.monitor_extractor is None:
             raise MedAugBenchError(
                 "early stopping and quality tracking score the generator with an extractor; set monitor_extractor"
             )
@@ -151,15 +158,43 @@ class GenerativeStrategy(Strategy):
 
     @property
     def monitor_every(self) -> int | None:
-        """Steps between quality scores during training (None: not scored)."""
+        """Steps between quality scores during training (None: not scored every so many steps)."""
         return self.early_stop_every or self.track_quality_every
 
-    def monitor(self, context: StrategyContext, job: Job, features: FeatureExtractor) -> gt.QualityMonitor:
-        """FID of samples against the model's own real training images over training (`MONITOR_REFERENCE`): early
-        stopping on a plateau (`early_stop_every`), or only recorded (`track_quality_every`, seed paper's Figure 3)."""
-        draw = torch.Generator().manual_seed(context.seed + 3)
-        index = torch.randperm(len(job.split), generator=draw)[:MONITOR_IMAGES].sort().values
-        reference = job.split.subset(index)
+    @property
+    def monitored(self) -> bool:
+        """Whether the generator is scored during training at all."""
+        return bool(self.monitor_every or self.track_quality_at)
+
+    def _check_tracking(self) -> None:
+        """`track_quality_at` is in total generator steps; scoring against validation images only records (a pilot
+        choosing budgets), it never stops training."""
+        if self.track_quality_on not in MONITOR_REFERENCES:
+            raise MedAugBenchError(
+                f"track_quality_on must be one of {', '.join(MONITOR_REFERENCES)}, got {self.track_quality_on!r}"
+            )
+        if self.track_quality_on == "val" and self.early_stop_every:
+            raise MedAugBenchError(
+                "early stopping scores against the cell's training images only; track_quality_on='val' only records"
+            )
+        if self.track_quality_at and self._budget.steps is None:
+            raise MedAugBenchError("track_quality_at is in generator steps: give the generator a steps budget")
+
+    def scored_steps(self, model_steps: int | None) -> tuple[int, ...]:
+        """`track_quality_at` (total steps) in one model's own steps: per-class models, which share the total, are
+        scored at the same fractions of their own budgets."""
+        if not self.track_quality_at or not model_steps:
+            return ()
+        share = model_steps / self._budget.steps
+        return tuple(sorted({max(1, round(total * share)) for total in self.track_quality_at}))
+
+    def monitor(
+        self, context: StrategyContext, job: Job, features: FeatureExtractor, model_steps: int | None
+    ) -> gt.QualityMonitor:
+        """FID of samples against real images of the model's classes over training (`MONITOR_REFERENCES`): early
+        stopping on a plateau (`early_stop_every`), or only recorded (`track_quality_every`/`track_quality_at`,
+        seed paper's Figure 3)."""
+        reference = self.monitor_reference(context, job)
         task = context.dataset.task
         cond = conditioning(reference.labels, task).to(context.device) if job.cond_dim else None
 
@@ -169,7 +204,18 @@ class GenerativeStrategy(Strategy):
             return fid_kid(reference.images, fake, features, kid_subsets=1)["fid"]
 
         patience = self.early_stop_patience if self.early_stop_every else None
-        return gt.QualityMonitor(score=score, every=self.monitor_every, patience=patience)
+        at = self.scored_steps(model_steps)
+        return gt.QualityMonitor(score=score, every=self.monitor_every, patience=patience, at=at)
+
+    def monitor_reference(self, context: StrategyContext, job: Job) -> Split:
+        """Up to MONITOR_IMAGES of the model's own training images, or (`track_quality_on="val"`) the validation
+        images of its classes, every one of them."""
+        if self.track_quality_on == "val":
+            val = context.dataset.val
+            return val if job.group is None else val.subset(group_members(val.labels, context.dataset.task, job.group))
+        draw = torch.Generator().manual_seed(context.seed + 3)
+        index = torch.randperm(len(job.split), generator=draw)[:MONITOR_IMAGES].sort().values
+        return job.split.subset(index)
 
     # -- training or reuse -------------------------------------------------------------------------------
     def per_group(self, spec: ImageSpec) -> bool:
@@ -187,7 +233,9 @@ class GenerativeStrategy(Strategy):
         if not self.per_group(ImageSpec(task.channels, real.images.shape[-1], task.num_outputs)):
             return {ALL: Job(real, conditioning(real.labels, task), task.num_outputs)}
         members = {group: group_members(real.labels, task, group) for group in range(task.num_outputs)}
-        return {f"group_{group}": Job(real.subset(index), None, 0) for group, index in members.items() if len(index)}
+        return {
+            f"group_{group}": Job(real.subset(index), None, 0, group) for group, index in members.items() if len(index)
+        }
 
     def key(self, real: Split, seed: int, image_size: int, plan: list[int] | None = None) -> str:
         """Cache key: a digest of everything that changes the trained weights (for a seconds or FLOP budget, also
@@ -250,10 +298,10 @@ class GenerativeStrategy(Strategy):
         costs = self.costs(models, jobs, device)
         plan = self._policy.plan(data.train.class_counts(task), task)
         budgets, reserved = self.training_budgets(jobs, models, costs, images_per_model(plan, models), device)
-        features = self.monitor_features(context) if self.monitor_every else None  # trained first: not generator time
+        features = self.monitor_features(context) if self.monitored else None  # trained first: not generator time
         histories = {}
         for name, job in jobs.items():
-            monitor = self.monitor(context, job, features) if features is not None else None
+            monitor = self.monitor(context, job, features, budgets[name].steps) if features is not None else None
             history = gt.fit(
                 models[name],
                 job.split.images,
@@ -393,8 +441,9 @@ class GenerativeStrategy(Strategy):
             return None
         return {
             "extractor": features.describe(),
-            "reference": MONITOR_REFERENCE,
+            "reference": MONITOR_REFERENCES[self.track_quality_on],
             "every": self.monitor_every,
+            "at_total_steps": self.track_quality_at,
             "patience": self.early_stop_patience if self.early_stop_every else None,
         }
 

@@ -300,3 +300,30 @@ def test_cas_appears_for_synthetic_only_cells(tmp_path):
     assert quality.loc["cgan[synthetic_only]", "fid_mean"] > 0
     section = board.markdown.split("### Generator quality and train-on-synthetic (CAS)")[1].split("###")[0]
     assert f"{np.mean(aucs):.3f}" in section and "CAS AUC" in section
+
+
+def test_a_total_with_fixed_generator_steps_gives_the_classifier_what_the_generator_left(tmp_path):
+    """The compute-matched twin of a classifier-matched grid: the same generators (same steps, reused from the cache),
+    each cell's classifier filling the total up."""
+    require_medmnist("breastmnist")
+    budget = BudgetBlock(total_flops=TOTAL, generator_steps=40)
+    cells = {c.coords["strategy"]: c.config for c in expand(tiny_grid(budget, ("none", "cgan")), {"breastmnist": 546})}
+    assert (
+        cells["cgan"].strategy_params["generator_steps"] == 40
+        and "generator_flops" not in cells["cgan"].strategy_params
+    )
+    assert cells["cgan"].budget == cells["none"].budget == Budget(steps=None, flops=TOTAL)
+    run_grid(tiny_grid(budget, ("none", "cgan")), tmp_path, LocalExecutor(), progress=False)
+    records = {r.cell["strategy"]: r.result for r in load_records(tmp_path)}
+    gan = records["cgan"].compute["phases"]
+    assert gan["generator_training"]["steps"] == {"all": 40} and gan["generator_training"]["flops"] > 0
+    step = gan["classifier_training"]["step_flops"]
+    for result in records.values():
+        assert TOTAL - step < result.compute["total"]["flops"] <= TOTAL
+    assert gan["classifier_training"]["steps"] < records["none"].compute["phases"]["classifier_training"]["steps"]
+
+
+def test_fixed_generator_steps_beside_a_share_is_one_problem():
+    problems = BudgetBlock(total_flops=1e12, generator_steps=40, generator_share=0.5).problems()
+    assert problems == ["[budget] generator_steps fixes the generator's part of the total; drop generator_share or it"]
+    assert BudgetBlock(total_flops=1e12, generator_seconds=4.0).problems()  # other generator keys still conflict

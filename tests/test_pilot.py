@@ -49,3 +49,81 @@ def test_a_curve_must_have_one_value_per_increasing_step():
         choose_classifier_steps([100, 200], [0.5])
     with pytest.raises(ValueError, match="must increase"):
         choose_generator_steps([200, 100], [1.0, 2.0])
+
+
+TINY_TRACKED = {
+    "generator_steps": 8,
+    "generator_batch_size": 16,
+    "generator_params": {"base_channels": 8, "z_dim": 16},
+    "quality_extractor": None,
+    "reuse": False,
+    "monitor_params": {"steps": 3},
+}
+
+
+def _fit(name: str, data, **params):
+    import torch
+
+    from benchmark import StrategyContext, create
+
+    strategy = create("strategy", name, **TINY_TRACKED, **params)
+    return strategy.fitted(StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, progress=False))
+
+
+@pytest.fixture(scope="module")
+def breast():
+    from benchmark.data.dataset import load_dataset
+    from tests.helpers import require_medmnist
+
+    require_medmnist("breastmnist")
+    return load_dataset("breastmnist")
+
+
+def test_pilot_tracking_scores_per_class_models_at_the_same_fractions_of_their_budgets(breast):
+    _, card = _fit("dcgan", breast, track_quality_at=[2, 4, 8], track_quality_on="val")
+    steps = {name: h["steps"] for name, h in card["histories"].items()}
+    assert sum(steps.values()) == 8
+    for name, history in card["histories"].items():
+        share = steps[name] / 8
+        assert history["quality_step"] == sorted({max(1, round(t * share)) for t in (2, 4, 8)})
+        assert all(q > 0 for q in history["quality"])
+    assert card["monitor"]["at_total_steps"] == [2, 4, 8] and "validation image" in card["monitor"]["reference"]
+
+
+def test_validation_tracking_scores_against_every_validation_image_of_the_models_classes(breast):
+    from benchmark import StrategyContext, create
+    from plugins.generative_strategies import Job
+
+    strategy = create("strategy", "dcgan", **TINY_TRACKED, track_quality_at=[8], track_quality_on="val")
+    context = StrategyContext(dataset=breast, device=None, seed=0)
+    malignant = strategy.monitor_reference(context, Job(breast.train, None, 0, group=0))
+    assert len(malignant) == int((breast.val.labels == 0).sum()) and bool((malignant.labels == 0).all())
+    assert len(strategy.monitor_reference(context, Job(breast.train, None, 2, group=None))) == len(breast.val)
+
+
+def test_tracking_only_records_it_never_changes_the_weights(breast):
+    import torch
+
+    tracked, card = _fit("cgan", breast, track_quality_at=[2, 4, 8], track_quality_on="val")
+    plain, _ = _fit("cgan", breast)
+    assert card["histories"]["all"]["quality_step"] == [2, 4, 8]
+    weights = zip(tracked["all"].state_dict().values(), plain["all"].state_dict().values())
+    assert all(torch.equal(a, b) for a, b in weights)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"track_quality_on": "test"}, "track_quality_on must be one of train, val, got 'test'"),
+        ({"track_quality_on": "val", "early_stop_every": 4}, "track_quality_on='val' only records"),
+        (
+            {"track_quality_at": [4], "generator_steps": None, "generator_seconds": 3.0},
+            "track_quality_at is in generator",
+        ),
+    ],
+)
+def test_bad_tracking_settings_are_one_message(params, message):
+    from benchmark import MedAugBenchError, create
+
+    with pytest.raises(MedAugBenchError, match=message):
+        create("strategy", "cgan", **{**TINY_TRACKED, **params})

@@ -33,14 +33,20 @@ class GeneratorFailure(MedAugBenchError):
 
 @dataclass
 class QualityMonitor:
-    """Early stopping on a quality plateau (seed Algorithm 1, line 15): every `every` steps `score(model)` is
-    computed (lower is better, e.g. FID against the model's own training images); training stops after `patience`
-    evaluations without improvement. `patience=None` only records the scores (quality over training, never stops)."""
+    """Early stopping on a quality plateau (seed Algorithm 1, line 15): every `every` steps, and at the steps in
+    `at`, `score(model)` is computed (lower is better, e.g. FID against the model's own training images); training
+    stops after `patience` evaluations without improvement. `patience=None` only records the scores (quality over
+    training, never stops)."""
 
     score: Callable[[GenerativeModel], float]
-    every: int = 500
+    every: int | None = 500
     patience: int | None = 3
     min_delta: float = 0.0
+    at: tuple[int, ...] = ()
+
+    def due(self, step: int) -> bool:
+        """Whether the model is scored after `step` training steps."""
+        return step in self.at or (self.every is not None and step % self.every == 0)
 
 
 @dataclass
@@ -179,7 +185,7 @@ def fit(
             history.failure = _record_losses(history, log.means(), bar)
             if history.failure:
                 break
-        if plateau is not None and history.steps % plateau.monitor.every == 0:
+        if plateau is not None and plateau.monitor.due(history.steps):
             history.stopped_early = plateau.stop_after(_score(model, plateau.monitor, history, device))
             if history.stopped_early:
                 break

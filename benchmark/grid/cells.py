@@ -139,11 +139,25 @@ def check_seeds(state: Validation) -> list[str]:
     ]
 
 
+def _listed_fractions(grid: GridConfig) -> list[object]:
+    return [fraction for fractions in grid.dataset_fractions.values() for fraction in fractions]
+
+
+def check_dataset_fractions(state: Validation) -> list[str]:
+    """`[dataset_fractions]` names datasets of the grid, each with at least one fraction."""
+    grid = state.grid
+    unknown = sorted(set(grid.dataset_fractions) - set(grid.datasets))
+    empty = sorted(name for name, fractions in grid.dataset_fractions.items() if not fractions)
+    return [f"[dataset_fractions] names {name!r}, which the grid does not run" for name in unknown] + [
+        f"[dataset_fractions] gives {name!r} no fraction" for name in empty
+    ]
+
+
 def check_fractions(state: Validation) -> list[str]:
     """Training fractions lie in (0, 1]."""
     return [
         f"train_fractions must lie in (0, 1], got {fraction!r}"
-        for fraction in state.grid.train_fractions
+        for fraction in {*state.grid.train_fractions, *_listed_fractions(state.grid)}
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1
     ]
 
@@ -298,6 +312,7 @@ CHECKS: tuple[Callable[[Validation], list[str]], ...] = (
     check_repeated_values,
     check_seeds,
     check_fractions,
+    check_dataset_fractions,
     check_policies,
     check_train_fields,
     check_unused_strategy_params,
@@ -345,7 +360,7 @@ def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
     cells = []
     for dataset in grid.datasets:
         plugin, dataset_params = dataset_source(dataset, grid.dataset_params.get(dataset, {}))
-        for fraction in grid.train_fractions:
+        for fraction in grid.fractions_for(dataset):
             for backbone in grid.backbones:
                 for label in grid.strategies:
                     variant = grid.variant(label)
@@ -396,6 +411,8 @@ def cell_budgets(
         total = Budget(steps=None, **{kind: amount})
         if not generative:
             return total, total, {}
+        if budget.generator_steps is not None:  # fixed generator; the classifier gets what it leaves of the total
+            return total, total, {"generator_steps": int(budget.generator_steps)}
         generator = amount * budget.share
         return Budget(steps=None, **{kind: amount - generator}), total, {f"generator_{kind}": generator}
     steps = budget.classifier_steps

@@ -9,6 +9,8 @@ File layout (every key optional except where noted; see `benchmark/grid/presets/
     backbones = ["simple_cnn"]
     seeds = [0, 1, 2]
     train_fractions = [1.0]
+    # [dataset_fractions]                  # per dataset, instead of train_fractions for that dataset
+    # pneumoniamnist = [0.1]
     policies = ["balance"]                 # synthesis policies; only generative strategies vary over them
     baseline = "none"                      # what leaderboards compare against
 
@@ -47,7 +49,7 @@ from benchmark.errors import MedAugBenchError
 
 PRESET_PACKAGE = "benchmark.grid.presets"
 LIST_KEYS = ("datasets", "strategies", "backbones", "seeds", "train_fractions", "policies")
-TABLE_KEYS = ("budget", "train", "strategy_params", "backbone_params", "dataset_params", "variants")
+TABLE_KEYS = ("budget", "train", "strategy_params", "backbone_params", "dataset_params", "dataset_fractions", "variants")
 TOP_KEYS = ("name", "description", "baseline", *LIST_KEYS, *TABLE_KEYS)
 CLASSIFIER_BUDGET_KEYS = ("classifier_steps", "classifier_seconds", "classifier_epochs")
 GENERATOR_BUDGET_KEYS = ("generator_steps", "generator_seconds", "generator_epochs")
@@ -90,6 +92,8 @@ class BudgetBlock:
     A total (`total_flops` / `total_seconds`) is generator training + synthesis + classifier training: a classic
     strategy's classifier gets all of it; a generative strategy's generator gets `generator_share` of it, which must
     also pay for synthesising its images, and the classifier the rest (plus whatever the generator left unspent).
+    With `generator_steps` beside a total, the generator trains those steps (the same generators as a grid with that
+    generator budget, so they are reused) and the classifier gets what its training and synthesis left.
     """
 
     classifier_steps: int | None = None
@@ -121,10 +125,18 @@ class BudgetBlock:
         return found
 
     def _total_problems(self) -> list[str]:
-        """What is wrong with a total budget: two totals, per-model keys beside it, a bad amount or share."""
+        """What is wrong with a total budget: two totals, per-model keys beside it (but `generator_steps`, which fixes
+        the generator and gives the classifier the rest), a bad amount or share."""
         given = [k for k in TOTAL_BUDGET_KEYS if getattr(self, k) is not None]
         found = [] if len(given) == 1 else [f"[budget] takes one of {', '.join(TOTAL_BUDGET_KEYS)}, not both"]
-        mixed = [k for k in (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS) if getattr(self, k) is not None]
+        keys = (*CLASSIFIER_BUDGET_KEYS, *(k for k in GENERATOR_BUDGET_KEYS if k != "generator_steps"))
+        mixed = [k for k in keys if getattr(self, k) is not None]
+        if self.generator_steps is not None:
+            found += [p for p in [_amount_problem("generator_steps", self.generator_steps)] if p]
+            if self.generator_share is not None:
+                found.append(
+                    "[budget] generator_steps fixes the generator's part of the total; drop generator_share or it"
+                )
         if mixed:
             found.append(
                 f"[budget] {given[0]} is the whole cell's budget and replaces {', '.join(mixed)}: drop "
@@ -197,6 +209,7 @@ class GridConfig:
     strategy_params: dict = field(default_factory=dict)
     backbone_params: dict = field(default_factory=dict)
     dataset_params: dict = field(default_factory=dict)
+    dataset_fractions: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)
 
     def variant(self, label: str) -> Variant:
@@ -205,8 +218,16 @@ class GridConfig:
             return self.variants[label]
         return Variant(strategy=label)
 
+    def fractions_for(self, dataset: str) -> tuple[float, ...]:
+        """The training fractions a dataset runs at: its `dataset_fractions` entry, else `train_fractions`."""
+        return tuple(self.dataset_fractions.get(dataset, self.train_fractions))
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The grid as JSON; `dataset_fractions` only when set, so grids without it keep their old form."""
+        data = dataclasses.asdict(self)
+        if not self.dataset_fractions:
+            del data["dataset_fractions"]
+        return data
 
 
 def from_mapping(data: dict, source: str) -> GridConfig:
@@ -253,6 +274,9 @@ def from_mapping(data: dict, source: str) -> GridConfig:
     for key in ("train", "strategy_params", "backbone_params", "dataset_params"):
         if key in data:
             values[key] = tables[key]
+    values["dataset_fractions"] = {
+        name: tuple(items if isinstance(items, list) else [items]) for name, items in tables["dataset_fractions"].items()
+    }
     if problems:
         raise MedAugBenchError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
     return GridConfig(**values)

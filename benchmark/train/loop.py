@@ -133,7 +133,8 @@ def classifier_budget(config: TrainConfig, spent: dict[str, float], step_flops: 
         if left <= 0:
             raise MedAugBenchError(
                 f"the strategy's generator training and synthesis spent {spent.get(total.kind, 0.0):.4g} of the cell's "
-                f"total {total.amount:.4g} {total.kind}, leaving nothing for the classifier; lower generator_share"
+                f"total {total.amount:.4g} {total.kind}, leaving nothing for the classifier; raise the total, or lower "
+                "generator_share (or generator_steps)"
             )
         budget = budget.of(total.kind, left)
     return budget.in_steps(step_flops, "the classifier")
