@@ -127,3 +127,40 @@ def test_bad_tracking_settings_are_one_message(params, message):
 
     with pytest.raises(MedAugBenchError, match=message):
         create("strategy", "cgan", **{**TINY_TRACKED, **params})
+
+
+def test_the_pilot_report_reads_a_tiny_pilot_run_and_chooses_from_its_curves(tmp_path, cli):
+    from benchmark.grid.config import BudgetBlock, GridConfig
+    from benchmark.grid.executor import LocalExecutor
+    from benchmark.grid.runner import run_grid
+    from benchmark.publish.pilot import pilot_curves
+    from tests.helpers import require_medmnist
+
+    require_medmnist("breastmnist")
+    tracked = {**TINY_TRACKED, "track_quality_at": [50, 100, 200], "track_quality_on": "val", "conditioning": False}
+    tracked.pop("generator_steps")
+    tracked["generator_params"] = {"base_channels": 8, "latent_dim": 8}  # one VAE per class
+    grid = GridConfig(
+        name="tiny-pilot",
+        datasets=("breastmnist",),
+        strategies=("none", "vae"),
+        budget=BudgetBlock(classifier_steps=20, generator_steps=200),  # fewer: the malignant VAE still collapses
+        train={"batch_size": 32, "eval_every": 5},
+        strategy_params={"vae": tracked},
+    )
+    run_grid(grid, tmp_path, LocalExecutor(), progress=False)
+    generators, classifiers = pilot_curves(tmp_path)
+    (gan,) = generators
+    assert gan.steps == [50, 100, 200] and len(gan.fid) == 3 and set(gan.per_model) == {"group_0", "group_1"}
+    assert gan.choice == choose_generator_steps(gan.steps, gan.fid)
+    (clf,) = classifiers
+    assert clf.steps == [5, 10, 15, 20] and clf.choice == choose_classifier_steps(clf.steps, clf.val_auc)
+    result = cli("pilot", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (tmp_path / "pilot").iterdir()} == {
+        "pilot.json",
+        "pilot.md",
+        "pilot_fid.png",
+        "pilot_val_auc.png",
+    }
+    assert "| breastmnist | vae |" in (tmp_path / "pilot" / "pilot.md").read_text()

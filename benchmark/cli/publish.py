@@ -37,6 +37,24 @@ def report_command(results_dir: ResultsFolder, out: ReportOut = None, baseline: 
     typer.echo(str(write_report(results_dir, out, baseline=baseline or grid_baseline(results_dir))))
 
 
+PilotOut = Annotated[Path | None, typer.Option("--out", help="Folder to write (default: RESULTS_DIR/pilot).")]
+
+
+def pilot_command(results_dir: ResultsFolder, out: PilotOut = None) -> None:
+    """Choose budgets from a pilot's records (e.g. `medaugbench run cpu-pilot`): FID against generator steps, val AUC
+    against classifier steps, and where each stopped improving."""
+    from benchmark.publish.pilot import pilot_curves, write_pilot
+
+    if not results_dir.is_dir():
+        raise MedAugBenchError(f"{results_dir} is not a folder; give the results folder of a pilot run")
+    paths = write_pilot(results_dir, out)
+    generators, classifiers = pilot_curves(results_dir)
+    rows = [(c.dataset, c.strategy, str(c.choice.steps), c.choice.reason, c.choice.detail) for c in generators]
+    rows += [(c.dataset, "classifier", str(c.choice.steps), c.choice.reason, c.choice.detail) for c in classifiers]
+    print_table(("dataset", "model", "steps", "why", "detail"), rows, title="budgets chosen by the pilot")
+    console().print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
 def grid_baseline(results_dir: Path) -> str:
     """The baseline named by the grid that wrote the folder (grid.json), else `none`."""
     from benchmark.grid.store import read_grid_file

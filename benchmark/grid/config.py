@@ -49,7 +49,15 @@ from benchmark.errors import MedAugBenchError
 
 PRESET_PACKAGE = "benchmark.grid.presets"
 LIST_KEYS = ("datasets", "strategies", "backbones", "seeds", "train_fractions", "policies")
-TABLE_KEYS = ("budget", "train", "strategy_params", "backbone_params", "dataset_params", "dataset_fractions", "variants")
+TABLE_KEYS = (
+    "budget",
+    "train",
+    "strategy_params",
+    "backbone_params",
+    "dataset_params",
+    "dataset_fractions",
+    "variants",
+)
 TOP_KEYS = ("name", "description", "baseline", *LIST_KEYS, *TABLE_KEYS)
 CLASSIFIER_BUDGET_KEYS = ("classifier_steps", "classifier_seconds", "classifier_epochs")
 GENERATOR_BUDGET_KEYS = ("generator_steps", "generator_seconds", "generator_epochs")
@@ -275,7 +283,8 @@ def from_mapping(data: dict, source: str) -> GridConfig:
         if key in data:
             values[key] = tables[key]
     values["dataset_fractions"] = {
-        name: tuple(items if isinstance(items, list) else [items]) for name, items in tables["dataset_fractions"].items()
+        name: tuple(items if isinstance(items, list) else [items])
+        for name, items in tables["dataset_fractions"].items()
     }
     if problems:
         raise MedAugBenchError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
