@@ -22,15 +22,21 @@ class BudgetChoice:
 
 def choose_generator_steps(steps: Sequence[int], fid: Sequence[float], min_gain: float = 0.10) -> BudgetChoice:
     """`steps` doubling budgets (each twice the one before) with their FIDs (lower is better): the smallest budget
-    whose doubling improves FID by less than `min_gain` (relative), else the largest budget."""
+    from which no larger one measured improves FID by `min_gain` (relative) or more, i.e. within `min_gain` of the
+    best FID measured. Robust to a GAN's FID rising after one doubling and falling after the next. `limit` when
+    that is the largest budget (FID was still improving there)."""
     _check_curve(steps, fid)
     for i in range(1, len(steps)):
         if steps[i] != 2 * steps[i - 1]:
             raise ValueError(f"generator budgets must double: {steps[i - 1]} then {steps[i]}")
-        gain = 1.0 - fid[i] / fid[i - 1]
-        if gain < min_gain:
-            detail = f"doubling {steps[i - 1]} → {steps[i]} steps improved FID by {gain:.1%} (< {min_gain:.0%})"
-            return BudgetChoice(steps[i - 1], PLATEAU, detail)
+    best = min(fid)
+    first = next(i for i, value in enumerate(fid) if 1.0 - best / value < min_gain)
+    if first < len(steps) - 1:
+        detail = (
+            f"FID {fid[first]:.4g} at {steps[first]} steps is within {min_gain:.0%} of the best measured, {best:.4g}: "
+            f"more steps (up to {steps[-1]}) improved it by {1.0 - best / fid[first]:.1%}"
+        )
+        return BudgetChoice(steps[first], PLATEAU, detail)
     gain = 1.0 - fid[-1] / fid[-2] if len(fid) > 1 else float("nan")
     detail = f"FID still improved by {gain:.1%} over the last doubling to {steps[-1]} steps, the most measured"
     return BudgetChoice(steps[-1], LIMIT, detail)
