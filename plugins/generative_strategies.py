@@ -61,6 +61,8 @@ from benchmark.train.strategy import merge_splits
 SAMPLE_CHUNK = 256
 ALL = "all"
 MONITOR_IMAGES = 256
+PREVIEW_PER_CLASS = 8
+PREVIEW_SEED = 1000  # the preview's generator seed is the cell's seed + this, apart from the synthesis draws
 MONITOR_REFERENCES = {
     "train": "FID of samples against up to 256 of the cell's own training images of the model's classes (fakes "
     "conditioned on the same label rows), under an extractor trained on the cell's training subset only",
@@ -126,6 +128,7 @@ class GenerativeStrategy(Strategy):
         )
         self._augmenter = create("strategy", self.augment_with)
         self._report: dict = {}
+        self._preview: Split | None = None
         if self.generator_batch_size < 1:
             raise MedAugBenchError("generator_batch_size must be at least 1")
         self._check_tracking()
@@ -485,6 +488,9 @@ class GenerativeStrategy(Strategy):
         started = dev.clock(context.device)
         synthetic = self.sample(models, task, data.train, plan, context.device, context.seed)
         synthesis_seconds = dev.clock(context.device) - started
+        self._preview = self.sample(
+            models, task, data.train, self.preview_plan(models, task), context.device, context.seed + PREVIEW_SEED
+        )
         reason = gt.collapse_reason(synthetic.images[:512]) if len(synthetic) else None
         if reason:
             raise gt.GeneratorFailure(f"generator {self.generator}: {reason}; its samples were not used")
@@ -505,6 +511,15 @@ class GenerativeStrategy(Strategy):
                 device=context.device,
             ).to_dict()
         return synthetic
+
+    def preview_plan(self, models: dict[str, GenerativeModel], task: TaskSpec) -> list[int]:
+        """PREVIEW_PER_CLASS images of every class a model was trained for."""
+        return [PREVIEW_PER_CLASS if ALL in models or f"group_{g}" in models else 0 for g in range(task.num_outputs)]
+
+    def preview(self) -> Split | None:
+        """The last synthesis's preview: PREVIEW_PER_CLASS images of every class, from their own generator seed (not
+        part of the training set, its budget or its compute)."""
+        return self._preview
 
     def compute(
         self, models: dict[str, GenerativeModel], card: dict, context: StrategyContext, plan: list[int], seconds: float

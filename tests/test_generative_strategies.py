@@ -495,3 +495,26 @@ def test_generator_dir_trained_on_other_images_is_refused(tmp_path):
     other = context_for("breastmnist", tmp_path, per_class_cap=20)
     with pytest.raises(MedAugBenchError, match="trained on other images .* than this cell's training set"):
         tiny("cgan", generator_dir=str(tmp_path / "saved")).fitted(other)
+
+
+def test_the_preview_shows_every_class_whatever_the_policy_synthesised(tmp_path):
+    """`balance` on BreastMNIST synthesises malignant images only; the preview (the report's sample grid) shows both
+    classes, and drawing it leaves the synthetic training images as they were."""
+    import torch
+
+    from benchmark import StrategyContext, create
+    from benchmark.data.dataset import load_dataset
+    from tests.helpers import require_medmnist
+
+    require_medmnist("breastmnist")
+    data = load_dataset("breastmnist")
+    params = {"generator_steps": 60, "generator_batch_size": 16, "generator_params": {"base_channels": 8}}
+    strategy = create("strategy", "cgan", quality_extractor=None, reuse=False, **params)
+    context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, progress=False)
+    synthetic = strategy.synthesize(context)
+    assert set(synthetic.labels.tolist()) == {0}
+    preview = strategy.preview()
+    assert sorted(preview.labels.tolist()) == [0] * 8 + [1] * 8 and preview.images.dtype == torch.uint8
+    again = create("strategy", "cgan", quality_extractor=None, reuse=False, **params).synthesize(context)
+    assert torch.equal(again.images, synthetic.images)
+    assert create("strategy", "geometric").preview() is None

@@ -81,12 +81,14 @@ def record_failure(results_dir: Path, cell: Cell, error: dict, timing: dict) -> 
 
 
 def save_images(results_dir: Path, cell_id: str, trained: Trained) -> None:
-    """For a strategy that synthesised images: a per-class grid of them, and its memorisation audit's closest
-    synthetic/training pairs, as PNGs beside the record (for reports)."""
+    """For a strategy that synthesised images: a per-class grid of its preview (every class, whatever the policy
+    synthesised) or else of its synthetic images, and its memorisation audit's closest synthetic/training pairs, as
+    PNGs beside the record (for reports)."""
     synthetic = trained.synthetic
     if synthetic is None or len(synthetic) == 0:
         return
-    save_class_grid(synthetic, trained.data.task, samples_path(results_dir, cell_id), per_class=8, seed=0)
+    shown = trained.preview if trained.preview is not None else synthetic
+    save_class_grid(shown, trained.data.task, samples_path(results_dir, cell_id), per_class=8, seed=0)
     quality = trained.record.strategy.quality
     pairs = quality.memorisation.pixel.closest_pairs if quality is not None else None
     if pairs:

@@ -228,6 +228,7 @@ class Trained:
     test_labels: np.ndarray
     data: LoadedDataset
     synthetic: Split | None
+    preview: Split | None = None  # a few generated images of every class (Strategy.preview), for the sample grid
 
 
 def train_model(
@@ -257,7 +258,8 @@ def train_model(
     loop.used.seconds = seconds
     loop.used.peak_memory_bytes = dev.peak_memory_bytes(device)
     record = run_record(config, data, prepared, loop, test_metrics, device)
-    return Trained(model, record, test_scores, data.test.labels.numpy(), data, prepared.synthetic)
+    preview = prepared.strategy.preview()
+    return Trained(model, record, test_scores, data.test.labels.numpy(), data, prepared.synthetic, preview)
 
 
 def load_data(config: TrainConfig, data_dir: Path | None) -> LoadedDataset:

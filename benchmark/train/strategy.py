@@ -52,6 +52,11 @@ class Strategy:
         """Parameters recorded with every result."""
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
+    def preview(self) -> Split | None:
+        """A few generated images of every class, to look at (the per-class sample grid of reports), drawn apart from
+        the training set and its budget; None for a strategy that generates nothing."""
+        return None
+
     def report(self) -> dict:
         """Facts about what the strategy did (e.g. its generator's training), recorded with every result as its
         `StrategyReport` (benchmark.train.record): a "quality" report is read as a typed `QualityReport`, a
