@@ -130,20 +130,22 @@ def test_more_grid_problems_are_caught():
 
 
 def test_presets_expand_with_identical_budgets():
-    assert preset_names() == ["ablation", "paper", "quick", "standard", "standard-compute"]
-    sizes = {"pneumoniamnist": 4708, "dermamnist": 7007, "chestmnist": 78468}
+    assert {"ablation", "cpu-pilot", "paper", "quick", "standard", "standard-compute"} <= set(preset_names())
+    sizes = {"pneumoniamnist": 4708, "dermamnist": 7007, "chestmnist": 78468, "breastmnist": 546}
     for name in preset_names():
         grid = load_preset(name)
         found = validate(grid, None, check_files=False)  # training-set sizes from medmnist.INFO
         assert found == {d: sizes[d] for d in grid.datasets}
         cells = expand(grid, found)
-        assert len(cells) == len(grid.datasets) * len(grid.strategies) * len(grid.seeds) * len(grid.backbones)
+        fractions = sum(len(grid.fractions_for(d)) for d in grid.datasets)
+        assert len(cells) == fractions * len(grid.strategies) * len(grid.seeds) * len(grid.backbones)
         assert len({c.cell_id for c in cells}) == len(cells)
         for dataset in grid.datasets:
             same = [c for c in cells if c.coords["dataset"] == dataset]
             if grid.budget.is_total:
                 assert len({c.config.total_budget for c in same}) == 1, "every cell gets the same total"
-                same = [c for c in same if c.config.strategy_params.get("generator_flops")]  # the generative ones
+                # the generative ones; with fixed generator_steps beside the total every cell's classifier gets it
+                same = [c for c in same if c.config.strategy_params.get("generator_flops")] or same
             assert len({c.config.budget for c in same}) == 1, "every strategy gets the same classifier budget"
             keys = ("generator_steps", "generator_seconds", "generator_flops")
             generator = {
