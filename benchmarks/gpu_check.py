@@ -17,6 +17,7 @@ Needs PneumoniaMNIST in $MEDAUGBENCH_DATA_DIR.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -138,7 +139,8 @@ def grid_wall_times(sizes: Sizes, device: torch.device) -> dict:
         executor = LocalExecutor(workers_per_gpu=workers) if device.type == "cuda" else LocalExecutor(workers=workers)
         with tempfile.TemporaryDirectory(prefix="medaugbench-gpu-check-") as results:
             started = time.perf_counter()
-            run = run_grid(grid, Path(results), executor, progress=False)
+            with contextlib.redirect_stdout(sys.stderr):  # the runner's per-cell lines: stdout is the JSON report
+                run = run_grid(grid, Path(results), executor, progress=False)
             walls[workers] = time.perf_counter() - started
         if run.failed:
             raise RuntimeError(f"the reduced grid failed: {[o.error for o in run.failed]}")
