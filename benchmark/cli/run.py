@@ -11,6 +11,7 @@ from benchmark import registry
 from benchmark.cli.display import console, print_table
 from benchmark.cli.options import DataDir, parse_options
 from benchmark.cli.publish import publish
+from benchmark.grid.config import preset_names
 
 if TYPE_CHECKING:
     from benchmark.grid.cells import Cell
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 GridSpec = Annotated[
     str | None,
-    typer.Argument(help="A grid config (.toml/.yaml) or a preset: quick (default), standard, paper, ablation."),
+    typer.Argument(help=f"A grid config (.toml/.yaml) or a preset: {', '.join(preset_names())} (default quick)."),
 ]
 ResultsDir = Annotated[Path | None, typer.Option("--results", "-o", help="Results folder (default: runs/<grid name>).")]
 ExecutorName = Annotated[

@@ -321,6 +321,7 @@ def load_grid(path: Path) -> GridConfig:
 
 
 def preset_names() -> list[str]:
+    """The names of the shipped presets (`medaugbench run NAME`), sorted."""
     return sorted(
         p.name[: -len(".toml")] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml")
     )
