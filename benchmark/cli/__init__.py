@@ -34,6 +34,7 @@ app.command("run")(run.run_command)
 app.command("leaderboard")(publish.leaderboard_command)
 app.command("report")(publish.report_command)
 app.command("pilot")(publish.pilot_command)
+app.command("claims")(publish.claims_command)
 app.add_typer(plugins.app, name="plugins")
 app.add_typer(datasets.app, name="datasets")
 

@@ -55,6 +55,22 @@ def pilot_command(results_dir: ResultsFolder, out: PilotOut = None) -> None:
     console().print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
+ClaimsFolders = Annotated[list[Path], typer.Argument(help="Results folders written by `medaugbench run`.")]
+ClaimsOut = Annotated[Path, typer.Option("--out", help="Folder for claims.md and claims.csv.")]
+
+
+def claims_command(results_dirs: ClaimsFolders, out: ClaimsOut = Path("results/claims")) -> None:
+    """Set the seed papers' claims (the cGAN paper's Table 2, the balancing paper's +400 normals) beside what
+    RESULTS_DIRS measured for the same strategies: Δ over `none`, 95% CI, Holm-corrected p, ranks."""
+    from benchmark.publish.claims import write_claims
+
+    for folder in results_dirs:
+        if not folder.is_dir():
+            raise MedAugBenchError(f"{folder} is not a folder; give results folders written by `medaugbench run`")
+    paths = write_claims(results_dirs, out)
+    console().print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
 def grid_baseline(results_dir: Path) -> str:
     """The baseline named by the grid that wrote the folder (grid.json), else `none`."""
     from benchmark.grid.store import read_grid_file

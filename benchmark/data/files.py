@@ -133,6 +133,13 @@ def write_json_atomic(path: Path, payload: object) -> None:
         json.dump(payload, handle, indent=2, sort_keys=True)
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write UTF-8 text atomically (see `atomic_output`), newlines as given; returns `path`."""
+    with atomic_output(path, encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    return path
+
+
 def verify(path: Path, md5: str) -> None:
     """Check the file's MD5 against the official value; a file unchanged since its last check is not re-read."""
     ledger = _read_ledger()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data.files import atomic_output
+from benchmark.data.files import write_text_atomic
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import (
     FAILED,
@@ -370,8 +370,8 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, baseline: 
         "quality": board.quality,
     }
     for name, frame in tables.items():
-        board.paths.append(_write_text_atomic(out / f"{name}.csv", frame.to_csv(index=False)))
-    board.paths.append(_write_text_atomic(out / "leaderboard.md", board.markdown))
+        board.paths.append(write_text_atomic(out / f"{name}.csv", frame.to_csv(index=False)))
+    board.paths.append(write_text_atomic(out / "leaderboard.md", board.markdown))
     return board
 
 
@@ -814,12 +814,6 @@ def _holm_correct(frame: pd.DataFrame) -> pd.DataFrame:
             [significant & (direction > 0), significant & (direction < 0)], ["better", "worse"], ""
         )
     return frame
-
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    with atomic_output(path, encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    return path
 
 
 def dig(data: object, *keys: str) -> object:

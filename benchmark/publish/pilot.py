@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmark.data.files import write_json_atomic  # noqa: E402
+from benchmark.data.files import write_json_atomic, write_text_atomic  # noqa: E402
 from benchmark.errors import MedAugBenchError  # noqa: E402
 from benchmark.grid.pilot import BudgetChoice, choose_classifier_steps, choose_generator_steps  # noqa: E402
 from benchmark.grid.store import CellRecord, load_records  # noqa: E402
@@ -92,7 +92,7 @@ def write_pilot(results_dir: Path, out: Path | None = None) -> list[Path]:
     generators, classifiers = pilot_curves(results_dir)
     data = {"generators": [asdict(c) for c in generators], "classifiers": [asdict(c) for c in classifiers]}
     write_json_atomic(out / "pilot.json", data)
-    (out / "pilot.md").write_text(pilot_markdown(generators, classifiers))
+    write_text_atomic(out / "pilot.md", pilot_markdown(generators, classifiers))
     return [out / "pilot.json", out / "pilot.md", *_plot(generators, classifiers, out)]
 
 
