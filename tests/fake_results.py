@@ -38,9 +38,11 @@ def make_fake_results(
     backbones: tuple[str, ...] = ("simple_cnn",),
     failed: tuple[tuple[str, str, int], ...] = (),
     n_test: int = 200,
+    fractions: dict[str, float] | None = None,
 ) -> list[CellRecord]:
     """Write one record (+ predictions) per dataset × strategy × backbone × seed; `failed` lists (dataset, strategy,
-    seed) cells written as failed instead. Test labels are fixed per dataset, so cells pair image by image."""
+    seed) cells written as failed instead; `fractions` gives a dataset its train fraction (default 1). Test labels are
+    fixed per dataset, so cells pair image by image."""
     written = []
     for d_index, dataset in enumerate(datasets):
         task = TASKS[dataset]
@@ -55,7 +57,7 @@ def make_fake_results(
                         "base_strategy": strategy,
                         "backbone": backbone,
                         "seed": seed,
-                        "train_fraction": 1.0,
+                        "train_fraction": (fractions or {}).get(dataset, 1.0),
                         "policy": "balance" if strategy in GENERATIVE else None,
                     }
                     cell_id = f"{dataset[:4]}-{strategy}-{backbone}-{seed}"

@@ -259,6 +259,19 @@ def test_two_backbones_name_rows_and_pair_within_backbone(tmp_path):
     assert len(tests) == 4 and (tests["baseline_cell_id"].str.split("-").str[2] == tests["backbone"]).all()
 
 
+def test_a_fraction_per_dataset_keeps_rows_paired_across_datasets(tmp_path):
+    """cpu-answer's layout: one dataset in full, another at 0.1; the same strategies on both."""
+    make_fake_results(tmp_path, fractions={"pneumoniamnist": 0.1})
+    board = build_leaderboard(tmp_path)
+    assert set(board.cross_dataset["model"]) == {"none", "geometric", "cgan"}, "no @fraction suffix: one per dataset"
+    assert board.cross_dataset["average_accuracy"].notna().all(), "every row ran on both datasets"
+    assert board.cross_dataset["pneumoniamnist_train_fraction"].eq(0.1).all()
+    assert board.ranks["auc_rank"].notna().all()
+    cross = board.markdown.split("## Across datasets")[1].split("## Average ranks")[0]
+    assert "| pneumoniamnist at 0.1 acc. (%) | retinamnist acc. (%) |" in cross
+    assert set(board.stats["train_fraction"]) == {1.0, 0.1}, "still compared with the baseline of its own fraction"
+
+
 def test_empty_folder_names_the_fix(tmp_path):
     with pytest.raises(MedAugBenchError, match="medaugbench run") as error:
         write_leaderboard(tmp_path)

@@ -246,16 +246,17 @@ def quality_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def cross_dataset_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Each model's accuracy on every dataset side by side and their average (rows on every dataset only). FID is not
-    carried over: its feature space differs per dataset, so an average over datasets means nothing."""
+    """Each model's accuracy on every dataset side by side and their average (rows on every dataset only), with each
+    dataset's train fraction (a grid may give datasets different ones). FID is not carried over: its feature space
+    differs per dataset, so an average over datasets means nothing."""
     rows = []
     for model, cells in pd.concat([w.assign(dataset=d) for d, w in wide.items()]).groupby("model", sort=False):
         by_dataset = cells.set_index("dataset")
-        row = {"model": model, **{key: cells[key].iloc[0] for key in GROUP}}
+        row = {"model": model, **{key: _common(cells[key]) for key in GROUP}}
         for dataset in wide:
             row |= {
                 f"{dataset}_{name}": by_dataset[name].get(dataset, math.nan)
-                for name in ("accuracy_mean", "accuracy_std", "n_seeds")
+                for name in ("accuracy_mean", "accuracy_std", "n_seeds", "train_fraction")
             }
         means = [row[f"{dataset}_accuracy_mean"] for dataset in wide]
         row["average_accuracy"] = float(np.mean(means)) if np.all(np.isfinite(means)) else math.nan
@@ -591,7 +592,7 @@ def _cross_section(board: Leaderboard) -> list[str]:
     frame, datasets = board.cross_dataset, list(board.wide)
     shown = fmt_shown(frame)
     lines = ["## Across datasets (Table 3 layout)", "", f"_{CROSS_NOTE}._", ""]
-    headers = [*(HEADERS[c] for c in shown), *(f"{d} acc. (%)" for d in datasets), "Average"]
+    headers = [*(HEADERS[c] for c in shown), *(f"{cross_dataset_name(frame, d)} acc. (%)" for d in datasets), "Average"]
     rows = [
         [
             *(fmt_text(r[c]) for c in shown),
@@ -601,6 +602,21 @@ def _cross_section(board: Leaderboard) -> list[str]:
         for r in frame.to_dict("records")
     ]
     return lines + _table(headers, rows)
+
+
+def cross_dataset_name(frame: pd.DataFrame, dataset: str) -> str:
+    """A dataset's column name in the cross-dataset table, with its train fraction where all its rows share one
+    below 1 and the rows do not already show it."""
+    fractions = frame[f"{dataset}_train_fraction"].dropna().unique()
+    if len(fractions) == 1 and fractions[0] != 1 and frame["train_fraction"].isna().all():
+        return f"{dataset} at {fractions[0]:g}"
+    return dataset
+
+
+def _common(values: pd.Series) -> object:
+    """The value every dataset's row shares, else NaN (the per-dataset columns then say it)."""
+    unique = values.unique()
+    return unique[0] if len(unique) == 1 else math.nan
 
 
 def _rank_section(ranks: pd.DataFrame) -> list[str]:
@@ -682,11 +698,12 @@ def record_labels(records: list[CellRecord]) -> dict[str, str]:
 
 
 def _model_labels(frame: pd.DataFrame) -> pd.Series:
-    """Strategy, plus backbone, train fraction and policy wherever a strategy ran with several: a row's name
-    everywhere."""
+    """Strategy, plus backbone, train fraction and policy wherever a strategy ran with several on one dataset: a
+    row's name everywhere, the same on every dataset (a grid giving each dataset its own fraction keeps plain
+    strategy names, so rows pair across datasets)."""
     label = frame["strategy"].astype(str)
     for column, suffix in SUFFIXES.items():
-        if len(frame) and frame.groupby("strategy")[column].nunique(dropna=False).max() > 1:
+        if len(frame) and frame.groupby(["dataset", "strategy"])[column].nunique(dropna=False).max() > 1:
             label = label + frame[column].map(
                 lambda value, suffix=suffix: suffix.format(value) if pd.notna(value) else ""
             )

@@ -40,6 +40,7 @@ from benchmark.publish.leaderboard import (
     Leaderboard,
     against_note,
     build_leaderboard,
+    cross_dataset_name,
     fmt_ci,
     fmt_compared,
     fmt_delong,
@@ -496,7 +497,7 @@ def _cross_section(board: Leaderboard) -> str:
     shown = fmt_shown(frame)
     columns = [
         *((HEADERS[c], "text") for c in shown),
-        *((f"{d} acc. (%)", "num") for d in datasets),
+        *((f"{cross_dataset_name(frame, d)} acc. (%)", "num") for d in datasets),
         ("Average acc. (%)", "num"),
     ]
     rows = [
