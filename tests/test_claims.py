@@ -1,6 +1,7 @@
 """The claims table puts each paper's claim beside the measured row it is about (fabricated leaderboards with a known
 answer): the right claim per strategy and policy, Δ in points, ranks among the seed paper's seven, Kendall's τ."""
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +23,7 @@ def fabricated_board(accuracy: dict[str, float], folder: str = "results/fake") -
             "model": name,
             "strategy": name,
             "train_fraction": 1.0,
-            "policy": None if name in CLASSIC else "balance",
+            "policy": math.nan if name in CLASSIC else "balance",
             "accuracy_mean": value,
         }
         for name, value in accuracy.items()
@@ -110,6 +111,7 @@ def test_markdown_shows_claim_measurement_and_corrected_p():
     fixed = next(line for line in text.splitlines() if "dcgan (fixed)" in line)
     assert fixed.startswith("| balancing paper |") and "+2.2" in fixed
     assert "| `fake` | breastmnist | 7 | +1.00 |" in text
+    assert "| geometric | 3 |" in text and "nan" not in text, "a classic row's empty policy is not printed"
 
 
 def test_cli_names_a_missing_folder_and_writes_nothing(cli, tmp_path):
