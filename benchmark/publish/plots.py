@@ -185,23 +185,36 @@ def _fid_figure(
     labels = [label for label in fid["fake_vs_real"] if label in auc]
     if not labels:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for label in labels:
         f, a = fid["fake_vs_real"][label], auc[label]
         name = label + (RANK_MARK if label in deficient else "")
         ax.errorbar(
-            f.mean, a.mean, xerr=_err(f), yerr=_err(a), fmt="o", ms=7, capsize=4, color=colours[label], label=name
+            f.mean,
+            a.mean,
+            xerr=_err(f, lowest=0.0),
+            yerr=_err(a),
+            fmt="o",
+            ms=7,
+            capsize=4,
+            color=colours[label],
+            label=name,
         )
         if label in fid["floor"]:
             ax.plot(fid["floor"][label].mean, a.mean, "x", ms=8, color=colours[label])
     _baselines(ax, auc, colours)
-    ax.legend(fontsize=8)
-    ax.set_xlabel("class-matched FID, synthetic vs. real (lower is better); ×: real-vs-real floor")
+    _legend_outside(ax)
+    ax.set_xlabel("class-matched FID, synthetic vs. real (lower is better; interval cut at 0); ×: real-vs-real floor")
     ax.set_ylabel("test auc")
     n = _n_seeds(len(fid["fake_vs_real"][k].values) for k in labels)
     note = f"; {RANK_MARK} rank-deficient FID" if deficient & set(labels) else ""
     ax.set_title(f"{dataset}: FID vs. test AUC ({n})\nmean and 95% t-interval over seeds{note}", fontsize=10)
     return fig
+
+
+def _legend_outside(ax) -> None:  # noqa: ANN001
+    """The legend right of the axes, so it never hides a point or a curve."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _compute_figure(
@@ -212,7 +225,7 @@ def _compute_figure(
     labels = [label for label in auc if label in compute and compute[label].mean > 0]
     if not labels:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for label in labels:
         c, a = compute[label], auc[label]
         ax.errorbar(
@@ -220,7 +233,7 @@ def _compute_figure(
         )
     _baselines(ax, {label: auc[label] for label in labels}, colours)
     ax.set_xscale("log")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     ax.set_xlabel("total compute per cell (FLOPs, counted; log scale)")
     ax.set_ylabel("test auc")
     n = _n_seeds(len(auc[label].values) for label in labels)
@@ -300,23 +313,24 @@ def _band_figure(
     }
     if not bands:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
     for label, ((steps, mean, low, high), n) in bands.items():
         ax.plot(steps, mean, marker=".", color=colours[label], label=f"{label} (n={n})")
         ax.fill_between(steps, low, high, color=colours[label], alpha=0.2, lw=0)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title}\nmean and min–max band over {unit} (n per label)", fontsize=10)
     return fig
 
 
-def _err(s: Summary) -> list[list[float]] | None:
-    """Asymmetric error bar from the mean to the CI ends, never negative (matplotlib rejects that); None without
-    a CI."""
+def _err(s: Summary, lowest: float | None = None) -> list[list[float]] | None:
+    """Asymmetric error bar from the mean to the CI ends, never negative (matplotlib rejects that), the lower end
+    cut at `lowest` where the quantity cannot go below it (a FID); None without a CI."""
     if s.low is None or s.high is None:
         return None
-    return [[max(s.mean - s.low, 0.0)], [max(s.high - s.mean, 0.0)]]
+    low = s.low if lowest is None else max(s.low, lowest)
+    return [[max(s.mean - low, 0.0)], [max(s.high - s.mean, 0.0)]]
 
 
 def _baselines(ax: Axes, summaries: dict[str, Summary], colours: dict[str, str]) -> bool:
