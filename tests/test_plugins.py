@@ -11,7 +11,7 @@ import torch
 
 from benchmark import hookspecs, registry
 from benchmark.errors import MedAugBenchError
-from tests.helpers import install_plugin, make_distribution
+from tests.helpers import install_plugin
 
 TESTS = Path(__file__).parent
 
@@ -92,15 +92,14 @@ def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch, c
 
 def test_example_plugin_in_examples_registers_a_working_strategy(tmp_path, monkeypatch):
     example = TESTS.parent / "examples" / "medaugbench-example-plugin"
-    make_distribution(
+    install_plugin(
         tmp_path,
+        monkeypatch,
         "medaugbench-example-plugin",
         "medaugbench_example_shim",
         "from medaugbench_example import *  # noqa\nfrom medaugbench_example import register_strategies\n",
     )
     monkeypatch.syspath_prepend(str(example))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, "medaugbench-example-plugin")
     strategy = registry.create("strategy", "gaussian_noise", sigma=0.1)
     images = torch.full((8, 1, 16, 16), 0.5)
     out, _ = strategy.augment(images, torch.zeros(8, 2), torch.Generator().manual_seed(0))

@@ -10,6 +10,7 @@ import typer
 from benchmark import registry
 from benchmark.data.dataset import dataset_source
 from benchmark.errors import MedAugBenchError
+from benchmark.grid.cells import is_generative
 
 DataDir = Annotated[
     Path | None,
@@ -108,7 +109,7 @@ def strategy_params(
         "generator_flops": generator_flops,
     }
     given = {k: v for k, v in budget.items() if v is not None}
-    if given and strategy not in registry.entries("generator"):
+    if given and not is_generative(strategy):
         raise MedAugBenchError(
             f"--generator-steps/--generator-seconds/--generator-flops apply to generative strategies "
             f"({', '.join(registry.entries('generator'))}), not to {strategy!r}"

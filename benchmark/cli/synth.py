@@ -28,6 +28,7 @@ from benchmark.cli.options import (
 )
 from benchmark.data.dataset import DataOptions, LoadedDataset, load_dataset
 from benchmark.errors import MedAugBenchError
+from benchmark.grid.cells import is_generative
 
 if TYPE_CHECKING:
     import torch
@@ -67,7 +68,7 @@ def synth_command(
     if per_class < 1:
         raise MedAugBenchError(f"--per-class must be at least 1, got {per_class}")
     params = strategy_params(strategy, strategy_option, generator_steps, generator_seconds, generator_flops)
-    if strategy not in registry.entries("generator"):
+    if not is_generative(strategy):
         generators = ", ".join(registry.entries("generator"))
         raise MedAugBenchError(f"synth trains a generative strategy ({generators}), not {strategy!r}")
     plugin, dataset_params = dataset_with_options(dataset, option)

@@ -126,10 +126,10 @@ def write_record(record: RunRecord, out: Path | None) -> None:
 
 
 def classifier_budget(steps: int | None, seconds: float | None, flops: float | None) -> Budget:
-    """The classifier budget given, or 500 steps when none is (two given are refused by Budget)."""
-    return Budget(
-        steps=500 if steps is None and seconds is None and flops is None else steps, seconds=seconds, flops=flops
-    )
+    """The classifier budget given, or Budget's default when none is (two given are refused by Budget)."""
+    if steps is None and seconds is None and flops is None:
+        return Budget()
+    return Budget(steps=steps, seconds=seconds, flops=flops)
 
 
 def learning_rate_override(optimizer: str, lr: float | None) -> OptimConfig | None:

@@ -63,6 +63,7 @@ def without_added_defaults(config: dict) -> dict:
 
 
 def is_generative(strategy: str) -> bool:
+    """Whether the strategy is a registered generator's (it trains one and synthesises images)."""
     return strategy in registry.entries("generator")
 
 
