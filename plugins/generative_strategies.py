@@ -137,7 +137,6 @@ class GenerativeStrategy(Strategy):
                 "early stopping and quality tracking score the generator with an extractor; set monitor_extractor"
             )
         self._extractor: FeatureExtractor | None = None
-        self._conditional: dict[ImageSpec, bool] = {}
 
     @property
     def budget(self) -> gt.GeneratorBudget:
@@ -226,9 +225,7 @@ class GenerativeStrategy(Strategy):
         conditional), and conditional ones with conditioning off, are trained one per group."""
         if not self.conditioning:
             return True
-        if spec not in self._conditional:
-            self._conditional[spec] = can_condition(self.generator, spec, **self.generator_params)
-        return not self._conditional[spec]
+        return not can_condition(self.generator, spec, **self.generator_params)
 
     def jobs(self, real: Split, task: TaskSpec) -> dict[str, Job]:
         """The models to train: one on all images with their label vectors, or one per group with images (a group
@@ -488,12 +485,12 @@ class GenerativeStrategy(Strategy):
         started = dev.clock(context.device)
         synthetic = self.sample(models, task, data.train, plan, context.device, context.seed)
         synthesis_seconds = dev.clock(context.device) - started
-        self._preview = self.sample(
-            models, task, data.train, self.preview_plan(models, task), context.device, context.seed + PREVIEW_SEED
-        )
         reason = gt.collapse_reason(synthetic.images[:512]) if len(synthetic) else None
         if reason:
             raise gt.GeneratorFailure(f"generator {self.generator}: {reason}; its samples were not used")
+        self._preview = self.sample(
+            models, task, data.train, self.preview_plan(models, task), context.device, context.seed + PREVIEW_SEED
+        )
         self._report = {
             "generator": card,
             "synthesis": {"policy": self.policy, "plan": plan, "generated": len(synthetic)},

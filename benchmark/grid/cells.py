@@ -158,7 +158,7 @@ def check_fractions(state: Validation) -> list[str]:
     """Training fractions lie in (0, 1]."""
     return [
         f"train_fractions must lie in (0, 1], got {fraction!r}"
-        for fraction in {*state.grid.train_fractions, *_listed_fractions(state.grid)}
+        for fraction in [*state.grid.train_fractions, *_listed_fractions(state.grid)]
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1
     ]
 
@@ -225,17 +225,16 @@ def check_backbones(state: Validation) -> list[str]:
         unknown = _unknown("backbone", backbone)
         problems += unknown
         if not unknown:
-            size = grid.train.get("size", 28)
-            extra = grid.backbone_params.get(backbone, {})
-            build = (registry.create, "backbone", backbone)
             problems += _attempt(
                 f"backbone {backbone}",
-                *build,
+                registry.create,
+                "backbone",
+                backbone,
                 in_chans=1,
                 num_classes=2,
-                image_size=size,
+                image_size=grid.train.get("size", 28),
                 pretrained=pretrained,
-                **extra,
+                **grid.backbone_params.get(backbone, {}),
             )[1]
     return problems
 

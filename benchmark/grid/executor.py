@@ -20,7 +20,7 @@ import torch
 from benchmark.data.files import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.cells import Cell
-from benchmark.grid.store import records_dir
+from benchmark.grid.store import FAILED, CellRecord, records_dir, write_record
 from benchmark.provenance import now
 from benchmark.registry import declare_product
 
@@ -130,9 +130,20 @@ def write_cell_files(results_dir: Path, cell_id: str, files: dict[str, bytes]) -
             handle.write(files[name])
 
 
+def record_failure(results_dir: Path, cell: Cell, error: dict, timing: dict) -> CellOutcome:
+    """Write a failed cell's record (`error`: type, message, traceback) and the outcome the driver reports."""
+    write_record(
+        results_dir,
+        CellRecord(
+            cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid, error=error, timing=timing
+        ),
+    )
+    return CellOutcome(
+        cell.cell_id, cell.label(), FAILED, timing["wall_seconds"], f"{error['type']}: {error['message']}"
+    )
+
+
 def record_lost_cell(results_dir: Path, cell: Cell, error: dict, seconds: float) -> CellOutcome:
     """Write the failed record of a cell whose worker never reported back (`error`: type, message, traceback;
     `seconds` since it was submitted) and return its outcome, as the job does for a cell that raised."""
-    from benchmark.grid.runner import record_failure  # the runner imports this module
-
     return record_failure(results_dir, cell, error, {"finished": now(), "wall_seconds": seconds})

@@ -48,9 +48,7 @@ def choose_classifier_steps(
     """The first evaluated step whose validation AUC, averaged over the last `window` evaluations (noise), is within
     `tolerance` of the best such average; `limit` when that is the curve's last point (it may still be rising)."""
     _check_curve(steps, val_auc)
-    smooth = [
-        sum(val_auc[max(0, i - window + 1) : i + 1]) / (i - max(0, i - window + 1) + 1) for i in range(len(steps))
-    ]
+    smooth = [_mean(val_auc[max(0, i - window + 1) : i + 1]) for i in range(len(steps))]
     best = max(smooth)
     first = next(i for i, value in enumerate(smooth) if value >= best - tolerance)
     reason = LIMIT if first == len(steps) - 1 else PLATEAU

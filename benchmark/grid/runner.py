@@ -15,7 +15,7 @@ from benchmark.data.images import save_class_grid
 from benchmark.evaluate.quality import save_closest_pairs_png
 from benchmark.grid.cells import Cell, expand, validate
 from benchmark.grid.config import GridConfig
-from benchmark.grid.executor import CellOutcome, Executor
+from benchmark.grid.executor import CellOutcome, Executor, record_failure
 from benchmark.grid.store import (
     FAILED,
     OK,
@@ -65,19 +65,6 @@ class RunCell:
         save_images(self.results_dir, cell.cell_id, trained)
         write_record(self.results_dir, record, trained.test_labels, trained.test_scores)
         return CellOutcome(cell.cell_id, cell.label(), OK, timing["wall_seconds"])
-
-
-def record_failure(results_dir: Path, cell: Cell, error: dict, timing: dict) -> CellOutcome:
-    """Write a failed cell's record (`error`: type, message, traceback) and the outcome the driver reports."""
-    write_record(
-        results_dir,
-        CellRecord(
-            cell.cell_id, FAILED, cell.coords, cell.config.to_dict(), grid=cell.grid, error=error, timing=timing
-        ),
-    )
-    return CellOutcome(
-        cell.cell_id, cell.label(), FAILED, timing["wall_seconds"], f"{error['type']}: {error['message']}"
-    )
 
 
 def save_images(results_dir: Path, cell_id: str, trained: Trained) -> None:

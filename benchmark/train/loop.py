@@ -106,15 +106,7 @@ def classifier_step_flops(
     restored: the run's own model, optimizer and draws are untouched."""
     task = data.task
     with flops.isolated_rng(device):
-        model = create(
-            "backbone",
-            config.backbone,
-            in_chans=task.channels,
-            num_classes=task.num_outputs,
-            image_size=data.image_size,
-            pretrained=False,
-            **config.backbone_params,
-        ).to(device)
+        model = backbone_for(config, data, device, pretrained=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.resolved_optim().lr)
         images, targets = batch.images.to(device), targets_for(batch.labels, task).to(device)
         generator = torch.Generator(device=device).manual_seed(0)
@@ -313,19 +305,24 @@ def prepare(config: TrainConfig, data: LoadedDataset, device: torch.device, prog
     return Prepared(strategy, synthetic, train_split, batch, step_flops, budget, phases, seconds)
 
 
-def build_classifier(
-    config: TrainConfig, data: LoadedDataset, device: torch.device
-) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """The config's backbone for the task, on the device, and its Adam optimizer (compiled when asked)."""
-    model = create(
+def backbone_for(config: TrainConfig, data: LoadedDataset, device: torch.device, pretrained: bool) -> torch.nn.Module:
+    """The config's backbone built for the dataset's channels, outputs and image size, on the device."""
+    return create(
         "backbone",
         config.backbone,
         in_chans=data.task.channels,
         num_classes=data.task.num_outputs,
         image_size=data.image_size,
-        pretrained=config.pretrained,
+        pretrained=pretrained,
         **config.backbone_params,
     ).to(device)
+
+
+def build_classifier(
+    config: TrainConfig, data: LoadedDataset, device: torch.device
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The config's backbone for the task, on the device, and its Adam optimizer (compiled when asked)."""
+    model = backbone_for(config, data, device, pretrained=config.pretrained)
     if config.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optim_config = config.resolved_optim()
