@@ -119,3 +119,11 @@ def test_cli_names_a_missing_folder_and_writes_nothing(cli, tmp_path):
     line = one_line_error(cli("claims", str(tmp_path / "nope"), "--out", str(out)))
     assert "is not a folder" in line and "medaugbench run" in line
     assert not out.exists()
+
+
+def test_a_row_without_a_bootstrap_interval_shows_dashes_not_nan():
+    board = fabricated_board(paper_ordered())
+    board.stats[["accuracy_ci_low", "accuracy_ci_high", "auc_diff"]] = math.nan
+    text = claims_markdown(claims_table([board]), ranking_agreement([board]))
+    cgan = next(line for line in text.splitlines() if "| cgan |" in line)
+    assert "+12.0 [–, –]" in cgan and "| – [" in cgan and "nan" not in text

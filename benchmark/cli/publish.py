@@ -47,8 +47,8 @@ def pilot_command(results_dir: ResultsFolder, out: PilotOut = None) -> None:
 
     if not results_dir.is_dir():
         raise MedAugBenchError(f"{results_dir} is not a folder; give the results folder of a pilot run")
-    paths = write_pilot(results_dir, out)
     generators, classifiers = pilot_curves(results_dir)
+    paths = write_pilot(generators, classifiers, out or results_dir / "pilot")
     rows = [(c.dataset, c.strategy, str(c.choice.steps), c.choice.reason, c.choice.detail) for c in generators]
     rows += [(c.dataset, "classifier", str(c.choice.steps), c.choice.reason, c.choice.detail) for c in classifiers]
     print_table(("dataset", "model", "steps", "why", "detail"), rows, title="budgets chosen by the pilot")

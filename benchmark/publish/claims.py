@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.data.files import write_text_atomic
-from benchmark.publish.leaderboard import Leaderboard, build_leaderboard, fmt_p
+from benchmark.publish.leaderboard import Leaderboard, build_leaderboard, fmt_delta, fmt_p
 
 SEED_PAPER = "cGAN paper, Table 2 (HAM10000, 7 classes, one run each)"
 BALANCING_PAPER = "balancing paper, Table II (ChestXray2017, one run; validation accuracy)"
@@ -205,11 +205,11 @@ def claims_markdown(table: pd.DataFrame, agreement: list[dict]) -> str:
                     _dataset_label(row["dataset"], row["train_fraction"]),
                     row["strategy"] + ("" if row["policy"] in ("–", GENERATIVE_POLICY) else f" ({row['policy']})"),
                     str(row["seeds"]),
-                    f"{row['claimed_accuracy_gain']:+.1f}",
-                    f"{row['accuracy_gain']:+.1f} [{row['accuracy_ci_low']:+.1f}, {row['accuracy_ci_high']:+.1f}]",
+                    fmt_delta(row["claimed_accuracy_gain"], 1, 1),
+                    _delta_ci(row, "accuracy", 1),
                     f"{fmt_p(row['accuracy_p_holm_bootstrap'])} / {fmt_p(row['accuracy_p_holm_t'])}",
-                    "–" if pd.isna(row["claimed_auc_gain"]) else f"{row['claimed_auc_gain']:+.2f}",
-                    f"{row['auc_gain']:+.3f} [{row['auc_ci_low']:+.3f}, {row['auc_ci_high']:+.3f}]",
+                    fmt_delta(row["claimed_auc_gain"], 1, 2),
+                    _delta_ci(row, "auc", 3),
                     f"{fmt_p(row['auc_p_holm_bootstrap'])} / {fmt_p(row['auc_p_holm_t'])}",
                     _ranks(row["claimed_rank"], row["rank"]),
                 ]
@@ -218,9 +218,8 @@ def claims_markdown(table: pd.DataFrame, agreement: list[dict]) -> str:
         )
     lines += ["", f"Sources: {SEED_PAPER}; {BALANCING_PAPER}.", "", "## Does the seed paper's ranking hold?", ""]
     lines += [
-        "_Kendall's τ between the seed paper's accuracy order (none < geometric < cutmix_mixup < vae < dcgan < ddpm < "
-        "cgan) and the measured mean test accuracies: 1 = the same order, 0 = unrelated, −1 = reversed; p tests τ = 0 "
-        "(uncorrected, one per setting)._",
+        f"_Kendall's τ between the seed paper's accuracy order ({' < '.join(RANKED)}) and the measured mean test "
+        "accuracies: 1 = the same order, 0 = unrelated, −1 = reversed; p tests τ = 0 (uncorrected, one per setting)._",
         "",
         "| Results | Dataset | Strategies | τ | p | Measured order (worst → best) | `none` acc. (%) (paper "
         f"{SEED_BASELINE_ACCURACY:g}) |",
@@ -235,6 +234,12 @@ def claims_markdown(table: pd.DataFrame, agreement: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _delta_ci(row: pd.Series, metric: str, digits: int) -> str:
+    """A measured Δ with its CI, '–' for any part the leaderboard could not compute."""
+    low, high = (fmt_delta(row[f"{metric}_ci_{end}"], 1, digits) for end in ("low", "high"))
+    return f"{fmt_delta(row[f'{metric}_gain'], 1, digits)} [{low}, {high}]"
+
+
 def _claim_for(strategy: str, policy: object) -> Claim | None:
     """The claim about this strategy under this policy (classic strategies have policy '–')."""
     return next((c for c in CLAIMS if c.strategy == strategy and c.policy == _policy(policy)), None)
@@ -247,8 +252,7 @@ def _policy(policy: object) -> str:
 
 def _paper_strategies(wide: pd.DataFrame) -> pd.DataFrame:
     """The rows of the seed paper's seven strategies, generative ones with its balance policy."""
-    policy = wide["policy"].fillna("–")
-    keep = wide["strategy"].isin(RANKED) & (policy.isin(["–", GENERATIVE_POLICY]) | (wide["strategy"] == "none"))
+    keep = wide["strategy"].isin(RANKED) & wide["policy"].map(_policy).isin(["–", GENERATIVE_POLICY])
     return wide[keep]
 
 

@@ -85,11 +85,9 @@ def pilot_curves(results_dir: Path) -> tuple[list[GeneratorCurve], list[Classifi
     return generators, classifiers
 
 
-def write_pilot(results_dir: Path, out: Path | None = None) -> list[Path]:
-    """pilot.json, pilot.md and the two curve plots, in `out` (default RESULTS_DIR/pilot)."""
-    out = out or results_dir / "pilot"
+def write_pilot(generators: list[GeneratorCurve], classifiers: list[ClassifierCurve], out: Path) -> list[Path]:
+    """pilot.json, pilot.md and the two curve plots of a pilot's curves (`pilot_curves`), in `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    generators, classifiers = pilot_curves(results_dir)
     data = {"generators": [asdict(c) for c in generators], "classifiers": [asdict(c) for c in classifiers]}
     write_json_atomic(out / "pilot.json", data)
     write_text_atomic(out / "pilot.md", pilot_markdown(generators, classifiers))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
-from benchmark.data.files import atomic_output
+from benchmark.data.files import write_text_atomic
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.config import BudgetBlock
 from benchmark.grid.store import (
@@ -174,7 +174,7 @@ def write_report(results_dir: Path, out: Path | None = None, baseline: str | Non
     with tempfile.TemporaryDirectory(prefix="medaugbench-report-") as tmp:
         plots = _plots_by_dataset(write_plots(records, Path(tmp)), board.datasets)
     html = render_report(board, records, grid_file, plots)
-    return _write_atomic(Path(out) if out is not None else results_dir / REPORT_NAME, html)
+    return write_text_atomic(Path(out) if out is not None else results_dir / REPORT_NAME, html)
 
 
 def render_report(
@@ -721,9 +721,3 @@ def _anchor(name: str) -> str:
 
 def _e(value: object) -> str:
     return escape(str(value), quote=True)
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    with atomic_output(path, encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-    return path
