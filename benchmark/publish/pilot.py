@@ -15,6 +15,7 @@ from benchmark.data.files import write_json_atomic, write_text_atomic  # noqa: E
 from benchmark.errors import MedAugBenchError  # noqa: E402
 from benchmark.grid.pilot import BudgetChoice, choose_classifier_steps, choose_generator_steps  # noqa: E402
 from benchmark.grid.store import CellRecord, load_records  # noqa: E402
+from benchmark.publish.plots import save_figure  # noqa: E402
 
 CLASSIFIER_STRATEGY = "none"
 
@@ -87,7 +88,6 @@ def pilot_curves(results_dir: Path) -> tuple[list[GeneratorCurve], list[Classifi
 
 def write_pilot(generators: list[GeneratorCurve], classifiers: list[ClassifierCurve], out: Path) -> list[Path]:
     """pilot.json, pilot.md and the two curve plots of a pilot's curves (`pilot_curves`), in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
     data = {"generators": [asdict(c) for c in generators], "classifiers": [asdict(c) for c in classifiers]}
     write_json_atomic(out / "pilot.json", data)
     write_text_atomic(out / "pilot.md", pilot_markdown(generators, classifiers))
@@ -129,10 +129,7 @@ def _plot(generators: list[GeneratorCurve], classifiers: list[ClassifierCurve], 
         figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
         for axis, dataset in zip(axes[0], datasets):
             draw(axis, [c for c in curves if c.dataset == dataset], dataset)
-        figure.tight_layout()
-        figure.savefig(out / name, dpi=110, metadata={"Software": None})
-        plt.close(figure)
-        paths.append(out / name)
+        paths.append(save_figure(figure, out / name, dpi=110, metadata={"Software": None}))
     return paths
 
 

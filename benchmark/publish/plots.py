@@ -109,7 +109,7 @@ def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -
         figures[f"{dataset}_per_class_f1.png"] = _f1_figure(dataset, groups)
         figures[f"{dataset}_val_curves.png"] = _val_figure(dataset, groups, colours)
         figures[f"{dataset}_generator_quality.png"] = _quality_figure(dataset, groups, colours)
-        written += [_save(fig, Path(out_dir) / name) for name, fig in figures.items() if fig is not None]
+        written += [save_figure(fig, Path(out_dir) / name) for name, fig in figures.items() if fig is not None]
     return sorted(written)
 
 
@@ -354,12 +354,13 @@ def _n_seeds(counts: Iterable[int]) -> str:
     return f"n={low} seed{'s' * (high > 1)}" if low == high else f"n={low}–{high} seeds"
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    """Save as PNG via a temp file in the same folder and a rename, so a killed run never leaves half a PNG."""
+def save_figure(fig: Figure, path: Path, dpi: int = DPI, metadata: dict | None = None) -> Path:
+    """Save as PNG via a temp file in the same folder and a rename, so a killed run never leaves half a PNG; the
+    figure is closed."""
     try:
         fig.tight_layout()
         with atomic_output(path, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=DPI)
+            fig.savefig(handle, format="png", dpi=dpi, metadata=metadata)
     finally:
         plt.close(fig)
     return path
