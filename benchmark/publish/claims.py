@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.data.files import write_text_atomic
-from benchmark.publish.leaderboard import Leaderboard, build_leaderboard, fmt_delta, fmt_p
+from benchmark.publish.leaderboard import Leaderboard, build_leaderboard, fmt_delta, fmt_p, markdown_table
 
 SEED_PAPER = "cGAN paper, Table 2 (HAM10000, 7 classes, one run each)"
 BALANCING_PAPER = "balancing paper, Table II (ChestXray2017, one run; validation accuracy)"
@@ -191,47 +191,67 @@ def claims_markdown(table: pd.DataFrame, agreement: list[dict]) -> str:
         "dataset's leaderboard table (strategies × metrics). Rank: among the seed paper's seven strategies, 1 = best "
         "mean test accuracy (paper: 1 = cGAN … 7 = none)._",
         "",
-        "| Claim | Results | Dataset | Strategy | Seeds | Claimed Δ acc. (pp) | Measured Δ acc. (pp) [95% CI] | Holm p "
-        "(boot / t) | Claimed Δ AUC | Measured Δ AUC [95% CI] | Holm p (boot / t) | Rank (paper → here) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for _, row in table.iterrows():
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    row["source"].split(",")[0],
-                    f"`{Path(row['results']).name}`",
-                    _dataset_label(row["dataset"], row["train_fraction"]),
-                    row["strategy"] + ("" if row["policy"] in ("–", GENERATIVE_POLICY) else f" ({row['policy']})"),
-                    str(row["seeds"]),
-                    fmt_delta(row["claimed_accuracy_gain"], 1, 1),
-                    _delta_ci(row, "accuracy", 1),
-                    f"{fmt_p(row['accuracy_p_holm_bootstrap'])} / {fmt_p(row['accuracy_p_holm_t'])}",
-                    fmt_delta(row["claimed_auc_gain"], 1, 2),
-                    _delta_ci(row, "auc", 3),
-                    f"{fmt_p(row['auc_p_holm_bootstrap'])} / {fmt_p(row['auc_p_holm_t'])}",
-                    _ranks(row["claimed_rank"], row["rank"]),
-                ]
-            )
-            + " |"
-        )
-    lines += ["", f"Sources: {SEED_PAPER}; {BALANCING_PAPER}.", "", "## Does the seed paper's ranking hold?", ""]
+    headers = [
+        "Claim",
+        "Results",
+        "Dataset",
+        "Strategy",
+        "Seeds",
+        "Claimed Δ acc. (pp)",
+        "Measured Δ acc. (pp) [95% CI]",
+        "Holm p (boot / t)",
+        "Claimed Δ AUC",
+        "Measured Δ AUC [95% CI]",
+        "Holm p (boot / t)",
+        "Rank (paper → here)",
+    ]
+    rows = [
+        [
+            row["source"].split(",")[0],
+            f"`{Path(row['results']).name}`",
+            _dataset_label(row["dataset"], row["train_fraction"]),
+            row["strategy"] + ("" if row["policy"] in ("–", GENERATIVE_POLICY) else f" ({row['policy']})"),
+            str(row["seeds"]),
+            fmt_delta(row["claimed_accuracy_gain"], 1, 1),
+            _delta_ci(row, "accuracy", 1),
+            f"{fmt_p(row['accuracy_p_holm_bootstrap'])} / {fmt_p(row['accuracy_p_holm_t'])}",
+            fmt_delta(row["claimed_auc_gain"], 1, 2),
+            _delta_ci(row, "auc", 3),
+            f"{fmt_p(row['auc_p_holm_bootstrap'])} / {fmt_p(row['auc_p_holm_t'])}",
+            _ranks(row["claimed_rank"], row["rank"]),
+        ]
+        for _, row in table.iterrows()
+    ]
+    lines += markdown_table(headers, rows)
+    lines += [f"Sources: {SEED_PAPER}; {BALANCING_PAPER}.", "", "## Does the seed paper's ranking hold?", ""]
     lines += [
         f"_Kendall's τ between the seed paper's accuracy order ({' < '.join(RANKED)}) and the measured mean test "
         "accuracies: 1 = the same order, 0 = unrelated, −1 = reversed; p tests τ = 0 (uncorrected, one per setting)._",
         "",
-        "| Results | Dataset | Strategies | τ | p | Measured order (worst → best) | `none` acc. (%) (paper "
-        f"{SEED_BASELINE_ACCURACY:g}) |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for item in agreement:
-        lines.append(
-            f"| `{Path(item['results']).name}` | {_dataset_label(item['dataset'], item['train_fraction'])} | "
-            f"{item['strategies']} | {item['tau']:+.2f} | {fmt_p(item['p'])} | {item['order']} | "
-            f"{item['none_accuracy']:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
+    headers = [
+        "Results",
+        "Dataset",
+        "Strategies",
+        "τ",
+        "p",
+        "Measured order (worst → best)",
+        f"`none` acc. (%) (paper {SEED_BASELINE_ACCURACY:g})",
+    ]
+    rows = [
+        [
+            f"`{Path(item['results']).name}`",
+            _dataset_label(item["dataset"], item["train_fraction"]),
+            str(item["strategies"]),
+            f"{item['tau']:+.2f}",
+            fmt_p(item["p"]),
+            item["order"],
+            f"{item['none_accuracy']:.1f}",
+        ]
+        for item in agreement
+    ]
+    return "\n".join(lines + markdown_table(headers, rows))
 
 
 def _delta_ci(row: pd.Series, metric: str, digits: int) -> str:

@@ -424,7 +424,7 @@ def render_markdown(board: Leaderboard) -> str:
     lines += _cross_section(board) + _rank_section(board.ranks)
     if len(failed):
         lines += ["## Failed cells", ""]
-        lines += _table(
+        lines += markdown_table(
             ["Dataset", "Strategy", "Backbone", "Seed", "Error"],
             failed[["dataset", "strategy", "backbone", "seed", "error"]].to_numpy().tolist(),
         )
@@ -473,7 +473,9 @@ def _metrics_section(frame: pd.DataFrame) -> list[str]:
         ]
         for r in frame.to_dict("records")
     ]
-    return lines + _table(headers, rows) + ([f"_{RANK_NOTE}._", ""] if frame["fid_rank_deficient"].any() else [])
+    return (
+        lines + markdown_table(headers, rows) + ([f"_{RANK_NOTE}._", ""] if frame["fid_rank_deficient"].any() else [])
+    )
 
 
 def _against_section(board: Leaderboard, dataset: str) -> list[str]:
@@ -512,7 +514,7 @@ def _against_section(board: Leaderboard, dataset: str) -> list[str]:
         ]
         for r in compared.to_dict("records")
     ]
-    return lines + _table(headers, rows) + _per_seed_section(board, dataset)
+    return lines + markdown_table(headers, rows) + _per_seed_section(board, dataset)
 
 
 def _quality_section(quality: pd.DataFrame) -> list[str]:
@@ -534,7 +536,7 @@ def _quality_section(quality: pd.DataFrame) -> list[str]:
         ]
         for r in quality.to_dict("records")
     ]
-    return lines + _table(headers, rows)
+    return lines + markdown_table(headers, rows)
 
 
 def _compute_section(frame: pd.DataFrame) -> list[str]:
@@ -563,7 +565,7 @@ def _compute_section(frame: pd.DataFrame) -> list[str]:
         ]
         for r in frame.to_dict("records")
     ]
-    return lines + _table(headers, rows)
+    return lines + markdown_table(headers, rows)
 
 
 def _per_seed_section(board: Leaderboard, dataset: str) -> list[str]:
@@ -584,7 +586,7 @@ def _per_seed_section(board: Leaderboard, dataset: str) -> list[str]:
         ]
         for r in tests.to_dict("records")
     ]
-    return lines + _table(headers, rows)
+    return lines + markdown_table(headers, rows)
 
 
 def _cross_section(board: Leaderboard) -> list[str]:
@@ -601,7 +603,7 @@ def _cross_section(board: Leaderboard) -> list[str]:
         ]
         for r in frame.to_dict("records")
     ]
-    return lines + _table(headers, rows)
+    return lines + markdown_table(headers, rows)
 
 
 def cross_dataset_name(frame: pd.DataFrame, dataset: str) -> str:
@@ -632,7 +634,7 @@ def _rank_section(ranks: pd.DataFrame) -> list[str]:
         [r["model"], fmt_pm(r["auc_rank"], math.nan, 1, 2), fmt_pm(r["accuracy_rank"], math.nan, 1, 2), r["note"]]
         for r in ranks.to_dict("records")
     ]
-    return [*lines, "", *_table(["Model", "Avg. rank (AUC)", "Avg. rank (accuracy)", "Note"], rows)]
+    return [*lines, "", *markdown_table(["Model", "Avg. rank (AUC)", "Avg. rank (accuracy)", "Note"], rows)]
 
 
 def friedman_notes(ranks: pd.DataFrame) -> list[str]:
@@ -858,7 +860,7 @@ def fmt_shown(frame: pd.DataFrame) -> list[str]:
     return ["strategy", "backbone", *(c for c in ("train_fraction", "policy") if frame[c].nunique(dropna=False) > 1)]
 
 
-def _table(headers: list[str], rows: list[list[object]]) -> list[str]:
+def markdown_table(headers: list[str], rows: list[list[object]]) -> list[str]:
     """A Markdown table, cells escaped so messages cannot break it, and a blank line after."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(fmt_text(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]

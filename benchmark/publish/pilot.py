@@ -15,6 +15,7 @@ from benchmark.data.files import write_json_atomic, write_text_atomic  # noqa: E
 from benchmark.errors import MedAugBenchError  # noqa: E402
 from benchmark.grid.pilot import BudgetChoice, choose_classifier_steps, choose_generator_steps  # noqa: E402
 from benchmark.grid.store import CellRecord, load_records  # noqa: E402
+from benchmark.publish.leaderboard import markdown_table  # noqa: E402
 from benchmark.publish.plots import save_figure  # noqa: E402
 
 CLASSIFIER_STRATEGY = "none"
@@ -98,22 +99,25 @@ def pilot_markdown(generators: list[GeneratorCurve], classifiers: list[Classifie
     """The two curves as tables, each row ending with the budget it chose and why."""
     points = sorted({s for c in generators for s in c.steps})
     lines = ["## Generators: class-matched FID on validation images after N total steps", ""]
-    lines += ["| dataset | generator | " + " | ".join(map(str, points)) + " | chosen | why |"]
-    lines += ["|" + "---|" * (len(points) + 4)]
+    rows = []
     for c in generators:
         fid = dict(zip(c.steps, c.fid))
-        cells = " | ".join(f"{fid[s]:.4g}" if s in fid else "–" for s in points)
-        lines.append(
-            f"| {c.dataset} | {c.strategy} | {cells} | {c.choice.steps} ({c.choice.reason}) | {c.choice.detail} |"
-        )
-    lines += ["", "## Classifier (`none`): validation AUC against steps", ""]
-    lines += ["| dataset | steps measured | best val AUC | chosen | why |", "|---|---|---|---|---|"]
-    for c in classifiers:
-        lines.append(
-            f"| {c.dataset} | {c.steps[0]}–{c.steps[-1]} every {c.steps[1] - c.steps[0] if len(c.steps) > 1 else '-'} "
-            f"| {max(c.val_auc):.4f} | {c.choice.steps} ({c.choice.reason}) | {c.choice.detail} |"
-        )
-    return "\n".join(lines) + "\n"
+        scores = [f"{fid[s]:.4g}" if s in fid else "–" for s in points]
+        rows.append([c.dataset, c.strategy, *scores, f"{c.choice.steps} ({c.choice.reason})", c.choice.detail])
+    lines += markdown_table(["dataset", "generator", *map(str, points), "chosen", "why"], rows)
+    lines += ["## Classifier (`none`): validation AUC against steps", ""]
+    rows = [
+        [
+            c.dataset,
+            f"{c.steps[0]}–{c.steps[-1]} every {c.steps[1] - c.steps[0] if len(c.steps) > 1 else '-'}",
+            f"{max(c.val_auc):.4f}",
+            f"{c.choice.steps} ({c.choice.reason})",
+            c.choice.detail,
+        ]
+        for c in classifiers
+    ]
+    lines += markdown_table(["dataset", "steps measured", "best val AUC", "chosen", "why"], rows)
+    return "\n".join(lines)
 
 
 def _plot(generators: list[GeneratorCurve], classifiers: list[ClassifierCurve], out: Path) -> list[Path]:
