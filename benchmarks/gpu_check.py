@@ -105,9 +105,10 @@ def generator_speeds(sizes: Sizes, device: torch.device) -> tuple[dict, dict]:
 def ddpm_sampling(model, cond: torch.Tensor | None, sizes: Sizes, device: torch.device) -> dict:
     """Images/s of DDIM with 50 steps and of the full 1000-step ancestral sampler, on the same model."""
     rates = {}
-    for label, sampler, steps, n in (("ddim_50", "ddim", 50, sizes.samples), ("ddpm_1000", "ddpm", 1000, 0)):
+    runs = (("ddim_50", "ddim", 50, sizes.samples), ("ddpm_1000", "ddpm", 1000, sizes.full_ddpm_samples))
+    for label, sampler, steps, n in runs:
         model.sampler, model.sample_steps = sampler, steps
-        rates[label] = round(generators.time_sampling(model, cond, n or sizes.full_ddpm_samples, device)[0], 3)
+        rates[label] = round(generators.time_sampling(model, cond, n, device)[0], 3)
     return rates | {"ddim_50_over_ddpm_1000": round(rates["ddim_50"] / rates["ddpm_1000"], 1)}
 
 

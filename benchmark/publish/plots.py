@@ -271,7 +271,7 @@ def _val_figure(dataset: str, groups: dict[str, list[CellRecord]], colours: dict
     curves = {label: [r.result.curves for r in group] for label, group in groups.items()}
     has_auc = any(v is not None for cs in curves.values() for c in cs for v in c.val_auc)
     key = "val_auc" if has_auc else "val_accuracy"
-    traces = {label: [(c.step, c.val_auc if has_auc else c.val_accuracy) for c in cs] for label, cs in curves.items()}
+    traces = {label: [(c.step, getattr(c, key)) for c in cs] for label, cs in curves.items()}
     return _band_figure(
         traces,
         colours,

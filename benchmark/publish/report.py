@@ -431,7 +431,7 @@ def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -
     parts = []
     for strategy in sorted(strategies, key=str.lower):
         parts.append(f"<h4>{_e(strategy)}</h4>")
-        saved = [r for r in strategies[strategy] if _image_paths(board.results_dir, r, only_saved=True)]
+        saved = [r for r in strategies[strategy] if any(p.is_file() for p, _ in _image_paths(board.results_dir, r))]
         parts.append(_cell_images(board.results_dir, saved[0]) if saved else f'<p class="note">{_e(NO_IMAGES)}</p>')
     return "\n".join(parts)
 
@@ -458,16 +458,15 @@ def _cell_order(record: CellRecord) -> tuple:
     )
 
 
-def _image_paths(results_dir: Path, record: CellRecord, only_saved: bool = False) -> list[tuple[Path, str]]:
-    """A cell's sample grid and closest-pairs PNGs with their captions (those on disk only, with `only_saved`)."""
-    paths = [
+def _image_paths(results_dir: Path, record: CellRecord) -> list[tuple[Path, str]]:
+    """A cell's sample grid and closest-pairs PNGs with their captions."""
+    return [
         (samples_path(results_dir, record.cell_id), "Synthetic images per class (one row per class)"),
         (
             pairs_path(results_dir, record.cell_id),
             "Memorisation audit: closest synthetic / training pairs (pixel space)",
         ),
     ]
-    return [(path, caption) for path, caption in paths if path.is_file() or not only_saved]
 
 
 def _cell_images(results_dir: Path, record: CellRecord) -> str:
