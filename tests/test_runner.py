@@ -119,7 +119,7 @@ def test_more_grid_problems_are_caught():
         validate(grid, None, check_files=False)
     message = str(error.value)
     for expected in (
-        "seeds must be non-negative integers, got -1",
+        "seeds must be integers from 0 to 2**32-1, got -1",
         "unknown synthesis policy 'balanse'",
         "[train] does not take lr",
         "strategy 'cgan' does not take 'ratioo' (did you mean 'ratio'",
@@ -139,7 +139,7 @@ def test_presets_expand_with_identical_budgets():
         assert found == {d: sizes[d] for d in grid.datasets}
         cells = expand(grid, found)
         fractions = sum(len(grid.fractions_for(d)) for d in grid.datasets)
-        assert len(cells) == fractions * len(grid.strategies) * len(grid.seeds) * len(grid.backbones)
+        assert len(cells) == fractions * len(grid.strategies) * len(grid.seed_runs()) * len(grid.backbones)
         assert len({c.cell_id for c in cells}) == len(cells)
         for dataset in grid.datasets:
             same = [c for c in cells if c.coords["dataset"] == dataset]

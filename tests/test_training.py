@@ -11,7 +11,7 @@ import torch
 from benchmark.errors import MedAugBenchError
 from benchmark.provenance import code_version
 from benchmark.train.config import Budget, OptimConfig, TrainConfig
-from benchmark.train.loop import BatchSampler, train
+from benchmark.train.loop import MixedBatches, train
 from benchmark.train.record import RunRecord
 from tests.helpers import fake_chestmnist, require_medmnist
 
@@ -64,8 +64,15 @@ def test_record_holds_metrics_budget_curves_and_config(pneumonia_runs, tmp_path)
         "schedule": "cosine",
         "milestones": [0.5, 0.75],
         "gamma": 0.1,
+        "warmup_steps": 0,
+        "decay": 0.2,
     }
-    assert data["config"]["strategy"] == "geometric" and data["strategy"]["params"] == {"flip_p": 0.5, "degrees": 15.0}
+    assert data["config"]["seed"] == data["config"]["generator_seed"] == 0  # both seeds, resolved
+    assert data["config"]["strategy"] == "geometric" and data["strategy"]["params"] == {
+        "modality": "chest_xray",
+        "flip_p": 0.0,
+        "degrees": 10.0,
+    }
     assert data["best"]["step"] in data["curves"]["step"]
     assert data["metrics"]["val"]["auc"] == max(a for a in data["curves"]["val_auc"])
     assert data["schema"] == RunRecord.SCHEMA and data["dataset"]["train_real"] == 4708
@@ -101,13 +108,13 @@ def test_seconds_budget_stops_within_one_step_of_the_limit(monkeypatch):
     import benchmark.train.loop as training
 
     durations = []
-    real_next = BatchSampler.next
+    real_next = MixedBatches.next
 
     def timed_next(self):
         durations.append(time.perf_counter())
         return real_next(self)
 
-    monkeypatch.setattr(BatchSampler, "next", timed_next)
+    monkeypatch.setattr(MixedBatches, "next", timed_next)
     record = training.train(
         TrainConfig(dataset="breastmnist", budget=Budget(steps=None, seconds=2.0), batch_size=32, eval_every=10**6),
         progress=False,

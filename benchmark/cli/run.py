@@ -85,21 +85,28 @@ def print_plan(grid: GridConfig, todo: list[Cell], done: list[Cell]) -> None:
     for cell, status in [(cell, "to run") for cell in todo] + [(cell, "recorded") for cell in done]:
         c = cell.coords
         fraction, policy = f"{c['train_fraction']:g}", c["policy"] or "-"
-        rows.append(
-            (cell.cell_id, c["dataset"], c["strategy"], c["backbone"], str(c["seed"]), fraction, policy, status)
-        )
+        seeds = f"{c['generator_seed']} / {c['seed']}"
+        rows.append((cell.cell_id, c["dataset"], c["strategy"], c["backbone"], seeds, fraction, policy, status))
     print_table(
-        ("cell", "dataset", "strategy", "backbone", "seed", "fraction", "policy", "status"),
+        ("cell", "dataset", "strategy", "backbone", "seeds (generator / classifier)", "fraction", "policy", "status"),
         rows,
         title=f"grid {grid.name}: {len(todo) + len(done)} cells, budget: {grid.budget.describe()}",
     )
 
 
 def print_run(grid: GridConfig, run: GridRun) -> None:
-    """What the run did: cells run, failed and skipped, its time and budget, and each failure's error."""
+    """What the run did: cells run, failed and skipped, its time and budget, what the folder's cells spent (each
+    generator counted once), and each failure's error."""
+    from benchmark.grid.store import compute_total, load_records
+
     console().print(
         f"grid {grid.name}: {len(run.outcomes)} cells run ({len(run.failed)} failed), {run.skipped} already recorded, "
         f"{run.seconds / 60:.1f} min; budget: {grid.budget.describe()}"
+    )
+    spent = compute_total(load_records(run.results_dir))
+    console().print(
+        f"compute of every recorded cell: {spent.flops:.3g} FLOPs, {spent.seconds / 60:.1f} device-min; "
+        f"{spent.generators} generator trainings counted once, reused by {spent.reused} more cells"
     )
     for outcome in run.failed:
         console().print(f"  failed: {outcome.label}: {outcome.error}")

@@ -19,7 +19,6 @@ from benchmark.cli.options import (
     ImageSize,
     PerClassCap,
     PluginOptions,
-    Seed,
     Size,
     StrategyOptions,
     TrainFraction,
@@ -42,7 +41,7 @@ Flops = Annotated[
 BatchSize = Annotated[int, typer.Option("--batch-size")]
 EvalEvery = Annotated[int, typer.Option("--eval-every", help="Evaluate on validation every N steps.")]
 Optimizer = Annotated[
-    str, typer.Option("--optimizer", help="seed_paper (Adam 1e-3, cosine) or medmnist (Adam 1e-3, ×0.1 at 50%/75%).")
+    str, typer.Option("--optimizer", help="seed_paper (cosine), medmnist (×0.1 at 50/75%), wsd (warmup-stable-decay).")
 ]
 LearningRate = Annotated[float | None, typer.Option("--lr", help="Override the preset's learning rate.")]
 Pretrained = Annotated[
@@ -55,11 +54,25 @@ BackboneOptions = Annotated[
     list[str] | None, typer.Option("--backbone-option", "-B", help="Backbone parameter KEY=VALUE.")
 ]
 RecordOut = Annotated[Path | None, typer.Option("--out", help="Write the JSON record here.")]
+ClassifierSeed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="The classifier's seed (initial weights, batch order, augmentation draws); --generator-seed's default.",
+    ),
+]
+GeneratorSeed = Annotated[
+    int | None,
+    typer.Option(
+        "--generator-seed",
+        help="Seed of the low-data subset, the generator's training and the synthesis (default: --seed).",
+    ),
+]
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc", "ece")
 
 
-# longer than ~50 lines only by its 26 options (one line each) and the TrainConfig fields they fill
+# longer than ~50 lines only by its 27 options (one line each) and the TrainConfig fields they fill
 def train_command(
     dataset: DatasetName = "pneumoniamnist",
     strategy: StrategyName = "none",
@@ -67,7 +80,8 @@ def train_command(
     steps: Steps = None,
     seconds: Seconds = None,
     flops: Flops = None,
-    seed: Seed = 0,
+    seed: ClassifierSeed = 0,
+    generator_seed: GeneratorSeed = None,
     batch_size: BatchSize = 128,
     eval_every: EvalEvery = 100,
     optimizer: Optimizer = "seed_paper",
@@ -97,6 +111,7 @@ def train_command(
         strategy=strategy,
         backbone=backbone,
         seed=seed,
+        generator_seed=generator_seed,
         budget=classifier_budget(steps, seconds, flops),
         batch_size=batch_size,
         eval_every=eval_every,
@@ -147,7 +162,8 @@ def print_summary(record: RunRecord) -> None:
         ("metric", "val", "test"),
         [(name, metric(getattr(val, name)), metric(getattr(test, name))) for name in SUMMARY_METRICS + extra],
         title=f"{record.dataset.name} · {record.strategy.name} · "
-        f"{record.config['backbone']} · seed {record.config['seed']}",
+        f"{record.config['backbone']} · seed {record.config['seed']} (generator seed "
+        f"{record.config.get('generator_seed', record.config['seed'])})",
     )
     used = record.budget
     console().print(

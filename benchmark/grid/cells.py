@@ -14,14 +14,17 @@ from typing import Any
 
 from benchmark import registry
 from benchmark.data.dataset import DataOptions, dataset_source
+from benchmark.data.sampling import MAX_SEED
 from benchmark.errors import MedAugBenchError
 from benchmark.generate.synthesis import SynthesisPolicy
-from benchmark.grid.config import CELL_FIELDS, GridConfig
+from benchmark.grid.config import CELL_FIELDS, CLASSIFIER_SEED_STRIDE, GridConfig
 from benchmark.train.config import Budget, OptimConfig, TrainConfig
 
 CELL_SCHEMA = 1
 # TrainConfig fields newer than CELL_SCHEMA 1 (dotted: nested), with their defaults: left out of the id at the default
 ADDED_FIELDS = {"compile": False, "total_budget": None, "budget.flops": None}
+# added with the pilot's budget branches and the warmup/WSD schedule
+ADDED_FIELDS |= {"pilot_budgets": (), "optim.warmup_steps": 0, "optim.decay": 0.2}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - set(CELL_FIELDS)
 
 
@@ -38,16 +41,17 @@ class Cell:
         """Hash of the resolved config and coordinates; the device is left out so a run resumes on other hardware,
         and fields added after schema 1 count only when they differ from their default, so old records stay valid."""
         config = without_added_defaults({k: v for k, v in self.config.to_dict().items() if k != "device"})
-        payload = json.dumps(
-            {"schema": CELL_SCHEMA, "coords": self.coords, "config": config}, sort_keys=True, default=str
-        )
+        coords, config = without_implied_generator_seed(self.coords), without_implied_generator_seed(config)
+        payload = json.dumps({"schema": CELL_SCHEMA, "coords": coords, "config": config}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def label(self) -> str:
         c = self.coords
         extra = "" if c["train_fraction"] == 1.0 else f" frac={c['train_fraction']:g}"
         extra += f" {c['policy']}" if c["policy"] else ""
-        return f"{c['dataset']} · {c['strategy']} · {c['backbone']} · seed {c['seed']}{extra}"
+        generator = c.get("generator_seed", c["seed"])
+        seed = f"seed {c['seed']}" + (f" (generator {generator})" if generator != c["seed"] else "")
+        return f"{c['dataset']} · {c['strategy']} · {c['backbone']} · {seed}{extra}"
 
 
 def without_added_defaults(config: dict) -> dict:
@@ -60,6 +64,14 @@ def without_added_defaults(config: dict) -> dict:
         if isinstance(node, dict) and key in node and node[key] == default:
             del node[key]
     return config
+
+
+def without_implied_generator_seed(fields: dict) -> dict:
+    """`fields` (coordinates or a config) without a `generator_seed` equal to its `seed`: what every cell meant
+    before the two seeds were split, so such a cell keeps the id it had."""
+    if fields.get("generator_seed") == fields.get("seed"):
+        return {k: v for k, v in fields.items() if k != "generator_seed"}
+    return fields
 
 
 def is_generative(strategy: str) -> bool:
@@ -124,20 +136,58 @@ def check_budget(state: Validation) -> list[str]:
 def check_repeated_values(state: Validation) -> list[str]:
     """No axis of the grid lists a value twice (it would make two cells with one id)."""
     problems = []
-    for key in ("datasets", "strategies", "backbones", "seeds", "train_fractions", "policies"):
-        values = getattr(state.grid, key)
+    for key in ("datasets", "strategies", "backbones", "seeds", "generator_seeds", "train_fractions", "policies"):
+        values = getattr(state.grid, key) or ()
         if len(set(map(str, values))) != len(values):
             problems.append(f"{key} lists a value twice: {list(values)}")
     return problems
 
 
-def check_seeds(state: Validation) -> list[str]:
-    """Seeds are non-negative integers."""
+def _bad_seeds(key: str, seeds: tuple) -> list[str]:
+    """A problem for each of `seeds` that is no integer from 0 to 2**32-1 (what torch and numpy accept as a seed)."""
     return [
-        f"seeds must be non-negative integers, got {seed!r}"
-        for seed in state.grid.seeds
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0
+        f"{key} must be integers from 0 to 2**32-1, got {seed!r}"
+        for seed in seeds
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED
     ]
+
+
+def _classifier_seed_problems(grid: GridConfig) -> list[str]:
+    """`classifier_seeds` is a positive count or a non-empty list of distinct seeds, and goes with generator seeds."""
+    given = grid.classifier_seeds
+    if given is None:
+        return []
+    if grid.generator_seeds is None:
+        return ["classifier_seeds needs generator_seeds (the generator seeds they train with); add generator_seeds"]
+    if isinstance(given, tuple):
+        if not given:
+            return ["classifier_seeds must not be empty: give a count (e.g. 4) or a list of seeds"]
+        repeated = [f"classifier_seeds lists a value twice: {list(given)}"] if len(set(given)) != len(given) else []
+        return _bad_seeds("classifier_seeds", given) + repeated
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        return [f"classifier_seeds must be a count of at least 1 or a list of seeds, got {given!r}"]
+    return []
+
+
+def check_seeds(state: Validation) -> list[str]:
+    """Seeds are integers from 0 to 2**32-1; `generator_seeds` lists at least one; `classifier_seeds` goes with
+    them (a positive count or a list of distinct seeds); a count's derived seeds fit and are distinct in the grid."""
+    grid = state.grid
+    if grid.generator_seeds is None:
+        return _bad_seeds("seeds", grid.seeds) + _classifier_seed_problems(grid)
+    problems = _bad_seeds("generator_seeds", grid.generator_seeds) + _classifier_seed_problems(grid)
+    if not grid.generator_seeds:
+        problems.append("generator_seeds must not be empty: list at least one seed")
+    if problems or not isinstance(grid.classifier_seeds, int):
+        return problems
+    derived = [c for _, c in grid.seed_runs()]
+    if len(set(derived)) != len(derived) or max(derived) > MAX_SEED:
+        problems.append(
+            f"classifier_seeds = {grid.classifier_seeds} gives generator seed g the seeds g + "
+            f"{CLASSIFIER_SEED_STRIDE} k, which must be distinct and at most 2**32-1 (got {derived}); use generator "
+            f"seeds below {CLASSIFIER_SEED_STRIDE}, or a list of classifier seeds"
+        )
+    return problems
 
 
 def _listed_fractions(grid: GridConfig) -> list[object]:
@@ -307,6 +357,27 @@ def check_train_table(state: Validation) -> list[str]:
     return _attempt("[train]", TrainConfig, **train)[1]
 
 
+def check_pilot_budgets(state: Validation) -> list[str]:
+    """[train] pilot_budgets go with a classifier_steps budget at least as large as each (the run they branch from)."""
+    budgets, steps = state.grid.train.get("pilot_budgets") or [], state.grid.budget.classifier_steps
+    if not budgets or not isinstance(budgets, list | tuple):
+        return []
+    if steps is None:
+        return ["[train] pilot_budgets need [budget] classifier_steps (the pilot's run, the largest budget measured)"]
+    over = [b for b in budgets if isinstance(b, int | float) and b > steps]
+    return [f"[train] pilot_budgets {over} exceed classifier_steps {steps}; raise it to the largest"] if over else []
+
+
+def check_one_schedule(state: Validation) -> list[str]:
+    """Every strategy trains under the grid's one optimizer and schedule: a variant may not set its own (it would get
+    a schedule the other strategies are denied, and a pilot's budgets would not hold for it)."""
+    return [
+        f"variants.{label}.train sets {', '.join(sorted(own))}: every strategy trains with [train]'s optimizer; drop it"
+        for label, variant in state.grid.variants.items()
+        if (own := set(variant.train) & {"optimizer", "optim"})
+    ]
+
+
 CHECKS: tuple[Callable[[Validation], list[str]], ...] = (
     check_budget,
     check_repeated_values,
@@ -323,6 +394,8 @@ CHECKS: tuple[Callable[[Validation], list[str]], ...] = (
     check_datasets,
     check_epoch_budgets,
     check_train_table,
+    check_pilot_budgets,
+    check_one_schedule,
 )
 """The checks `validate` runs, in the order their problems are listed; each returns its problems."""
 
@@ -356,7 +429,8 @@ def _epochs_to_steps(epochs: float, n_train: int, fraction: float, batch_size: i
 
 
 def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
-    """Every cell of a validated grid, in a stable order (dataset, fraction, backbone, strategy, policy, seed)."""
+    """Every cell of a validated grid, in a stable order (dataset, fraction, backbone, strategy, policy, generator
+    seed, classifier seed)."""
     cells = []
     for dataset in grid.datasets:
         plugin, dataset_params = dataset_source(dataset, grid.dataset_params.get(dataset, {}))
@@ -370,13 +444,14 @@ def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
                         budgets = cell_budgets(
                             grid, label, policy, sizes.get(dataset), fraction, train.get("batch_size", 128), generative
                         )
-                        for seed in grid.seeds:
+                        for generator_seed, seed in grid.seed_runs():
                             classifier, total, generator_budget = budgets
                             config = TrainConfig(
                                 dataset=plugin,
                                 strategy=variant.strategy,
                                 backbone=backbone,
-                                seed=int(seed),
+                                seed=seed,
+                                generator_seed=generator_seed,
                                 budget=classifier,
                                 total_budget=total,
                                 train_fraction=float(fraction),
@@ -390,7 +465,8 @@ def expand(grid: GridConfig, sizes: dict[str, int]) -> list[Cell]:
                                 "strategy": label,
                                 "base_strategy": variant.strategy,
                                 "backbone": backbone,
-                                "seed": int(seed),
+                                "seed": seed,
+                                "generator_seed": generator_seed,
                                 "train_fraction": float(fraction),
                                 "policy": policy,
                             }

@@ -7,7 +7,10 @@ File layout (every key optional except where noted; see `benchmark/grid/presets/
     datasets = ["pneumoniamnist"]          # registered names, or folders/CSVs of your own images
     strategies = ["none", "geometric", "cgan", "cgan_plain"]
     backbones = ["simple_cnn"]
-    seeds = [0, 1, 2]
+    seeds = [0, 1, 2]                      # each seed is both the generator and the classifier seed; or:
+    # generator_seeds = [0, 1, 2]          # generator seeds: training subset, generator training, synthesis
+    # classifier_seeds = 4                 # per generator seed g: g, g + 1000, g + 2000, g + 3000 (or a list,
+                                           # the same classifier seeds under every generator seed)
     train_fractions = [1.0]
     # [dataset_fractions]                  # per dataset, instead of train_fractions for that dataset
     # pneumoniamnist = [0.1]
@@ -48,7 +51,8 @@ from pathlib import Path
 from benchmark.errors import MedAugBenchError
 
 PRESET_PACKAGE = "benchmark.grid.presets"
-LIST_KEYS = ("datasets", "strategies", "backbones", "seeds", "train_fractions", "policies")
+LIST_KEYS = ("datasets", "strategies", "backbones", "seeds", "generator_seeds", "train_fractions", "policies")
+CLASSIFIER_SEED_STRIDE = 1000  # a count of classifier seeds gives generator seed g the seeds g + 1000 k, k = 0, 1, ...
 TABLE_KEYS = (
     "budget",
     "train",
@@ -58,7 +62,7 @@ TABLE_KEYS = (
     "dataset_fractions",
     "variants",
 )
-TOP_KEYS = ("name", "description", "baseline", *LIST_KEYS, *TABLE_KEYS)
+TOP_KEYS = ("name", "description", "baseline", *LIST_KEYS, "classifier_seeds", *TABLE_KEYS)
 CLASSIFIER_BUDGET_KEYS = ("classifier_steps", "classifier_seconds", "classifier_epochs")
 GENERATOR_BUDGET_KEYS = ("generator_steps", "generator_seconds", "generator_epochs")
 TOTAL_BUDGET_KEYS = ("total_flops", "total_seconds")
@@ -69,6 +73,7 @@ CELL_FIELDS = (
     "strategy",
     "backbone",
     "seed",
+    "generator_seed",
     "budget",
     "train_fraction",
     "strategy_params",
@@ -209,6 +214,8 @@ class GridConfig:
     strategies: tuple[str, ...] = ("none",)
     backbones: tuple[str, ...] = ("simple_cnn",)
     seeds: tuple[int, ...] = (0,)
+    generator_seeds: tuple[int, ...] | None = None
+    classifier_seeds: int | tuple[int, ...] | None = None
     train_fractions: tuple[float, ...] = (1.0,)
     policies: tuple[str, ...] = ("balance",)
     baseline: str = "none"
@@ -226,16 +233,34 @@ class GridConfig:
             return self.variants[label]
         return Variant(strategy=label)
 
+    def seed_runs(self) -> list[tuple[int, int]]:
+        """Every run's (generator seed, classifier seed), generator seed by generator seed: each of `seeds` is both;
+        with `generator_seeds`, each is its own classifier seed, or gets `classifier_seeds` (a count: g + 1000 k;
+        a list: those seeds). A generator trained for one pair serves every pair of its generator seed."""
+        if self.generator_seeds is None:
+            return [(int(seed), int(seed)) for seed in self.seeds]
+        return [(int(g), int(c)) for g in self.generator_seeds for c in self.classifier_seeds_of(g)]
+
+    def classifier_seeds_of(self, generator_seed: int) -> tuple[int, ...]:
+        """The classifier seeds run with one generator seed (see `seed_runs`)."""
+        if self.classifier_seeds is None:
+            return (generator_seed,)
+        if isinstance(self.classifier_seeds, int):
+            return tuple(generator_seed + CLASSIFIER_SEED_STRIDE * k for k in range(self.classifier_seeds))
+        return tuple(self.classifier_seeds)
+
     def fractions_for(self, dataset: str) -> tuple[float, ...]:
         """The training fractions a dataset runs at: its `dataset_fractions` entry, else `train_fractions`."""
         return tuple(self.dataset_fractions.get(dataset, self.train_fractions))
 
     def to_dict(self) -> dict:
-        """The grid as JSON; `dataset_fractions` only when set, so grids without it keep their old form."""
+        """The grid as JSON; `dataset_fractions` and the generator/classifier seeds only when set, so grids without
+        them keep their old form (and grids with generator seeds drop the `seeds` they do not use)."""
         data = dataclasses.asdict(self)
         if not self.dataset_fractions:
             del data["dataset_fractions"]
-        return data
+        unused = ("generator_seeds", "classifier_seeds") if self.generator_seeds is None else ("seeds",)
+        return {key: value for key, value in data.items() if key not in unused}
 
 
 def from_mapping(data: dict, source: str) -> GridConfig:
@@ -259,6 +284,10 @@ def from_mapping(data: dict, source: str) -> GridConfig:
             if not items:
                 problems.append(f"{key} must not be empty")
             values[key] = tuple(items)
+    if "classifier_seeds" in data:  # a count, or a list of seeds
+        given = data["classifier_seeds"]
+        values["classifier_seeds"] = tuple(given) if isinstance(given, list) else given
+    problems += _seed_key_problems(data)
     tables = {}
     for key in TABLE_KEYS:
         tables[key] = data.get(key, {})
@@ -289,6 +318,17 @@ def from_mapping(data: dict, source: str) -> GridConfig:
     if problems:
         raise MedAugBenchError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
     return GridConfig(**values)
+
+
+def _seed_key_problems(data: dict) -> list[str]:
+    """`seeds` given together with the generator/classifier seeds it excludes (the values are checked by
+    `benchmark.grid.cells.check_seeds`)."""
+    if "seeds" in data and ("generator_seeds" in data or "classifier_seeds" in data):
+        return [
+            "give either `seeds` (each both the generator and the classifier seed) or `generator_seeds` with "
+            "`classifier_seeds`, not both"
+        ]
+    return []
 
 
 def load_grid(path: Path) -> GridConfig:

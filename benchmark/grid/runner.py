@@ -130,14 +130,30 @@ def run_grid(
             bar.write(
                 f"{len(done)} of {run.total} cells already recorded in {results_dir}; running the other {len(todo)}"
             )
-        for outcome in executor.run(todo, job):
-            run.outcomes.append(outcome)
-            bar.update(1)
-            mark = "ok" if outcome.status == OK else f"FAILED ({outcome.error})"
-            bar.write(f"[{len(run.outcomes)}/{len(todo)}] {outcome.label}: {mark} in {outcome.seconds:.0f} s")
+        for wave in generator_waves(todo):
+            for outcome in executor.run(wave, job):
+                run.outcomes.append(outcome)
+                bar.update(1)
+                mark = "ok" if outcome.status == OK else f"FAILED ({outcome.error})"
+                bar.write(f"[{len(run.outcomes)}/{len(todo)}] {outcome.label}: {mark} in {outcome.seconds:.0f} s")
     run.seconds = time.perf_counter() - started
     _append_log(results_dir, grid, run, type(executor).__name__)
     return run
+
+
+def generator_waves(cells: list[Cell]) -> list[list[Cell]]:
+    """The cells in two waves, so that no two workers train one generator at once: first every cell but the later
+    classifier seeds of a generative cell whose first classifier seed (same coordinates and generator seed) also runs,
+    then those, which find its generator in the cache. Waves keep the cells' order; an empty one is left out."""
+    seen: set[str] = set()
+    leaders: list[Cell] = []
+    siblings: list[Cell] = []
+    for cell in cells:
+        key = json.dumps({k: v for k, v in cell.coords.items() if k != "seed"}, sort_keys=True, default=str)
+        generative = cell.coords["policy"] is not None  # only a generative strategy's cell has a synthesis policy
+        (siblings if generative and key in seen else leaders).append(cell)
+        seen.add(key)
+    return [wave for wave in (leaders, siblings) if wave]
 
 
 def _append_log(results_dir: Path, grid: GridConfig, run: GridRun, executor: str) -> None:

@@ -34,10 +34,11 @@ class CellRecord:
     """What one grid cell produced.
 
     `cell` holds the grid coordinates shown in leaderboards: dataset, strategy (the leaderboard label: a plugin
-    name or a variant name such as `cgan_no_conditioning`), base_strategy (the plugin), backbone, seed,
-    train_fraction and policy (None for strategies that synthesise nothing). `result` is the cell's `RunRecord`
-    (metrics, budget, curves, strategy report with generator histories and quality; its JSON form is read with
-    `RunRecord.from_dict`) for an "ok" cell; `error` holds type, message and traceback for a "failed" one.
+    name or a variant name such as `cgan_no_conditioning`), base_strategy (the plugin), backbone, seed (the
+    classifier's), generator_seed (absent from older records: the same as seed), train_fraction and policy (None for
+    strategies that synthesise nothing). `result` is the cell's `RunRecord` (metrics, budget, curves, strategy report
+    with generator histories and quality; its JSON form is read with `RunRecord.from_dict`) for an "ok" cell; `error`
+    holds type, message and traceback for a "failed" one.
     """
 
     cell_id: str
@@ -149,6 +150,39 @@ def load_records(results_dir: Path) -> list[CellRecord]:
         [r for r in (read_record(p) for p in sorted(folder.glob("*.json"))) if r is not None] if folder.is_dir() else []
     )
     return sorted(records, key=lambda r: json.dumps(r.cell, sort_keys=True, default=str))
+
+
+@dataclass
+class ComputeTotal:
+    """What a results folder's "ok" cells spent together (counted FLOPs and device-seconds), each generator's
+    training counted once however many cells used it: `generators` trainings counted, `reused` uses left out."""
+
+    flops: float = 0.0
+    seconds: float = 0.0
+    generators: int = 0
+    reused: int = 0
+
+    def add(self, phase: dict) -> None:
+        self.flops += phase.get("flops", 0)
+        self.seconds += phase.get("seconds", 0.0)
+
+
+def compute_total(records: list[CellRecord]) -> ComputeTotal:
+    """Sum every "ok" record's compute phases; a generator's training (its phase names the generator's cache
+    folder, `generator`) counts once across the records, a training without that name (older records) each time."""
+    total, trained = ComputeTotal(), set[str]()
+    for record in records:
+        phases = record.result.compute.get("phases", {}) if record.ok and record.result is not None else {}
+        for name, phase in phases.items():
+            if name != "generator_training" or not phase.get("flops"):
+                total.add(phase)
+            elif phase.get("generator") in trained:
+                total.reused += 1
+            else:
+                total.add(phase)
+                total.generators += 1
+                trained |= {phase["generator"]} if phase.get("generator") else set()
+    return total
 
 
 def load_predictions(results_dir: Path, cell_id: str) -> tuple[np.ndarray, np.ndarray] | None:

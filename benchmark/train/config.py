@@ -4,31 +4,53 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from tqdm import tqdm
 
 from benchmark.data.apportion import largest_remainder
+from benchmark.data.sampling import MAX_SEED
 from benchmark.errors import MedAugBenchError
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam and a learning-rate schedule over the budget's progress (0 → 1)."""
+    """Adam and a learning-rate schedule over the budget's progress (0 → 1), after `warmup_steps` of linear warmup.
+
+    `wsd` (warmup–stable–decay) holds the base rate until the last `decay` fraction of the budget, then decays it
+    linearly towards 0. Its warmup is in steps, not a fraction, so runs with different budgets share every step
+    before their decay: a pilot forks each candidate budget from one run there (`benchmark.train.branches`)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    schedule: Literal["cosine", "step", "constant", "wsd"] = "cosine"
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
+    warmup_steps: int = 0
+    decay: float = 0.2
 
-    def factor(self, progress: float) -> float:
-        """Multiplier of the base learning rate when `progress` of the budget is spent."""
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0 or not 0 < self.decay <= 1:
+            raise MedAugBenchError(
+                f"optim needs warmup_steps >= 0 and 0 < decay <= 1 (the decaying fraction of the budget), got "
+                f"warmup_steps={self.warmup_steps}, decay={self.decay}"
+            )
+
+    def factor(self, progress: float, step: int = 0) -> float:
+        """Multiplier of the base learning rate at optimizer step `step` (0-based) when `progress` of the budget is
+        spent."""
+        warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        return warmup * self._schedule(progress)
+
+    def _schedule(self, progress: float) -> float:
         if self.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
         if self.schedule == "step":
             return self.gamma ** sum(progress >= m for m in self.milestones)
+        if self.schedule == "wsd":
+            return min(1.0, max(0.0, 1.0 - progress) / self.decay)
         return 1.0
 
 
@@ -37,6 +59,9 @@ OPTIM_PRESETS = {
     "seed_paper": OptimConfig(),
     # the MedMNIST v2 recipe: Adam lr 1e-3, decayed ×0.1 at 50 % and 75 % of training
     "medmnist": OptimConfig(schedule="step", milestones=(0.5, 0.75), gamma=0.1),
+    # warmup–stable–decay, Adam lr 1e-3: 10 warmup steps, linear decay over the last 20 % of the budget (Hägele et
+    # al. 2024 find 20 % matches cosine); a pilot scores many budgets of it from one run
+    "wsd": OptimConfig(schedule="wsd", warmup_steps=10, decay=0.2),
 }
 
 
@@ -158,9 +183,24 @@ def _shares(total: float, sizes: dict[str, int], minimum: float) -> dict[str, fl
         raised |= low
 
 
+def check_pilot_budgets(budgets: tuple[int, ...], budget: Budget, total: Budget | None) -> None:
+    """Pilot budgets are whole classifier steps of a run whose budget is in steps (the run's own budget, the largest
+    they may be, is checked where the run starts: a grid's [train] is checked before its budget is known)."""
+    if budget.steps is None or total is not None:
+        raise MedAugBenchError("pilot_budgets need a classifier budget in steps (classifier_steps), not a total budget")
+    bad = [b for b in budgets if isinstance(b, bool) or not isinstance(b, int) or b < 1]
+    if bad:
+        raise MedAugBenchError(f"pilot_budgets must be whole numbers of classifier steps, at least 1; got {bad}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines one training run (with the seed, it fixes the metrics on CPU).
+    """Everything that determines one training run (with the seeds, it fixes the metrics on CPU).
+
+    Two seeds: `generator_seed` (None: the same as `seed`, resolved by `data_seed`) fixes the low-data training
+    subset, the strategy's generator training and its synthesis; `seed`, the classifier's, fixes its initial weights,
+    the order of its batches and its augmentation draws (separate streams, `benchmark.data.sampling.STREAMS`), so
+    that, for one `seed`, every strategy starts from the same weights and sees the same real images in the same order.
 
     `budget` is the classifier's. A compute-matched cell also sets `total_budget` (FLOPs or device-seconds), the
     cell's total of generator training + synthesis + classifier training: the classifier then trains on what the
@@ -171,6 +211,7 @@ class TrainConfig:
     strategy: str = "none"
     backbone: str = "simple_cnn"
     seed: int = 0
+    generator_seed: int | None = None
     budget: Budget = field(default_factory=Budget)
     total_budget: Budget | None = None
     batch_size: int = 128
@@ -189,14 +230,20 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    pilot_budgets: tuple[int, ...] = ()  # a pilot: also score these classifier budgets (branches)
 
     def __post_init__(self) -> None:
+        for flag, value in (("--seed", self.seed), ("--generator-seed", self.data_seed)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= MAX_SEED:
+                raise MedAugBenchError(f"{flag} must be an integer from 0 to 2**32-1, got {value!r}")
         if self.batch_size < 1:
             raise MedAugBenchError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.eval_every < 1:
             raise MedAugBenchError(f"--eval-every must be at least 1 step, got {self.eval_every}")
         if self.optimizer not in OPTIM_PRESETS:
             raise MedAugBenchError(f"unknown optimizer preset {self.optimizer!r}; choose {', '.join(OPTIM_PRESETS)}")
+        if self.pilot_budgets:
+            check_pilot_budgets(self.pilot_budgets, self.budget, self.total_budget)
         total = self.total_budget
         if total is not None and (
             total.kind == "steps" or total.kind != self.budget.kind or self.budget.amount > total.amount
@@ -206,11 +253,17 @@ class TrainConfig:
                 f"total {total.amount:g} {total.kind}, classifier {self.budget.amount:g} {self.budget.kind}"
             )
 
+    @property
+    def data_seed(self) -> int:
+        """The generator seed, resolved: it fixes the training subset, the generator's training and the synthesis."""
+        return self.seed if self.generator_seed is None else self.generator_seed
+
     def resolved_optim(self) -> OptimConfig:
         return self.optim or OPTIM_PRESETS[self.optimizer]
 
     def to_dict(self) -> dict:
-        """The full resolved config (optimizer preset expanded), JSON-ready."""
+        """The full resolved config (optimizer preset expanded, generator seed resolved), JSON-ready."""
         data = dataclasses.asdict(self)
         data["optim"] = dataclasses.asdict(self.resolved_optim())
+        data["generator_seed"] = self.data_seed
         return data

@@ -16,15 +16,22 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.data.dataset import DataOptions, DatasetSummary, LoadedDataset, Split, load_dataset
-from benchmark.data.sampling import BatchSampler
+from benchmark.data.sampling import MixedBatches, stream_generator, stream_seed
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.provenance import code_version
 from benchmark.registry import create
 from benchmark.train import device as dev
 from benchmark.train import flops
+from benchmark.train.branches import Branches
 from benchmark.train.config import Budget, TrainConfig
-from benchmark.train.metrics import PRIMARY_METRIC, RunMetrics, SplitMetrics, classification_metrics
+from benchmark.train.metrics import (
+    PRIMARY_METRIC,
+    RunMetrics,
+    SplitMetrics,
+    classification_metrics,
+    fit_prior_adjustment,
+)
 from benchmark.train.record import BudgetUsed, Curves, RunRecord, StrategyReport
 from benchmark.train.strategy import Strategy, StrategyContext
 
@@ -50,10 +57,14 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return images.sub(0.5).div(0.5)
 
 
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor, task: TaskSpec) -> torch.Tensor:
+def loss_fn(
+    logits: torch.Tensor, targets: torch.Tensor, task: TaskSpec, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy on probability targets (one-hot or mixed), or BCE per label; `weights` (Strategy.class_weights)
+    weigh each class's term, or each label's positive term."""
     if task.multilabel:
-        return F.binary_cross_entropy_with_logits(logits, targets)
-    return F.cross_entropy(logits, targets)  # probability targets: works for one-hot and mixed targets
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weights)
+    return F.cross_entropy(logits, targets, weight=weights)  # probability targets: mean over the batch
 
 
 @dataclass
@@ -83,15 +94,17 @@ def classifier_step(
     task: TaskSpec,
     config: TrainConfig,
     device: torch.device,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One optimizer step on a uint8 batch: the strategy's augmentation, forward, loss, backward, update; the loss."""
+    """One optimizer step on a uint8 batch: the strategy's augmentation, forward, loss (with the strategy's class
+    `weights`), backward, update; the loss."""
     images, targets = strategy.augment(images.float().div(255), targets, generator)
     images = normalize(images)
     if config.channels_last and device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
     with autocast(config, device):
         logits = model(images)
-    loss = loss_fn(logits.float(), targets, task)
+    loss = loss_fn(logits.float(), targets, task, weights)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -180,8 +193,10 @@ def evaluate(
     config: TrainConfig,
     device: torch.device,
 ) -> SplitMetrics:
-    """The metrics of the model's predictions on `split`, whose uint8 images are already on the device."""
-    return classification_metrics(task, split.labels.numpy(), predict(model, images, task, config, device))
+    """The metrics of the model's predictions on `split`, whose uint8 images are already on the device (its
+    calibrated accuracy fitted on `split` itself: this is validation)."""
+    labels, scores = split.labels.numpy(), predict(model, images, task, config, device)
+    return classification_metrics(task, labels, scores, adjustment=fit_prior_adjustment(task, labels, scores))
 
 
 FALLBACK_METRIC = "balanced_accuracy"
@@ -230,13 +245,13 @@ def train_model(
 
     The stages: load the data, let the strategy make the training set (`prepare`), build the classifier, step it
     under its budget (`StepLoop`), test the best-validation weights, assemble the record."""
-    seed_everything(config.seed)
+    seed_everything(config.data_seed)  # a safety net: what runs before the classifier depends on the generator seed
     device = dev.pick_device(config.device)
     dev.reset_peak_memory(device)
     started = dev.clock(device)
     data = data if data is not None else load_data(config, data_dir)
     prepared = prepare(config, data, device, progress, started)
-    seed_everything(config.seed)  # the classifier's draws do not depend on how much the strategy drew
+    seed_everything(config.seed)  # a safety net for global draws (dropout): none depends on the strategy's draws
     model, optimizer = build_classifier(config, data, device)
     loop = StepLoop(config, data, prepared, model, optimizer, device, progress)
     seconds = prepared.seconds | loop.run()
@@ -244,7 +259,9 @@ def train_model(
     test_started = dev.clock(device)
     model.load_state_dict(loop.best.state)
     test_scores = predict(model, data.test.images.to(device), data.task, config, device)
-    test_metrics = classification_metrics(data.task, data.test.labels.numpy(), test_scores)
+    val_scores = predict(model, loop.val_images, data.task, config, device)  # calibration is fitted on val only
+    adjustment = fit_prior_adjustment(data.task, data.val.labels.numpy(), val_scores)
+    test_metrics = classification_metrics(data.task, data.test.labels.numpy(), test_scores, adjustment=adjustment)
     seconds["test"] = dev.clock(device) - test_started
     seconds["total"] = dev.clock(device) - started
     loop.used.seconds = seconds
@@ -262,7 +279,7 @@ def load_data(config: TrainConfig, data_dir: Path | None) -> LoadedDataset:
         image_size=config.image_size,
         train_fraction=config.train_fraction,
         per_class_cap=config.per_class_cap,
-        seed=config.seed,
+        seed=config.data_seed,
     )
     return load_dataset(config.dataset, options, **config.dataset_params)
 
@@ -288,12 +305,14 @@ def prepare(config: TrainConfig, data: LoadedDataset, device: torch.device, prog
     compute-matched cell: what the strategy's generator left of the total). A FLOP budget too small for one step
     fails before the strategy trains anything."""
     strategy: Strategy = create("strategy", config.strategy, **config.strategy_params)
+    strategy.prepare_for(data)
     batch = min(config.batch_size, len(data.train))
     step_flops = classifier_step_flops(config, data, strategy, data.train.subset(torch.arange(batch)), device)
     config.budget.in_steps(step_flops, "the classifier")
 
     synth_started = dev.clock(device)
-    synthetic = strategy.synthesize(StrategyContext(dataset=data, device=device, seed=config.seed, progress=progress))
+    context = StrategyContext(dataset=data, device=device, seed=config.data_seed, progress=progress)
+    synthetic = strategy.synthesize(context)
     train_split = strategy.combine(data.train, synthetic)
     seconds = {"load": synth_started - started, "synthesize": dev.clock(device) - synth_started}
     phases = strategy.report().get("compute", {})
@@ -321,8 +340,11 @@ def backbone_for(config: TrainConfig, data: LoadedDataset, device: torch.device,
 def build_classifier(
     config: TrainConfig, data: LoadedDataset, device: torch.device
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """The config's backbone for the task, on the device, and its Adam optimizer (compiled when asked)."""
-    model = backbone_for(config, data, device, pretrained=config.pretrained)
+    """The config's backbone for the task, on the device, and its Adam optimizer (compiled when asked); its initial
+    weights come from the seed's `init` stream alone, so every strategy starts from the same ones."""
+    with flops.isolated_rng(device):
+        torch.manual_seed(stream_seed(config.seed, "init"))
+        model = backbone_for(config, data, device, pretrained=config.pretrained)
     if config.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optim_config = config.resolved_optim()
@@ -330,6 +352,14 @@ def build_classifier(
     if config.compile:
         model = torch.compile(model)  # worth its compile time on GPUs for long budgets; state_dict keys stay loadable
     return model, optimizer
+
+
+def leading_real(real: Split, train: Split) -> int:
+    """How many of the training set's first images are the real training images (all of them, as `merge_splits`
+    puts them first; none when a strategy trains without them or reorders them)."""
+    n = len(real)
+    same = len(train) >= n and torch.equal(train.images[:n], real.images) and torch.equal(train.labels[:n], real.labels)
+    return n if same else 0
 
 
 @dataclass
@@ -362,14 +392,18 @@ class StepLoop:
         self.optim = config.resolved_optim()
         train = prepared.train
         self.train = DeviceData(train.images.to(device), targets_for(train.labels, data.task).to(device))
+        weights = self.strategy.class_weights(train.labels, data.task)
+        self.weights = weights.to(device) if weights is not None else None
         self.val_images = data.val.images.to(device)
-        self.generator = torch.Generator(device=device).manual_seed(config.seed)
-        self.sampler = BatchSampler(len(self.train), config.batch_size, self.generator)
+        self.generator = stream_generator(config.seed, "augment", device)  # the strategy's augmentation draws
+        n_real = leading_real(data.train, train)
+        self.batches = MixedBatches(n_real, len(train) - n_real, config.batch_size, config.seed, device)
         self.used = BudgetUsed(kind=self.budget.kind, limit=float(self.budget.amount))
         self.curves, self.best = Curves(), Best()
         self.loss_sum, self.loss_count, self.lr = torch.zeros((), device=device), 0, self.optim.lr
         self.eval_seconds, self.started = 0.0, 0.0
         self.bar = self.budget.progress_bar(f"train {config.strategy}/{config.backbone}", progress)
+        self.branches = Branches(self.optim, config.pilot_budgets, self.budget)  # a pilot's other budgets
 
     def run(self) -> dict[str, float]:
         """Step until the budget is spent; the seconds spent training (evaluation excluded) and evaluating."""
@@ -393,12 +427,13 @@ class StepLoop:
 
     def step(self, fraction: float, elapsed: float) -> None:
         """One optimizer step at the schedule's learning rate for `fraction` of the budget; evaluate when due."""
-        self.lr = self.optim.lr * self.optim.factor(fraction)
+        self.branches.before_step(self)
+        self.lr = self.optim.lr * self.optim.factor(fraction, self.used.steps)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        index = self.sampler.next()
+        index = self.batches.next()
         images, targets = self.train.images[index], self.train.targets[index]
-        args = (self.generator, self.task, self.config, self.device)
+        args = (self.generator, self.task, self.config, self.device, self.weights)
         self.loss_sum += classifier_step(self.model, self.optimizer, self.strategy, images, targets, *args)
         self.loss_count += 1
         self.used.steps += 1
@@ -447,6 +482,7 @@ def run_record(
         best={"step": loop.best.step, "selected_by": f"val {selection_metric(loop.best.metrics)}"},
         budget=loop.used,
         curves=loop.curves,
+        budget_branches=loop.branches.with_run(loop),
         environment=dev.describe(device),
         compute=compute_record(
             config, prepared.phases, prepared.step_flops, prepared.batch, loop.used.steps, loop.used.seconds["train"]

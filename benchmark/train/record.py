@@ -13,6 +13,7 @@ from benchmark.data.dataset import DatasetSummary
 from benchmark.data.files import write_json_atomic
 from benchmark.data.versioned import SCHEMA_KEY, Versioned, build, upgraded
 from benchmark.errors import MedAugBenchError
+from benchmark.train.branches import BranchScore
 from benchmark.train.metrics import RunMetrics
 
 
@@ -60,14 +61,17 @@ class DistributionScores:
 @dataclass
 class QualityBlock:
     """One class-matched draw: synthetic images against real training images of the same class composition and n
-    (`fake_vs_real`), real held-out images against the same reference (`floor`), diversity and nearest real images."""
+    (`fake_vs_real`); against the same reference, real held-out images of the training distribution (`floor`, the
+    in-distribution floor; None for schema-2 records, which did not measure it) and real test images (`shift`, the
+    train→test shift); diversity and nearest real images."""
 
     n: int
     composition: dict[str, int]
     feature_dim: int
     rank_deficient: bool  # n - 1 < feature_dim: a singular covariance, so the FID is unreliable
     fake_vs_real: DistributionScores
-    floor: DistributionScores
+    floor: DistributionScores | None
+    shift: DistributionScores | None
     ms_ssim_fake: float | None
     ms_ssim_real: float | None
     nearest_real: dict | None  # means of SSIM/PSNR to each image's nearest training image; None for an empty draw
@@ -100,19 +104,36 @@ class MemorisationAudit:
     feature: AuditSpace
 
 
+def upgrade_quality_report_v2(data: dict) -> dict:
+    """Schema 2 → 3. Schema 2's `floor` scored real TEST images against the training reference: that is the
+    train→test shift, so it moves to `shift`; the in-distribution floor was not measured (None, `floor_images` None)."""
+
+    def block(old: dict) -> dict:
+        return old | {"floor": None, "shift": old["floor"]}
+
+    return data | {
+        "floor_images": None,
+        "matched": block(data["matched"]),
+        "per_class": {label: block(old) for label, old in data["per_class"].items()},
+    }
+
+
 @dataclass
 class QualityReport(Versioned):
-    """Class-matched quality of a synthetic image set with its floors, per class, and the memorisation audit
-    (`benchmark.evaluate.quality.quality_report`). Schema 1, an unmatched "overall" block, cannot be upgraded."""
+    """Class-matched quality of a synthetic image set with its floor and shift, per class, and the memorisation audit
+    (`benchmark.evaluate.quality.quality_report`). Schema 1, an unmatched "overall" block, cannot be upgraded; schema
+    2 is upgraded (its test-image floor becomes the shift). `floor_images` says which held-out images the floor used."""
 
-    SCHEMA: ClassVar[int] = 2
+    SCHEMA: ClassVar[int] = 3
     NAME: ClassVar[str] = "quality report"
+    UPGRADES: ClassVar[dict] = {2: upgrade_quality_report_v2}
 
     extractor: dict
     seed: int
     max_images: int
     per_class_grouping: str
     reference: str
+    floor_images: str | None
     ms_ssim_setup: dict
     matched: QualityBlock
     per_class: dict[str, QualityBlock]
@@ -168,10 +189,14 @@ def upgrade_run_record_v1(data: dict) -> dict:
 
 @dataclass
 class RunRecord(Versioned):
-    """One run's result. `compute`: the budget and, per phase (generator_training, synthesis, classifier_training),
-    FLOPs (counted, `benchmark.train.flops.COUNTER`) and device-seconds, with their `total`. `code`: the code that
-    produced it, `benchmark.provenance.code_version()` (package version, git commit and whether the checkout differed
-    from it; None where unknown). `environment`: the device and library versions it ran with."""
+    """One run's result. `config`: the TrainConfig it ran, with both seeds (`seed` the classifier's, `generator_seed`
+    resolved; a record without `generator_seed` used `seed` for both). `compute`: the budget and, per phase
+    (generator_training, synthesis, classifier_training), FLOPs (counted, `benchmark.train.flops.COUNTER`) and
+    device-seconds, with their `total`; a generator loaded from the cache says `reused: true` in its phase and still
+    reports what training it cost once (a grid's total counts it once). `code`: the code that produced it,
+    `benchmark.provenance.code_version()` (package version, git commit and whether the checkout differed from it; None
+    where unknown). `environment`: the device and library versions it ran with. `budget_branches`: a
+    pilot's scores of each classifier budget it measured (`benchmark.train.branches`), empty otherwise."""
 
     SCHEMA: ClassVar[int] = 2
     NAME: ClassVar[str] = "run record"
@@ -187,6 +212,7 @@ class RunRecord(Versioned):
     environment: dict
     compute: dict
     code: dict
+    budget_branches: list[BranchScore] = field(default_factory=list)  # a pilot's scores per budget
 
     def write(self, path: Path) -> Path:
         """Atomic write (temp file + rename): a reader never sees half a record."""
