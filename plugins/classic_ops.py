@@ -57,34 +57,106 @@ def _solarize_thresholds(num_bins: int, height: int, width: int) -> torch.Tensor
     return torch.linspace(1.0, 0.0, num_bins)
 
 
-def _space(
-    shear: float,
-    translate: Callable[[int], float],
-    rotate: float,
-    enhance: float,
-    posterize: tuple[int, int],
-    identity: bool,
-) -> tuple[Op, ...]:
-    """A torchvision op space from its maxima; `translate` maps a side length (px) to the largest shift."""
+def _fraction(share: float) -> MagnitudeBins:
+    """Shifts up to `share` of the side they move along (TranslateX: the width; both are equal for square images)."""
+    return lambda num_bins, height, width: torch.linspace(0.0, share * width, num_bins)
+
+
+@dataclass(frozen=True)
+class SpaceMaxima:
+    """A torchvision op space by its maxima: shear, translation as a fraction of the side, rotation in degrees,
+    enhance factor, posterize (top bits, spread) and whether it has the identity."""
+
+    shear: float
+    translate: float
+    rotate: float
+    enhance: float
+    posterize: tuple[int, int]
+    identity: bool
+
+
+# torchvision 0.29's maxima, except TrivialAugmentWide's translation: torchvision shifts up to 32 px whatever the
+# size (its CIFAR setting), which moves a 28-px image entirely out of the frame; here it is 32/224 of the side, what
+# 32 px is on the 224-px ImageNet images the wide space was also defined for (4 px at 28 px, 9 at 64).
+MAXIMA = {
+    "randaugment": SpaceMaxima(0.3, 150.0 / 331.0, 30.0, 0.9, (8, 4), identity=True),
+    "trivialaugment": SpaceMaxima(0.99, 32.0 / 224.0, 135.0, 0.99, (8, 6), identity=True),
+    "augmix": SpaceMaxima(0.3, 1.0 / 3.0, 30.0, 0.9, (4, 4), identity=False),
+}
+
+
+@lru_cache(maxsize=64)
+def op_space(kind: str, translate: float | None = None, max_rotation: float | None = None) -> tuple[Op, ...]:
+    """The op space of `kind` (a key of MAXIMA) with shifts up to `translate` of the side (None: the space's own)
+    and rotations up to min(the space's, `max_rotation`) degrees; cached, so one set of arguments is one space."""
+    top = MAXIMA[kind]
+    share = top.translate if translate is None else translate
+    rotate = top.rotate if max_rotation is None else min(top.rotate, max_rotation)
     return (
-        *((Op("Identity"),) if identity else ()),
-        Op("ShearX", _span(shear), True),
-        Op("ShearY", _span(shear), True),
-        Op("TranslateX", lambda num_bins, height, width: torch.linspace(0.0, translate(width), num_bins), True),
-        Op("TranslateY", lambda num_bins, height, width: torch.linspace(0.0, translate(height), num_bins), True),
+        *((Op("Identity"),) if top.identity else ()),
+        Op("ShearX", _span(top.shear), True),
+        Op("ShearY", _span(top.shear), True),
+        Op("TranslateX", _fraction(share), True),
+        Op("TranslateY", _fraction(share), True),
         Op("Rotate", _span(rotate), True),
-        Op("Posterize", _posterize_bits(*posterize)),
+        Op("Posterize", _posterize_bits(*top.posterize)),
         Op("Solarize", _solarize_thresholds),
         Op("AutoContrast"),
         Op("Equalize"),
-        *(Op(name, _span(enhance), True) for name in ("Brightness", "Color", "Contrast", "Sharpness")),
+        *(Op(name, _span(top.enhance), True) for name in ("Brightness", "Color", "Contrast", "Sharpness")),
     )
 
 
-RANDAUGMENT = _space(0.3, lambda side: 150.0 / 331.0 * side, 30.0, 0.9, (8, 4), identity=True)
-TRIVIALAUGMENT = _space(0.99, lambda side: 32.0, 135.0, 0.99, (8, 6), identity=True)
-AUGMIX = _space(0.3, lambda side: side / 3.0, 30.0, 0.9, (4, 4), identity=False)
-AUGMIX_PARTIAL = AUGMIX[:-4]  # AugMix with all_ops=False: without brightness, color, contrast and sharpness
+RANDAUGMENT = op_space("randaugment")
+TRIVIALAUGMENT = op_space("trivialaugment")
+AUGMIX = op_space("augmix")
+ENHANCE_OPS = 4  # the last four ops of a space: brightness, color, contrast, sharpness (AugMix's all_ops)
+
+
+@dataclass(frozen=True)
+class Modality:
+    """What geometric change keeps an image's label in one imaging modality: mirroring left-right, and rotations up
+    to `max_rotation` degrees (a cap on the auto-augment spaces' rotations; `geometric`'s default degrees)."""
+
+    name: str
+    flips: bool
+    max_rotation: float
+    why: str
+
+
+MODALITIES = {
+    m.name: m
+    for m in (
+        Modality(
+            "chest_xray",
+            False,
+            10.0,
+            "radiographs have a laterality (heart on the left) and are taken upright: a mirror image is another "
+            "anatomy, a large rotation a view no radiograph shows",
+        ),
+        Modality(
+            "ultrasound",
+            True,
+            10.0,
+            "the probe is at the top and depth runs down (shadows fall below a lesion); left-right is arbitrary",
+        ),
+        Modality("fundus", True, 180.0, "a mirrored left eye is a right eye of the same grade; the field is round"),
+        Modality("dermatoscopy", True, 180.0, "a skin lesion seen from above has no canonical orientation"),
+        Modality("generic", True, 180.0, "torchvision's defaults, unchanged"),
+    )
+}
+DATASET_MODALITIES = {
+    "pneumoniamnist": "chest_xray",
+    "chestmnist": "chest_xray",
+    "breastmnist": "ultrasound",
+    "retinamnist": "fundus",
+    "dermamnist": "dermatoscopy",
+}
+
+
+def modality_of(dataset: str) -> Modality:
+    """The modality of a dataset by name (DATASET_MODALITIES); any other dataset is `generic`."""
+    return MODALITIES[DATASET_MODALITIES.get(dataset, "generic")]
 
 
 @lru_cache(maxsize=64)

@@ -1,5 +1,7 @@
 """Classic augmentation strategies: `none`, `geometric` (flip + rotation), `cutmix_mixup`, and the strong baselines
-`randaugment`, `trivialaugment` (TrivialAugmentWide) and `augmix`.
+`randaugment`, `trivialaugment` (TrivialAugmentWide) and `augmix`; and the rebalancing controls `oversample` and
+`class_weighted`, which give a classifier the label prior a generative strategy's synthesis plan gives it, without
+synthetic images, so that "synthetic images" and "rebalancing" can be told apart.
 
 All work batch-wise on the batch's device and draw only from the run's generator. Per-sample angles and operations
 are applied with one `grid_sample` call per batch (per layer of operations), since torchvision's functional
@@ -9,23 +11,26 @@ transforms use one parameter for a whole batch; the auto-augment operations are 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from benchmark import MedAugBenchError, Strategy, hookimpl
+from benchmark import LoadedDataset, MedAugBenchError, Split, Strategy, StrategyContext, TaskSpec, create, hookimpl
+from benchmark.generate.synthesis import SynthesisPolicy, group_counts, group_members, plan_counts
 from plugins.classic_ops import (
-    AUGMIX,
     AUGMIX_BINS,
-    AUGMIX_PARTIAL,
+    ENHANCE_OPS,
     INTERPOLATIONS,
-    RANDAUGMENT,
-    TRIVIALAUGMENT,
+    MAXIMA,
+    MODALITIES,
+    Modality,
     Op,
     apply_layer,
     dirichlet,
     draw_layer,
+    modality_of,
+    op_space,
 )
 
 
@@ -37,24 +42,68 @@ class NoAugmentation(Strategy):
 
 
 @dataclass
-class Geometric(Strategy):
-    """Random horizontal flip (probability `flip_p`) and a uniform rotation in ±`degrees`, per sample."""
+class ForModality(Strategy):
+    """A strategy whose geometry follows an imaging modality (`plugins.classic_ops.MODALITIES`): `modality`, or
+    "auto" for the modality of the dataset it is prepared for (`generic` for a dataset of unknown modality, and
+    before it is prepared for any)."""
 
-    name = "geometric"
-    flip_p: float = 0.5
-    degrees: float = 15.0
+    modality: str = "auto"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.flip_p <= 1.0 or self.degrees < 0:
+        if self.modality != "auto" and self.modality not in MODALITIES:
+            raise MedAugBenchError(
+                f"{self.name} needs modality 'auto' or one of {', '.join(MODALITIES)}, got {self.modality!r}"
+            )
+        self._dataset_modality = MODALITIES["generic"]
+
+    @property
+    def resolved(self) -> Modality:
+        """The modality the strategy's ops follow now."""
+        return self._dataset_modality if self.modality == "auto" else MODALITIES[self.modality]
+
+    def prepare_for(self, dataset: LoadedDataset) -> None:
+        self._dataset_modality = modality_of(dataset.name)
+
+    def params(self) -> dict:
+        """The parameters, with the modality the ops followed (an "auto" resolved)."""
+        return super().params() | {"modality": self.resolved.name}
+
+
+@dataclass
+class Geometric(ForModality):
+    """Random horizontal flip (probability `flip_p`) and a uniform rotation in ±`degrees`, per sample. Unset, they
+    follow the modality: flip_p 0.5 where mirroring keeps the label (0 for chest radiographs), degrees 15 capped by
+    the modality's largest rotation (10 for chest radiographs and ultrasound)."""
+
+    name = "geometric"
+    flip_p: float | None = None
+    degrees: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.flip_p is not None and not 0.0 <= self.flip_p <= 1.0) or (
+            self.degrees is not None and self.degrees < 0
+        ):
             raise MedAugBenchError(
                 f"geometric needs 0 <= flip_p <= 1 and degrees >= 0, got {self.flip_p}, {self.degrees}"
             )
 
+    def flip_probability(self) -> float:
+        """`flip_p`, or the modality's: 0.5 where a mirror image keeps the label, else 0."""
+        return self.flip_p if self.flip_p is not None else (0.5 if self.resolved.flips else 0.0)
+
+    def max_degrees(self) -> float:
+        """`degrees`, or 15 capped by the modality's largest rotation."""
+        return self.degrees if self.degrees is not None else min(15.0, self.resolved.max_rotation)
+
+    def params(self) -> dict:
+        return super().params() | {"flip_p": self.flip_probability(), "degrees": self.max_degrees()}
+
     def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
         n = images.shape[0]
         draws = torch.rand(n, 2, generator=generator, device=generator.device).to(images.device)
-        sign = torch.where(draws[:, 0] < self.flip_p, -1.0, 1.0)
-        angle = (draws[:, 1] * 2 - 1) * math.radians(self.degrees)
+        sign = torch.where(draws[:, 0] < self.flip_probability(), -1.0, 1.0)
+        angle = (draws[:, 1] * 2 - 1) * math.radians(self.max_degrees())
         cos, sin = torch.cos(angle), torch.sin(angle)
         # rows of the sampling matrix; multiplying the x column by -1 mirrors the sample horizontally
         theta = torch.stack(
@@ -74,7 +123,33 @@ def _check_interpolation(strategy: str, interpolation: str) -> None:
 
 
 @dataclass
-class RandAugment(Strategy):
+class AutoAugmentSpace(ForModality):
+    """What the auto-augment strategies share: torchvision's op space of `name` with shifts up to `translate` of
+    the image side (default: the space's, see `plugins.classic_ops.MAXIMA`) and rotations capped by the modality."""
+
+    translate: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.translate is not None and not 0.0 <= self.translate <= 1.0:
+            raise MedAugBenchError(
+                f"{self.name} needs 0 <= translate <= 1 (a fraction of the side), got {self.translate}"
+            )
+
+    def space(self) -> tuple[Op, ...]:
+        """The op space the strategy draws from now."""
+        return op_space(self.name, self.translate, self.resolved.max_rotation)
+
+    def params(self) -> dict:
+        share = MAXIMA[self.name].translate if self.translate is None else self.translate
+        return super().params() | {
+            "translate": share,
+            "max_rotation": min(MAXIMA[self.name].rotate, self.resolved.max_rotation),
+        }
+
+
+@dataclass
+class RandAugment(AutoAugmentSpace):
     """torchvision's RandAugment per image: `num_ops` operations in a row, each drawn uniformly from its 14 (identity
     included) with a random sign, at bin `magnitude` of `num_magnitude_bins`. See plugins.classic_ops for deviations."""
 
@@ -85,6 +160,7 @@ class RandAugment(Strategy):
     interpolation: str = "nearest"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.num_ops < 0 or self.num_magnitude_bins < 2 or not 0 <= self.magnitude < self.num_magnitude_bins:
             raise MedAugBenchError(
                 f"randaugment needs num_ops >= 0, num_magnitude_bins >= 2 and 0 <= magnitude < num_magnitude_bins, "
@@ -93,36 +169,37 @@ class RandAugment(Strategy):
         _check_interpolation(self.name, self.interpolation)
 
     def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
-        levels = (self.magnitude, self.magnitude + 1)
+        levels, space = (self.magnitude, self.magnitude + 1), self.space()
         for _ in range(self.num_ops):
-            ops, magnitudes = draw_layer(RANDAUGMENT, self.num_magnitude_bins, levels, images.shape, generator)
-            images = apply_layer(images, RANDAUGMENT, ops, magnitudes, self.interpolation)
+            ops, magnitudes = draw_layer(space, self.num_magnitude_bins, levels, images.shape, generator)
+            images = apply_layer(images, space, ops, magnitudes, self.interpolation)
         return images, targets
 
 
 @dataclass
-class TrivialAugment(Strategy):
+class TrivialAugment(AutoAugmentSpace):
     """torchvision's TrivialAugmentWide per image: one operation of 14 and one of `num_magnitude_bins` magnitudes,
-    both uniform. Its shifts reach 32 px whatever the image size (torchvision's bins), so at 28 px an image can leave
-    the frame."""
+    both uniform. Shifts reach 32/224 of the side (torchvision: 32 px whatever the size, which at 28 px moves an image
+    out of the frame)."""
 
     name = "trivialaugment"
     num_magnitude_bins: int = 31
     interpolation: str = "nearest"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.num_magnitude_bins < 2:
             raise MedAugBenchError(f"trivialaugment needs num_magnitude_bins >= 2, got {self.num_magnitude_bins}")
         _check_interpolation(self.name, self.interpolation)
 
     def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
-        levels = (0, self.num_magnitude_bins)
-        ops, magnitudes = draw_layer(TRIVIALAUGMENT, self.num_magnitude_bins, levels, images.shape, generator)
-        return apply_layer(images, TRIVIALAUGMENT, ops, magnitudes, self.interpolation), targets
+        levels, space = (0, self.num_magnitude_bins), self.space()
+        ops, magnitudes = draw_layer(space, self.num_magnitude_bins, levels, images.shape, generator)
+        return apply_layer(images, space, ops, magnitudes, self.interpolation), targets
 
 
 @dataclass
-class AugMix(Strategy):
+class AugMix(AutoAugmentSpace):
     """torchvision's AugMix per image: `mixture_width` chains of `chain_depth` operations (1-3 at random per image
     and chain when <= 0) at one of the lowest `severity` of 10 bins, mixed with Dirichlet(alpha) weights and blended
     with the original by Beta(alpha, alpha); the mix is clamped to [0, 1] against rounding."""
@@ -136,6 +213,7 @@ class AugMix(Strategy):
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.severity <= AUGMIX_BINS or self.mixture_width < 1 or self.alpha <= 0:
             raise MedAugBenchError(
                 f"augmix needs 1 <= severity <= {AUGMIX_BINS}, mixture_width >= 1 and alpha > 0, "
@@ -144,7 +222,8 @@ class AugMix(Strategy):
         _check_interpolation(self.name, self.interpolation)
 
     def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
-        n, shape, space = images.shape[0], (-1, 1, 1, 1), AUGMIX if self.all_ops else AUGMIX_PARTIAL
+        n, shape, space = images.shape[0], (-1, 1, 1, 1), self.space()
+        space = space if self.all_ops else space[:-ENHANCE_OPS]  # all_ops=False: without the enhance ops
         keep = dirichlet(self.alpha, n, 2, generator).to(images)
         weights = dirichlet(self.alpha, n, self.mixture_width, generator).to(images) * keep[:, 1:]
         mix = keep[:, 0].view(shape) * images
@@ -209,11 +288,100 @@ def cutmix(images: torch.Tensor, targets: torch.Tensor, lam: float, generator: t
     return out, mix_targets(targets, 1.0 - (x2 - x1) * (y2 - y1) / (width * height))
 
 
+@dataclass
+class Rebalancing(Strategy):
+    """What the rebalancing controls share: the synthesis plan of a generative strategy with the same `policy`,
+    `ratio`, `multiplier` and `counts` (benchmark.generate.synthesis.plan_counts, the one plan function), and
+    classic augmentation `augment_with` on the batches, as generative strategies take it."""
+
+    policy: str = "balance"
+    ratio: float = 1.0
+    multiplier: float = 1.0
+    counts: dict = field(default_factory=dict)
+    augment_with: str = "none"
+
+    def __post_init__(self) -> None:
+        self._policy = SynthesisPolicy(
+            kind=self.policy, ratio=self.ratio, multiplier=self.multiplier, counts=dict(self.counts)
+        )
+        if self._policy.replaces_real:
+            raise MedAugBenchError(f"{self.name} adds to the real images; choose policy balance, multiply or fixed")
+        self._augmenter = create("strategy", self.augment_with)
+        self._report: dict = {}
+
+    def plan(self, labels: torch.Tensor, task: TaskSpec) -> list[int]:
+        """Images per class (label) the generative strategies would synthesise; a planned class without a real
+        image is an error, as it is for them."""
+        plan = plan_counts(labels, task, self._policy)
+        empty = [task.labels[g] for g, (n, real) in enumerate(zip(plan, group_counts(labels, task))) if n and not real]
+        if empty:
+            raise MedAugBenchError(f"{self.name}: no training image of {', '.join(empty)} to rebalance with")
+        return plan
+
+    def prepare_for(self, dataset: LoadedDataset) -> None:
+        self._augmenter.prepare_for(dataset)
+
+    def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+        return self._augmenter.augment(images, targets, generator)
+
+    def report(self) -> dict:
+        return self._report
+
+
+@dataclass
+class Oversample(Rebalancing):
+    """Real images of each class (multi-label: real rows positive for each label, with their own labels) repeated up
+    to exactly the plan's counts: every image of the class as many whole times as fit, the remainder a random subset
+    without repeats, drawn from the generator seed. They come as extra samples, where synthetic images would."""
+
+    name = "oversample"
+
+    def synthesize(self, context: StrategyContext) -> Split:
+        real, task = context.dataset.train, context.dataset.task
+        plan = self.plan(real.labels, task)
+        draw = torch.Generator().manual_seed(context.seed)
+        picks = [repeats(group_members(real.labels, task, g), n, draw) for g, n in enumerate(plan)]
+        self._report = {"oversample": {"policy": self.policy, "plan": plan, "repeated": sum(plan)}}
+        return real.subset(torch.cat(picks))
+
+
+def repeats(members: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """`n` of `members`: each member n // len(members) times, then n % len(members) distinct ones at random."""
+    if n == 0:
+        return members[:0]
+    whole, rest = divmod(n, len(members))
+    return torch.cat([members.repeat(whole), members[torch.randperm(len(members), generator=generator)[:rest]]])
+
+
+@dataclass
+class ClassWeighted(Rebalancing):
+    """The loss weighted to the prior the plan gives: class c's weight is (real_c + plan_c) / real_c, scaled so that
+    the training set's mean weight is 1 (the loss keeps its scale); multi-label: label j's positive weight in the
+    BCE is (positives_j + plan_j) / positives_j (negatives keep weight 1)."""
+
+    name = "class_weighted"
+
+    def synthesize(self, context: StrategyContext) -> None:
+        """Nothing to add; records the weights the real training set gets."""
+        weights = self.class_weights(context.dataset.train.labels, context.dataset.task)
+        self._report = {"class_weighted": {"policy": self.policy, "weights": weights.tolist()}}
+
+    def class_weights(self, labels: torch.Tensor, task: TaskSpec) -> torch.Tensor:
+        real = torch.tensor(group_counts(labels, task), dtype=torch.float64)
+        target = real + torch.tensor(self.plan(labels, task), dtype=torch.float64)
+        weights = torch.where(real > 0, target / real.clamp(min=1), 1.0)  # a class without images has no loss term
+        if not task.multilabel:
+            weights = weights * real.sum() / target.sum()
+        return weights.float()
+
+
 @hookimpl
 def register_strategies(register) -> None:
     register("none", NoAugmentation, "no augmentation: real images only (the baseline)")
-    register("geometric", Geometric, "random horizontal flip and ±15° rotation, per sample, on the device")
+    register("geometric", Geometric, "per-sample flip and rotation as the modality allows (generic: flip, ±15°)")
     register("cutmix_mixup", CutMixMixUp, "torchvision CutMix or MixUp per batch (mixes one-hot or multi-hot targets)")
     register("randaugment", RandAugment, "torchvision RandAugment (2 ops at magnitude 9 of 31), ops drawn per image")
     register("trivialaugment", TrivialAugment, "torchvision TrivialAugmentWide: one op and magnitude per image")
     register("augmix", AugMix, "torchvision AugMix: 3 chains of 1-3 ops mixed with Dirichlet/Beta weights, per image")
+    register("oversample", Oversample, "real minority images repeated up to the counts `balance` would synthesise")
+    register("class_weighted", ClassWeighted, "loss weights giving the label prior `balance` would give")

@@ -6,12 +6,22 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
+from benchmark.data.dataset import LoadedDataset, Split
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.registry import create
 from benchmark.train.config import Budget, TrainConfig
 from benchmark.train.loop import train
 from plugins import classic_ops
-from plugins.classic_ops import AUGMIX, AUGMIX_BINS, RANDAUGMENT, TRIVIALAUGMENT, apply_layer, magnitude_table
+from plugins.classic_ops import (
+    AUGMIX,
+    AUGMIX_BINS,
+    RANDAUGMENT,
+    TRIVIALAUGMENT,
+    apply_layer,
+    magnitude_table,
+    op_space,
+)
 from tests.helpers import require_medmnist
 
 AUTO_AUGMENTS = ["randaugment", "trivialaugment", "augmix"]
@@ -32,6 +42,13 @@ def copies(channels: int, size: int, n: int = 64) -> torch.Tensor:
 
 def one_hot(n: int, classes: int = 2) -> torch.Tensor:
     return torch.eye(classes)[torch.arange(n) % classes]
+
+
+def in_memory_dataset(name: str) -> LoadedDataset:
+    """A tiny dataset named `name`: what a strategy prepared for it sees (its name decides the modality)."""
+    split = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+    task = TaskSpec("binary", ("a", "b"), 1)
+    return LoadedDataset(name=name, task=task, train=split, val=split, test=split, source_size=28, image_size=28)
 
 
 def augment(name: str, images: torch.Tensor, seed: int, **params) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,7 +88,8 @@ def test_every_operation_equals_torchvisions(space, num_bins, interpolation, cha
                 assert torch.allclose(ours, expected, atol=1e-5), (op.name, level, sign)
 
 
-def test_magnitude_bins_are_torchvisions():
+def test_magnitude_bins_are_torchvisions_but_trivialaugments_shifts_scale():
+    """Every bin is torchvision's, except TrivialAugmentWide's shifts: 32/224 of the side, not an absolute 32 px."""
     for space, reference, num_bins in (
         (RANDAUGMENT, v2.RandAugment, 31),
         (TRIVIALAUGMENT, v2.TrivialAugmentWide, 31),
@@ -80,10 +98,75 @@ def test_magnitude_bins_are_torchvisions():
         assert {op.name for op in space} == set(reference._AUGMENTATION_SPACE)
         for op in space:
             bins, signed = reference._AUGMENTATION_SPACE[op.name]
-            expected = bins(num_bins, 28, 64)
+            expected = bins(num_bins, 64, 64)
+            if space is TRIVIALAUGMENT and op.name.startswith("Translate"):
+                assert expected[-1] == 32.0
+                expected = torch.linspace(0.0, 32.0 / 224.0 * 64, num_bins)
             assert op.signed == signed and (op.bins is None) == (expected is None), op.name
             if expected is not None:
-                assert torch.equal(op.bins(num_bins, 28, 64).float(), expected.float()), op.name
+                assert torch.equal(op.bins(num_bins, 64, 64).float(), expected.float()), op.name
+
+
+@pytest.mark.parametrize("size", [28, 64])
+@pytest.mark.parametrize("kind", ["randaugment", "trivialaugment", "augmix"])
+def test_the_largest_shift_keeps_all_but_its_fraction_of_the_image_in_the_frame(kind, size):
+    """A white image shifted by the largest bin, either way, keeps at least 1 - translate of its columns (rows)."""
+    space, share = op_space(kind), classic_ops.MAXIMA[kind].translate
+    table, _ = magnitude_table(space, 31, size, size)
+    for name, axis in (("TranslateX", -2), ("TranslateY", -1)):  # columns, rows that keep the image
+        k = next(i for i, op in enumerate(space) if op.name == name)
+        assert table[k, -1] == pytest.approx(share * size, rel=1e-6)  # magnitudes scale with the side
+        for sign in (1.0, -1.0):
+            out = apply_layer(torch.ones(1, 1, size, size), space, torch.tensor([k]), table[k, -1:] * sign, "nearest")
+            kept = int(out.amax(dim=axis).gt(0).sum())
+            assert kept >= size - share * size and kept < size, (name, sign)
+
+
+def test_modalities_follow_the_dataset_unless_asked():
+    """Chest radiographs: no mirror images, rotations up to 10°; dermatoscopy and unknown datasets keep flips."""
+    chest = in_memory_dataset("pneumoniamnist")
+    geometric = create("strategy", "geometric")
+    assert geometric.params()["modality"] == "generic" and geometric.params()["flip_p"] == 0.5
+    geometric.prepare_for(chest)
+    assert geometric.params() == {"modality": "chest_xray", "flip_p": 0.0, "degrees": 10.0}
+    asked = create("strategy", "geometric", flip_p=0.5, degrees=30.0)
+    asked.prepare_for(chest)
+    assert asked.params() == {"modality": "chest_xray", "flip_p": 0.5, "degrees": 30.0}
+    skin = create("strategy", "geometric")
+    skin.prepare_for(in_memory_dataset("dermamnist"))
+    assert skin.params() == {"modality": "dermatoscopy", "flip_p": 0.5, "degrees": 15.0}
+    trivial = create("strategy", "trivialaugment")
+    trivial.prepare_for(chest)
+    rotate = next(i for i, op in enumerate(trivial.space()) if op.name == "Rotate")
+    assert magnitude_table(trivial.space(), 31, 28, 28)[0][rotate, -1] == pytest.approx(10.0)
+    assert (
+        trivial.params()["max_rotation"] == 10.0
+        and create("strategy", "trivialaugment").params()["max_rotation"] == 135.0
+    )
+    with pytest.raises(MedAugBenchError, match="modality"):
+        create("strategy", "geometric", modality="mri")
+
+
+def test_chest_xray_geometry_never_mirrors():
+    """With rotation off, chest-xray geometric returns every left-right asymmetric image unchanged; generic mirrors
+    about half of them."""
+    images = torch.linspace(0, 1, 28).view(1, 1, 1, 28).expand(64, 1, 28, 28).contiguous()
+    targets = one_hot(64)
+    chest = create("strategy", "geometric", modality="chest_xray", degrees=0.0)
+    out, _ = chest.augment(images, targets, torch.Generator().manual_seed(0))
+    assert torch.allclose(out, images, atol=1e-6)
+    generic = create("strategy", "geometric", modality="generic", degrees=0.0)
+    out, _ = generic.augment(images, targets, torch.Generator().manual_seed(0))
+    mirrored = int((~torch.isclose(out, images, atol=1e-6)).flatten(1).any(dim=1).sum())
+    assert 16 < mirrored < 48
+
+
+def test_augment_with_follows_the_dataset_of_the_strategy_that_delegates():
+    """A rebalancing or generative strategy's `augment_with="geometric"` gets the modality the loop prepares it for."""
+    for name in ("oversample", "cgan"):
+        strategy = create("strategy", name, augment_with="geometric")
+        strategy.prepare_for(in_memory_dataset("pneumoniamnist"))
+        assert strategy._augmenter.params()["modality"] == "chest_xray"
 
 
 @pytest.mark.parametrize("name", AUTO_AUGMENTS)

@@ -20,7 +20,7 @@ def test_unknown_strategy_parameter_is_one_line_before_any_data_is_read(cli, tmp
     # the data folder does not exist: the strategy's parameters are refused before the dataset is looked at
     result = cli("train", "--strategy", "geometric", "-S", "nosuchparam=3", "--data-dir", str(tmp_path / "none"))
     line = one_line_error(result)
-    assert line == "Error: strategy 'geometric' does not take 'nosuchparam'; it accepts: flip_p, degrees"
+    assert line == "Error: strategy 'geometric' does not take 'nosuchparam'; it accepts: modality, flip_p, degrees"
 
 
 def test_run_help_lists_the_generic_executor_option_and_no_executor_flags(cli):

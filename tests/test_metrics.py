@@ -14,11 +14,17 @@ from medmnist.evaluator import getACC, getAUC
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from benchmark.data.dataset import DataOptions, Split, load_dataset
 from benchmark.data.task import TaskSpec
+from benchmark.train.config import Budget, TrainConfig
+from benchmark.train.loop import train
 from benchmark.train.metrics import (
+    RunMetrics,
     classification_metrics,
     expected_calibration_error,
+    fit_prior_adjustment,
 )
+from tests.helpers import require_medmnist
 
 DATA_DIR = Path(os.environ.get("MEDAUGBENCH_DATA_DIR") or "/work/shared/data/medmnist")
 BINARY = TaskSpec("binary", ("neg", "pos"), 1)
@@ -192,3 +198,55 @@ def test_multilabel_agrees_with_medmnist_functions():
     m = classification_metrics(TaskSpec("multilabel", tuple("abcde"), 1), y, score)
     assert m["accuracy"] == pytest.approx(getACC(y, score, "multi-label, binary-class"), abs=1e-9)
     assert m["auc"] == pytest.approx(getAUC(y, score, "multi-label, binary-class"), abs=1e-9)
+
+
+def test_calibrated_accuracy_is_the_uniform_prior_decision_fitted_on_validation():
+    """Validation scores already calibrated (mean p1 = positive frequency 1/4) fit no bias, so the offsets are
+    -log(prior) and a test image is called positive when p1 > 1/4: the decision at a uniform prior."""
+    val_y, val_p1 = np.array([0, 0, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4])
+    adjustment = fit_prior_adjustment(BINARY, val_y, np.stack([1 - val_p1, val_p1], axis=1))
+    assert adjustment.offsets == pytest.approx([-np.log(0.75), -np.log(0.25)], abs=1e-5)
+    test_p1 = np.array([0.2, 0.3, 0.45, 0.6, 0.1])
+    test, test_y = np.stack([1 - test_p1, test_p1], axis=1), np.array([0, 1, 1, 1, 0])
+    m = classification_metrics(BINARY, test_y, test, adjustment=adjustment)
+    assert m.accuracy == pytest.approx(3 / 5)  # p1 > 0.5: 0 0 0 1 0
+    assert m.accuracy_calibrated == pytest.approx(5 / 5)  # p1 > 0.25: 0 1 1 1 0
+    assert m.calibration_offsets == list(adjustment.offsets)  # recorded, so the decisions can be re-derived
+    assert classification_metrics(BINARY, test_y, test).accuracy_calibrated is None  # nothing fitted: undefined
+
+
+def test_prior_adjustment_of_calibrated_multiclass_and_multilabel_scores_is_minus_log_prior():
+    """Rows whose mean probability equals each class's (label's) validation frequency need no bias."""
+    y = np.array([0, 0, 0, 1, 2, 2])
+    score = np.array(
+        [[0.8, 0.1, 0.1], [0.7, 0.1, 0.2], [0.6, 0.2, 0.2], [0.4, 0.3, 0.3], [0.3, 0.1, 0.6], [0.2, 0.2, 0.6]]
+    )
+    assert score.mean(axis=0) == pytest.approx([3 / 6, 1 / 6, 2 / 6])
+    adjustment = fit_prior_adjustment(THREE_CLASS, y, score)
+    expected = -np.log([3 / 6, 1 / 6, 2 / 6])
+    assert np.array(adjustment.offsets) - adjustment.offsets[0] == pytest.approx(expected - expected[0], abs=1e-4)
+    labels = np.array([[1, 0, 1], [0, 0, 1], [0, 1, 1], [0, 0, 0]])
+    probs = np.array([[0.4, 0.1, 0.9], [0.2, 0.3, 0.6], [0.3, 0.3, 0.8], [0.1, 0.3, 0.7]])  # means 1/4, 1/4, 3/4
+    offsets = fit_prior_adjustment(THREE_LABEL, labels, probs).offsets
+    assert offsets == pytest.approx([np.log(3), np.log(3), -np.log(3)], abs=1e-4)  # -logit(prior)
+    assert fit_prior_adjustment(THREE_CLASS, np.array([0, 0, 1]), score[:3]) is None  # class 2 absent: no prior
+
+
+def test_old_metrics_without_calibrated_accuracy_read_fine():
+    m = classification_metrics(BINARY, np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]))
+    old = {k: v for k, v in dataclasses.asdict(m).items() if k not in ("accuracy_calibrated", "calibration_offsets")}
+    read = RunMetrics.from_dict({"val": old, "test": old}).test
+    assert read.accuracy_calibrated is None and read.calibration_offsets is None
+
+
+def test_the_loop_fits_calibration_on_validation_only(tmp_path):
+    """Flipping every test label flips every test decision's correctness and nothing else: test accuracy and
+    calibrated accuracy become 1 minus themselves, which a calibration fitted on test labels would not give."""
+    require_medmnist("breastmnist")
+    config = TrainConfig(dataset="breastmnist", budget=Budget(steps=6), eval_every=3, batch_size=32)
+    data = load_dataset("breastmnist", DataOptions(data_dir=DATA_DIR))
+    flipped = dataclasses.replace(data, test=Split(data.test.images, 1 - data.test.labels))
+    original, other = (train(config, progress=False, data=d).metrics for d in (data, flipped))
+    assert original.val == other.val and original.val.accuracy_calibrated is not None
+    assert other.test.accuracy == pytest.approx(1 - original.test.accuracy)
+    assert other.test.accuracy_calibrated == pytest.approx(1 - original.test.accuracy_calibrated)

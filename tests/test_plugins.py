@@ -118,7 +118,11 @@ def test_hook_register_datasets():
 
 def test_hook_register_strategies():
     assert {"none", "geometric", "cutmix_mixup"} <= set(registry.entries("strategy"))
-    assert registry.create("strategy", "geometric", degrees=10).params() == {"flip_p": 0.5, "degrees": 10}
+    assert registry.create("strategy", "geometric", degrees=10).params() == {
+        "modality": "generic",
+        "flip_p": 0.5,
+        "degrees": 10,
+    }
 
 
 def test_hook_register_backbones():
@@ -146,7 +150,7 @@ def test_unknown_plugin_kind_is_a_programming_error():
 def test_create_refuses_an_unknown_parameter_naming_the_plugin_and_what_it_accepts():
     with pytest.raises(MedAugBenchError) as error:
         registry.create("strategy", "geometric", nosuchparam=3)
-    assert str(error.value) == "strategy 'geometric' does not take 'nosuchparam'; it accepts: flip_p, degrees"
+    assert str(error.value) == "strategy 'geometric' does not take 'nosuchparam'; it accepts: modality, flip_p, degrees"
     with pytest.raises(MedAugBenchError, match="did you mean 'degrees' for 'degree'"):
         registry.create("strategy", "geometric", degree=3)
     assert registry.create("strategy", "geometric", degrees=5.0).degrees == 5.0
@@ -155,7 +159,7 @@ def test_create_refuses_an_unknown_parameter_naming_the_plugin_and_what_it_accep
 def test_cli_unknown_strategy_parameter_is_one_line(cli):
     result = cli("train", "--dataset", "breastmnist", "--strategy", "geometric", "-S", "nosuchparam=3", "--steps", "1")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "strategy 'geometric' does not take 'nosuchparam'; it accepts: flip_p, degrees" in result.output
+    assert "strategy 'geometric' does not take 'nosuchparam'; it accepts: modality, flip_p, degrees" in result.output
 
 
 def test_results_path_that_is_a_file_is_one_message(cli, tmp_path):

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 COUNTER = (
     "torch.utils.flop_counter.FlopCounterMode: matrix multiplications, convolutions and attention, forward and "
@@ -39,9 +39,28 @@ class _TotalsOnly:
         return None
 
 
+def _cpu_attention(query: tuple, key: tuple, value: tuple, *args: object, out_shape: object = None, **kwargs) -> int:
+    """torch's sdpa formula for the CPU flash kernel (shapes (B, H, L, E), as FlopCounterMode passes them)."""
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_attention_backward(
+    grad_out: tuple, query: tuple, key: tuple, value: tuple, *args: object, out_shape: object = None, **kwargs
+) -> int:
+    """torch's sdpa backward formula for the CPU flash kernel's backward."""
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# What F.scaled_dot_product_attention runs on a CPU, which FlopCounterMode has no formula for (its CUDA kernels have).
+MISSING_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward,
+}
+
+
 def count_flops(run: Callable[[], object]) -> int:
-    """FLOPs of one call of `run` as FlopCounterMode counts them (its global total)."""
-    counter = FlopCounterMode(display=False)
+    """FLOPs of one call of `run` as FlopCounterMode counts them (its global total), CPU attention included."""
+    counter = FlopCounterMode(display=False, custom_mapping=MISSING_FORMULAS)
     counter.mod_tracker = _TotalsOnly()
     with counter:
         run()

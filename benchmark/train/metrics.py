@@ -1,5 +1,11 @@
 """Classification metrics for every task kind (MedMNIST-compatible ACC/AUC): one split's as `SplitMetrics`, a run's
-(the selected checkpoint on val, then test) as the versioned `RunMetrics` record."""
+(the selected checkpoint on val, then test) as the versioned `RunMetrics` record.
+
+`accuracy` depends on the label prior a classifier was trained at (a strategy that rebalances classes moves its
+decision threshold); balanced accuracy weighs the classes equally but keeps that threshold. AUC has none, and
+`accuracy_calibrated` sets it the same way for every classifier: decisions at a uniform prior, with the classifier's
+own prior fitted on validation (`fit_prior_adjustment`), never on the split it scores.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from scipy.optimize import minimize
+from scipy.special import log_softmax, logit, softmax
 from sklearn.metrics import (
     average_precision_score,
     confusion_matrix,
@@ -20,6 +28,7 @@ from benchmark.data.versioned import Versioned
 
 PRIMARY_METRIC = "auc"
 THRESHOLD = 0.5
+EPS = 1e-12  # probabilities are clipped to [EPS, 1 - EPS] before taking logs
 
 
 @dataclass
@@ -43,6 +52,8 @@ class SplitMetrics:
     auc_per_class: list[float | None]
     confusion_matrix: list  # (K, K) for single-label tasks; (L, 2, 2), one per label, for multi-label ones
     average_precision: float | None = None  # macro average precision of multi-label tasks; None for the others
+    accuracy_calibrated: float | None = None  # accuracy at a uniform prior fitted on validation (PriorAdjustment)
+    calibration_offsets: list[float] | None = None  # the PriorAdjustment's offsets, to re-derive its decisions
 
     def __getitem__(self, name: str) -> object:
         """A metric by name (`metrics["auc"]`), for code that picks metrics by name."""
@@ -73,6 +84,54 @@ def predicted_labels(kind: str, y_score: np.ndarray, threshold: float = THRESHOL
     return (y_score > threshold).astype(int) if kind == "multilabel" else y_score.argmax(axis=1)
 
 
+@dataclass(frozen=True)
+class PriorAdjustment:
+    """Offsets added to log-probabilities (single-label: one per class) or to logits (multi-label: one per label)
+    that turn the classifier's decisions into decisions at a uniform prior: b - log(prior), where b is the additive
+    bias that maximises the validation likelihood (so it captures the prior the classifier effectively learnt,
+    synthetic or oversampled images included) and prior is the validation class (label) frequency."""
+
+    offsets: tuple[float, ...]
+
+    def predict(self, multilabel: bool, y_score: np.ndarray) -> np.ndarray:
+        """Adjusted decisions: argmax of log p + offsets, or per label logit(p) + offset > 0."""
+        p = np.clip(y_score, EPS, 1.0 - EPS)
+        if multilabel:
+            return (logit(p) + np.asarray(self.offsets) > 0).astype(int)
+        return (np.log(p) + np.asarray(self.offsets)).argmax(axis=1)
+
+
+def fit_prior_adjustment(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray) -> PriorAdjustment | None:
+    """The `PriorAdjustment` fitted on these (validation) predictions; None when a class (multi-label: a label's
+    positives or negatives) is absent, since its prior cannot be fitted."""
+    y_true, y_score = _validate(task, np.asarray(y_true), np.asarray(y_score, dtype=float))
+    p = np.clip(y_score, EPS, 1.0 - EPS)
+    if not task.multilabel:
+        return _uniform_offsets(np.log(p), y_true, task.num_outputs)
+    offsets = []
+    for j in range(task.num_outputs):
+        two_class = _uniform_offsets(np.log(np.stack([1.0 - p[:, j], p[:, j]], axis=1)), y_true[:, j], 2)
+        if two_class is None:
+            return None
+        offsets.append(two_class.offsets[1] - two_class.offsets[0])
+    return PriorAdjustment(tuple(offsets))
+
+
+def _uniform_offsets(log_p: np.ndarray, y: np.ndarray, k: int) -> PriorAdjustment | None:
+    """b - log(prior): b maximises sum log softmax(log_p + b)[y] (concave; the first class's b is fixed at 0)."""
+    counts = np.bincount(y, minlength=k)
+    if (counts == 0).any():
+        return None
+
+    def loss(free: np.ndarray) -> tuple[float, np.ndarray]:
+        shifted = log_p + np.concatenate([[0.0], free])
+        nll = -log_softmax(shifted, axis=1)[np.arange(len(y)), y].sum()
+        return nll, (softmax(shifted, axis=1).sum(axis=0) - counts)[1:]
+
+    bias = np.concatenate([[0.0], minimize(loss, np.zeros(k - 1), jac=True, method="L-BFGS-B").x])
+    return PriorAdjustment(tuple(float(v) for v in bias - np.log(counts / counts.sum())))
+
+
 def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
     """ECE: sample-weighted |accuracy - mean confidence| over equal-width bins (lo, hi] of confidence."""
     confidences = np.asarray(confidences, dtype=float).ravel()
@@ -85,13 +144,22 @@ def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_b
 
 
 def classification_metrics(
-    task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float = THRESHOLD
+    task: TaskSpec,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    threshold: float = THRESHOLD,
+    adjustment: PriorAdjustment | None = None,
 ) -> SplitMetrics:
-    """All metrics the benchmark reports for one set of predictions (see `SplitMetrics`)."""
+    """All metrics the benchmark reports for one set of predictions (see `SplitMetrics`); `accuracy_calibrated` is
+    the accuracy under `adjustment` (fitted on validation), None without one."""
     y_true, y_score = _validate(task, np.asarray(y_true), np.asarray(y_score, dtype=float))
-    if task.multilabel:
-        return _multilabel(y_true, y_score, threshold)
-    return _single_label(task, y_true, y_score, threshold)
+    metrics = (
+        _multilabel(y_true, y_score, threshold) if task.multilabel else _single_label(task, y_true, y_score, threshold)
+    )
+    if adjustment is not None:
+        metrics.accuracy_calibrated = float(np.mean(adjustment.predict(task.multilabel, y_score) == y_true))
+        metrics.calibration_offsets = list(adjustment.offsets)
+    return metrics
 
 
 def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> SplitMetrics:

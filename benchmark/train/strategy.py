@@ -1,6 +1,7 @@
-"""The strategy interface: a strategy may add samples to the training set, transform batches, or both.
+"""The strategy interface: a strategy may add samples to the training set, transform batches, weigh the loss's
+classes, or several of these.
 
-The training loop calls both hooks for every strategy and never branches on a strategy's name.
+The training loop calls every hook for every strategy and never branches on a strategy's name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import ClassVar
 import torch
 
 from benchmark.data.dataset import LoadedDataset, Split
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.registry import declare_product
 
@@ -34,6 +36,11 @@ class Strategy:
 
     name: ClassVar[str] = "none"
 
+    def prepare_for(self, dataset: LoadedDataset) -> None:
+        """Adapt to the dataset before anything else runs (e.g. a modality's op set); the default adapts nothing. A
+        strategy that delegates its batches to another strategy passes this on to it."""
+        return None
+
     def synthesize(self, context: StrategyContext) -> Split | None:
         """Extra uint8 training samples to merge with the real training split (None: add nothing)."""
         return None
@@ -47,6 +54,11 @@ class Strategy:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Transform one batch on its device: float images in [0, 1] (B, C, H, W) and float targets (B, K)."""
         return images, targets
+
+    def class_weights(self, labels: torch.Tensor, task: TaskSpec) -> torch.Tensor | None:
+        """Loss weights for a training set with these labels, float (K,): each class's weight in the cross-entropy,
+        or each label's positive weight in the BCE of a multi-label task; None (the default) for an unweighted loss."""
+        return None
 
     def params(self) -> dict:
         """Parameters recorded with every result."""
