@@ -1,20 +1,29 @@
 """Every registered generator as a strategy: train it (or reuse the saved one), synthesise per the policy, merge.
 
-Conditional generators are trained once on all images with their label vectors; unconditional ones (or any
-generator with `conditioning=False`, the seed paper's ablation) are trained one per class, or per label for
-multi-label data. Whether a generator conditions is asked of the model itself: it is built for the task's spec and
-says so (`model.conditional`, see benchmark/generate/model.py), whatever kind of factory registered it.
+The synthesis plan (images per class, `plan_counts`) is computed once and decides what trains: conditional
+generators are trained once on all images with their label vectors (when the plan asks for any image); unconditional
+ones (or any generator with `conditioning=False`, the seed paper's ablation) are trained one per class, or per label
+for multi-label data, for the classes the plan samples only. Whether a generator conditions is asked of the model
+itself: it is built for the task's spec and says so (`model.conditional`, see benchmark/generate/model.py), whatever
+kind of factory registered it.
 
-The generator budget is the strategy's TOTAL in the cell: per-class models share it (`GeneratorBudget.split`: in
-proportion to their training images, with a minimum each), so `dcgan` spends what `cgan` does; the card records the
-total and what each model was allotted and spent, and the code version. A seconds or FLOP budget
-(`generator_seconds` / `generator_flops`, a compute-matched cell's generator share) pays for the synthesis first:
-its cost (counted sampling FLOPs per image, or one timed sampling chunk) is set aside, the rest trains the models.
+The generator budget is the strategy's TOTAL in the cell: the per-class models trained share it
+(`GeneratorBudget.split`: in proportion to their training images, with a minimum each), so `dcgan` spends what
+`cgan` does, all of it on models whose images are used; the card records the total and what each model was allotted
+and spent, and the code version. A seconds or FLOP budget (`generator_seconds` / `generator_flops`, a compute-matched
+cell's generator share) pays for the synthesis and the checkpoint selection first: their cost (counted FLOPs, or one
+timed sampling chunk; selection time is counted as it is spent) is set aside, the rest trains the models.
+
+Each model is used at its best checkpoint (`select_points`, `select_holdout`): a stratified part of the cell's
+training subset, drawn with the generator seed, is held out from the generator's training, and class-matched FID
+against it in a fixed random feature space (`benchmark/evaluate/selection.py`) picks the weights kept; the curve and
+the chosen step are in the card. Its FLOPs and seconds are the strategy's generator compute.
 
 Trained generators are saved under the cache keyed by everything that determines their weights (generator,
-parameters, budget and its split rule, seed, early-stopping settings and monitor, package version, and a digest of
-the exact training images and labels), so a second run with the same config and seed reuses them; a generator
-given by `generator_dir` must carry the same data digest.
+parameters, budget and its split rule, the models the plan trains, seed, checkpoint selection, early-stopping
+settings and monitor, the generator plugin's distribution, version and source digest and the harness code's, and a
+digest of the exact training images and labels), so a second run with the same config and seed reuses them, and an
+edited plugin retrains; a generator given by `generator_dir` must carry the same data digest.
 
 Early stopping (`early_stop_every`) and quality tracking (`track_quality_every`) score samples with an extractor
 trained on the cell's training subset only, against the cell's own training images of the same classes: nothing
@@ -29,7 +38,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -38,6 +46,7 @@ from benchmark import (
     FeatureExtractor,
     GenerativeModel,
     ImageSpec,
+    LoadedDataset,
     MedAugBenchError,
     Register,
     Split,
@@ -49,11 +58,12 @@ from benchmark import (
 )
 from benchmark.data.files import cache_dir
 from benchmark.evaluate.features import make_extractor
-from benchmark.evaluate.quality import fid_kid, quality_report
+from benchmark.evaluate.quality import fid_kid, quality_report, real_images
+from benchmark.evaluate.selection import HoldoutScore, RandomFeatures, holdout_split
 from benchmark.generate import loop as gt
-from benchmark.generate.model import can_condition, registered_generators
-from benchmark.generate.synthesis import SynthesisPolicy, conditioning, group_members, label_rows
-from benchmark.provenance import code_version
+from benchmark.generate.model import can_condition, generator_provenance, registered_generators
+from benchmark.generate.synthesis import SynthesisPolicy, conditioning, group_members, label_rows, plan_counts
+from benchmark.provenance import code_version, plugin_provenance
 from benchmark.train import device as dev
 from benchmark.train import flops
 from benchmark.train.strategy import merge_splits
@@ -63,6 +73,13 @@ ALL = "all"
 MONITOR_IMAGES = 256
 PREVIEW_PER_CLASS = 8
 PREVIEW_SEED = 1000  # the preview's generator seed is the cell's seed + this, apart from the synthesis draws
+SELECTION_RULE = (
+    "FID in a fixed random-CNN feature space between samples and the images of the model's classes held out from the "
+    "cell's training subset (samples conditioned on the same label rows), at `points` evenly spaced fractions of the "
+    "model's budget, the last at its end; the weights with the lowest FID are used"
+)
+HOLDOUT_SEED = 4  # the selection holdout is drawn with the generator seed + this
+SELECTION_SEED = 5  # the selection samples' noise: the generator seed + this, the same at every checkpoint
 MONITOR_REFERENCES = {
     "train": "FID of samples against up to 256 of the cell's own training images of the model's classes (fakes "
     "conditioned on the same label rows), under an extractor trained on the cell's training subset only",
@@ -72,19 +89,16 @@ MONITOR_REFERENCES = {
 }
 
 
-def package_version() -> str:
-    """The installed medaugbench version: part of the cache key, since code changes can change trained weights."""
-    return metadata.version("medaugbench")
-
-
 @dataclass(frozen=True)
 class Job:
-    """One model to train: its real training images with labels, their conditioning rows (None: unconditional)."""
+    """One model to train: its real training images with labels, their conditioning rows (None: unconditional), and
+    the images of its classes held out from them to select its checkpoint (None: no selection)."""
 
     split: Split
     cond: torch.Tensor | None
     cond_dim: int
     group: int | None = None  # the class (multi-label: the label) of a per-group model; None for one model of all
+    held: Split | None = None
 
 
 @dataclass
@@ -116,6 +130,8 @@ class GenerativeStrategy(Strategy):
     track_quality_on: str = "train"
     monitor_extractor: str | None = "domain"
     monitor_params: dict = field(default_factory=dict)
+    select_points: int = 8
+    select_holdout: float = 0.2
 
     def __post_init__(self) -> None:
         if (self.generator_seconds is not None or self.generator_flops is not None) and self.generator_steps == 2000:
@@ -131,6 +147,11 @@ class GenerativeStrategy(Strategy):
         self._preview: Split | None = None
         if self.generator_batch_size < 1:
             raise MedAugBenchError("generator_batch_size must be at least 1")
+        if self.select_points < 0 or not 0.0 < self.select_holdout < 1.0:
+            raise MedAugBenchError(
+                "select_points must be 0 (use the last iterate) or more, and select_holdout a fraction in (0, 1); "
+                f"got {self.select_points} and {self.select_holdout}"
+            )
         self._check_tracking()
         if self.monitored and self.monitor_extractor is None:
             raise MedAugBenchError(
@@ -227,19 +248,34 @@ class GenerativeStrategy(Strategy):
             return True
         return not can_condition(self.generator, spec, **self.generator_params)
 
-    def jobs(self, real: Split, task: TaskSpec) -> dict[str, Job]:
-        """The models to train: one on all images with their label vectors, or one per group with images (a group
-        without training images gets none)."""
-        if not self.per_group(ImageSpec(task.channels, real.images.shape[-1], task.num_outputs)):
-            return {ALL: Job(real, conditioning(real.labels, task), task.num_outputs)}
-        members = {group: group_members(real.labels, task, group) for group in range(task.num_outputs)}
-        return {
-            f"group_{group}": Job(real.subset(index), None, 0, group) for group, index in members.items() if len(index)
-        }
+    def plan(self, data: LoadedDataset) -> list[int]:
+        """The synthesis plan for the cell's training subset (`plan_counts`): images per group."""
+        return plan_counts(data.train.labels, data.task, self._policy)
 
-    def key(self, real: Split, seed: int, image_size: int, plan: list[int] | None = None) -> str:
-        """Cache key: a digest of everything that changes the trained weights (for a seconds or FLOP budget, also
-        the synthesis `plan`, which it pays for first)."""
+    def holdout(self, real: Split, task: TaskSpec, seed: int) -> tuple[Split, Split | None]:
+        """(what the generators train on, what selects their checkpoints): a stratified `select_holdout` part of the
+        cell's training subset is held out, drawn with the generator seed; without selection, (all of it, None)."""
+        if not self.select_points:
+            return real, None
+        return holdout_split(real, task, self.select_holdout, seed + HOLDOUT_SEED)
+
+    def jobs(self, real: Split, task: TaskSpec, plan: list[int], seed: int) -> dict[str, Job]:
+        """The models the plan uses: one on all images with their label vectors if it asks for any image, or one per
+        group it samples that has training images; each with the held-out images of its classes."""
+        fit, held = self.holdout(real, task, seed)
+        if not self.per_group(ImageSpec(task.channels, real.images.shape[-1], task.num_outputs)):
+            return {ALL: Job(fit, conditioning(fit.labels, task), task.num_outputs, None, held)} if any(plan) else {}
+        jobs = {}
+        for group, planned in enumerate(plan):
+            members = group_members(fit.labels, task, group)
+            if planned and len(members):
+                own = held.subset(group_members(held.labels, task, group)) if held is not None else None
+                jobs[f"group_{group}"] = Job(fit.subset(members), None, 0, group, own)
+        return jobs
+
+    def key(self, real: Split, seed: int, task: TaskSpec, image_size: int, plan: list[int]) -> str:
+        """Cache key: a digest of everything that changes the trained weights, the models the `plan` uses and the
+        code that trains them (for a seconds or FLOP budget, also the plan's counts, which it pays for first)."""
         early_stop = None
         if self.early_stop_every:
             early_stop = {
@@ -262,61 +298,63 @@ class GenerativeStrategy(Strategy):
             "seed": seed,
             "image_size": image_size,
             "data": real.digest(),
+            "models": sorted(self.jobs(real, task, plan, seed)),
+            "selection": {"points": self.select_points, "holdout": self.select_holdout, "rule": SELECTION_RULE},
             "early_stop": early_stop,
-            "version": package_version(),
+            "code": self.code(task, image_size),
         }
         if self._budget.kind != "steps":
             identity["synthesis_plan"] = plan
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
-    def fitted(self, context: StrategyContext) -> tuple[dict[str, GenerativeModel], dict]:
-        """The trained models and their card: loaded from `generator_dir` or the cache, else trained and saved."""
+    def code(self, task: TaskSpec, image_size: int) -> dict:
+        """The code that trains the models: the generator plugin's provenance (distribution, version, git commit,
+        source digest) and the harness's (this strategy, the shared loop, the selection signal)."""
+        spec = ImageSpec(task.channels, image_size, task.num_outputs)
+        return {
+            "generator": generator_provenance(self.generator, spec, **self.generator_params),
+            "trainer": plugin_provenance(type(self), gt.fit, HoldoutScore),
+        }
+
+    def fitted(
+        self, context: StrategyContext, plan: list[int] | None = None
+    ) -> tuple[dict[str, GenerativeModel], dict]:
+        """The trained models the `plan` (default: this strategy's, `plan`) uses and their card: loaded from
+        `generator_dir` or the cache, else trained and saved."""
         data, device = context.dataset, context.device
         if self.generator_dir is not None:
             models, card = gt.load(Path(self.generator_dir), device)
             check_trained_on(card, data.train, f"the generator in {self.generator_dir}")
             return models, card
+        plan = self.plan(data) if plan is None else plan
         root = context.work_dir or cache_dir() / "generators"
-        plan = self._policy.plan(data.train.class_counts(data.task), data.task)
-        directory = root / f"{self.generator}-{self.key(data.train, context.seed, data.image_size, plan)}"
+        directory = root / f"{self.generator}-{self.key(data.train, context.seed, data.task, data.image_size, plan)}"
         if self.reuse and (directory / gt.CARD).is_file():
             models, card = gt.load(directory, device)
             card["reused_from"] = str(directory)
             return models, card
-        models, card = self.train_models(context)
+        models, card = self.train_models(context, plan)
         gt.save(directory, models, card)
         card["saved_to"] = str(directory)
         return models, card
 
-    def train_models(self, context: StrategyContext) -> tuple[dict[str, GenerativeModel], dict]:
-        """Train every job under its part of the budget; the card records the split, the counted costs and what each
-        model spent. Every budget problem is raised before anything trains."""
+    def train_models(self, context: StrategyContext, plan: list[int]) -> tuple[dict[str, GenerativeModel], dict]:
+        """Train every model the plan uses under its part of the budget, each kept at its best checkpoint; the card
+        records the split, the counted costs, what each model spent and its selection curve. Every budget problem is
+        raised before anything trains."""
         data, task, device = context.dataset, context.dataset.task, context.device
-        jobs = self.jobs(data.train, task)
+        jobs = self.jobs(data.train, task, plan, context.seed)
         with flops.isolated_rng(device):  # each model is seeded; the RNG state after building them stays as it was
             models = {name: self.build(job, task, data.image_size, context.seed) for name, job in jobs.items()}
-        costs = self.costs(models, jobs, device)
-        plan = self._policy.plan(data.train.class_counts(task), task)
+        selection = RandomFeatures(task.channels).to(device)
+        scorers = self.scorers(jobs, task, selection, context)
+        costs = self.costs(models, jobs, device, scorers)
         budgets, reserved = self.training_budgets(jobs, models, costs, images_per_model(plan, models), device)
         features = self.monitor_features(context) if self.monitored else None  # trained first: not generator time
-        histories = {}
-        for name, job in jobs.items():
-            monitor = self.monitor(context, job, features, budgets[name].steps) if features is not None else None
-            history = gt.fit(
-                models[name],
-                job.split.images,
-                job.cond,
-                budgets[name],
-                self.generator_batch_size,
-                device,
-                context.seed,
-                progress=context.progress,
-                desc=f"{self.generator} {name}",
-                monitor=monitor,
-            )
-            if history.failure:
-                raise gt.GeneratorFailure(f"generator {self.generator} ({name}) stopped: {history.failure}")
-            histories[name] = history
+        histories = {
+            name: self.fit_one(name, job, models[name], budgets[name], scorers, features, context)
+            for name, job in jobs.items()
+        }
         card = {
             "generator": self.generator,
             "generator_params": self.generator_params,
@@ -331,12 +369,61 @@ class GenerativeStrategy(Strategy):
             "task": task.kind,
             "image_size": data.image_size,
             "data_digest": data.train.digest(),
+            "plan": plan,
             "histories": {name: asdict(h) for name, h in histories.items()},
+            "selection": self.selection_record(jobs, scorers, histories, selection),
             "monitor": self.monitor_record(features),
-            "package_version": package_version(),
             "code": code_version(),
+            "trained_by": self.code(task, data.image_size),
         }
         return models, card
+
+    def fit_one(
+        self,
+        name: str,
+        job: Job,
+        model: GenerativeModel,
+        budget: gt.GeneratorBudget,
+        scorers: dict[str, HoldoutScore],
+        features: FeatureExtractor | None,
+        context: StrategyContext,
+    ) -> gt.FitHistory:
+        """Train one model under its budget, with its checkpoint selection and (if any) the quality monitor."""
+        monitor = self.monitor(context, job, features, budget.steps) if features is not None else None
+        selector = gt.CheckpointSelector(scorers[name], self.select_points) if name in scorers else None
+        history = gt.fit(
+            model,
+            job.split.images,
+            job.cond,
+            budget,
+            self.generator_batch_size,
+            context.device,
+            context.seed,
+            progress=context.progress,
+            desc=f"{self.generator} {name}",
+            monitor=monitor,
+            selector=selector,
+        )
+        if history.failure:
+            raise gt.GeneratorFailure(f"generator {self.generator} ({name}) stopped: {history.failure}")
+        return history
+
+    def scorers(
+        self, jobs: dict[str, Job], task: TaskSpec, features: FeatureExtractor, context: StrategyContext
+    ) -> dict[str, HoldoutScore]:
+        """The checkpoint-selection score of every model with at least 2 held-out images of its classes (the others
+        are used at their last iterate)."""
+        return {
+            name: HoldoutScore(
+                job.held,
+                conditioning(job.held.labels, task) if job.cond_dim else None,
+                features,
+                context.seed + SELECTION_SEED,
+                context.device,
+            )
+            for name, job in jobs.items()
+            if job.held is not None and len(job.held) >= 2
+        }
 
     def build(self, job: Job, task: TaskSpec, image_size: int, seed: int) -> GenerativeModel:
         """A freshly initialised model for one job, seeded so its weights do not depend on what ran before."""
@@ -344,9 +431,15 @@ class GenerativeStrategy(Strategy):
         spec = ImageSpec(channels=task.channels, image_size=image_size, cond_dim=job.cond_dim)
         return create("generator", self.generator, spec=spec, **self.generator_params)
 
-    def costs(self, models: dict[str, GenerativeModel], jobs: dict[str, Job], device: torch.device) -> dict[str, dict]:
+    def costs(
+        self,
+        models: dict[str, GenerativeModel],
+        jobs: dict[str, Job],
+        device: torch.device,
+        scorers: dict[str, HoldoutScore] | None = None,
+    ) -> dict[str, dict]:
         """Per model, counted on copies: FLOPs of one training step at its batch (the sampler's: min(batch size,
-        training images)) and of sampling one image."""
+        training images)), of sampling one image, and of one checkpoint-selection score and its reference features."""
         costs = {}
         for name, model in models.items():
             batch = min(self.generator_batch_size, len(jobs[name].split))
@@ -355,6 +448,8 @@ class GenerativeStrategy(Strategy):
                 "step_flops": gt.step_flops(model, batch, device),
                 "sample_flops_per_image": gt.sample_flops(model, device),
             }
+            if scorers and name in scorers:
+                costs[name] |= scorers[name].flops(costs[name]["sample_flops_per_image"])
         return costs
 
     def training_budgets(
@@ -364,31 +459,34 @@ class GenerativeStrategy(Strategy):
         costs: dict[str, dict],
         images: dict[str, int],
         device: torch.device,
-    ) -> tuple[dict[str, gt.GeneratorBudget], float | None]:
-        """Each model's part of the training budget, and what was set aside for synthesis. A seconds or FLOP budget
-        first pays for synthesising `images` per model (FLOPs counted; seconds timed on one sampling chunk of an
-        untrained copy), the rest is shared by SPLIT_RULE, and FLOP parts become whole steps."""
+    ) -> tuple[dict[str, gt.GeneratorBudget], dict | None]:
+        """Each model's part of the training budget, and what was set aside (synthesis, selection). A seconds or FLOP
+        budget first pays for synthesising `images` per model (FLOPs counted; seconds timed on one sampling chunk of an
+        untrained copy) and, for FLOPs, for every checkpoint-selection score (a seconds budget counts selection time
+        as it is spent); the rest is shared by SPLIT_RULE, and FLOP parts become whole steps."""
         budget, kind = self._budget, self._budget.kind
         sizes = {name: len(job.split) for name, job in jobs.items()}
-        if kind == "steps":
-            return budget.split(sizes), None
+        if kind == "steps" or not jobs:
+            return budget.split(sizes) if jobs else {}, None
         if kind == "flops":
-            reserved = float(sum(images[name] * costs[name]["sample_flops_per_image"] for name in models))
+            synthesis = float(sum(images[name] * costs[name]["sample_flops_per_image"] for name in models))
+            selection = float(sum(selection_flops(cost, self.select_points) for cost in costs.values()))
             one_step = float(sum(cost["step_flops"] for cost in costs.values()))
         else:
-            reserved = sum(
+            synthesis = sum(
                 n * gt.sample_seconds(models[name], min(n, SAMPLE_CHUNK), device) / min(n, SAMPLE_CHUNK)
                 for name, n in images.items()
                 if n
             )
-            one_step = 0.0
-        left = budget.amount - reserved
+            selection, one_step = 0.0, 0.0
+        left = budget.amount - synthesis - selection
         if left < one_step or left <= 0:
             raise MedAugBenchError(
                 f"generator {self.generator}: its budget of {budget.amount:.4g} {kind} (the generator share of the "
-                f"total) cannot pay for synthesising {sum(images.values())} images ({reserved:.4g} {kind}) plus one "
-                f"training step of each of its {len(models)} model(s) ({one_step:.4g} {kind}); raise total_{kind} or "
-                "generator_share, or synthesise fewer images"
+                f"total) cannot pay for synthesising {sum(images.values())} images ({synthesis:.4g} {kind}) and "
+                f"checkpoint selection ({selection:.4g} {kind}) plus one training step of each of its {len(models)} "
+                f"model(s) ({one_step:.4g} {kind}); raise total_{kind} or generator_share, synthesise fewer images, "
+                "or lower select_points"
             )
         parts = budget.of(kind, left).split(sizes)
         if kind == "flops":
@@ -396,7 +494,7 @@ class GenerativeStrategy(Strategy):
                 name: part.in_steps(costs[name]["step_flops"], f"generator {self.generator} ({name})")
                 for name, part in parts.items()
             }
-        return parts, reserved
+        return parts, {"synthesis": synthesis, "selection": selection if kind == "flops" else None}
 
     def budget_record(
         self,
@@ -404,10 +502,11 @@ class GenerativeStrategy(Strategy):
         budgets: dict[str, gt.GeneratorBudget],
         histories: dict[str, gt.FitHistory],
         costs: dict[str, dict],
-        reserved: float | None,
+        reserved: dict | None,
     ) -> dict:
-        """The total budget, what synthesis was allotted of it, the split rule, and per model: training images,
-        allotted part (in its kind: FLOP parts are whole steps), steps, images, FLOPs, seconds."""
+        """The total budget, what synthesis and checkpoint selection were allotted of it, the split rule, and per
+        model: training images, allotted part (in its kind: FLOP parts are whole steps), steps, images, training
+        FLOPs and seconds, selection FLOPs and seconds, and the step whose weights were kept."""
         kind = self._budget.kind
         per_model = {
             name: {
@@ -419,20 +518,54 @@ class GenerativeStrategy(Strategy):
                 "images_seen": h.images_seen,
                 "flops": h.steps * costs[name]["step_flops"],
                 "seconds": h.seconds,
+                "selection_flops": selection_flops(costs[name], len(h.selection_step)),
+                "selection_seconds": h.selection_seconds,
+                "selected_step": h.selected_step,
             }
             for name, h in histories.items()
         }
-        spent = {
-            key: sum(model[key] for model in per_model.values()) for key in ("steps", "images_seen", "flops", "seconds")
-        }
+        keys = ("steps", "images_seen", "flops", "seconds", "selection_flops", "selection_seconds")
+        spent = {key: sum(model[key] for model in per_model.values()) for key in keys}
         rule = gt.GeneratorBudget.SPLIT_RULE if len(jobs) > 1 else "one model: the whole budget"
         return {
             "kind": kind,
             "total": self._budget.amount,
-            "reserved_for_synthesis": reserved,
-            "split_rule": rule,
+            "reserved_for_synthesis": reserved["synthesis"] if reserved else None,
+            "reserved_for_selection": reserved["selection"] if reserved else None,
+            "split_rule": rule if jobs else "no model: the plan asks for no synthetic image",
             "per_model": per_model,
             "spent": spent,
+        }
+
+    def selection_record(
+        self,
+        jobs: dict[str, Job],
+        scorers: dict[str, HoldoutScore],
+        histories: dict[str, gt.FitHistory],
+        features: FeatureExtractor,
+    ) -> dict | None:
+        """How each model's checkpoint was chosen: the rule, the feature space, and per model its held-out images,
+        the (step, FID) curve and the step kept (None: the last iterate, with the reason). None without selection."""
+        if not self.select_points:
+            return None
+        per_model = {}
+        for name, job in jobs.items():
+            history = histories[name]
+            per_model[name] = {
+                "held_out": len(job.held) if job.held is not None else 0,
+                "fakes": scorers[name].fakes if name in scorers else 0,
+                "curve": [[step, score] for step, score in zip(history.selection_step, history.selection)],
+                "selected_step": history.selected_step,
+                "last_step": history.steps,
+            }
+            if name not in scorers:
+                per_model[name]["note"] = "fewer than 2 held-out images of its classes: the last iterate is used"
+        return {
+            "rule": SELECTION_RULE,
+            "points": self.select_points,
+            "holdout_fraction": self.select_holdout,
+            "features": features.describe(),
+            "per_model": per_model,
         }
 
     def monitor_record(self, features: FeatureExtractor | None) -> dict | None:
@@ -467,7 +600,10 @@ class GenerativeStrategy(Strategy):
             rows = label_rows(real, task, group, n, label_generator)
             model = models.get(ALL) or models.get(f"group_{group}")
             if model is None:
-                raise MedAugBenchError(f"no generator was trained for {task.labels[group]!r} (no training images)")
+                raise MedAugBenchError(
+                    f"no generator was trained for {task.labels[group]!r} (it has no training images, or the "
+                    "generator in generator_dir was trained for another synthesis plan); train it with this policy"
+                )
             cond = conditioning(rows, task).to(device) if ALL in models else None
             for start in range(0, n, SAMPLE_CHUNK):
                 chunk = min(SAMPLE_CHUNK, n - start)
@@ -480,8 +616,8 @@ class GenerativeStrategy(Strategy):
 
     def synthesize(self, context: StrategyContext) -> Split:
         data, task = context.dataset, context.dataset.task
-        models, card = self.fitted(context)
-        plan = self._policy.plan(data.train.class_counts(task), task)
+        plan = self.plan(data)
+        models, card = self.fitted(context, plan)
         started = dev.clock(context.device)
         synthetic = self.sample(models, task, data.train, plan, context.device, context.seed)
         synthesis_seconds = dev.clock(context.device) - started
@@ -498,8 +634,7 @@ class GenerativeStrategy(Strategy):
         }
         if self.quality_extractor is not None and len(synthetic) > 1:
             self._report["quality"] = quality_report(
-                data.train,
-                data.test,
+                real_images(data),
                 synthetic,
                 task,
                 self.extractor(context),
@@ -509,32 +644,48 @@ class GenerativeStrategy(Strategy):
             ).to_dict()
         return synthetic
 
-    def preview_plan(self, models: dict[str, GenerativeModel], task: TaskSpec) -> list[int]:
-        """PREVIEW_PER_CLASS images of every class a model was trained for."""
-        return [PREVIEW_PER_CLASS if ALL in models or f"group_{g}" in models else 0 for g in range(task.num_outputs)]
+    def preview_plan(
+        self, models: dict[str, GenerativeModel], task: TaskSpec, per_class: int = PREVIEW_PER_CLASS
+    ) -> list[int]:
+        """`per_class` images of every class a model was trained for (per-class models exist for the classes the plan
+        samples only, so the preview shows those; a conditional model shows every class)."""
+        return [per_class if ALL in models or f"group_{g}" in models else 0 for g in range(task.num_outputs)]
 
     def preview(self) -> Split | None:
-        """The last synthesis's preview: PREVIEW_PER_CLASS images of every class, from their own generator seed (not
-        part of the training set, its budget or its compute)."""
+        """The last synthesis's preview: PREVIEW_PER_CLASS images of every class a model was trained for
+        (`preview_plan`), from their own generator seed (not part of the training set, its budget or its compute)."""
         return self._preview
 
     def compute(
         self, models: dict[str, GenerativeModel], card: dict, context: StrategyContext, plan: list[int], seconds: float
     ) -> dict:
-        """FLOPs and device-seconds of generator training (from the card: a reused generator costs what training it
-        did) and of this synthesis, per model and summed; costs are counted now for a card older than them."""
+        """FLOPs and device-seconds of generator training, checkpoint selection included (from the card: a reused
+        generator costs what training it did, flagged `reused`, with its cache folder's name as `generator` so a grid
+        total counts it once) and of this synthesis, per model and summed; costs are counted now for a card older than
+        them."""
+        data = context.dataset
         costs = card.get("costs") or self.costs(
-            models, self.jobs(context.dataset.train, context.dataset.task), context.device
+            models, self.jobs(data.train, data.task, plan, context.seed), context.device
         )
         histories = card["histories"]
         images = images_per_model(plan, models)
+        scores = {name: len(h.get("selection_step", [])) for name, h in histories.items()}
+        selection = {
+            "flops": sum(selection_flops(costs[name], n) for name, n in scores.items()),
+            "seconds": sum(h.get("selection_seconds", 0.0) for h in histories.values()),
+            "scores": scores,
+        }
         return {
             "generator_training": {
-                "flops": sum(h["steps"] * costs[name]["step_flops"] for name, h in histories.items()),
-                "seconds": sum(h["seconds"] for h in histories.values()),
+                "flops": sum(h["steps"] * costs[name]["step_flops"] for name, h in histories.items())
+                + selection["flops"],
+                "seconds": sum(h["seconds"] for h in histories.values()) + selection["seconds"],
+                "selection": selection,
                 "steps": {name: h["steps"] for name, h in histories.items()},
                 "step_flops": {name: cost["step_flops"] for name, cost in costs.items()},
                 "batch_size": {name: cost["batch_size"] for name, cost in costs.items()},
+                "reused": "reused_from" in card,  # trained by an earlier cell: what it cost once, not spent again
+                "generator": Path(card.get("reused_from") or card.get("saved_to") or "").name or None,
             },
             "synthesis": {
                 "flops": sum(n * costs[name]["sample_flops_per_image"] for name, n in images.items()),
@@ -549,11 +700,22 @@ class GenerativeStrategy(Strategy):
             return synthetic
         return merge_splits(real, synthetic, self.generator)
 
+    def prepare_for(self, dataset: LoadedDataset) -> None:
+        self._augmenter.prepare_for(dataset)  # e.g. `augment_with="geometric"` follows the dataset's modality
+
     def augment(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
         return self._augmenter.augment(images, targets, generator)
 
     def report(self) -> dict:
         return self._report
+
+
+def selection_flops(cost: dict, scores: int) -> int:
+    """FLOPs of `scores` checkpoint-selection scores and the reference features (0 for a model without selection,
+    or a card from before it)."""
+    if not scores or "selection_flops_per_score" not in cost:
+        return 0
+    return scores * cost["selection_flops_per_score"] + cost["selection_reference_flops"]
 
 
 def images_per_model(plan: list[int], models: dict[str, GenerativeModel]) -> dict[str, int]:

@@ -4,6 +4,7 @@ columns and AUC-vs-compute plot, and the train-on-synthetic score (CAS)."""
 
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.data.dataset import DataOptions, load_dataset
@@ -25,14 +27,21 @@ from benchmark.grid.store import OK, CellRecord, load_records, write_record
 from benchmark.publish.leaderboard import write_leaderboard
 from benchmark.publish.plots import write_plots
 from benchmark.registry import create
+from benchmark.train import flops
 from benchmark.train import loop as training
 from benchmark.train.config import Budget, GeneratorBudget, TrainConfig
+from plugins.ddpm import DDPM
 from tests.fake_results import TASKS, fake_result, fake_scores, make_fake_results
 from tests.helpers import require_medmnist
 
 TOTAL = 1.2e10  # FLOPs: a few simple_cnn steps at batch 32 (1.9e9 each) and ~100 tiny cGAN steps (6.6e7 each)
 SHARE = 0.6
-TINY_GAN = {"generator_batch_size": 16, "generator_params": {"base_channels": 8}, "quality_extractor": None}
+TINY_GAN = {  # two checkpoint-selection points leave these tiny budgets mostly to training
+    "generator_batch_size": 16,
+    "generator_params": {"base_channels": 8},
+    "quality_extractor": None,
+    "select_points": 2,
+}
 PHASES = ("generator_training", "synthesis", "classifier_training")
 
 
@@ -80,14 +89,14 @@ def test_generative_cells_split_the_total_by_generator_share(flops_run):
         generator_steps = sum(training_part["step_flops"].values())  # one step of each (per-class) model
         spent = training_part["flops"] + phases["synthesis"]["flops"]
         assert SHARE * TOTAL - generator_steps < spent <= SHARE * TOTAL, name
-        assert training_part["flops"] == sum(
+        assert training_part["flops"] == training_part["selection"]["flops"] + sum(
             training_part["steps"][m] * training_part["step_flops"][m] for m in training_part["steps"]
-        )
+        )  # checkpoint selection is generator compute
         synthesis = phases["synthesis"]
         assert synthesis["images"] == 252 and synthesis["flops"] > 0 and synthesis["seconds"] > 0
         assert synthesis["flops"] == 252 * next(iter(synthesis["flops_per_image"].values()))
         assert results[name]["strategy"]["generator"]["budget"]["reserved_for_synthesis"] == synthesis["flops"]
-    assert set(results["dcgan"]["compute"]["phases"]["generator_training"]["steps"]) == {"group_0", "group_1"}
+    assert set(results["dcgan"]["compute"]["phases"]["generator_training"]["steps"]) == {"group_0"}  # balance's only
 
 
 def test_expand_gives_the_generator_its_share_and_the_classifier_the_rest():
@@ -232,7 +241,7 @@ def test_bad_total_budgets_are_one_error_before_any_training(budget, message):
 def test_a_budget_too_small_for_one_step_fails_before_training(monkeypatch, strategy, total, share, message):
     require_medmnist("breastmnist")
     monkeypatch.setattr(gt, "fit", lambda *args, **kwargs: pytest.fail("a generator trained"))
-    monkeypatch.setattr(training, "BatchSampler", lambda *args: pytest.fail("the classifier trained"))
+    monkeypatch.setattr(training, "MixedBatches", lambda *args: pytest.fail("the classifier trained"))
     grid = tiny_grid(BudgetBlock(total_flops=total, generator_share=share), (strategy,))
     config = expand(grid, {"breastmnist": 546})[0].config
     with pytest.raises(MedAugBenchError, match=re.escape(message)):
@@ -327,3 +336,59 @@ def test_fixed_generator_steps_beside_a_share_is_one_problem():
     problems = BudgetBlock(total_flops=1e12, generator_steps=40, generator_share=0.5).problems()
     assert problems == ["[budget] generator_steps fixes the generator's part of the total; drop generator_share or it"]
     assert BudgetBlock(total_flops=1e12, generator_seconds=4.0).problems()  # other generator keys still conflict
+
+
+def attention_flops(shape: tuple[int, int, int, int], backward: bool) -> int:
+    """Hand count for self-attention on (B, H, L, E): QK^T and AV forward (2 matmuls of 2·B·H·L²·E); backward
+    recomputes QK^T and takes the gradients of V, P, Q and K (5 more), as torch's sdpa formulas count it."""
+    b, h, length, e = shape
+    return (2 + 5 * backward) * 2 * b * h * length * length * e
+
+
+def test_cpu_attention_is_counted_forward_and_backward():
+    """FlopCounterMode alone has no formula for the CPU flash kernel and counts zero; ours counts it by hand."""
+    shape = (2, 3, 49, 16)
+    draw = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(shape, generator=draw, requires_grad=True) for _ in range(3))
+    with FlopCounterMode(display=False) as plain:
+        torch.nn.functional.scaled_dot_product_attention(q, k, v).sum().backward()
+    assert plain.get_total_flops() == 0
+    with torch.no_grad():
+        assert flops.count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)) == attention_flops(
+            shape, backward=False
+        )
+    counted = flops.count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v).sum().backward())
+    assert counted == attention_flops(shape, backward=True)
+
+
+class AttentionCalls(TorchDispatchMode):
+    """Records the query shape of every CPU flash-attention call (the kernel F.scaled_dot_product_attention runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default:
+            self.shapes.append(tuple(args[0].shape))
+        return func(*args, **(kwargs or {}))
+
+
+def test_ddpm_with_attention_step_counts_its_attention():
+    """A DDPM training step with attention counts what FlopCounterMode alone counts plus, per attention call, the
+    hand count of its forward and backward."""
+    model = DDPM(ImageSpec(channels=1, image_size=28), block_out_channels=(16, 32, 32), sample_steps=2)
+    cpu = torch.device("cpu")
+
+    def step() -> None:
+        clone = copy.deepcopy(model)
+        rows = 4 * clone.real_batches_per_step
+        clone.training_step(torch.zeros(rows, 1, 28, 28), None, clone.make_optimizers(), torch.Generator())
+
+    with flops.isolated_rng(cpu), FlopCounterMode(display=False) as plain:
+        step()
+    with flops.isolated_rng(cpu), AttentionCalls() as calls:
+        step()
+    assert calls.shapes, "the DDPM ran no CPU attention kernel"
+    hand = sum(attention_flops(shape, backward=True) for shape in calls.shapes)
+    assert gt.step_flops(model, 4, cpu) == plain.get_total_flops() + hand

@@ -51,7 +51,8 @@ def tiny(generator: str, **kwargs):
         generator_batch_size=16,
         generator_params=TINY[generator],
         quality_extractor=None,
-    )  # quality records are tested in tests/test_quality_integration.py
+        select_points=2,
+    )  # quality records are tested in tests/test_quality_integration.py; two selection points keep these fast
     return create("strategy", generator, **{**params, **kwargs})
 
 
@@ -124,7 +125,7 @@ def test_same_seed_same_weights_and_samples_and_reuse_after_save(generator, tmp_
 def test_saved_generator_round_trip(tmp_path):
     require_medmnist("breastmnist")
     context = context_for("breastmnist", tmp_path, per_class_cap=32)
-    strategy = tiny("vae")
+    strategy = tiny("vae", policy="multiply")
     models, card = strategy.fitted(context)
     gt.save(tmp_path / "saved", models, card)
     loaded, loaded_card = gt.load(tmp_path / "saved", torch.device("cpu"))
@@ -225,9 +226,9 @@ def test_a_lambda_factory_is_trained_per_class_like_the_class_it_wraps(tmp_path,
     real = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
     rng = torch.get_rng_state()
     for name in ("dcgan", "lambda_dcgan", "cgan"):
-        jobs = create("strategy", name, generator_params={"base_channels": 4}).jobs(real, task)
+        jobs = create("strategy", name, generator_params={"base_channels": 4}).jobs(real, task, [1, 1], 0)
         assert set(jobs) == ({"all"} if name == "cgan" else {"group_0", "group_1"}), name
-    off = create("strategy", "cgan", conditioning=False).jobs(real, task)
+    off = create("strategy", "cgan", conditioning=False).jobs(real, task, [1, 1], 0)
     assert set(off) == {"group_0", "group_1"} and all(job.cond is None for job in off.values())
     assert torch.equal(torch.get_rng_state(), rng)  # asking the model left the seeded run's RNG alone
 
@@ -242,7 +243,7 @@ def test_divergence_reaches_the_strategy_as_a_failure(tmp_path, monkeypatch):
     failed = gt.FitHistory(steps=3, failure="divergence: non-finite d_loss by step 3")
     monkeypatch.setattr(gt, "fit", lambda *args, **kwargs: failed)
     with pytest.raises(gt.GeneratorFailure, match="stopped: divergence: non-finite d_loss"):
-        tiny("cgan").synthesize(context_for("breastmnist", tmp_path))
+        tiny("cgan", policy="multiply").synthesize(context_for("breastmnist", tmp_path))
 
 
 def test_collapse_is_detected():
@@ -349,9 +350,8 @@ def test_cgan_and_dcgan_cells_spend_the_same_total_generator_steps(tmp_path):
     require_medmnist("breastmnist")
     data = load_dataset("breastmnist", DataOptions(train_fraction=0.1))  # 15 malignant, 40 normal
     context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
-    cards = {
-        name: tiny(name, generator_steps=20, generator_batch_size=8).fitted(context)[1] for name in ("cgan", "dcgan")
-    }
+    options = dict(generator_steps=20, generator_batch_size=8, policy="multiply", select_points=0)
+    cards = {name: tiny(name, **options).fitted(context)[1] for name in ("cgan", "dcgan")}
     for card in cards.values():
         budget = card["budget"]
         assert budget["kind"] == "steps" and budget["total"] == 20 and budget["spent"]["steps"] == 20
@@ -415,7 +415,9 @@ def rows(images: torch.Tensor) -> set[bytes]:
     return {image.numpy().tobytes() for image in images}
 
 
-MONITORED = dict(early_stop_every=5, early_stop_patience=2, generator_steps=10, monitor_params={"steps": 3})
+MONITORED = dict(
+    early_stop_every=5, early_stop_patience=2, generator_steps=10, monitor_params={"steps": 3}, policy="multiply"
+)
 
 
 def test_the_early_stopping_monitor_sees_only_the_cells_training_images(tmp_path, monkeypatch):
@@ -469,27 +471,29 @@ def test_generative_runs_on_an_imagefolder_dataset_and_an_explicit_data_dir(tmp_
 
 
 # -- honest caches ------------------------------------------------------------------------------------------------
-def test_cache_key_covers_early_stopping_monitor_and_package_version(monkeypatch):
-    from plugins import generative_strategies
+def test_cache_key_covers_early_stopping_monitor_selection_and_package_version(monkeypatch):
+    import importlib.metadata
 
     real = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+    task = TaskSpec("binary", ("a", "b"), channels=1)
 
     def key(**params) -> str:
-        return tiny("cgan", **params).key(real, 0, 28)
+        return tiny("cgan", **params).key(real, 0, task, 28, [2, 0])
 
     assert key(early_stop_every=10, early_stop_patience=2) != key(early_stop_every=10, early_stop_patience=3)
     assert key(early_stop_every=10) != key(early_stop_every=20) != key()
     assert key(early_stop_every=10, monitor_params={"steps": 5}) != key(early_stop_every=10)
     assert key(early_stop_patience=2) == key(early_stop_patience=3)  # patience without early stopping changes nothing
+    assert key(select_points=4) != key() != key(select_holdout=0.3)
     before = key()
-    monkeypatch.setattr(generative_strategies.metadata, "version", lambda name: "999.0")
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "999.0")
     assert key() != before
 
 
 def test_generator_dir_trained_on_other_images_is_refused(tmp_path):
     require_medmnist("breastmnist")
     trained = context_for("breastmnist", tmp_path, per_class_cap=32)
-    models, card = tiny("cgan", generator_steps=2).fitted(trained)
+    models, card = tiny("cgan", generator_steps=2, policy="multiply").fitted(trained)
     gt.save(tmp_path / "saved", models, card)
     assert len(tiny("cgan", generator_dir=str(tmp_path / "saved")).fitted(trained)[0]) == 1  # same images: fine
     other = context_for("breastmnist", tmp_path, per_class_cap=20)
@@ -518,3 +522,85 @@ def test_the_preview_shows_every_class_whatever_the_policy_synthesised(tmp_path)
     again = create("strategy", "cgan", quality_extractor=None, reuse=False, **params).synthesize(context)
     assert torch.equal(again.images, synthetic.images)
     assert create("strategy", "geometric").preview() is None
+
+
+# -- models only for the classes the plan samples --------------------------------------------------------------------
+def test_balance_trains_only_the_minority_model_with_the_whole_budget_from_one_plan(tmp_path, monkeypatch):
+    from plugins import generative_strategies
+
+    require_medmnist("breastmnist")
+    data = load_dataset("breastmnist", DataOptions(train_fraction=0.1))  # 15 malignant, 40 normal
+    context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
+    plans, plan_counts = [], generative_strategies.plan_counts
+    monkeypatch.setattr(generative_strategies, "plan_counts", lambda *args: plans.append(args) or plan_counts(*args))
+    strategy = tiny("dcgan", generator_steps=20, generator_batch_size=8)
+    synthetic = strategy.synthesize(context)
+    report = strategy.report()
+    assert len(plans) == 1 and report["synthesis"]["plan"] == [25, 0] and set(synthetic.labels.tolist()) == {0}
+    per_model = report["generator"]["budget"]["per_model"]
+    assert set(per_model) == set(report["compute"]["generator_training"]["steps"]) == {"group_0"}
+    assert per_model["group_0"]["allotted"] == per_model["group_0"]["steps"] == 20  # the whole budget
+    assert per_model["group_0"]["flops"] > 0 and per_model["group_0"]["seconds"] > 0
+    assert sorted(strategy.preview().labels.tolist()) == [0] * 8  # the preview shows the classes trained
+    task = data.task
+    assert strategy.key(data.train, 0, task, 28, [25, 0]) != strategy.key(data.train, 0, task, 28, [0, 25])
+
+
+# -- caches that cannot go stale ------------------------------------------------------------------------------------
+MEAN_GENERATOR = """
+import torch
+
+from benchmark import GenerativeModel, hookimpl
+
+SHIFT = 0.0
+
+
+class MeanImage(GenerativeModel):
+    def __init__(self, spec):
+        super().__init__(spec.unconditional())
+        self.mean = torch.nn.Parameter(torch.zeros(spec.channels, spec.image_size, spec.image_size))
+
+    def make_optimizers(self):
+        return {"opt": torch.optim.SGD(self.parameters(), lr=0.5)}
+
+    def training_step(self, images, cond, optimizers, generator):
+        loss = ((self.mean - images - SHIFT) ** 2).mean()
+        self.optimize(optimizers["opt"], loss)
+        return {"loss": loss.detach()}
+
+    def sample(self, cond, n, generator):
+        noise = torch.randn(n, *self.mean.shape, generator=generator, device=self.mean.device)
+        return (self.mean + 0.3 * noise).clamp(-1, 1)
+
+
+@hookimpl
+def register_generators(register):
+    register("mean_image", MeanImage, "a mean image plus noise")
+"""
+
+
+def test_an_installed_generator_edited_in_place_is_retrained_not_reused(tmp_path, monkeypatch):
+    import sys
+
+    from benchmark import registry
+
+    require_medmnist("breastmnist")
+    install_plugin(tmp_path, monkeypatch, "medaugbench-mean-image", "medaugbench_mean_image", MEAN_GENERATOR)
+    context = context_for("breastmnist", tmp_path / "work", per_class_cap=8)
+
+    def card() -> dict:
+        strategy = create("strategy", "mean_image", generator_steps=4, quality_extractor=None, policy="multiply")
+        strategy.synthesize(context)
+        return strategy.report()["generator"]
+
+    first, second = card(), card()
+    assert "reused_from" not in first and second["reused_from"] == first["saved_to"]
+    code = first["trained_by"]["generator"]
+    assert (code["distribution"], code["version"]) == ("medaugbench-mean-image", "0.1")
+    source = tmp_path / "medaugbench_mean_image.py"
+    source.write_text(source.read_text().replace("SHIFT = 0.0", "SHIFT = 0.25"))  # the loss changed, no new version
+    monkeypatch.delitem(sys.modules, "medaugbench_mean_image")
+    registry.reset()
+    edited = card()
+    assert "reused_from" not in edited and edited["saved_to"] != first["saved_to"]
+    assert edited["trained_by"]["generator"]["code_digest"] != code["code_digest"]

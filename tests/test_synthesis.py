@@ -8,7 +8,7 @@ import torch
 from benchmark.data.dataset import Split, load_dataset
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
-from benchmark.generate.synthesis import SynthesisPolicy, conditioning, label_rows
+from benchmark.generate.synthesis import SynthesisPolicy, conditioning, label_rows, plan_counts
 from tests.helpers import require_medmnist
 
 
@@ -32,6 +32,14 @@ def test_balance_fills_the_deficit_times_r(pneumonia, retina):
     # RetinaMNIST train: 486, 128, 206, 194, 66
     counts = retina.train.class_counts(retina.task)
     assert SynthesisPolicy("balance").plan(counts, retina.task) == [0, 358, 280, 292, 420]
+
+
+def test_plan_counts_applies_the_policy_to_the_real_labels(pneumonia):
+    """The one plan function: what generative strategies synthesise and `oversample` repeats."""
+    assert plan_counts(pneumonia.train.labels, pneumonia.task, SynthesisPolicy("balance")) == [2280, 0]
+    task = TaskSpec("multilabel", ("a", "b", "c"), 1)
+    labels = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 0, 0], [1, 0, 1], [0, 0, 0]], dtype=torch.float32)
+    assert plan_counts(labels, task, SynthesisPolicy("multiply", multiplier=2)) == [8, 2, 2]
 
 
 def test_multiply_fixed_and_synthetic_only(pneumonia):

@@ -95,14 +95,16 @@ def synth_command(
 def save_samples(
     generative: Any, models: Any, data: LoadedDataset, per_class: int, device: torch.device, seed: int, path: Path
 ) -> None:
-    """`per_class` synthetic images of every class from the fitted `models`, one labelled row per class, as a PNG."""
+    """`per_class` synthetic images of every class a model was trained for (per-class models: the classes the policy
+    samples), one labelled row per class, as a PNG."""
     from benchmark.data.images import render_rows
 
     task = data.task
-    samples = generative.sample(models, task, data.train, [per_class] * task.num_outputs, device, seed)
+    plan = generative.preview_plan(models, task, per_class)
+    samples = generative.sample(models, task, data.train, plan, device, seed)
+    shown = [label for label, n in zip(task.labels, plan) if n]
     rows = [
-        (f"{label} (synthetic)", samples.images[i * per_class : (i + 1) * per_class])
-        for i, label in enumerate(task.labels)
+        (f"{label} (synthetic)", samples.images[i * per_class : (i + 1) * per_class]) for i, label in enumerate(shown)
     ]
     render_rows(rows, per_class).save(path)
 

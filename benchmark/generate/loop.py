@@ -1,6 +1,7 @@
 """The machinery every generator shares: budgeted, seeded training, the conditioning check before every training
-step and sampling call (`check_cond`, `sample`), divergence and collapse checks, quality-based early stopping, and
-checkpoints (safetensors weights + a JSON card carrying the code version). Models hold only architecture and loss.
+step and sampling call (`check_cond`, `sample`), divergence and collapse checks, quality-based early stopping,
+best-checkpoint selection (`CheckpointSelector`), and checkpoints (safetensors weights + a JSON card carrying the code
+version). Models hold only architecture and loss.
 """
 
 from __future__ import annotations
@@ -50,10 +51,28 @@ class QualityMonitor:
 
 
 @dataclass
+class CheckpointSelector:
+    """Best-checkpoint selection, the generator's counterpart of the classifier's best-validation checkpoint:
+    `score(model)` (lower is better; computed on images held out from the model's training data) is taken at
+    `points` evenly spaced fractions of the model's budget, the last at its end (and when training stops early);
+    `fit` keeps the best weights and loads them back when training ends. Its time is the strategy's: it counts
+    against a seconds budget (`FitHistory.selection_seconds`)."""
+
+    score: Callable[[GenerativeModel], float]
+    points: int = 8
+
+    def __post_init__(self) -> None:
+        if self.points < 1:
+            raise MedAugBenchError(f"checkpoint selection needs at least 1 scoring point, got {self.points}")
+
+
+@dataclass
 class FitHistory:
     """What one generator's training did: losses over steps, budget used (steps, and every real image drawn for
-    them, e.g. n_critic batches per WGAN-GP step), quality, and why it stopped. `seconds` is training time: the
-    quality monitor's scoring (`monitor_seconds`) is evaluation, left out of it and of a seconds budget."""
+    them, e.g. n_critic batches per WGAN-GP step), quality, the checkpoint-selection curve and the step whose weights
+    were kept (`selected_step`; None: the last iterate), and why it stopped. `seconds` is training time: the quality
+    monitor's scoring (`monitor_seconds`) is evaluation, left out of it and of a seconds budget; checkpoint selection
+    (`selection_seconds`) is left out of it but counts against a seconds budget."""
 
     steps: int = 0
     real_batches: int = 0
@@ -64,6 +83,10 @@ class FitHistory:
     losses: dict[str, list[float]] = field(default_factory=dict)
     quality_step: list[int] = field(default_factory=list)
     quality: list[float] = field(default_factory=list)
+    selection_step: list[int] = field(default_factory=list)
+    selection: list[float] = field(default_factory=list)
+    selection_seconds: float = 0.0
+    selected_step: int | None = None
     stopped_early: bool = False
     failure: str | None = None
 
@@ -145,6 +168,43 @@ class _Plateau:
         return self.monitor.patience is not None and self.stale >= self.monitor.patience
 
 
+@dataclass
+class _Best:
+    """The best-scoring weights so far for `CheckpointSelector`, and how many of its points training has passed."""
+
+    selector: CheckpointSelector
+    passed: int = 0
+    score: float = math.inf
+    state: dict[str, torch.Tensor] | None = None
+
+    def due(self, spent: float) -> bool:
+        """Whether training, `spent` of its budget done (1: all), passed a scoring point not yet scored."""
+        points = self.selector.points
+        due = False
+        while self.passed < points and spent >= (self.passed + 1) / points - 1e-9:
+            self.passed, due = self.passed + 1, True
+        return due
+
+    def offer(self, model: GenerativeModel, history: FitHistory, device: torch.device) -> None:
+        """Score the model now (timed into `selection_seconds`), record the point, keep its weights if best."""
+        started = dev.clock(device)
+        score = self.selector.score(model)
+        model.train()
+        if score < self.score:
+            self.score, history.selected_step = score, history.steps
+            self.state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        history.selection_seconds += dev.clock(device) - started
+        history.selection_step.append(history.steps)
+        history.selection.append(score)
+
+    def finish(self, model: GenerativeModel, history: FitHistory, device: torch.device) -> None:
+        """Score the final weights if not scored yet, then load the best ones back."""
+        if not history.selection_step or history.selection_step[-1] != history.steps:
+            self.offer(model, history, device)
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
 def fit(
     model: GenerativeModel,
     images: torch.Tensor,
@@ -157,12 +217,13 @@ def fit(
     desc: str = "generator",
     log_every: int = 50,
     monitor: QualityMonitor | None = None,
+    selector: CheckpointSelector | None = None,
 ) -> FitHistory:
     """Train one model on uint8 images (N, C, H, W) with optional conditioning rows (N, K) under `budget`.
 
     Each step draws `model.real_batches_per_step` fresh batches (consecutive draws of the epoch permutation) and
     hands them stacked to `training_step`. Stops early on a non-finite loss (recorded as the failure) or on a
-    quality plateau.
+    quality plateau. With a `selector`, the model ends with its best-scoring weights (the last iterate without one).
     """
     torch.manual_seed(seed)
     model.to(device).train()
@@ -173,26 +234,37 @@ def fit(
     sampler = BatchSampler(len(data), batch_size, generator)
     history, log = FitHistory(), _LossLog()
     plateau = _Plateau(monitor) if monitor is not None else None
+    best = _Best(selector) if selector is not None else None
     started = dev.clock(device)
     bar = budget.progress_bar(desc, progress)
-    while True:
-        elapsed = dev.clock(device) - started - history.monitor_seconds if budget.seconds is not None else 0.0
-        if budget.spent(history.steps, elapsed) >= 1:
-            break
+    elapsed = partial(_elapsed, budget, device, started, history)
+    while budget.spent(history.steps, elapsed()) < 1:
         log.add(_train_step(model, data, cond, sampler, optimizers, generator, history))
-        budget.show(bar, history.steps, elapsed)
+        budget.show(bar, history.steps, elapsed())
         if history.steps % log_every == 0 or history.steps == budget.steps:
             history.failure = _record_losses(history, log.means(), bar)
             if history.failure:
                 break
+        if best is not None and best.due(budget.spent(history.steps, elapsed())):
+            best.offer(model, history, device)
         if plateau is not None and plateau.monitor.due(history.steps):
             history.stopped_early = plateau.stop_after(_score(model, plateau.monitor, history, device))
             if history.stopped_early:
                 break
     bar.close()
-    history.seconds = dev.clock(device) - started - history.monitor_seconds
+    if best is not None and history.failure is None:
+        best.finish(model, history, device)
+    history.seconds = dev.clock(device) - started - history.monitor_seconds - history.selection_seconds
     model.eval()
     return history
+
+
+def _elapsed(budget: GeneratorBudget, device: torch.device, started: float, history: FitHistory) -> float:
+    """Seconds a seconds budget has spent: training and checkpoint selection, not the monitor's evaluation (0 for
+    other budgets, which do not read it)."""
+    if budget.seconds is None:
+        return 0.0
+    return dev.clock(device) - started - history.monitor_seconds
 
 
 def _train_step(

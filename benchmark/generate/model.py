@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.registry import create, declare_product, entries
+from benchmark.provenance import plugin_provenance
+from benchmark.registry import create, declare_product, entries, get_entry
 from benchmark.train.flops import isolated_rng
 
 
@@ -107,6 +108,14 @@ def can_condition(name: str, spec: ImageSpec, **params: Any) -> bool:
     conditioning vector) with `params`, and asked; every RNG state is left as it was."""
     with isolated_rng(torch.device("cpu")):
         return create("generator", name, spec=spec, **params).conditional
+
+
+def generator_provenance(name: str, spec: ImageSpec, **params: Any) -> dict:
+    """`plugin_provenance` of the registered generator `name`: its factory and the model it builds for `spec` (so a
+    lambda factory's model class counts too); every RNG state is left as it was."""
+    with isolated_rng(torch.device("cpu")):
+        model = create("generator", name, spec=spec, **params)
+    return plugin_provenance(get_entry("generator", name).factory, model)
 
 
 def registered_generators() -> dict[str, str]:

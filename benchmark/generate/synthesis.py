@@ -71,6 +71,18 @@ def _group_index(key: str | int, task: TaskSpec) -> int:
     )
 
 
+def group_counts(labels: torch.Tensor, task: TaskSpec) -> list[int]:
+    """Real images per group: per class, or positives per label for a multi-label task."""
+    return [int(class_mask(labels, task, group).sum()) for group in range(task.num_outputs)]
+
+
+def plan_counts(labels: torch.Tensor, task: TaskSpec, policy: SynthesisPolicy) -> list[int]:
+    """The synthesis plan: images per group (index = group, as in `task.labels`) that `policy` asks for, given the
+    real training labels. The one place a plan is computed: generative strategies train models for and sample
+    exactly these counts, and `oversample` repeats real images up to them."""
+    return policy.plan(group_counts(labels, task), task)
+
+
 def group_members(labels: torch.Tensor, task: TaskSpec, group: int) -> torch.Tensor:
     """Indices of the real training images in a group (a class, or the positives of a label)."""
     return torch.nonzero(class_mask(labels, task, group)).flatten()
