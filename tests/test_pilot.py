@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from benchmark.grid.pilot import LIMIT, PLATEAU, choose_classifier_steps, choose_generator_steps
+from benchmark.grid.pilot import (
+    LIMIT,
+    PEAKED,
+    PLATEAU,
+    choose_classifier_budget,
+    choose_generator_steps,
+    choose_strategy_steps,
+)
+from benchmark.publish.pilot import budget_sentence
 
 
 def test_generator_budget_is_the_smallest_within_ten_percent_of_the_best():
@@ -37,23 +47,127 @@ def test_generator_budgets_must_double():
         choose_generator_steps([250, 500, 750], [3.0, 2.0, 1.0])
 
 
-def test_classifier_budget_is_where_smoothed_val_auc_reaches_its_plateau():
-    steps = list(range(100, 1100, 100))
-    auc = [0.70, 0.80, 0.86, 0.90, 0.91, 0.915, 0.912, 0.916, 0.914, 0.915]
-    choice = choose_classifier_steps(steps, auc, tolerance=0.005, window=3)
-    # 3-evaluation means: 0.8900 (500), 0.9083 (600), 0.9123 (700), 0.9143 (800), 0.9140, best 0.9150 (1000): the
-    # first within 0.005 of the best is step 700
-    assert (choice.steps, choice.reason) == (700, PLATEAU)
+CANDIDATES = [100, 200, 300, 400, 600, 800, 1000]
 
 
-def test_classifier_still_rising_at_the_end_is_the_limit():
-    choice = choose_classifier_steps([100, 200, 300, 400], [0.6, 0.7, 0.8, 0.9], tolerance=0.001, window=1)
-    assert (choice.steps, choice.reason) == (400, LIMIT)
+def test_the_classifier_budget_follows_the_slowest_strategy_not_none():
+    none = choose_strategy_steps(CANDIDATES, [0.950, 0.960, 0.961, 0.960, 0.962, 0.961, 0.962])
+    cutmix = choose_strategy_steps(CANDIDATES, [0.80, 0.85, 0.88, 0.91, 0.940, 0.943, 0.944])
+    assert (none.steps, none.reason) == (200, PLATEAU)
+    assert (cutmix.steps, cutmix.reason) == (600, PLATEAU)
+    budget = choose_classifier_budget({"none": none, "cutmix_mixup": cutmix})
+    assert (budget.steps, budget.reason, budget.strategy) == (600, PLATEAU, "cutmix_mixup")
+
+
+def test_a_strategy_still_improving_at_the_largest_budget_makes_the_budget_the_limit():
+    none = choose_strategy_steps(CANDIDATES, [0.950, 0.960, 0.961, 0.960, 0.962, 0.961, 0.962])
+    cutmix = choose_strategy_steps(CANDIDATES, [0.80, 0.85, 0.88, 0.91, 0.92, 0.93, 0.94])
+    assert (cutmix.steps, cutmix.reason) == (1000, LIMIT) and "still improving" in cutmix.detail
+    budget = choose_classifier_budget({"none": none, "cutmix_mixup": cutmix})
+    assert (budget.steps, budget.reason, budget.strategy) == (1000, LIMIT, "cutmix_mixup")
+    assert "LIMIT: cutmix_mixup was still improving at 1000 steps" in budget_sentence(budget)
+
+
+def test_a_tie_at_the_largest_choice_is_set_by_the_strategy_that_hit_the_limit():
+    limit = choose_strategy_steps([100, 200], [0.80, 0.90])
+    late = choose_strategy_steps([100, 200, 300], [0.80, 0.90, 0.902])
+    assert (limit.steps, limit.reason, late.steps, late.reason) == (200, LIMIT, 200, PLATEAU)
+    assert choose_classifier_budget({"a": late, "b": limit}).strategy == "b"
+
+
+def test_a_curve_best_early_then_worse_is_peaked_early_not_a_plateau():
+    choice = choose_strategy_steps([100, 200, 300, 400], [0.90, 0.95, 0.93, 0.91])
+    assert (choice.steps, choice.reason) == (200, PEAKED) and "fell to 0.9100 at 400" in choice.detail
+    cgan = choose_generator_steps([125, 250, 500, 1000, 2000], [55.1, 84.1, 82.7, 130.1, 171.2])  # BreastMNIST cGAN
+    assert (cgan.steps, cgan.reason) == (125, PEAKED)
+
+
+def test_pilot_md_calls_a_peaked_curve_peaked_early_and_states_the_limit():
+    from benchmark.publish.pilot import ClassifierPilot, GeneratorCurve, Pilot, StrategyCurve, pilot_markdown
+
+    curves = [
+        StrategyCurve("breastmnist", "none", [100, 200, 300], [0.90, 0.95, 0.91], 1, None),
+        StrategyCurve("breastmnist", "cutmix_mixup", [100, 200, 300], [0.80, 0.85, 0.90], 1, None),
+    ]
+    curves = [replace(c, choice=choose_strategy_steps(c.steps, c.val_auc)) for c in curves]
+    budgets = {"breastmnist": choose_classifier_budget({c.strategy: c.choice for c in curves})}
+    run = replace(budgets["breastmnist"], strategy="cutmix_mixup on breastmnist")
+    fid = [55.1, 84.1, 82.7]
+    cgan = GeneratorCurve("breastmnist", "cgan", [125, 250, 500], fid, {}, choose_generator_steps([125, 250, 500], fid))
+    text = pilot_markdown(Pilot([cgan], ClassifierPilot(curves, budgets, run, {"schedule": "wsd"})))
+    assert "| breastmnist | cgan | 55.1 | 84.1 | 82.7 | 125 (peaked early) |" in text
+    assert "| none | 1 | 0.9000 | 0.9500 | 0.9100 | 200 (peaked early) |" in text
+    assert "(plateau)" not in text
+    assert "**Budget on breastmnist: 300 steps**, set by cutmix_mixup (limit)." in text
+    assert "LIMIT: cutmix_mixup on breastmnist was still improving at 300 steps" in text
+
+
+def test_strategies_trained_under_different_schedules_are_refused():
+    from types import SimpleNamespace
+
+    from benchmark import MedAugBenchError
+    from benchmark.publish.pilot import one_optim
+
+    def record(strategy: str, schedule: str) -> SimpleNamespace:
+        return SimpleNamespace(cell={"strategy": strategy}, result=SimpleNamespace(config={"optim": {"s": schedule}}))
+
+    assert one_optim([record("none", "wsd"), record("geometric", "wsd")]) == {"s": "wsd"}
+    with pytest.raises(MedAugBenchError, match="2 different optimizer configs"):
+        one_optim([record("none", "wsd"), record("geometric", "cosine")])
+
+
+def test_wsd_warms_up_holds_and_decays_linearly():
+    from benchmark.train.config import OPTIM_PRESETS, OptimConfig, TrainConfig
+
+    wsd = OptimConfig(schedule="wsd", warmup_steps=10, decay=0.2)
+    assert wsd.factor(0 / 100, 0) == pytest.approx(0.1) and wsd.factor(4 / 100, 4) == pytest.approx(0.5)
+    assert wsd.factor(10 / 100, 10) == 1.0 and wsd.factor(79 / 100, 79) == 1.0  # stable
+    assert wsd.factor(90 / 100, 90) == pytest.approx(0.5) and wsd.factor(99 / 100, 99) == pytest.approx(0.05)
+    assert wsd.factor(0.5, 500) == wsd.factor(0.25, 500)  # the stable phase does not depend on the budget
+    assert TrainConfig(optimizer="wsd").resolved_optim() == OPTIM_PRESETS["wsd"]
+    assert OptimConfig().factor(0.5, 3) == pytest.approx(0.5)  # no warmup unless asked: cosine as before
+
+
+def test_each_budget_forks_where_its_learning_rate_first_differs():
+    from benchmark.train.branches import fork_points
+    from benchmark.train.config import OPTIM_PRESETS, OptimConfig
+
+    assert fork_points(OPTIM_PRESETS["wsd"], [50, 100, 1000], 1000) == {40: [50], 80: [100]}
+    assert fork_points(OptimConfig(), [50, 100], 1000) == {1: [50, 100]}  # cosine: a run per budget
+    assert fork_points(OptimConfig(schedule="constant"), [50], 1000) == {50: [50]}  # constant: the run's own step
+
+
+def test_a_branch_ends_exactly_where_a_standalone_run_with_its_budget_ends(breast):
+    from benchmark.train.config import Budget, TrainConfig
+    from benchmark.train.loop import train
+
+    base = {"dataset": "breastmnist", "strategy": "cutmix_mixup", "batch_size": 32, "eval_every": 5}
+    base |= {"optimizer": "wsd", "device": "cpu"}
+    pilot = train(TrainConfig(budget=Budget(steps=24), pilot_budgets=(12, 18), **base), progress=False, data=breast)
+    assert [(b.steps, b.forked_at) for b in pilot.budget_branches] == [(12, 10), (18, 15), (24, 24)]
+    for branch in pilot.budget_branches[:2]:
+        alone = train(TrainConfig(budget=Budget(steps=branch.steps), **base), progress=False, data=breast)
+        curves = alone.curves
+        assert alone.budget_branches == [] and branch.val_auc == curves.val_auc[-1]
+        assert branch.val_balanced_accuracy == curves.val_balanced_accuracy[-1]
+        assert branch.train_loss == curves.train_loss[-1]
+        assert (branch.best_step, branch.best_score) == (alone.best["step"], alone.metrics.val.auc)
+    assert pilot.budget_branches[-1].val_auc == pilot.curves.val_auc[-1]
+
+
+def test_pilot_budgets_beyond_the_classifier_budget_are_a_grid_problem():
+    from benchmark import MedAugBenchError
+    from benchmark.grid.cells import validate
+    from benchmark.grid.config import BudgetBlock, GridConfig
+
+    grid = GridConfig(budget=BudgetBlock(classifier_steps=100), train={"pilot_budgets": [50, 200]})
+    with pytest.raises(MedAugBenchError, match=r"pilot_budgets \[200\] exceed classifier_steps 100"):
+        validate(grid, None, check_files=False)
 
 
 def test_a_curve_must_have_one_value_per_increasing_step():
     with pytest.raises(ValueError, match="as many values"):
-        choose_classifier_steps([100, 200], [0.5])
+        choose_strategy_steps([100, 200], [0.5])
     with pytest.raises(ValueError, match="must increase"):
         choose_generator_steps([200, 100], [1.0, 2.0])
 
@@ -152,16 +266,20 @@ def test_the_pilot_report_reads_a_tiny_pilot_run_and_chooses_from_its_curves(tmp
         datasets=("breastmnist",),
         strategies=("none", "vae"),
         budget=BudgetBlock(classifier_steps=20, generator_steps=200),  # fewer: the malignant VAE still collapses
-        train={"batch_size": 32, "eval_every": 5},
+        train={"batch_size": 32, "eval_every": 5, "optimizer": "wsd", "pilot_budgets": [10, 15]},
         strategy_params={"vae": tracked},
     )
     run_grid(grid, tmp_path, LocalExecutor(), progress=False)
-    generators, classifiers = pilot_curves(tmp_path)
-    (gan,) = generators
-    assert gan.steps == [50, 100, 200] and len(gan.fid) == 3 and set(gan.per_model) == {"group_0", "group_1"}
+    pilot = pilot_curves(tmp_path)
+    (gan,) = pilot.generators
+    assert gan.steps == [50, 100, 200] and len(gan.fid) == 3 and set(gan.per_model) <= {"group_0", "group_1"}
     assert gan.choice == choose_generator_steps(gan.steps, gan.fid)
-    (clf,) = classifiers
-    assert clf.steps == [5, 10, 15, 20] and clf.choice == choose_classifier_steps(clf.steps, clf.val_auc)
+    curves = {c.strategy: c for c in pilot.classifier.curves}
+    assert set(curves) == {"none", "vae"}  # every strategy, not only `none`
+    for curve in curves.values():
+        assert curve.steps == [10, 15, 20] and curve.choice == choose_strategy_steps(curve.steps, curve.val_auc)
+    assert pilot.classifier.budgets["breastmnist"] == choose_classifier_budget({n: c.choice for n, c in curves.items()})
+    assert pilot.classifier.optim["schedule"] == "wsd"
     result = cli("pilot", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert {p.name for p in (tmp_path / "pilot").iterdir()} == {
@@ -170,4 +288,31 @@ def test_the_pilot_report_reads_a_tiny_pilot_run_and_chooses_from_its_curves(tmp
         "pilot_fid.png",
         "pilot_val_auc.png",
     }
-    assert "| breastmnist | vae |" in (tmp_path / "pilot" / "pilot.md").read_text()
+    text = (tmp_path / "pilot" / "pilot.md").read_text()
+    assert "| breastmnist | vae |" in text and "| vae | 1 |" in text and "The run's classifier budget" in text
+
+
+def test_the_published_old_pilot_is_still_read_and_says_it_sizes_no_classifier_budget(tmp_path, cli):
+    import shutil
+
+    from benchmark.publish.pilot import OLD_PILOT_NOTE
+    from tests.helpers import REPO
+
+    folder = tmp_path / "pilot-copy"
+    shutil.copytree(REPO / "results" / "pilot" / "records", folder / "records")
+    result = cli("pilot", str(folder))
+    assert result.exit_code == 0, result.output
+    text = (folder / "pilot" / "pilot.md").read_text()
+    assert "| breastmnist | cgan | 55.1 | 84.08 | 82.66 | 130.1 | 171.2 | 125 (peaked early) |" in text
+    assert OLD_PILOT_NOTE in text and not (folder / "pilot" / "pilot_val_auc.png").exists()
+
+
+def test_a_variant_with_its_own_schedule_is_a_grid_problem():
+    from benchmark import MedAugBenchError
+    from benchmark.grid.cells import validate
+    from benchmark.grid.config import GridConfig, Variant
+
+    variant = Variant(strategy="geometric", train={"optimizer": "medmnist"})
+    grid = GridConfig(strategies=("none", "fast"), variants={"fast": variant}, train={"optimizer": "wsd"})
+    with pytest.raises(MedAugBenchError, match=r"variants.fast.train sets optimizer: every strategy trains with"):
+        validate(grid, None, check_files=False)

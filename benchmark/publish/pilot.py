@@ -1,8 +1,11 @@
-"""The pilot's report: class-matched FID on validation images against total generator steps, validation AUC against
-classifier steps, and the budgets they choose (`benchmark.grid.pilot`), as JSON, Markdown and two plots."""
+"""The pilot's report: class-matched FID on validation images against total generator steps, every strategy's
+validation AUC at the end of runs with each candidate classifier budget (the pilot's budget branches), and the budgets
+they choose (`benchmark.grid.pilot`), as JSON, Markdown and two plots."""
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,12 +16,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmark.data.files import write_json_atomic, write_text_atomic  # noqa: E402
 from benchmark.errors import MedAugBenchError  # noqa: E402
-from benchmark.grid.pilot import BudgetChoice, choose_classifier_steps, choose_generator_steps  # noqa: E402
+from benchmark.grid.pilot import (  # noqa: E402
+    LIMIT,
+    BudgetChoice,
+    ClassifierBudget,
+    choose_classifier_budget,
+    choose_generator_steps,
+    choose_strategy_steps,
+)
 from benchmark.grid.store import CellRecord, load_records  # noqa: E402
 from benchmark.publish.leaderboard import markdown_table  # noqa: E402
 from benchmark.publish.plots import save_figure  # noqa: E402
-
-CLASSIFIER_STRATEGY = "none"
 
 
 @dataclass(frozen=True)
@@ -34,16 +42,6 @@ class GeneratorCurve:
     choice: BudgetChoice
 
 
-@dataclass(frozen=True)
-class ClassifierCurve:
-    """Validation AUC of one dataset's `none` classifier after each evaluation."""
-
-    dataset: str
-    steps: list[int]
-    val_auc: list[float]
-    choice: BudgetChoice
-
-
 def generator_curve(record: CellRecord) -> GeneratorCurve | None:
     """The tracked curve of a generative cell that was scored at total-step points (None for other cells)."""
     card = record.result.strategy.facts.get("generator") or {}
@@ -54,9 +52,8 @@ def generator_curve(record: CellRecord) -> GeneratorCurve | None:
     total = sum(h["steps"] for h in histories.values())
     per_model = {name: _at_points(h, at, h["steps"] / total) for name, h in histories.items()}
     fid = [sum(per_model[name][i] * h["steps"] / total for name, h in histories.items()) for i in range(len(at))]
-    coords = record.cell
     return GeneratorCurve(
-        coords["dataset"], coords["strategy"], list(at), fid, per_model, choose_generator_steps(at, fid)
+        dataset_label(record.cell), record.cell["strategy"], list(at), fid, per_model, choose_generator_steps(at, fid)
     )
 
 
@@ -69,34 +66,123 @@ def _at_points(history: dict, at: list[int], share: float) -> list[float]:
     return [scores[max(1, round(t * share))] for t in at]
 
 
-def classifier_curve(record: CellRecord) -> ClassifierCurve:
-    """The `none` cell's validation AUC against steps and the budget where it plateaued."""
-    curves = record.result.curves
-    points = [(s, a) for s, a in zip(curves.step, curves.val_auc) if a is not None]
-    steps, auc = [s for s, _ in points], [a for _, a in points]
-    return ClassifierCurve(record.cell["dataset"], steps, auc, choose_classifier_steps(steps, auc))
+@dataclass(frozen=True)
+class StrategyCurve:
+    """One strategy on one dataset: validation AUC at the end of a run with each candidate classifier budget, the
+    mean over its `runs` (seeds), and the budget its curve chose."""
+
+    dataset: str
+    strategy: str
+    steps: list[int]
+    val_auc: list[float]
+    runs: int
+    choice: BudgetChoice
 
 
-def pilot_curves(results_dir: Path) -> tuple[list[GeneratorCurve], list[ClassifierCurve]]:
-    """Every generator curve and every `none` classifier curve of a pilot's finished cells."""
+@dataclass(frozen=True)
+class ClassifierPilot:
+    """Every strategy's curve, the budget each dataset's slowest strategy sets, the run's (the largest of those; its
+    `strategy` says which strategy on which dataset) and the one optimizer config every strategy trained with."""
+
+    curves: list[StrategyCurve]
+    budgets: dict[str, ClassifierBudget]
+    run: ClassifierBudget
+    optim: dict
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """What `medaugbench pilot` reads from a pilot's records; `classifier` is None for records without budget
+    branches (made by the pilot before per-strategy branches)."""
+
+    generators: list[GeneratorCurve]
+    classifier: ClassifierPilot | None
+
+
+OLD_PILOT_NOTE = (
+    "These records have no budget branches: they were made by the old pilot, whose classifier curve was one `none` "
+    "run's validation AUC along a single 1000-step cosine, not the scores of runs with those budgets, and covered no "
+    "other strategy. No classifier budget is chosen from them; run a pilot preset with `pilot_budgets` (cpu-pilot)."
+)
+
+
+def pilot_curves(results_dir: Path) -> Pilot:
+    """Every generator curve and every strategy's budget curve of a pilot's finished cells."""
     records = [r for r in load_records(results_dir) if r.ok]
     generators = [curve for r in records if (curve := generator_curve(r)) is not None]
-    classifiers = [classifier_curve(r) for r in records if r.cell["strategy"] == CLASSIFIER_STRATEGY]
-    if not generators and not classifiers:
-        raise MedAugBenchError(f"{results_dir} has no finished pilot cells (tracked generators or `none` classifiers)")
-    return generators, classifiers
+    branched = [r for r in records if r.result.budget_branches]
+    if not generators and not branched:
+        raise MedAugBenchError(
+            f"{results_dir} has no finished pilot cells (tracked generators, or classifiers with pilot_budgets)"
+        )
+    return Pilot(generators, classifier_pilot(branched) if branched else None)
 
 
-def write_pilot(generators: list[GeneratorCurve], classifiers: list[ClassifierCurve], out: Path) -> list[Path]:
-    """pilot.json, pilot.md and the two curve plots of a pilot's curves (`pilot_curves`), in `out`."""
-    data = {"generators": [asdict(c) for c in generators], "classifiers": [asdict(c) for c in classifiers]}
+def classifier_pilot(records: list[CellRecord]) -> ClassifierPilot:
+    """The strategies' budget curves (mean over seeds), each dataset's budget and the run's, from records with
+    budget branches all trained under one optimizer config."""
+    optim = one_optim(records)
+    groups: dict[tuple[str, str], list[CellRecord]] = defaultdict(list)
+    for record in records:
+        groups[(dataset_label(record.cell), record.cell["strategy"])].append(record)
+    curves = [strategy_curve(dataset, strategy, group) for (dataset, strategy), group in groups.items()]
+    budgets = {
+        dataset: choose_classifier_budget({c.strategy: c.choice for c in curves if c.dataset == dataset})
+        for dataset in dict.fromkeys(c.dataset for c in curves)
+    }
+    per_dataset = {f"{b.strategy} on {d}": BudgetChoice(b.steps, b.reason, b.detail) for d, b in budgets.items()}
+    return ClassifierPilot(curves, budgets, choose_classifier_budget(per_dataset), optim)
+
+
+def dataset_label(cell: dict) -> str:
+    """The dataset, with its training fraction when it is not the whole split."""
+    fraction = cell.get("train_fraction", 1.0)
+    return cell["dataset"] if fraction == 1.0 else f"{cell['dataset']} {fraction:g}"
+
+
+def one_optim(records: list[CellRecord]) -> dict:
+    """The optimizer config (schedule included) every record trained with; different ones are an error, since their
+    budgets would not compare."""
+    configs = {json.dumps(r.result.config["optim"], sort_keys=True): r.cell["strategy"] for r in records}
+    if len(configs) > 1:
+        raise MedAugBenchError(
+            f"the pilot's strategies trained with {len(configs)} different optimizer configs (e.g. "
+            f"{', '.join(sorted(configs.values()))}): their budgets do not compare; give every strategy the same "
+            "[train] optimizer/optim (no variant overriding them) and re-run the pilot"
+        )
+    return json.loads(next(iter(configs)))
+
+
+def strategy_curve(dataset: str, strategy: str, records: list[CellRecord]) -> StrategyCurve:
+    """Mean validation AUC over the records (seeds) at each budget they all measured, and the budget it chooses."""
+    scores = [r.result.budget_branches for r in records]
+    steps = [s.steps for s in scores[0]]
+    if any([s.steps for s in run] != steps for run in scores):
+        raise MedAugBenchError(f"{strategy} on {dataset}: its runs measured different budgets; re-run the pilot")
+    if any(s.val_auc is None for run in scores for s in run):
+        raise MedAugBenchError(f"{strategy} on {dataset}: validation AUC is undefined (one class in validation)")
+    auc = [sum(run[i].val_auc for run in scores) / len(scores) for i in range(len(steps))]
+    return StrategyCurve(dataset, strategy, steps, auc, len(scores), choose_strategy_steps(steps, auc))
+
+
+def write_pilot(pilot: Pilot, out: Path) -> list[Path]:
+    """pilot.json, pilot.md and the curve plots of a pilot (`pilot_curves`), in `out`."""
+    classifier = None if pilot.classifier is None else asdict(pilot.classifier)
+    data = {"generators": [asdict(c) for c in pilot.generators], "classifier": classifier}
+    if pilot.classifier is None:
+        data["note"] = OLD_PILOT_NOTE
     write_json_atomic(out / "pilot.json", data)
-    write_text_atomic(out / "pilot.md", pilot_markdown(generators, classifiers))
-    return [out / "pilot.json", out / "pilot.md", *_plot(generators, classifiers, out)]
+    write_text_atomic(out / "pilot.md", pilot_markdown(pilot))
+    return [out / "pilot.json", out / "pilot.md", *_plot(pilot, out)]
 
 
-def pilot_markdown(generators: list[GeneratorCurve], classifiers: list[ClassifierCurve]) -> str:
-    """The two curves as tables, each row ending with the budget it chose and why."""
+def pilot_markdown(pilot: Pilot) -> str:
+    """The generator curves and every strategy's budget curve as tables, each row ending with the budget it chose
+    and why, then the budget each dataset's slowest strategy sets and the run's."""
+    return "\n".join([*generator_markdown(pilot.generators), *classifier_markdown(pilot.classifier)])
+
+
+def generator_markdown(generators: list[GeneratorCurve]) -> list[str]:
     points = sorted({s for c in generators for s in c.steps})
     lines = ["## Generators: class-matched FID on validation images after N total steps", ""]
     rows = []
@@ -104,30 +190,58 @@ def pilot_markdown(generators: list[GeneratorCurve], classifiers: list[Classifie
         fid = dict(zip(c.steps, c.fid))
         scores = [f"{fid[s]:.4g}" if s in fid else "–" for s in points]
         rows.append([c.dataset, c.strategy, *scores, f"{c.choice.steps} ({c.choice.reason})", c.choice.detail])
-    lines += markdown_table(["dataset", "generator", *map(str, points), "chosen", "why"], rows)
-    lines += ["## Classifier (`none`): validation AUC against steps", ""]
-    rows = [
-        [
-            c.dataset,
-            f"{c.steps[0]}–{c.steps[-1]} every {c.steps[1] - c.steps[0] if len(c.steps) > 1 else '-'}",
-            f"{max(c.val_auc):.4f}",
-            f"{c.choice.steps} ({c.choice.reason})",
-            c.choice.detail,
-        ]
-        for c in classifiers
+    return lines + markdown_table(["dataset", "generator", *map(str, points), "chosen", "why"], rows)
+
+
+def classifier_markdown(classifier: ClassifierPilot | None) -> list[str]:
+    lines = ["## Classifier budget: validation AUC at the end of a run with each budget, every strategy", ""]
+    if classifier is None:
+        return [*lines, OLD_PILOT_NOTE, ""]
+    optim = ", ".join(f"{k} {v}" for k, v in classifier.optim.items())
+    lines += [
+        f"Every strategy trained with the same optimizer and schedule ({optim}). A column is the mean validation AUC "
+        "(over the strategy's runs) at the end of a run with that classifier budget: a branch of the pilot's run "
+        "from the step where that budget's learning rate first differs, trained to its own end (the steps a run with "
+        "that budget takes). A strategy's choice: the smallest budget within 0.005 of its best; a dataset's budget: "
+        "the largest of its strategies' choices, so the slowest strategy has plateaued too.",
+        "",
     ]
-    lines += markdown_table(["dataset", "steps measured", "best val AUC", "chosen", "why"], rows)
-    return "\n".join(lines)
+    for dataset, budget in classifier.budgets.items():
+        curves = [c for c in classifier.curves if c.dataset == dataset]
+        steps = curves[0].steps
+        rows = [
+            [c.strategy, str(c.runs), *(f"{a:.4f}" for a in c.val_auc), f"{c.choice.steps} ({c.choice.reason})"]
+            + [c.choice.detail]
+            for c in curves
+        ]
+        lines += [f"### {dataset}", ""]
+        lines += markdown_table(["strategy", "runs", *map(str, steps), "chosen", "why"], rows)
+        lines += [f"**Budget on {dataset}: {budget.steps} steps**, set by {budget.strategy} ({budget.reason}).", ""]
+    lines += [budget_sentence(classifier.run), ""]
+    return lines
 
 
-def _plot(generators: list[GeneratorCurve], classifiers: list[ClassifierCurve], out: Path) -> list[Path]:
-    """pilot_fid.png (log-log FID per generator, one panel per dataset) and pilot_val_auc.png."""
+def budget_sentence(run: ClassifierBudget) -> str:
+    """The run's classifier budget in one sentence; a budget the machine's limit bound says so plainly."""
+    sentence = f"**The run's classifier budget: {run.steps} steps**, set by {run.strategy} ({run.reason})."
+    if run.reason == LIMIT:
+        sentence += (
+            f" LIMIT: {run.strategy} was still improving at {run.steps} steps, the largest budget measured: this "
+            "budget is the most the pilot measured, not a plateau."
+        )
+    return sentence
+
+
+def _plot(pilot: Pilot, out: Path) -> list[Path]:
+    """pilot_fid.png (log-log FID per generator, one panel per dataset) and pilot_val_auc.png (every strategy's
+    budget curve, one panel per dataset)."""
+    classifier = pilot.classifier.curves if pilot.classifier is not None else []
     paths = []
     for name, curves, draw in (
-        ("pilot_fid.png", generators, _fid_panel),
-        ("pilot_val_auc.png", classifiers, _auc_panel),
+        ("pilot_fid.png", pilot.generators, _fid_panel),
+        ("pilot_val_auc.png", classifier, _auc_panel),
     ):
-        datasets = sorted({c.dataset for c in curves})
+        datasets = list(dict.fromkeys(c.dataset for c in curves))
         if not datasets:
             continue
         figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
@@ -147,9 +261,12 @@ def _fid_panel(axis, curves: list[GeneratorCurve], dataset: str) -> None:  # noq
     axis.legend(fontsize=8)
 
 
-def _auc_panel(axis, curves: list[ClassifierCurve], dataset: str) -> None:  # noqa: ANN001
+def _auc_panel(axis, curves: list[StrategyCurve], dataset: str) -> None:  # noqa: ANN001
     for curve in curves:
-        axis.plot(curve.steps, curve.val_auc, label="none")
-        axis.axvline(curve.choice.steps, linestyle="--", color="grey", label=f"chosen: {curve.choice.steps}")
-    axis.set(xlabel="classifier steps", ylabel="validation AUC", title=dataset)
-    axis.legend(fontsize=8)
+        (line,) = axis.plot(curve.steps, curve.val_auc, marker=".", label=curve.strategy)
+        chosen = curve.val_auc[curve.steps.index(curve.choice.steps)]
+        axis.plot([curve.choice.steps], [chosen], marker="*", markersize=12, color=line.get_color())
+    budget = choose_classifier_budget({c.strategy: c.choice for c in curves})
+    axis.axvline(budget.steps, linestyle="--", color="grey", label=f"budget {budget.steps} ({budget.strategy})")
+    axis.set(xlabel="classifier budget (steps)", ylabel="val AUC at the budget's end", title=f"{dataset}: ★ chosen")
+    axis.legend(fontsize=7, ncol=2)
