@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from benchmark.train.record import RunRecord
 TASKS = {
     "pneumoniamnist": TaskSpec(kind="binary", labels=("normal", "pneumonia"), channels=1),
     "retinamnist": TaskSpec(kind="ordinal", labels=("0", "1", "2", "3", "4"), channels=3),
+    "breastmnist": TaskSpec(kind="binary", labels=("malignant", "normal, benign"), channels=1),
 }
 GENERATIVE = {"vae", "dcgan", "ddpm", "cgan"}
 FEATURE_DIM = 32  # of the fake extractor: pneumoniamnist's 20 synthetic images are rank-deficient, retinamnist's 50 not
@@ -39,18 +41,23 @@ def make_fake_results(
     failed: tuple[tuple[str, str, int], ...] = (),
     n_test: int = 200,
     fractions: dict[str, float] | None = None,
+    generator_seeds: tuple[int, ...] | None = None,
 ) -> list[CellRecord]:
-    """Write one record (+ predictions) per dataset × strategy × backbone × seed; `failed` lists (dataset, strategy,
-    seed) cells written as failed instead; `fractions` gives a dataset its train fraction (default 1). Test labels are
-    fixed per dataset, so cells pair image by image."""
+    """Write one record (+ predictions) per dataset × strategy × backbone × run; `failed` lists (dataset, strategy,
+    seed) cells written as failed instead; `fractions` gives a dataset its train fraction (default 1). Without
+    `generator_seeds` a run is a seed and records are written as before seeds were split (no generator seed); with
+    them, a run is a (generator seed, classifier seed ∈ `seeds`) pair and both are recorded. Test labels are fixed
+    per dataset, so cells pair image by image."""
     written = []
+    runs = [(None, seed) for seed in seeds] if generator_seeds is None else list(product(generator_seeds, seeds))
     for d_index, dataset in enumerate(datasets):
         task = TASKS[dataset]
         labels = np.random.default_rng(100 + d_index).integers(0, task.num_outputs, n_test)
         for s_index, strategy in enumerate(strategies):
             for backbone in backbones:
-                for seed in seeds:
-                    rng = np.random.default_rng([d_index, s_index, zlib.crc32(backbone.encode()), seed])
+                for generator_seed, seed in runs:
+                    run = [seed] if generator_seed is None else [generator_seed, seed]
+                    rng = np.random.default_rng([d_index, s_index, zlib.crc32(backbone.encode()), *run])
                     cell = {
                         "dataset": dataset,
                         "strategy": strategy,
@@ -60,8 +67,12 @@ def make_fake_results(
                         "train_fraction": (fractions or {}).get(dataset, 1.0),
                         "policy": "balance" if strategy in GENERATIVE else None,
                     }
-                    cell_id = f"{dataset[:4]}-{strategy}-{backbone}-{seed}"
+                    fraction = cell["train_fraction"]
+                    cell_id = f"{dataset[:4]}-{strategy}-{backbone}-{'-'.join(map(str, run))}"
+                    cell_id += "" if fraction == 1 else f"-f{fraction:g}"
                     config = {"dataset": dataset, "strategy": strategy, "backbone": backbone, "seed": seed}
+                    if generator_seed is not None:
+                        cell["generator_seed"] = config["generator_seed"] = generator_seed
                     if (dataset, strategy, seed) in failed:
                         record = CellRecord(
                             cell_id,
@@ -197,7 +208,8 @@ def fake_compute(generative: bool) -> dict:
 
 
 def fake_quality(task: TaskSpec, plan: list[int], fid: float, floor: float) -> dict:
-    """A schema-2 quality report (benchmark.evaluate.quality's layout): class-matched block, per-class blocks, audit."""
+    """A schema-3 quality report (benchmark.evaluate.quality's layout): class-matched block with its in-distribution
+    floor and train→test shift (twice the floor), per-class blocks, audit."""
     composition = {label: count for label, count in zip(task.labels, plan) if count}
     per_class = {label: _quality_block({label: count}, fid * 1.5, floor * 1.5) for label, count in composition.items()}
     empty = {
@@ -211,12 +223,13 @@ def fake_quality(task: TaskSpec, plan: list[int], fid: float, floor: float) -> d
         "closest_pairs": [],
     }
     return {
-        "schema": 2,
+        "schema": 3,
         "extractor": {"name": "domain", "weights_sha256": "0" * 64},
         "seed": 0,
         "max_images": 2000,
         "per_class_grouping": "class",
         "reference": "fake",
+        "floor_images": "validation",
         "ms_ssim_setup": {},
         "matched": _quality_block(composition, fid, floor),
         "per_class": per_class,
@@ -232,7 +245,8 @@ def fake_quality(task: TaskSpec, plan: list[int], fid: float, floor: float) -> d
 
 
 def _quality_block(composition: dict[str, int], fid: float, floor: float) -> dict:
-    """One BLOCK of the quality report: synthetic vs real reference and the real-vs-real floor at the same n."""
+    """One BLOCK of the quality report: synthetic vs real reference, the in-distribution floor and the train→test
+    shift (twice the floor) at the same n."""
     n = sum(composition.values())
 
     def scores(value: float) -> dict:
@@ -256,6 +270,7 @@ def _quality_block(composition: dict[str, int], fid: float, floor: float) -> dic
         "rank_deficient": n - 1 < FEATURE_DIM,
         "fake_vs_real": scores(fid),
         "floor": scores(floor),
+        "shift": scores(2 * floor),
         "ms_ssim_fake": 0.3,
         "ms_ssim_real": 0.25,
         "nearest_real": None,

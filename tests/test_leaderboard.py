@@ -14,7 +14,7 @@ from scipy import stats as sps
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import OK, SCHEMA, CellRecord, load_predictions, record_path, write_record
-from benchmark.publish import stats
+from benchmark.publish import inference, stats
 from benchmark.publish.leaderboard import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -66,6 +66,9 @@ def test_wide_table_matches_records(board, folder):
         assert row["n_seeds"] == len(ok)
         assert row["n_failed"] == (1 if row["strategy"] == "cgan" else 0)
         for metric in METRICS:
+            if metric == "accuracy_calibrated":  # the fake records predate it: None, shown as '–'
+                assert math.isnan(row[f"{metric}_mean"])
+                continue
             values = np.array([r.result.metrics.test[metric] for r in ok])
             assert row[f"{metric}_mean"] == pytest.approx(values.mean())
             assert row[f"{metric}_std"] == pytest.approx(values.std(ddof=1))
@@ -167,27 +170,39 @@ def test_multilabel_delong_per_label_and_no_mcnemar(tmp_path):
     ]
     assert seed["delong_diff"] == pytest.approx(np.mean([d["difference"] for d in direct]))
     assert seed["delong_better"] == sum(d["p_value"] < 0.05 and d["difference"] > 0 for d in direct)
-    assert seed["delong_tests"] == 2 and math.isnan(seed["mcnemar_p"])
+    assert seed["delong_tests"] == 2 and math.isnan(seed["mcnemar_p"]) and "McNemar n/a" in seed["note"]
     row = board.stats.iloc[0]
     assert row["auc_bootstrap_diff"] == pytest.approx(np.mean([d["difference"] for d in direct]))
-    assert "McNemar n/a" in row["note"] and "n/a" in board.markdown
+    assert "n/a" in board.markdown
 
 
-def test_ranks_across_datasets(board):
+def test_ranks_over_two_blocks_are_not_tested(board):
     ranks = board.ranks.set_index("model")
     for metric in ("auc", "accuracy"):
         table = {d: dict(zip(w["model"], w[f"{metric}_mean"])) for d, w in board.wide.items()}
         expected = stats.friedman_ranks(table)
         assert ranks[f"{metric}_rank"].to_dict() == pytest.approx(expected["average_ranks"])
-        assert ranks[f"{metric}_friedman_p"].iloc[0] == pytest.approx(expected["p_value"])
-    assert "Friedman χ²" in board.markdown
+        assert ranks[f"{metric}_friedman_p"].isna().all() and ranks[f"{metric}_cd"].isna().all()
+    assert "Friedman χ²" not in board.markdown
+    assert board.markdown.count("not tested: fewer than three blocks") == 2  # AUC and accuracy
 
 
-def test_one_dataset_says_friedman_needs_two(tmp_path):
-    make_fake_results(tmp_path, datasets=("pneumoniamnist",), seeds=(0, 1))
+def test_three_blocks_give_friedman_and_the_critical_difference(tmp_path):
+    strategies = ("none", "geometric", "cgan", "vae")
+    make_fake_results(tmp_path, datasets=("pneumoniamnist", "retinamnist", "breastmnist"), strategies=strategies)
     board = build_leaderboard(tmp_path)
-    assert board.ranks["auc_friedman_p"].isna().all() and "≥ 2 datasets" in board.ranks["note"].iloc[0]
-    assert "one dataset only" in board.markdown
+    assert board.ranks["n_blocks"].iloc[0] == 3 and board.ranks["auc_friedman_p"].notna().all()
+    # Demšar's q(0.05, k=4) = 2.569: CD = 2.569 · √(4 · 5 / (6 · 3))
+    assert board.ranks["auc_cd"].iloc[0] == pytest.approx(2.569 * math.sqrt(20 / 18), abs=1e-3)
+    assert "Friedman χ²" in board.markdown and "Nemenyi critical difference 2.71" in board.markdown
+
+
+def test_blocks_are_dataset_and_fraction(tmp_path):
+    make_fake_results(tmp_path / "a", datasets=("pneumoniamnist",), seeds=(0, 1), fractions={"pneumoniamnist": 0.1})
+    make_fake_results(tmp_path / "a", datasets=("pneumoniamnist",), seeds=(0, 1))
+    board = build_leaderboard(tmp_path / "a")
+    assert board.ranks["n_blocks"].iloc[0] == 2 and set(board.ranks["model"]) == {"none", "geometric", "cgan"}
+    assert set(board.across["entry"]) == {"none", "geometric", "cgan"} and (board.across["n_tasks"] == 2).all()
 
 
 def test_markdown_tables_and_failed_section(board):
@@ -195,7 +210,8 @@ def test_markdown_tables_and_failed_section(board):
     for strategy in ("none", "geometric", "cgan"):
         assert f"| {strategy} | simple_cnn |" in md
     assert "±" in md and "95% Student-t interval" in md and "Table 3" in md and "Table 4" in md
-    assert "bootstrap" not in md.split("Against the baseline")[0]  # no bootstrap CI of seed means anywhere
+    metrics = md.split("### Test metrics")[1].split("### Variance by source")[0]
+    assert "bootstrap" not in metrics  # no bootstrap CI of seed means anywhere
     assert "## Failed cells" in md and "| pneumoniamnist | cgan | simple_cnn | 2 | cgan exploded |" in md
     assert "(+1 failed)" in md
 
@@ -214,6 +230,9 @@ def test_written_files_are_complete_and_full_precision(board, folder):
         "retinamnist.csv",
         "cross_dataset.csv",
         "stats.csv",
+        "families.csv",
+        "power.csv",
+        "across_tasks.csv",
         "stats_per_seed.csv",
         "ranks.csv",
         "quality.csv",
@@ -236,9 +255,10 @@ def test_cross_dataset_average_and_console_rows(board):
     assert {r[0]: r[-1] for r in rows}["none"] == "baseline"
     compared = board.stats.set_index(["dataset", "model"]).loc["pneumoniamnist", "geometric"]
     assert {r[0]: r[-1] for r in rows}["geometric"].startswith(
-        f"{compared['auc_diff']:+.3f} (p={compared['auc_bootstrap_p_holm']:.3g})"
+        f"{compared['auc_diff']:+.3f} (p={compared['auc_t_p_holm']:.3g})"
     )
-    assert re.fullmatch(r"\d+\.\d ± \d+\.\d \(floor \d+\.\d\)†", {r[0]: r[5] for r in rows}["cgan"])
+    fid = r"\d+\.\d ± \d+\.\d \(floor \d+\.\d; train→test shift \d+\.\d\)†"
+    assert re.fullmatch(fid, {r[0]: r[5] for r in rows}["cgan"])
     assert board.datasets == ["pneumoniamnist", "retinamnist"]
 
 
@@ -282,7 +302,8 @@ def test_missing_baseline_leaves_stats_empty(tmp_path):
     make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("geometric", "cgan"), seeds=(0, 1))
     board = write_leaderboard(tmp_path)
     assert len(board.stats) == 2 and board.seed_tests.empty
-    assert board.stats[["accuracy_diff", "auc_diff", "auc_ci_low", "auc_bootstrap_p_holm"]].isna().all().all()
+    columns = ["accuracy_diff", "auc_diff", "auc_ci_low", "auc_t_ci_low", "auc_t_p_holm", "auc_bootstrap_p_holm"]
+    assert board.stats[columns].isna().all().all()
     assert (board.stats["auc_marker"] == "").all()
     assert board.stats["note"].str.contains("no successful 'none' run").all()
     assert all(r[-1] == "–" for r in console_rows(board, "pneumoniamnist")[1:])
@@ -293,7 +314,7 @@ def test_missing_predictions_are_noted(tmp_path):
     (tmp_path / "records" / f"{records[-1].cell_id}.npz").unlink()  # geometric, seed 1
     row = build_leaderboard(tmp_path).stats.iloc[0]
     assert row["n_paired"] == 2 and row["bootstrap_seeds"] == 1
-    assert "test predictions missing (seeds [1])" in row["note"]
+    assert "test predictions missing (runs ['1/1'])" in row["note"]
 
 
 def test_bootstrap_columns_equal_a_direct_call(board, folder):
@@ -320,19 +341,48 @@ def test_bootstrap_columns_equal_a_direct_call(board, folder):
 
 
 def test_holm_over_each_dataset_table_and_markers_from_it(board):
-    for _, table in board.stats.groupby("dataset"):
-        for kind in ("bootstrap_p", "t_p", "wilcoxon_p"):
+    for _, table in pd.concat([board.stats, board.families]).groupby(["dataset", "family"]):
+        for kind in ("t_p", "bootstrap_p", "wilcoxon_p"):
             raw = table[[f"accuracy_{kind}", f"auc_{kind}"]].to_numpy(dtype=float).ravel().tolist()
             expected = [math.nan if p is None else p for p in stats.holm(raw)]
             corrected = table[[f"accuracy_{kind}_holm", f"auc_{kind}_holm"]].to_numpy(dtype=float).ravel()
             np.testing.assert_allclose(corrected, expected)
         for metric in ("accuracy", "auc"):
-            significant = table[f"{metric}_bootstrap_p_holm"] < 0.05
-            expected = np.where(significant, np.where(table[f"{metric}_bootstrap_diff"] > 0, "better", "worse"), "")
+            significant = table[f"{metric}_t_p_holm"] < 0.05
+            expected = np.where(significant, np.where(table[f"{metric}_diff"] > 0, "better", "worse"), "")
             assert table[f"{metric}_marker"].tolist() == expected.tolist()
 
 
-def test_markers_use_holm_corrected_p(tmp_path, monkeypatch):
+def test_run_level_test_equals_a_t_test_over_generator_seed_means(tmp_path):
+    """Two generator seeds × two classifier seeds: the primary test averages each generator seed's paired
+    differences and runs a one-sample t-test over the two means (df = 1), not a t-test over four runs."""
+    make_fake_results(
+        tmp_path, datasets=("pneumoniamnist",), strategies=("none", "geometric"), seeds=(0, 1), generator_seeds=(5, 6)
+    )
+    board = build_leaderboard(tmp_path)
+    long = board.long.set_index(["strategy", "generator_seed", "classifier_seed"])
+    assert {(g, c) for _, g, c in long.index} == {(5, 0), (5, 1), (6, 0), (6, 1)}
+    d = {(g, c): long.loc[("geometric", g, c), "auc"] - long.loc[("none", g, c), "auc"] for g in (5, 6) for c in (0, 1)}
+    means = np.array([(d[g, 0] + d[g, 1]) / 2 for g in (5, 6)])
+    row = board.stats.iloc[0]
+    assert row["n_paired"] == 4 and row["n_generator_seeds"] == 2
+    assert row["auc_diff"] == pytest.approx(means.mean())
+    assert row["auc_t_p"] == pytest.approx(sps.ttest_1samp(means, 0).pvalue)
+    half = sps.t.ppf(0.975, 1) * means.std(ddof=1) / math.sqrt(2)
+    assert (row["auc_t_ci_low"], row["auc_t_ci_high"]) == pytest.approx((means.mean() - half, means.mean() + half))
+    assert row["bootstrap_seeds"] == 4  # the secondary bootstrap still sees every run
+    wide = board.wide["pneumoniamnist"].set_index("strategy").loc["geometric"]
+    parts = inference.variance_components(
+        [long.loc[("geometric", g, c), "auc"] for g in (5, 6) for c in (0, 1)], [5, 5, 6, 6]
+    )
+    assert wide["auc_var_classifier"] == pytest.approx(parts.classifier)
+    assert wide["auc_var_images"] > 0 and wide["n_generator_seeds"] == 2
+    written = pd.read_csv(write_leaderboard(tmp_path).paths[0])  # long.csv: one line per run with both seeds
+    assert {"generator_seed", "classifier_seed", "auc", "accuracy", "auc_image_var"} <= set(written.columns)
+
+
+def test_markers_follow_the_run_level_test_not_the_bootstrap(tmp_path, monkeypatch):
+    """An image bootstrap that calls everything significant makes no marker where the run-level test does not."""
     make_fake_results(tmp_path, datasets=("pneumoniamnist",), seeds=(0, 1))
 
     def fixed_p(kind, labels, baseline, other, rng, n_resamples, confidence=0.95):
@@ -359,11 +409,12 @@ def test_markers_use_holm_corrected_p(tmp_path, monkeypatch):
     # two strategies × two metrics: Holm gives 0.001·4 = 0.004 (twice) and 0.03·2 = 0.06 (twice)
     assert board.stats["auc_bootstrap_p_holm"].tolist() == pytest.approx([0.004, 0.004])
     assert board.stats["accuracy_bootstrap_p_holm"].tolist() == pytest.approx([0.06, 0.06])
-    assert board.stats["accuracy_bootstrap_p"].tolist() == pytest.approx([0.03, 0.03])  # raw p kept beside it
-    assert (board.stats["auc_marker"] == "better").all() and (board.stats["accuracy_marker"] == "").all()
-    against = board.markdown.split("### Against the baseline")[1].split("####")[0]
-    assert "Holm-corrected" in against and "| 0.06 / " in against and "| 0.03 / " not in against
-    assert against.count("↑") == 2 + 1  # the two AUC cells, and the note explaining ↑
+    assert (board.stats["auc_t_p_holm"] > 0.05).all(), "two generator seeds: the run-level test is not significant"
+    assert (board.stats["auc_marker"] == "").all() and (board.stats["accuracy_marker"] == "").all()
+    against = board.markdown.split("### Against the baseline")[1].split("###")[0]
+    assert "(p 0.004)" in against and "95% CI (uncorrected)" in against and "Holm p (t / W)" in against
+    assert against.count("↑") == 1  # only the note explaining ↑
+    assert "Minimum detectable difference** (m = 4 tests, α = 0.05/4, G = 2 generator seeds)" in against
 
 
 def test_wilcoxon_needs_six_seeds(board, tmp_path):
@@ -379,9 +430,9 @@ def test_wilcoxon_needs_six_seeds(board, tmp_path):
 def test_per_seed_tests_are_listed_per_seed_not_summed(board):
     assert not [c for c in board.stats.columns if c.startswith(("delong", "mcnemar"))]
     md = board.markdown
-    assert md.count("#### Per-seed tests on the same test images (not corrected, not summed)") == 2
+    assert md.count("#### Per-run tests on the same test images (not corrected, not summed)") == 2
     assert not re.search(r"of \d+ seeds", md)
-    section = md.split("#### Per-seed tests")[1].split("## retinamnist")[0]
+    section = md.split("#### Per-run tests")[1].split("## retinamnist")[0]
     assert len([line for line in section.splitlines() if line.startswith("| geometric | ")]) == 3  # one per seed
 
 
@@ -390,9 +441,10 @@ def test_fid_cell_shows_floor_and_rank_deficiency_mark(board):
     deficient, full_rank = wide["pneumoniamnist"], wide["retinamnist"]  # 20 and 50 images, 32 feature dimensions
     assert deficient["fid_rank_deficient"] and not full_rank["fid_rank_deficient"]
     md = board.markdown
-    cell = "{:.1f} ± {:.1f} (floor {:.1f})"
-    assert cell.format(deficient["fid_mean"], deficient["fid_std"], deficient["fid_floor_mean"]) + "† |" in md
-    assert cell.format(full_rank["fid_mean"], full_rank["fid_std"], full_rank["fid_floor_mean"]) + " |" in md
+    cell = "{:.1f} ± {:.1f} (floor {:.1f}; train→test shift {:.1f})"
+    for row, mark in ((deficient, "† |"), (full_rank, " |")):
+        assert cell.format(row["fid_mean"], row["fid_std"], row["fid_floor_mean"], row["fid_shift_mean"]) + mark in md
+    assert "perfect generator" not in md and "generator's training distribution" in md
     assert md.count(RANK_NOTE) == 1  # the footnote under pneumoniamnist's table only
     assert "(floor 0.00" in md  # KID beside its floor as well
 
@@ -411,7 +463,7 @@ def test_a_quality_report_of_an_old_schema_is_one_message(tmp_path):
         json.dumps({"schema": SCHEMA, "cell_id": "old", "status": OK, "cell": cell, "config": {}} | {"result": result})
     )
     with pytest.raises(
-        MedAugBenchError, match=r"record .*old\.json: the quality report has schema 1; .* reads schema 2"
+        MedAugBenchError, match=r"record .*old\.json: the quality report has schema 1; .* reads schema \d"
     ):
         build_leaderboard(tmp_path)
 
@@ -420,3 +472,91 @@ def test_cross_dataset_has_no_fid(board):
     assert not [c for c in board.cross_dataset.columns if "fid" in c or "kid" in c]
     cross = board.markdown.split("## Across datasets")[1].split("## Average ranks")[0]
     assert "FID |" not in cross and "No FID here" in cross
+
+
+def edit_results(root, records, strategy, change):
+    """Rewrite the run record (`result`) of each of a strategy's ok cells with `change(result)`."""
+    for record in records:
+        if record.cell["strategy"] == strategy and record.ok:
+            path = record_path(root, record.cell_id)
+            data = json.loads(path.read_text())
+            change(data["result"])
+            path.write_text(json.dumps(data))
+
+
+def set_val_auc(root, records, by_strategy):
+    """Overwrite each record's validation AUC by strategy, so the validation and test orders can disagree."""
+    for strategy, value in by_strategy.items():
+        edit_results(root, records, strategy, lambda result, value=value: result["metrics"]["val"].update(auc=value))
+
+
+def test_family_tables_choose_on_validation_and_compare_generative_rows(tmp_path):
+    strategies = ("none", "geometric", "randaugment", "oversample", "cgan", "vae")
+    records = make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=strategies)
+    # on test (fake skill grows along `strategies`) randaugment beats geometric and vae beats cgan; on validation the
+    # reverse, and oversample (a rebalancing control, not classic augmentation) scores highest of all
+    set_val_auc(tmp_path, records, {"geometric": 0.9, "randaugment": 0.7, "oversample": 0.99, "cgan": 0.9, "vae": 0.7})
+    # oversample's repeated real images may be counted like synthetic ones: still a control, not a generative row
+    edit_results(tmp_path, records, "oversample", lambda result: result["dataset"].update(train_synthetic=20))
+    board = write_leaderboard(tmp_path)
+    families = board.families.set_index(["family", "reference", "model"])
+    assert set(families.index) == {
+        ("classic", "geometric", "cgan"),
+        ("classic", "geometric", "vae"),
+        ("rebalancing", "oversample", "cgan"),
+        ("rebalancing", "oversample", "vae"),
+    }
+    wide = board.wide["pneumoniamnist"].set_index("strategy")
+    assert wide.loc["randaugment", "auc_mean"] > wide.loc["geometric", "auc_mean"]  # test would pick randaugment
+    assert (
+        "best on validation AUC: cgan (0.900) vs geometric (0.900)"
+        in families.loc["classic", "geometric", "cgan"]["chosen"]
+    )
+    assert families.loc[("classic", "geometric", "vae"), "chosen"] == ""
+    for family in ("classic", "rebalancing"):
+        table = board.families[board.families["family"] == family]
+        raw = table[["accuracy_t_p", "auc_t_p"]].to_numpy(dtype=float).ravel().tolist()
+        np.testing.assert_allclose(table[["accuracy_t_p_holm", "auc_t_p_holm"]].to_numpy().ravel(), stats.holm(raw))
+    md = board.markdown
+    assert "### Does synthetic data beat classic augmentation?" in md and "### Does synthetic content beat" in md
+    assert md.count("**Minimum detectable difference**") == 3  # the baseline table and the two family tables
+    assert "families.csv" in {p.name for p in board.paths}
+
+
+def test_without_controls_the_family_questions_say_so(board):
+    assert "Not answered here: this grid has no generative row together with a `oversample` row." in board.markdown
+    assert set(board.families["family"]) == {"classic"}
+
+
+def test_across_tasks_poi_and_iqm_equal_direct_calls(board):
+    ok = board.long[board.long["status"] == "ok"]
+    runs = {
+        s: [ok[(ok["dataset"] == d) & (ok["strategy"] == s)]["auc"].to_numpy() for d in board.datasets]
+        for s in ("none", "geometric", "cgan")
+    }
+    across = board.across.set_index("entry")
+    cgan_over_geometric = inference.probability_of_improvement(runs["cgan"], runs["geometric"])
+    assert across.loc["cgan", "poi_geometric"] == pytest.approx(cgan_over_geometric)  # generative rows only
+    assert math.isnan(across.loc["geometric", "poi_geometric"]) and across["poi_oversample"].isna().all()
+    assert (
+        "| P(> none) [95% CI] | P(> geometric) [95% CI] |" in board.markdown and "P(> oversample)" not in board.markdown
+    )
+    assert across.loc["cgan", "iqm_auc"] == pytest.approx(inference.iqm(runs["cgan"]))
+    assert across.loc["cgan", "poi"] == pytest.approx(inference.probability_of_improvement(runs["cgan"], runs["none"]))
+    assert across.loc["cgan", "poi_ci_low"] <= across.loc["cgan", "poi"] <= across.loc["cgan", "poi_ci_high"]
+    assert math.isnan(across.loc["none", "poi"])
+    assert "## Across tasks: IQM and probability of improvement" in board.markdown
+
+
+def test_calibrated_and_balanced_accuracy_are_shown(tmp_path):
+    records = make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("none",), seeds=(0, 1))
+    path = record_path(tmp_path, records[0].cell_id)
+    data = json.loads(path.read_text())
+    data["result"]["metrics"]["test"]["accuracy_calibrated"] = 0.5
+    path.write_text(json.dumps(data))
+    board = build_leaderboard(tmp_path)
+    row = board.wide["pneumoniamnist"].iloc[0]
+    assert row["accuracy_calibrated_mean"] == pytest.approx(0.5)  # the old record without it is left out
+    md = board.markdown
+    assert "| Calibrated acc. (%) | Balanced acc. (%) |" in md and "| 50.0 |" in md
+    assert "AUC is the primary metric" in md and "balanced: mean per-class recall, the prior-free" in md

@@ -8,7 +8,7 @@ from PIL import Image
 
 from benchmark.grid.store import load_records
 from benchmark.publish.leaderboard import build_leaderboard
-from benchmark.publish.plots import fid_summaries, group_records, metric_summaries, write_plots
+from benchmark.publish.plots import CD_FILE, fid_summaries, group_records, metric_summaries, write_plots
 from benchmark.publish.stats import t_interval
 from tests.fake_results import make_fake_results
 
@@ -36,6 +36,17 @@ def test_every_figure_is_a_valid_png(tmp_path):
         with Image.open(path) as image:
             assert image.format == "PNG" and min(image.size) > 200
             image.verify()
+
+
+def test_critical_difference_diagram_needs_three_blocks(tmp_path):
+    make_fake_results(tmp_path / "results", datasets=(*DATASETS, "breastmnist"))
+    records = load_records(tmp_path / "results")
+    paths = write_plots(records, tmp_path / "plots")
+    assert tmp_path / "plots" / CD_FILE in paths
+    with Image.open(tmp_path / "plots" / CD_FILE) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    two = [r for r in records if r.cell["dataset"] != "breastmnist"]
+    assert tmp_path / "plots2" / CD_FILE not in write_plots(two, tmp_path / "plots2")  # two blocks: no test, no diagram
 
 
 def test_figures_without_data_are_skipped(tmp_path):

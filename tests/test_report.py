@@ -122,14 +122,20 @@ def test_report_uses_the_leaderboards_numbers(folder, report):
     board = build_leaderboard(folder)
     cgan = board.wide["pneumoniamnist"].set_index("strategy").loc["cgan"]
     table = _table_html(report, "leaderboard-pneumoniamnist")
-    assert "FID (floor)" in table and "KID (floor)" in table
-    shown = f"{cgan['fid_mean']:.1f} ± {cgan['fid_std']:.1f} (floor {cgan['fid_floor_mean']:.1f})†"
+    assert "FID (floor; shift)" in table and "KID (floor; shift)" in table and "Calibrated acc. (%)" in table
+    shown = f"{cgan['fid_mean']:.1f} ± {cgan['fid_std']:.1f} (floor {cgan['fid_floor_mean']:.1f}; "
+    shown += f"train→test shift {cgan['fid_shift_mean']:.1f})†"
     assert f'data-value="{float(cgan["fid_mean"])!r}">{shown}</td>' in table
     assert "rank-deficient" in report and "Student-t" in report and "bootstrap CI over seeds" not in report
     stats_table = _table_html(report, "stats-pneumoniamnist")
     geometric = board.stats.set_index(["dataset", "strategy"]).loc["pneumoniamnist", "geometric"]
-    assert f"{geometric['auc_bootstrap_p_holm']:.3g} / " in stats_table and "/ n too small" in stats_table
-    assert "Holm-corrected" in report and "Per-seed tests on the same test images (not corrected, not summed)" in report
+    assert f"{geometric['auc_t_p_holm']:.3g} / n too small" in stats_table
+    assert f"(p {geometric['auc_bootstrap_p_holm']:.3g})" in stats_table and "95% CI (uncorrected)" in stats_table
+    assert 'id="variance-pneumoniamnist"' in report and 'id="classic-pneumoniamnist"' in report
+    assert "Does synthetic content beat rebalancing?" in report and "Minimum detectable difference" in report
+    assert 'id="across-tasks"' in report and "not tested: fewer than three blocks" in report
+    assert "Critical-difference diagram" not in report and "perfect generator" not in report
+    assert "Holm-corrected" in report and "Per-run tests on the same test images (not corrected, not summed)" in report
     assert len(re.findall(r"<tr>", _table_html(report, "per-seed-pneumoniamnist"))) == 1 + 2 + 3  # per seed rows
     assert "FID" not in _table_html(report, "cross-dataset")
 
@@ -262,3 +268,20 @@ def test_browser_shows_failed_cells(browser, folder, tmp_path):
         assert all(url.startswith(("file:", "data:")) for url in requests), requests
     finally:
         page.close()
+
+
+def test_report_shows_the_critical_difference_diagram_with_three_blocks(tmp_path):
+    make_fake_results(tmp_path, datasets=("pneumoniamnist", "retinamnist", "breastmnist"), seeds=(0, 1))
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    ranks = text[text.index('<section id="ranks">') :]
+    assert "Critical-difference diagram" in ranks and 'src="data:image/png;base64,' in ranks
+    assert "Friedman χ²" in ranks and "Nemenyi critical difference" in ranks
+
+
+def test_report_names_generator_and_classifier_seeds(tmp_path):
+    make_fake_results(
+        tmp_path, datasets=("pneumoniamnist",), strategies=("none", "cgan"), seeds=(0, 1), generator_seeds=(7, 8)
+    )
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "<dt>Seeds</dt><dd>generator 7, 8; classifier 0, 1</dd>" in text
+    assert "Run (g/c)" in text and ">7/1<" in text  # the per-run tests name both seeds

@@ -19,6 +19,7 @@ from benchmark.publish.stats import (
     delong_test_multiclass,
     friedman_ranks,
     holm,
+    image_bootstrap_variance,
     mcnemar_test,
     mean_std,
     paired_bootstrap,
@@ -410,10 +411,15 @@ def test_friedman_ranks_hand_table_with_ties():
 
 
 def test_friedman_statistic_by_hand_without_ties():
-    # same order on both datasets: rank sums 2, 4, 6; χ² = 12 / (n k (k+1)) · ΣR² − 3 n (k+1) = ½ · 56 − 24 = 4
-    r = friedman_ranks({"d1": {"x": 3, "y": 2, "z": 1}, "d2": {"x": 4, "y": 3, "z": 2}})
+    # same order on three blocks: rank sums 3, 6, 9; χ² = 12 / (n k (k+1)) · ΣR² − 3 n (k+1) = ⅓ · 126 − 36 = 6
+    r = friedman_ranks({"d1": {"x": 3, "y": 2, "z": 1}, "d2": {"x": 4, "y": 3, "z": 2}, "d3": {"x": 9, "y": 5, "z": 0}})
     assert r["average_ranks"] == {"x": 1.0, "y": 2.0, "z": 3.0}
-    assert r["statistic"] == pytest.approx(4.0) and r["p_value"] == pytest.approx(math.exp(-2))  # χ²₂ sf = e^(−x/2)
+    assert r["statistic"] == pytest.approx(6.0) and r["p_value"] == pytest.approx(math.exp(-3))  # χ²₂ sf = e^(−x/2)
+
+
+def test_friedman_is_not_tested_over_two_blocks():
+    r = friedman_ranks({"d1": {"x": 3, "y": 2, "z": 1}, "d2": {"x": 4, "y": 3, "z": 2}})
+    assert r["average_ranks"] == {"x": 1.0, "y": 2.0, "z": 3.0} and r["p_value"] is None and r["statistic"] is None
 
 
 def test_friedman_undefined_cases():
@@ -429,3 +435,16 @@ def test_friedman_undefined_cases():
     assert disjoint["average_ranks"] == {} and disjoint["dropped"] == ["x", "y"]
     with pytest.raises(ValueError, match="at least one dataset"):
         friedman_ranks({})
+
+
+def test_image_bootstrap_variance_of_accuracy_is_binomial():
+    """Resampling N test images gives the accuracy a variance p̂(1 − p̂)/N; AUC gets one too, a lone class none."""
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 100)
+    right = np.arange(200) % 5 != 0  # 80% right
+    p = np.where(right, labels, 1 - labels) * 0.6 + 0.2
+    scores = np.stack([1 - p, p], axis=1)
+    variance = image_bootstrap_variance("binary", "accuracy", labels, scores, rng, 4000)
+    assert variance == pytest.approx(0.8 * 0.2 / 200, rel=0.1)
+    assert image_bootstrap_variance("binary", "auc", labels, scores, rng, 200) > 0
+    assert image_bootstrap_variance("binary", "auc", np.zeros(20, int), scores[:20], rng, 50) is None

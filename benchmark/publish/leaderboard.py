@@ -1,13 +1,15 @@
-"""Leaderboards from a results folder: a long table of cells, per-dataset mean ± std with Student-t CIs over seeds,
-the class-matched FID/KID next to their real-vs-real floors, each strategy against a baseline (a paired bootstrap over
-test images and seeds, paired t-test and Wilcoxon over seeds, Holm-corrected per table; per-seed DeLong and McNemar
-kept apart), Friedman ranks across datasets; written as full-precision CSVs and a Markdown file laid out like the
-seed paper's tables."""
+"""Leaderboards from a results folder: a long table of runs, per-dataset mean ± std with Student-t CIs over runs and
+each row's variance by source, the class-matched FID/KID next to their in-distribution floors, each strategy against a
+baseline and the family comparisons (classic vs generative, generative vs rebalancing) with the run-level paired
+t-test as the primary inference (Holm-corrected per table, with the smallest difference it can detect) and a paired
+bootstrap over test images as a secondary column (per-run DeLong and McNemar kept apart), probability of improvement
+and IQM across tasks, Friedman ranks and the critical difference over blocks; written as full-precision CSVs and a
+Markdown file laid out like the seed paper's tables."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +25,41 @@ from benchmark.grid.store import (
     load_records,
     records_dir,
 )
-from benchmark.publish import stats
+from benchmark.publish import inference, stats
 from benchmark.train.metrics import predicted_labels
 from benchmark.train.record import QualityBlock, RunRecord
 
-METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc")
+METRICS = (
+    "accuracy",
+    "accuracy_calibrated",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "auc",
+)
 TEST_METRICS = (*METRICS, "ece", "average_precision")
 COORDINATES = ("dataset", "strategy", "base_strategy", "backbone", "seed", "train_fraction", "policy")
+# A run: the generator seed fixes the training subset, the generator and its synthesis; the classifier seed the
+# classifier's initialisation, batch order and augmentation draws. Records without a generator seed used one seed.
+RUN = ("generator_seed", "classifier_seed")
 # A leaderboard row within a dataset; fraction and policy split rows only where the grid varies them.
 GROUP = ("strategy", "backbone", "train_fraction", "policy")
-# Runs compared with the baseline share these; seeds pair them within.
+# Compared runs share these; the run's seeds pair them within.
 PAIRING = ("dataset", "backbone", "train_fraction")
+# A task of the across-task summaries: a block of the rank test and a stratum of the stratified bootstrap.
+TASK = ("dataset", "train_fraction")
+# Rebalancing controls: neither classic augmentation nor synthetic data.
+CONTROLS = ("oversample", "class_weighted")
+REBALANCING = "oversample"
+CLASSIC_REFERENCE = "geometric"
+# Comparison families, each its own Holm family per dataset: the question its table answers.
+FAMILIES = {
+    "baseline": "Against the baseline",
+    "classic": "Does synthetic data beat classic augmentation?",
+    "rebalancing": "Does synthetic content beat rebalancing?",
+}
 SECONDS = {"generator_seconds": "synthesize", "classifier_seconds": "train", "total_seconds": "total"}
 # What each cell spent (RunRecord.compute): long-table column -> path in that block; FLOPs counted, device-seconds.
 PHASES = ("generator_training", "synthesis", "classifier_training")
@@ -44,17 +70,25 @@ COMPUTE = {
 }
 SYNTHETIC_ONLY = "synthetic_only"
 # Class-matched generator quality (the strategy's QualityReport.matched block): long-table columns.
-QUALITY = ("fid", "fid_floor", "kid", "kid_floor")
+QUALITY = ("fid", "fid_floor", "fid_shift", "kid", "kid_floor", "kid_shift")
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0  # every comparison draws the same resamples: common random numbers across a table
-P_KINDS = ("bootstrap_p", "t_p", "wilcoxon_p")  # each its own Holm family per dataset table
+IMAGE_RESAMPLES = 200  # per run, for the test-image variance of its metric
+ACROSS_RESAMPLES = 2000  # stratified bootstrap of PoI and IQM
+# t_p: the primary, run-level test (t over generator-seed means); each kind its own Holm family per table.
+P_KINDS = ("t_p", "bootstrap_p", "wilcoxon_p")
+COMPARED_METRICS = stats.BOOTSTRAP_METRICS  # accuracy and AUC
+COMPONENTS = ("generator", "classifier", "runs", "images")
+POI_COLUMNS = ("poi", "poi_geometric", "poi_oversample")  # over the baseline, and generative rows over their controls
+SD_FORMATS = (("accuracy", 100, 1), ("auc", 1, 3))  # metric, display scale, digits
 # What names a compared row in the per-seed and the statistics tables.
 ROW_KEYS = ("dataset", "model", "strategy", "backbone", "train_fraction", "policy")
 SEED_COLUMNS = (
     *ROW_KEYS,
     "task",
     "seed",
+    *RUN,
     "baseline_cell_id",
     "cell_id",
     "baseline_accuracy",
@@ -71,9 +105,13 @@ SEED_COLUMNS = (
     "mcnemar_p",
     "note",
 )
-# Per metric against the baseline: Δ over seeds, the bootstrap's Δ and CI, raw and Holm-corrected p, the marker.
+# Per metric against the reference: Δ over runs with the run-level CI, the bootstrap's Δ and CI, raw and
+# Holm-corrected p, the marker (from the Holm-corrected run-level p).
 COMPARED = (
     "diff",
+    "t_ci_low",
+    "t_ci_high",
+    "t_sd",
     "bootstrap_diff",
     "ci_low",
     "ci_high",
@@ -83,9 +121,13 @@ COMPARED = (
 )
 STATS_COLUMNS = (
     *ROW_KEYS,
+    "family",
+    "reference",
+    "chosen",
     "baseline",
     "task",
     "n_paired",
+    "n_generator_seeds",
     *(c for m in stats.BOOTSTRAP_METRICS for c in (f"baseline_{m}", m, *(f"{m}_{c}" for c in COMPARED))),
     "bootstrap_seeds",
     "bootstrap_images",
@@ -98,13 +140,28 @@ ONE_SEED_NOTE = "one seed: the bootstrap CI covers test images only, not trainin
 SUFFIXES = {"backbone": "/{}", "train_fraction": "@{:g}", "policy": "[{}]"}
 HEADERS = {"strategy": "Strategy", "backbone": "Backbone", "train_fraction": "Fraction", "policy": "Policy"}
 SPREAD = (
-    "mean ± sample std (ddof=1) over the n seeds of each row; CI: 95% Student-t interval of the mean over seeds "
-    "(mean ± t(0.975, n−1) · std / √n; none for one seed)"
+    "mean ± sample std (ddof=1) over the n runs (generator seed × classifier seed) of each row; CI: 95% Student-t "
+    "interval of the mean over runs (mean ± t(0.975, n−1) · std / √n; none for one run)"
 )
 FID_NOTE = (
-    "FID/KID (floor): class-matched, synthetic images against real training images of the same class "
-    "composition and n; floor: real held-out images against the same reference (a perfect generator's score); "
-    "mean over seeds. FID is comparable within a dataset and size only, never across datasets"
+    "FID/KID (floor; shift): class-matched, synthetic images against real training images of the same class "
+    "composition and n; floor: real held-out images from the generator's training distribution against the same "
+    "reference (what n real images of that distribution score: the sampling noise, not a target); shift, where the "
+    "record has it: real test images against it (the train→test shift); mean over runs. FID is comparable within a "
+    "dataset and size only, never across datasets"
+)
+ACCURACY_NOTE = (
+    "AUC is the primary metric: it needs no decision threshold and does not move with the class prior, which "
+    "rebalancing and synthesis change. Accuracy: raw argmax accuracy (depends on the test prior and on the threshold "
+    "a strategy's training prior shifts); calibrated: after a prior/logit adjustment fitted on validation only; "
+    "balanced: mean per-class recall, the prior-free accuracy reading"
+)
+VARIANCE_NOTE = (
+    "Variance of each row's test metric by source, as standard deviations: generator seed and classifier seed "
+    "(one-way random-effects ANOVA over runs, method of moments, clipped at 0; '–' where no generator seed has two "
+    "runs, so the two cannot be separated and 'runs' holds their sum), runs (sample std over all runs) and test "
+    "images (bootstrap over the test images of each run, mean variance over runs: what another test set of this "
+    "size would add; the test images are shared by every run, so most of it is absent from 'runs')"
 )
 COMPUTE_NOTE = (
     "What each cell spent, mean over seeds: FLOPs counted with FlopCounterMode (matmuls, convolutions, "
@@ -123,18 +180,37 @@ RANK_NOTE = (
     "this FID is unreliable"
 )
 AGAINST_NOTE = (
-    "Δ: strategy − `{baseline}` over the seeds both ran, [95% CI] from a paired bootstrap over test "
-    "images and seeds (the same resampled images for both; accuracy in percentage points). p: bootstrap / "
-    'paired t-test / Wilcoxon signed-rank over seeds ("n too small" below {min_n} non-zero differences, '
-    "where its exact p cannot reach 0.05), each Holm-corrected across this table's strategies × metrics. "
-    "↑ better / ↓ worse: Holm-corrected bootstrap p < 0.05. With few seeds the bootstrap sees little of "
-    "the seed-to-seed spread (resampling 3 seeds keeps 2/3 of their variance), so it reads as evidence "
-    "about these test images more than about new training runs; the t-test over seeds is the stricter one"
+    "Δ: row − reference (`{baseline}` here) over the runs both made, paired on (generator seed, classifier "
+    "seed); accuracy in percentage points. Primary: the 95% CI (uncorrected) is a Student-t interval over the "
+    "generator-seed means of the paired differences (df = G − 1: it counts generator- and classifier-seed "
+    "variance; with one run per generator seed it is the paired t-test over runs), its p Holm-corrected across "
+    "this table's rows × metrics; ↑ better / ↓ worse: that Holm-corrected p < 0.05. Secondary, no marker: a "
+    "paired bootstrap over test images and seeds (95% CI uncorrected, Holm p), which sees the test images' noise "
+    "but little of the seed-to-seed spread, so it speaks about these test images, not new training runs. "
+    'Wilcoxon signed-rank over generator-seed means ("n too small" below {min_n}, where its exact p cannot reach '
+    "0.05), Holm-corrected"
+)
+FAMILY_NOTE = (
+    "Each generative row (its records hold synthetic images) against `{reference}`, and the best classic "
+    "strategy against the best generative one, both chosen on mean validation AUC (never test). Same inference "
+    "and Holm correction (within this table) as against the baseline"
+)
+POWER_NOTE = (
+    "Smallest true difference this table detects with 80% power after its correction (Holm's first step: "
+    "Bonferroni α = 0.05 / m over its m tests), for a two-sided t-test over G generator-seed means with the "
+    "pooled std of those means observed here"
+)
+ACROSS_NOTE = (
+    "Across tasks (dataset × fraction), rows run on every task: IQM of test AUC (mean of the middle 50% of all "
+    "runs pooled) and probability of improvement P(> X) over `{baseline}` and, for generative rows, over "
+    "`geometric` and `oversample` (mean over tasks of P(a run of the row beats a run of X) + ½ P(tie), on test "
+    "AUC), each with a 95% stratified-bootstrap CI (runs resampled within each task, {resamples} resamples, as "
+    "rliable does). Uncorrected"
 )
 PER_SEED_NOTE = (
-    "Each seed alone on the same test images: DeLong (AUC; per class for multi-class, per label for "
-    "multi-label) and McNemar (accuracy), uncorrected. Per-seed results, not evidence on their own and "
-    "not summed over seeds"
+    "Each run (generator seed/classifier seed) alone on the same test images: DeLong (AUC; per class for "
+    "multi-class, per label for multi-label) and McNemar (accuracy), uncorrected. Per-run results, not evidence on "
+    "their own and not summed over runs"
 )
 CROSS_NOTE = (
     "Accuracy (%): mean ± sample std (ddof=1) over each dataset's seeds. Average: mean over datasets of the "
@@ -159,6 +235,9 @@ class Leaderboard:
     seed_tests: pd.DataFrame
     ranks: pd.DataFrame
     quality: pd.DataFrame = field(default_factory=pd.DataFrame)
+    families: pd.DataFrame = field(default_factory=pd.DataFrame)
+    power: pd.DataFrame = field(default_factory=pd.DataFrame)
+    across: pd.DataFrame = field(default_factory=pd.DataFrame)
     markdown: str = ""
     paths: list[Path] = field(default_factory=list)
 
@@ -176,7 +255,10 @@ def long_table(records: list[CellRecord]) -> pd.DataFrame:
         "cell_id",
         "status",
         *COORDINATES,
+        *RUN,
         "task",
+        "generative",
+        "val_auc",
         *metrics,
         *QUALITY,
         "fid_rank_deficient",
@@ -186,28 +268,57 @@ def long_table(records: list[CellRecord]) -> pd.DataFrame:
     ]
     frame = pd.DataFrame([_long_row(record, metrics) for record in records], columns=columns)
     frame.insert(3, "model", _model_labels(frame))
+    frame.insert(4, "entry", _model_labels(frame, across_tasks=True))
     return frame
 
 
 def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """One row per strategy × backbone (× fraction × policy) of a dataset: seeds, failures, mean ± std and
-    t-interval per metric, class-matched FID/KID with their floors, seconds and compute; best AUC first, as a
-    leaderboard."""
+    """One row per strategy × backbone (× fraction × policy) of a dataset: runs, failures, mean ± std and
+    t-interval per metric, the variance of accuracy and AUC by source, class-matched FID/KID with their floors,
+    seconds and compute; best AUC first, as a leaderboard."""
     rows = []
     for key, cells in long[long["dataset"] == dataset].groupby(list(GROUP), dropna=False, sort=True):
         ok = cells[cells["status"] == OK]
         row = {"model": cells["model"].iloc[0], **dict(zip(GROUP, key))}
         row |= {"n_seeds": len(ok), "n_failed": int((cells["status"] == FAILED).sum())}
+        row |= {"n_generator_seeds": ok["generator_seed"].nunique(), "generative": bool(ok["generative"].any())}
+        row["val_auc_mean"] = ok["val_auc"].mean()
         for metric in METRICS:
             row |= _spread(metric, ok[metric], with_ci=True)
+        for metric in COMPARED_METRICS:
+            row |= _components(metric, ok)
         row |= _spread("fid", ok["fid"]) | _spread("kid", ok["kid"])
-        means = ("fid_floor", "kid_floor", "generator_seconds", "classifier_seconds", *COMPUTE)
+        means = ("fid_floor", "fid_shift", "kid_floor", "kid_shift", "generator_seconds", "classifier_seconds")
+        means = (*means, *COMPUTE)
         row |= {f"{name}_mean": ok[name].mean() for name in means}
         row["fid_rank_deficient"] = bool(ok["fid_rank_deficient"].eq(True).any())
         rows.append(row)
     return pd.DataFrame(rows).sort_values(
         "auc_mean", ascending=False, na_position="last", kind="stable", ignore_index=True
     )
+
+
+def _components(metric: str, ok: pd.DataFrame) -> dict[str, float]:
+    """A row's variance of a test metric by source: generator seed, classifier seed, all runs, test images."""
+    valid = ok.dropna(subset=[metric])
+    parts = inference.variance_components(valid[metric], valid["generator_seed"])
+    images = valid[f"{metric}_image_var"].mean() if f"{metric}_image_var" in valid else math.nan
+    values = {"generator": parts.generator, "classifier": parts.classifier, "runs": parts.runs, "images": images}
+    return {f"{metric}_var_{name}": _number(values[name]) for name in COMPONENTS}
+
+
+def image_variances(long: pd.DataFrame, predictions: Predictions) -> pd.DataFrame:
+    """The long table with each run's test-image bootstrap variance of accuracy and AUC (NaN without predictions)."""
+    columns = {f"{metric}_image_var": [] for metric in COMPARED_METRICS}
+    for cell_id, kind in zip(long["cell_id"], long["task"]):
+        saved = predictions.get(cell_id)
+        for metric in COMPARED_METRICS:
+            value = None
+            if saved is not None and isinstance(kind, str):
+                rng = np.random.default_rng(BOOTSTRAP_SEED)
+                value = stats.image_bootstrap_variance(kind, metric, saved[0], saved[1], rng, IMAGE_RESAMPLES)
+            columns[f"{metric}_image_var"].append(_number(value))
+    return long.assign(**columns)
 
 
 def quality_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -221,9 +332,11 @@ def quality_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "fid_mean",
         "fid_std",
         "fid_floor_mean",
+        "fid_shift_mean",
         "kid_mean",
         "kid_std",
         "kid_floor_mean",
+        "kid_shift_mean",
         "fid_rank_deficient",
         "cas_auc_mean",
         "cas_auc_std",
@@ -267,16 +380,17 @@ def cross_dataset_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def seed_tests(long: pd.DataFrame, predictions: Predictions, baseline: str = "none") -> pd.DataFrame:
-    """One row per seed a run shares with the baseline in its (dataset, backbone, fraction): both runs' accuracy and
-    AUC, and DeLong's (AUC) and McNemar's (accuracy) tests on their saved test predictions, for that seed alone."""
+    """One row per run a row shares with the baseline in its (dataset, backbone, fraction), paired on both seeds:
+    both runs' accuracy and AUC, and DeLong's (AUC) and McNemar's (accuracy) tests on their saved test predictions,
+    for that run alone."""
     rows = []
     for _, group in long[long["status"] == OK].groupby(list(PAIRING), dropna=False, sort=True):
-        base = {cell["seed"]: cell for cell in group[group["strategy"] == baseline].to_dict("records")}
+        base = {_run_key(cell): cell for cell in group[group["strategy"] == baseline].to_dict("records")}
         for cell in group[group["strategy"] != baseline].to_dict("records"):
-            pair = base.get(cell["seed"])
+            pair = base.get(_run_key(cell))
             if pair is None:
                 continue
-            row = {key: cell[key] for key in (*ROW_KEYS, "task", "seed")} | {
+            row = {key: cell[key] for key in (*ROW_KEYS, "task", "seed", *RUN)} | {
                 "cell_id": cell["cell_id"],
                 "accuracy": cell["accuracy"],
                 "auc": cell["auc"],
@@ -290,44 +404,208 @@ def seed_tests(long: pd.DataFrame, predictions: Predictions, baseline: str = "no
     return pd.DataFrame(rows, columns=list(SEED_COLUMNS))
 
 
-def stats_table(
-    long: pd.DataFrame, tests: pd.DataFrame, predictions: Predictions, baseline: str = "none"
-) -> pd.DataFrame:
-    """Per run type against the baseline in its (dataset, backbone, fraction): accuracy and AUC differences with a
-    paired bootstrap CI and p over test images and seeds, paired t-test and Wilcoxon over seeds, every p also
-    Holm-corrected across the dataset's table, and the better/worse marker from the corrected bootstrap p."""
+def _run_key(cell: dict) -> tuple:
+    """What pairs two runs within a pairing group: their (generator seed, classifier seed)."""
+    return tuple(cell[key] for key in RUN)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired comparison within a (dataset, backbone, fraction) group: a row against a reference row, in a
+    family's table; `chosen` says how a row chosen on validation was picked."""
+
+    family: str
+    reference: str
+    model: str
+    chosen: str = ""
+
+
+def baseline_comparisons(group: pd.DataFrame, baseline: str) -> list[Comparison]:
+    """Every row of a group against the baseline strategy's row."""
+    references = group.loc[group["strategy"] == baseline, "model"].unique()
+    reference = references[0] if len(references) else baseline
+    others = group.loc[group["strategy"] != baseline, "model"].unique()
+    return [Comparison("baseline", reference, model) for model in sorted(others)]
+
+
+def family_comparisons(group: pd.DataFrame, baseline: str) -> list[Comparison]:
+    """The comparisons the question asks within a group: each generative row against `geometric`, the best classic
+    row against the best generative one (both on mean validation AUC, never test), and each generative row
+    against its rebalancing control `oversample`, where those rows ran."""
+    ok = group[group["status"] == OK]
+    rows = ok.groupby("model", sort=True).agg(
+        strategy=("strategy", "first"), generative=("generative", "any"), val_auc=("val_auc", "mean")
+    )
+    generative = rows[rows["generative"]]
+    classic = rows[~rows["generative"] & ~rows["strategy"].isin([baseline, *CONTROLS])]
+    geometric = list(classic.index[classic["strategy"] == CLASSIC_REFERENCE])[:1]
+    found = [Comparison("classic", geometric[0], model) for model in generative.index] if geometric else []
+    best = _best_pair(classic, generative)
+    if best is not None:
+        same = [c for c in found if (c.reference, c.model) == (best.reference, best.model)]
+        found = [replace(c, chosen=best.chosen) if c in same else c for c in found] + ([] if same else [best])
+    control = list(rows.index[rows["strategy"] == REBALANCING])[:1]
+    if control:
+        found += [Comparison("rebalancing", control[0], model) for model in generative.index]
+    return found
+
+
+def _best_pair(classic: pd.DataFrame, generative: pd.DataFrame) -> Comparison | None:
+    """The best classic row against the best generative row, each chosen on its mean validation AUC."""
+    classic, generative = classic["val_auc"].dropna(), generative["val_auc"].dropna()
+    if classic.empty or generative.empty:
+        return None
+    c, g = classic.idxmax(), generative.idxmax()
+    chosen = f"best on validation AUC: {g} ({generative[g]:.3f}) vs {c} ({classic[c]:.3f})"
+    return Comparison("classic", c, g, chosen)
+
+
+def comparison_table(long: pd.DataFrame, predictions: Predictions, baseline: str, family: bool = False) -> pd.DataFrame:
+    """Each comparison of every (dataset, backbone, fraction) group, against the baseline (`family` False) or the
+    family comparisons: Δ of accuracy and AUC with the run-level Student-t CI and p (primary), Wilcoxon over
+    generator-seed means and the paired bootstrap over test images (secondary), every p Holm-corrected within its
+    dataset × family table, and the better/worse marker from the corrected run-level p."""
     rows = []
+    choose = family_comparisons if family else baseline_comparisons
     for _, group in long.groupby(list(PAIRING), dropna=False, sort=True):
-        has_baseline = bool(((group["strategy"] == baseline) & (group["status"] == OK)).any())
-        for model, cells in group[group["strategy"] != baseline].groupby("model", sort=True):
-            first, task = cells.iloc[0], next(iter(cells["task"].dropna()), None)
-            row = {key: first[key] for key in ROW_KEYS} | {"baseline": baseline, "task": task}
-            if has_baseline:
-                pairs = tests[(tests["dataset"] == first["dataset"]) & (tests["model"] == model)]
-                row |= _summarise_pairs(pairs, cells, task, baseline, predictions)
-            else:
-                row["note"] = f"no successful '{baseline}' run in this group to compare with"
-            rows.append(row)
+        rows += [_compare(group, comparison, predictions) for comparison in choose(group, baseline)]
     return _holm_correct(pd.DataFrame(rows, columns=list(STATS_COLUMNS)))
 
 
-def rank_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Average rank of each model across datasets (1 = best) on mean test AUC and accuracy, with Friedman's test."""
-    models = list(dict.fromkeys(model for frame in wide.values() for model in frame["model"]))
-    columns: dict[str, object] = {"model": models}
-    for metric in ("auc", "accuracy"):
-        table = {d: {m: v for m, v in zip(w["model"], w[f"{metric}_mean"]) if pd.notna(v)} for d, w in wide.items()}
-        table = {dataset: scores for dataset, scores in table.items() if scores}
+def _compare(group: pd.DataFrame, comparison: Comparison, predictions: Predictions) -> dict:
+    """One comparison's row: its runs paired with the reference's on both seeds, summarised."""
+    cells = group[group["model"] == comparison.model]
+    first, task = cells.iloc[0], next(iter(cells["task"].dropna()), None)
+    ok = group[group["status"] == OK]
+    reference = ok[ok["model"] == comparison.reference]
+    row = {key: first[key] for key in ROW_KEYS} | {
+        "family": comparison.family,
+        "reference": comparison.reference,
+        "chosen": comparison.chosen,
+        "baseline": reference["strategy"].iloc[0] if len(reference) else comparison.reference,
+        "task": task,
+    }
+    if reference.empty:
+        return row | {"note": f"no successful '{comparison.reference}' run in this group to compare with"}
+    return row | _summarise_pairs(_pair_runs(reference, cells[cells["status"] == OK]), cells, task, predictions)
+
+
+def _pair_runs(reference: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """The runs both rows made, matched on (generator seed, classifier seed): the other's cell id and metrics and
+    the reference's as `baseline_*`."""
+    keep = [*RUN, "cell_id", *COMPARED_METRICS]
+    renamed = reference[keep].rename(columns={c: f"baseline_{c}" for c in keep if c not in RUN})
+    return other[keep].merge(renamed, on=list(RUN), how="inner")
+
+
+def power_table(compared: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset × family table and metric: the smallest difference it detects with 80% power after its Holm
+    correction (Bonferroni over its m tests), from the pooled std of its rows' generator-seed mean differences."""
+    rows = []
+    for (dataset, family), table in compared.groupby(["dataset", "family"], sort=False):
+        m = int(table[[f"{metric}_t_p" for metric in COMPARED_METRICS]].notna().to_numpy().sum())
+        for metric in COMPARED_METRICS:
+            sds = table[f"{metric}_t_sd"].dropna()
+            pooled = float(np.sqrt(np.mean(sds**2))) if len(sds) else None
+            g = int(table.loc[sds.index, "n_generator_seeds"].min()) if len(sds) else 0
+            mde = inference.minimum_detectable_difference(pooled, g, max(m, 1), ALPHA)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "family": family,
+                    "metric": metric,
+                    "m": m,
+                    "n_generator_seeds": g,
+                    "pooled_sd": _number(pooled),
+                    "mde": _number(mde),
+                }
+            )
+    return pd.DataFrame(rows, columns=["dataset", "family", "metric", "m", "n_generator_seeds", "pooled_sd", "mde"])
+
+
+def across_table(long: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Rows run on every task (dataset × fraction): IQM of test AUC over all their runs, the probability of
+    improvement over the baseline and, for generative rows, over `geometric` and `oversample` (where they ran), each
+    with a stratified-bootstrap 95% CI (runs resampled within tasks)."""
+    ok = long[(long["status"] == OK) & long["auc"].notna()]
+    tasks = [frame for _, frame in ok.groupby(list(TASK), sort=True)]
+    entries = [e for e in dict.fromkeys(ok["entry"]) if all((t["entry"] == e).any() for t in tasks)]
+    runs = {e: [t.loc[t["entry"] == e, "auc"].to_numpy(dtype=float) for t in tasks] for e in entries}
+    rows = []
+    for entry in entries:
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        low, high = inference.stratified_bootstrap_ci(inference.iqm, [runs[entry]], rng, ACROSS_RESAMPLES)
+        row = {"entry": entry, "n_tasks": len(tasks), "n_runs": sum(len(r) for r in runs[entry])}
+        row |= {"iqm_auc": inference.iqm(runs[entry]), "iqm_ci_low": low, "iqm_ci_high": high}
+        cells = ok[ok["entry"] == entry]
+        for name, reference in _poi_references(ok, entries, baseline, bool(cells["generative"].any())).items():
+            if reference != entry:
+                row |= _poi_columns(name, runs[entry], runs[reference], rng)
+        rows.append(row)
+    columns = ["entry", "n_tasks", "n_runs", "iqm_auc", "iqm_ci_low", "iqm_ci_high"]
+    columns += [f"{name}{part}" for name in POI_COLUMNS for part in ("", "_ci_low", "_ci_high")]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("iqm_auc", ascending=False, kind="stable", ignore_index=True)
+
+
+def _poi_references(ok: pd.DataFrame, entries: list[str], baseline: str, generative: bool) -> dict[str, str]:
+    """The rows a row's probability of improvement is taken against, by column name: the baseline for every row,
+    `geometric` and `oversample` for generative rows (those that ran on every task)."""
+    strategies = {"poi": baseline} | (
+        {"poi_geometric": CLASSIC_REFERENCE, "poi_oversample": REBALANCING} if generative else {}
+    )
+    found = {}
+    for name, strategy in strategies.items():
+        matches = [e for e in entries if (ok.loc[ok["entry"] == e, "strategy"] == strategy).all()]
+        if matches:
+            found[name] = matches[0]
+    return found
+
+
+def _poi_columns(name: str, x: list[np.ndarray], y: list[np.ndarray], rng: np.random.Generator) -> dict[str, float]:
+    """P(a run of x beats a run of y), averaged over tasks, with its stratified-bootstrap CI."""
+    low, high = inference.stratified_bootstrap_ci(inference.probability_of_improvement, [x, y], rng, ACROSS_RESAMPLES)
+    return {name: inference.probability_of_improvement(x, y), f"{name}_ci_low": low, f"{name}_ci_high": high}
+
+
+def rank_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Average rank of each row across blocks (dataset × fraction; 1 = best) on mean test AUC and accuracy, with
+    Friedman's test and Nemenyi's critical difference where there are at least three blocks."""
+    ok = long[long["status"] == OK]
+    means = {metric: _block_means(ok, metric) for metric in ("auc", "accuracy")}
+    entries = list(dict.fromkeys(ok["entry"]))
+    n_blocks = ok.groupby(list(TASK)).ngroups
+    columns: dict[str, object] = {"model": entries}
+    for metric, table in means.items():
+        table = {block: scores for block, scores in table.items() if scores}
         result = stats.friedman_ranks(table) if table else {"average_ranks": {}, "statistic": None, "p_value": None}
-        columns[f"{metric}_rank"] = [result["average_ranks"].get(model, math.nan) for model in models]
+        columns[f"{metric}_rank"] = [result["average_ranks"].get(entry, math.nan) for entry in entries]
         columns[f"{metric}_friedman_statistic"] = _number(result["statistic"])
         columns[f"{metric}_friedman_p"] = _number(result["p_value"])
-    frame = pd.DataFrame(columns | {"n_datasets": len(wide)})
-    one = "one dataset: ranks are that dataset's, and Friedman's test needs ≥ 2 datasets" if len(wide) < 2 else ""
-    frame["note"] = [
-        one or ("" if pd.notna(r) else "not scored on every dataset, so not ranked") for r in frame["auc_rank"]
-    ]
+        k = len(result["average_ranks"])
+        cd = (
+            inference.nemenyi_critical_difference(k, n_blocks)
+            if n_blocks >= stats.FRIEDMAN_MIN_BLOCKS and k >= 2
+            else None
+        )
+        columns[f"{metric}_cd"] = _number(cd)
+    frame = pd.DataFrame(columns | {"n_blocks": n_blocks})
+    frame["note"] = ["" if pd.notna(r) else "not scored on every block, so not ranked" for r in frame["auc_rank"]]
     return frame.sort_values("auc_rank", na_position="last", kind="stable", ignore_index=True)
+
+
+def _block_means(ok: pd.DataFrame, metric: str) -> dict[str, dict[str, float]]:
+    """Per block (dataset × fraction), each row's mean of a metric over its runs."""
+    return {
+        _task_name(key): frame.groupby("entry", sort=False)[metric].mean().dropna().to_dict()
+        for key, frame in ok.groupby(list(TASK), sort=True)
+    }
+
+
+def _task_name(key: tuple) -> str:
+    """A block's name: the dataset, with its train fraction below 1."""
+    dataset, fraction = key
+    return dataset if fraction == 1 else f"{dataset}@{fraction:g}"
 
 
 def build_leaderboard(results_dir: Path, baseline: str = "none") -> Leaderboard:
@@ -338,20 +616,25 @@ def build_leaderboard(results_dir: Path, baseline: str = "none") -> Leaderboard:
             f"no cell records in {records_dir(results_dir)}: run `medaugbench run` into {results_dir} first"
         )
     long = long_table(records)
-    wide = {dataset: wide_table(long, dataset) for dataset in sorted(long["dataset"].unique())}
     ok = long.loc[long["status"] == OK, "cell_id"]
     predictions = {cell_id: load_predictions(results_dir, cell_id) for cell_id in ok}
-    tests = seed_tests(long, predictions, baseline)
+    long = image_variances(long, predictions)
+    wide = {dataset: wide_table(long, dataset) for dataset in sorted(long["dataset"].unique())}
+    compared = comparison_table(long, predictions, baseline)
+    families = comparison_table(long, predictions, baseline, family=True)
     board = Leaderboard(
         Path(results_dir),
         baseline,
         long,
         wide,
         cross_dataset_table(wide),
-        stats_table(long, tests, predictions, baseline),
-        tests,
-        rank_table(wide),
+        compared,
+        seed_tests(long, predictions, baseline),
+        rank_table(long),
         quality_table(wide),
+        families=families,
+        power=power_table(pd.concat([compared, families], ignore_index=True)),
+        across=across_table(long, baseline),
     )
     board.markdown = render_markdown(board)
     return board
@@ -366,6 +649,9 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, baseline: 
         **board.wide,
         "cross_dataset": board.cross_dataset,
         "stats": board.stats,
+        "families": board.families,
+        "power": board.power,
+        "across_tasks": board.across,
         "stats_per_seed": board.seed_tests,
         "ranks": board.ranks,
         "quality": board.quality,
@@ -387,7 +673,7 @@ def console_rows(board: Leaderboard, dataset: str) -> list[tuple[str, ...]]:
             delta = "baseline"
         elif row["model"] in compared.index and pd.notna(compared.at[row["model"], "auc_diff"]):
             other = compared.loc[row["model"]]
-            delta = f"{other['auc_diff']:+.3f} (p={fmt_p(other['auc_bootstrap_p_holm'])}){MARKERS[other['auc_marker']]}"
+            delta = f"{other['auc_diff']:+.3f} (p={fmt_p(other['auc_t_p_holm'])}){MARKERS[other['auc_marker']]}"
         else:
             delta = "–"
         auc = fmt_pm(row["auc_mean"], row["auc_std"], 1, 3) + (
@@ -421,7 +707,7 @@ def render_markdown(board: Leaderboard) -> str:
     ]
     for dataset, frame in board.wide.items():
         lines += _dataset_section(board, dataset, frame)
-    lines += _cross_section(board) + _rank_section(board.ranks)
+    lines += _cross_section(board) + _across_section(board) + _rank_section(board.ranks)
     if len(failed):
         lines += ["## Failed cells", ""]
         lines += markdown_table(
@@ -436,7 +722,7 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
     one dataset."""
     cells = board.long[board.long["dataset"] == dataset]
     kind = next(iter(cells["task"].dropna()), "?")
-    lines = [f"## {dataset} ({kind})", ""] + _metrics_section(frame)
+    lines = [f"## {dataset} ({kind})", ""] + _metrics_section(frame) + _variance_section(frame)
     lines += _quality_section(board.quality[board.quality["dataset"] == dataset]) + _compute_section(frame)
     return lines + _against_section(board, dataset)
 
@@ -444,12 +730,15 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
 def _metrics_section(frame: pd.DataFrame) -> list[str]:
     """Table 2 layout: per row the test metrics (mean ± std, t-intervals) and the class-matched FID/KID."""
     shown = fmt_shown(frame)
-    lines = ["### Test metrics (Table 2 layout)", "", f"_{SPREAD}. Percentages ×100. {FID_NOTE}._", ""]
+    notes = f"_{SPREAD}. Percentages ×100. {ACCURACY_NOTE}. {FID_NOTE}._"
+    lines = ["### Test metrics (Table 2 layout)", "", notes, ""]
     headers = [
         *(HEADERS[c] for c in shown),
         "n",
         "Accuracy (%)",
         "Acc. 95% CI",
+        "Calibrated acc. (%)",
+        "Balanced acc. (%)",
         "Precision (%)",
         "Recall (%)",
         "Specificity (%)",
@@ -465,6 +754,7 @@ def _metrics_section(frame: pd.DataFrame) -> list[str]:
             fmt_n(r),
             fmt_pm(r["accuracy_mean"], r["accuracy_std"], 100, 1),
             fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1),
+            *(fmt_pm(r[f"{m}_mean"], r[f"{m}_std"], 100, 1) for m in ("accuracy_calibrated", "balanced_accuracy")),
             *(fmt_pm(r[f"{m}_mean"], r[f"{m}_std"], 100, 1) for m in ("precision", "recall", "specificity", "f1")),
             fmt_pm(r["auc_mean"], r["auc_std"], 1, 3),
             fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3),
@@ -479,42 +769,103 @@ def _metrics_section(frame: pd.DataFrame) -> list[str]:
 
 
 def _against_section(board: Leaderboard, dataset: str) -> list[str]:
-    """Table 4 layout: each strategy against the baseline (Δ with CIs, Holm-corrected p), then the per-seed tests."""
+    """Table 4 layout: each strategy against the baseline, then the family tables, then the per-seed tests."""
     compared = board.stats[board.stats["dataset"] == dataset]
     lines = ["### Against the baseline (Table 4 layout)", "", f"_{against_note(board.baseline)}._", ""]
     if compared.empty:
-        return lines + ["No other strategy to compare.", ""]
+        lines += ["No other strategy to compare.", ""]
+    else:
+        lines += _comparison_rows(compared, board.baseline) + power_lines(board.power, dataset, "baseline")
+    return lines + _family_sections(board, dataset) + _per_seed_section(board, dataset)
+
+
+def _family_sections(board: Leaderboard, dataset: str) -> list[str]:
+    """The two family tables of a dataset (classic augmentation, rebalancing), or why one is not answered."""
+    lines = []
+    families = board.families[board.families["dataset"] == dataset] if len(board.families) else board.families
+    for family, reference in (("classic", CLASSIC_REFERENCE), ("rebalancing", REBALANCING)):
+        table = families[families["family"] == family] if len(families) else families
+        lines += [f"### {FAMILIES[family]}", ""]
+        if table.empty:
+            lines += [f"Not answered here: this grid has no generative row together with a `{reference}` row.", ""]
+            continue
+        lines += [f"_{family_note(reference)}._", ""]
+        lines += _comparison_rows(table, "reference", with_reference=True) + power_lines(board.power, dataset, family)
+    return lines
+
+
+def _comparison_rows(compared: pd.DataFrame, reference: str, with_reference: bool = False) -> list[str]:
+    """A comparison table: Δ with the run-level CI and Holm p (primary), the bootstrap (secondary), notes."""
     shown = fmt_shown(compared)
     headers = [
         *(HEADERS[c] for c in shown),
-        "Pairs",
-        f"{board.baseline} acc. (%)",
+        *(["Reference", "Chosen"] if with_reference else []),
+        "Runs (G)",
+        f"{reference} acc. (%)",
         "Accuracy (%)",
-        "Δ acc. (pp) [95% CI]",
-        "Holm p (boot / t / W)",
-        f"{board.baseline} AUC",
+        "Δ acc. (pp) [95% CI (uncorrected)]",
+        "Holm p (t / W)",
+        "Bootstrap Δ acc. [95% CI (uncorrected)] (Holm p)",
+        f"{reference} AUC",
         "AUC",
-        "Δ AUC [95% CI]",
-        "Holm p (boot / t / W)",
+        "Δ AUC [95% CI (uncorrected)]",
+        "Holm p (t / W)",
+        "Bootstrap Δ AUC [95% CI (uncorrected)] (Holm p)",
         "Note",
     ]
     rows = [
         [
             *(fmt_text(r[c]) for c in shown),
-            fmt_text(r["n_paired"]),
+            *([r["reference"], fmt_text(r["chosen"] or None)] if with_reference else []),
+            f"{fmt_text(r['n_paired'])} ({fmt_text(r['n_generator_seeds'])})",
             fmt_pm(r["baseline_accuracy"], math.nan, 100, 1),
             fmt_pm(r["accuracy"], math.nan, 100, 1),
             fmt_compared(r, "accuracy", 100, 1),
             fmt_holm(r, "accuracy"),
+            fmt_bootstrap(r, "accuracy", 100, 1),
             fmt_pm(r["baseline_auc"], math.nan, 1, 3),
             fmt_pm(r["auc"], math.nan, 1, 3),
             fmt_compared(r, "auc", 1, 3),
             fmt_holm(r, "auc"),
-            fmt_text(r["note"]),
+            fmt_bootstrap(r, "auc", 1, 3),
+            fmt_text(r["note"] or None),
         ]
         for r in compared.to_dict("records")
     ]
-    return lines + markdown_table(headers, rows) + _per_seed_section(board, dataset)
+    return markdown_table(headers, rows)
+
+
+def power_lines(power: pd.DataFrame, dataset: str, family: str) -> list[str]:
+    """The minimum-detectable-difference sentence of one table, for Markdown (and, as text, HTML)."""
+    text = power_sentence(power, dataset, family)
+    return [text, ""] if text else []
+
+
+def power_sentence(power: pd.DataFrame, dataset: str, family: str) -> str:
+    """'Detectable with 80% power …: Δ accuracy ≥ x pp, Δ AUC ≥ y', or '' for a table without tests."""
+    rows = power[(power["dataset"] == dataset) & (power["family"] == family)] if len(power) else power
+    if rows.empty:
+        return ""
+    first = rows.iloc[0]
+    scale = {"accuracy": (100, 1, " pp"), "auc": (1, 3, "")}
+    parts = []
+    for r in rows.to_dict("records"):
+        factor, digits, unit = scale[r["metric"]]
+        value = (
+            "not estimable (fewer than two generator seeds)"
+            if pd.isna(r["mde"])
+            else f"{r['mde'] * factor:.{digits}f}{unit}"
+        )
+        parts.append(f"Δ {'AUC' if r['metric'] == 'auc' else 'accuracy'} ≥ {value}")
+    return (
+        f"**Minimum detectable difference** (m = {first['m']} tests, α = 0.05/{max(first['m'], 1)}, "
+        f"G = {first['n_generator_seeds']} generator seeds): {'; '.join(parts)}. _{POWER_NOTE}._"
+    )
+
+
+def family_note(reference: str) -> str:
+    """How a family table's rows were chosen and tested."""
+    return FAMILY_NOTE.format(reference=reference)
 
 
 def _quality_section(quality: pd.DataFrame) -> list[str]:
@@ -569,16 +920,16 @@ def _compute_section(frame: pd.DataFrame) -> list[str]:
 
 
 def _per_seed_section(board: Leaderboard, dataset: str) -> list[str]:
-    """The per-seed DeLong and McNemar results of a dataset, one row per seed, clearly not a claim."""
+    """The per-run DeLong and McNemar results of a dataset, one row per run, clearly not a claim."""
     tests = board.seed_tests[board.seed_tests["dataset"] == dataset]
     if tests.empty:
         return []
-    lines = ["#### Per-seed tests on the same test images (not corrected, not summed)", "", f"_{PER_SEED_NOTE}._", ""]
-    headers = ["Model", "Seed", "Δ AUC", "DeLong p (this seed)", "McNemar b / c", "McNemar p (this seed)"]
+    lines = ["#### Per-run tests on the same test images (not corrected, not summed)", "", f"_{PER_SEED_NOTE}._", ""]
+    headers = ["Model", "Run (g/c)", "Δ AUC", "DeLong p (this run)", "McNemar b / c", "McNemar p (this run)"]
     rows = [
         [
             r["model"],
-            fmt_text(r["seed"]),
+            fmt_run(r),
             fmt_delta(r["delong_diff"], 1, 3),
             fmt_delong(r),
             fmt_mcnemar(r),
@@ -622,11 +973,12 @@ def _common(values: pd.Series) -> object:
 
 
 def _rank_section(ranks: pd.DataFrame) -> list[str]:
-    """Average ranks on AUC and accuracy with each Friedman test, or why there is none."""
+    """Average ranks on AUC and accuracy over blocks with each Friedman test and critical difference, or why there
+    is none."""
     lines = [
-        "## Average ranks across datasets (Friedman)",
+        "## Average ranks across blocks (Friedman, Nemenyi)",
         "",
-        "_Rank 1 = best mean test score on a dataset, ties averaged._",
+        "_Rank 1 = best mean test score in a block (dataset × fraction), ties averaged._",
         "",
     ]
     lines += [f"- {note}" for note in friedman_notes(ranks)]
@@ -638,19 +990,92 @@ def _rank_section(ranks: pd.DataFrame) -> list[str]:
 
 
 def friedman_notes(ranks: pd.DataFrame) -> list[str]:
-    """One sentence per ranked metric: Friedman's statistic and p, or why there is no test."""
+    """One sentence per ranked metric: Friedman's statistic and p with Nemenyi's critical difference, or why there
+    is no test (never a test over fewer than three blocks)."""
     notes = []
+    blocks = int(ranks["n_blocks"].iloc[0]) if len(ranks) else 0
     for metric, name in (("auc", "AUC"), ("accuracy", "accuracy")):
-        statistic, p = ranks[f"{metric}_friedman_statistic"].iloc[0], ranks[f"{metric}_friedman_p"].iloc[0]
-        if ranks["n_datasets"].iloc[0] < 2:
-            notes.append(f"{name}: one dataset only, so ranks are that dataset's; Friedman's test needs ≥ 2 datasets.")
-        elif pd.isna(p):
-            notes.append(f"{name}: no Friedman test (needs ≥ 3 models ranked on every dataset, not all tied).")
-        else:
+        if blocks < stats.FRIEDMAN_MIN_BLOCKS:
             notes.append(
-                f"{name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {ranks['n_datasets'].iloc[0]} datasets."
+                f"{name}: not tested: fewer than three blocks (datasets × fractions; here {blocks}), so the "
+                "average ranks are descriptive only and there is no critical-difference diagram."
+            )
+            continue
+        statistic, p = ranks[f"{metric}_friedman_statistic"].iloc[0], ranks[f"{metric}_friedman_p"].iloc[0]
+        if pd.isna(p):
+            notes.append(f"{name}: no Friedman test (needs ≥ 3 models ranked on every block, not all tied).")
+        else:
+            cd = ranks[f"{metric}_cd"].iloc[0]
+            notes.append(
+                f"{name}: Friedman χ² = {statistic:.2f}, p = {fmt_p(p)} over {blocks} blocks; Nemenyi critical "
+                f"difference {cd:.2f} (α = 0.05): average ranks further apart than this differ."
             )
     return notes
+
+
+def _variance_section(frame: pd.DataFrame) -> list[str]:
+    """Each row's variance of accuracy and AUC by source (generator seed, classifier seed, runs, test images)."""
+    shown = fmt_shown(frame)
+    lines = ["### Variance by source", "", f"_{VARIANCE_NOTE}. Accuracy in percentage points._", ""]
+    sources = ("generator seed", "classifier seed", "runs", "test images")
+    headers = [
+        *(HEADERS[c] for c in shown),
+        "Runs (G)",
+        *(f"{m} SD: {s}" for m in ("Acc.", "AUC") for s in sources),
+    ]
+    rows = [
+        [
+            *(fmt_text(r[c]) for c in shown),
+            f"{r['n_seeds']} ({r['n_generator_seeds']})",
+            *(fmt_sd(r[f"{m}_var_{c}"], scale, digits) for m, scale, digits in SD_FORMATS for c in COMPONENTS),
+        ]
+        for r in frame.to_dict("records")
+    ]
+    return lines + markdown_table(headers, rows)
+
+
+def fmt_sd(variance: float, scale: float, digits: int) -> str:
+    """The standard deviation of a variance component, scaled, or '–'."""
+    return "–" if pd.isna(variance) else f"{math.sqrt(variance) * scale:.{digits}f}"
+
+
+def _across_section(board: Leaderboard) -> list[str]:
+    """IQM and probability of improvement across tasks with their stratified-bootstrap CIs."""
+    lines = ["## Across tasks: IQM and probability of improvement", ""]
+    lines += [f"_{across_note(board.baseline)}._", ""]
+    if board.across.empty:
+        return lines + ["No row ran on every task.", ""]
+    shown = poi_shown(board.across, board.baseline)
+    headers = ["Model", "Tasks", "Runs", "IQM AUC [95% CI]", *shown.values()]
+    rows = [
+        [
+            r["entry"],
+            fmt_text(r["n_tasks"]),
+            fmt_text(r["n_runs"]),
+            f"{r['iqm_auc']:.3f} {fmt_ci(r['iqm_ci_low'], r['iqm_ci_high'], 1, 3)}",
+            *(fmt_poi(r, name) for name in shown),
+        ]
+        for r in board.across.to_dict("records")
+    ]
+    return lines + markdown_table(headers, rows)
+
+
+def poi_shown(across: pd.DataFrame, baseline: str) -> dict[str, str]:
+    """The probability-of-improvement columns with a value, and their headers."""
+    references = {"poi": baseline, "poi_geometric": CLASSIC_REFERENCE, "poi_oversample": REBALANCING}
+    return {name: f"P(> {ref}) [95% CI]" for name, ref in references.items() if across[name].notna().any()}
+
+
+def fmt_poi(row: dict, name: str) -> str:
+    """'p [low, high]' of one probability of improvement, or '–'."""
+    if pd.isna(row[name]):
+        return "–"
+    return f"{row[name]:.2f} {fmt_ci(row[f'{name}_ci_low'], row[f'{name}_ci_high'], 1, 2)}"
+
+
+def across_note(baseline: str) -> str:
+    """How the across-task summaries are computed, for Markdown and HTML."""
+    return ACROSS_NOTE.format(baseline=baseline, resamples=ACROSS_RESAMPLES)
 
 
 def against_note(baseline: str) -> str:
@@ -664,8 +1089,11 @@ def _long_row(record: CellRecord, metrics: tuple[str, ...]) -> dict:
     matched = matched_quality(run)
     test = run.metrics.test if run is not None else None
     row = {"cell_id": record.cell_id, "status": record.status, **{key: record.cell.get(key) for key in COORDINATES}}
+    row |= dict(zip(RUN, run_seeds(record)))
     row["task"] = run.dataset.task.kind if run is not None else None
-    row |= {metric: _number(test[metric] if test is not None else None) for metric in metrics}
+    row["generative"] = _generative(record)
+    row["val_auc"] = _number(run.metrics.val.get("auc") if run is not None else None)
+    row |= {metric: _number(test.get(metric) if test is not None else None) for metric in metrics}
     row |= {name: _number(value) for name, value in _quality_values(matched).items()}
     row["fid_rank_deficient"] = None if matched is None else bool(matched.rank_deficient)
     seconds = run.budget.seconds if run is not None else {}
@@ -674,6 +1102,23 @@ def _long_row(record: CellRecord, metrics: tuple[str, ...]) -> dict:
     row |= {name: _number(dig(compute, *path)) for name, path in COMPUTE.items()}
     row["error"] = (record.error or {}).get("message") if record.status == FAILED else None
     return row
+
+
+def _generative(record: CellRecord) -> bool:
+    """Whether a run trained on synthetic images: its record holds some, and it is not a rebalancing control (which
+    adds repeated real images the record may count alongside)."""
+    run = record.result
+    if run is None or record.cell.get("base_strategy", record.cell.get("strategy")) in CONTROLS:
+        return False
+    return bool(run.dataset.train_synthetic or "synthesis" in run.strategy.facts)
+
+
+def run_seeds(record: CellRecord) -> tuple[int | None, int | None]:
+    """A cell's (generator seed, classifier seed): the classifier seed is the cell's seed; a record without a
+    generator seed (written before seeds were split) used that one seed for both."""
+    seed = record.cell.get("seed", record.config.get("seed"))
+    generator = record.cell.get("generator_seed", record.config.get("generator_seed"))
+    return (seed if generator is None else generator), seed
 
 
 def matched_quality(run: RunRecord | None) -> QualityBlock | None:
@@ -686,8 +1131,20 @@ def _quality_values(matched: QualityBlock | None) -> dict[str, float | None]:
     """The QUALITY columns of a class-matched block: FID and KID of the synthetic images and of the floor."""
     if matched is None:
         return dict.fromkeys(QUALITY)
-    fake, floor = matched.fake_vs_real, matched.floor
-    return {"fid": fake.fid, "fid_floor": floor.fid, "kid": fake.kid_mean, "kid_floor": floor.kid_mean}
+    fake, floor, shift = matched.fake_vs_real, matched.floor, getattr(matched, "shift", None)
+    return {
+        "fid": fake.fid,
+        "fid_floor": _score(floor, "fid"),
+        "fid_shift": _score(shift, "fid"),
+        "kid": fake.kid_mean,
+        "kid_floor": _score(floor, "kid_mean"),
+        "kid_shift": _score(shift, "kid_mean"),
+    }
+
+
+def _score(block: object, name: str) -> float | None:
+    """One score of an optional quality block (None without the block: a record that did not measure it)."""
+    return None if block is None else getattr(block, name)
 
 
 def record_labels(records: list[CellRecord]) -> dict[str, str]:
@@ -699,12 +1156,15 @@ def record_labels(records: list[CellRecord]) -> dict[str, str]:
     return dict(zip(frame["cell_id"], _model_labels(frame)))
 
 
-def _model_labels(frame: pd.DataFrame) -> pd.Series:
+def _model_labels(frame: pd.DataFrame, across_tasks: bool = False) -> pd.Series:
     """Strategy, plus backbone, train fraction and policy wherever a strategy ran with several on one dataset: a
     row's name everywhere, the same on every dataset (a grid giving each dataset its own fraction keeps plain
-    strategy names, so rows pair across datasets)."""
+    strategy names, so rows pair across datasets). `across_tasks` leaves the fraction out: the name of a row
+    across tasks (dataset × fraction), where the fraction is part of the task."""
     label = frame["strategy"].astype(str)
     for column, suffix in SUFFIXES.items():
+        if across_tasks and column == "train_fraction":
+            continue
         if len(frame) and frame.groupby(["dataset", "strategy"])[column].nunique(dropna=False).max() > 1:
             label = label + frame[column].map(
                 lambda value, suffix=suffix: suffix.format(value) if pd.notna(value) else ""
@@ -757,41 +1217,62 @@ def _image_tests(predictions: Predictions, kind: str, baseline_id: str, cell_id:
     return row | {"mcnemar_b": test["b"], "mcnemar_c": test["c"], "mcnemar_p": test["p_value"]}
 
 
-def _summarise_pairs(
-    pairs: pd.DataFrame, cells: pd.DataFrame, task: str | None, baseline: str, predictions: Predictions
-) -> dict:
-    """The stats-table columns of one run type from its per-seed pairs with the baseline; empty where nothing pairs."""
-    row: dict[str, object] = {"n_paired": len(pairs)}
-    for metric in stats.BOOTSTRAP_METRICS:
-        valid = pairs[[f"baseline_{metric}", metric]].dropna()
+def _summarise_pairs(pairs: pd.DataFrame, cells: pd.DataFrame, task: str | None, predictions: Predictions) -> dict:
+    """The comparison columns of one row from its runs paired with the reference's: per metric the run-level test
+    (Student-t over generator-seed means), Wilcoxon over those means and the secondary paired bootstrap."""
+    row: dict[str, object] = {"n_paired": len(pairs), "n_generator_seeds": pairs["generator_seed"].nunique()}
+    for metric in COMPARED_METRICS:
+        valid = pairs.dropna(subset=[f"baseline_{metric}", metric])
         if len(valid):
-            diff = stats.paired_difference(valid[f"baseline_{metric}"], valid[metric])
-            row |= {
-                f"baseline_{metric}": valid[f"baseline_{metric}"].mean(),
-                metric: valid[metric].mean(),
-                f"{metric}_diff": diff["mean_difference"],
-                f"{metric}_t_p": _number(diff["t_p_value"]),
-                f"{metric}_wilcoxon_p": _number(diff["wilcoxon_p_value"]),
-                f"{metric}_wilcoxon_n": diff["wilcoxon_n"],
-            }
-    bootstrap, bootstrap_notes = _bootstrap_columns(pairs, task, predictions)
-    notes = [f"{note} (seeds {_ints(seeds)})" for note, seeds in pairs.groupby("note")["seed"]] + bootstrap_notes
-    unpaired = set(cells.loc[cells["status"] == OK, "seed"]) - set(pairs["seed"])
+            row |= _run_columns(metric, valid)
+    bootstrap, notes = _bootstrap_columns(pairs, task, predictions)
+    unpaired = _run_names(cells[cells["status"] == OK]) - _run_names(pairs)
     if unpaired:
-        notes.append(f"seeds without a '{baseline}' run: {_ints(unpaired)}")
+        notes.append(f"runs without a reference run: {sorted(unpaired)}")
     return row | bootstrap | {"note": "; ".join(notes)}
 
 
+def _run_columns(metric: str, pairs: pd.DataFrame) -> dict:
+    """One metric's run-level columns: means, Δ with its Student-t CI over generator-seed means, t and Wilcoxon p."""
+    seeds = pairs["generator_seed"]
+    reference, other = (inference.seed_means(pairs[c], seeds) for c in (f"baseline_{metric}", metric))
+    test = inference.run_test(pairs[metric] - pairs[f"baseline_{metric}"], seeds)
+    ranks = stats.paired_difference(reference, other)
+    return {
+        f"baseline_{metric}": pairs[f"baseline_{metric}"].mean(),
+        metric: pairs[metric].mean(),
+        f"{metric}_diff": _number(test.difference),
+        f"{metric}_t_ci_low": _number(test.ci_low),
+        f"{metric}_t_ci_high": _number(test.ci_high),
+        f"{metric}_t_sd": _number(test.sd),
+        f"{metric}_t_p": _number(test.p_value),
+        f"{metric}_wilcoxon_p": _number(ranks["wilcoxon_p_value"]),
+        f"{metric}_wilcoxon_n": ranks["wilcoxon_n"],
+    }
+
+
+def _run_names(frame: pd.DataFrame) -> set[str]:
+    """Runs as 'generator seed/classifier seed', for notes."""
+    return {f"{int(g)}/{int(c)}" for g, c in zip(frame["generator_seed"], frame["classifier_seed"])}
+
+
 def _bootstrap_columns(pairs: pd.DataFrame, task: str | None, predictions: Predictions) -> tuple[dict, list[str]]:
-    """The paired bootstrap over test images and seeds of the pairs whose predictions are saved on the same test
-    images, as stats-table columns, and a note where it could not run."""
+    """The paired bootstrap over test images and runs of the pairs whose predictions are saved on the same test
+    images, as comparison columns, and notes where runs lack predictions or it could not run."""
+    missing = pairs[
+        [
+            predictions.get(a) is None or predictions.get(b) is None
+            for a, b in zip(pairs["baseline_cell_id"], pairs["cell_id"])
+        ]
+    ]
+    notes = [f"test predictions missing (runs {sorted(_run_names(missing))})"] if len(missing) else []
     runs = [(predictions.get(a), predictions.get(b)) for a, b in zip(pairs["baseline_cell_id"], pairs["cell_id"])]
     runs = [(a, b) for a, b in runs if a is not None and b is not None and np.array_equal(a[0], b[0])]
     if not runs or task is None:
-        return {}, []
+        return {}, notes
     labels = runs[0][0][0]
     if not all(np.array_equal(a[0], labels) for a, _ in runs):
-        return {}, ["test labels differ between seeds: no bootstrap over test images"]
+        return {}, [*notes, "test labels differ between runs: no bootstrap over test images"]
     result = stats.paired_bootstrap(
         task,
         labels,
@@ -805,7 +1286,7 @@ def _bootstrap_columns(pairs: pd.DataFrame, task: str | None, predictions: Predi
         "bootstrap_images": result["n_images"],
         "bootstrap_resamples": result["n_resamples"],
     }
-    for metric in stats.BOOTSTRAP_METRICS:
+    for metric in COMPARED_METRICS:
         summary = result[metric]
         row |= {
             f"{metric}_bootstrap_diff": _number(summary["difference"]),
@@ -813,22 +1294,22 @@ def _bootstrap_columns(pairs: pd.DataFrame, task: str | None, predictions: Predi
             f"{metric}_ci_high": _number(summary["ci_high"]),
             f"{metric}_bootstrap_p": _number(summary["p_value"]),
         }
-    return row, ([ONE_SEED_NOTE] if result["n_seeds"] == 1 else [])
+    return row, notes + ([ONE_SEED_NOTE] if result["n_seeds"] == 1 else [])
 
 
 def _holm_correct(frame: pd.DataFrame) -> pd.DataFrame:
-    """Holm-correct each kind of p across one dataset's table (every strategy × metric it reports), then mark each
-    metric better / worse where the corrected bootstrap p is below ALPHA."""
+    """Holm-correct each kind of p across one table (a dataset's comparisons of one family, every row × metric),
+    then mark each metric better / worse where the corrected run-level p is below ALPHA."""
     frame = frame.copy()
-    for index in frame.groupby("dataset", sort=False).groups.values():
+    for index in frame.groupby(["dataset", "family"], sort=False).groups.values():
         for kind in P_KINDS:
-            columns = [f"{metric}_{kind}" for metric in stats.BOOTSTRAP_METRICS]
+            columns = [f"{metric}_{kind}" for metric in COMPARED_METRICS]
             raw = frame.loc[index, columns].to_numpy(dtype=float)
             adjusted = [_number(p) for p in stats.holm(raw.ravel().tolist())]
             frame.loc[index, [f"{c}_holm" for c in columns]] = np.reshape(adjusted, raw.shape)
-    for metric in stats.BOOTSTRAP_METRICS:
-        significant = frame[f"{metric}_bootstrap_p_holm"] < ALPHA
-        direction = frame[f"{metric}_bootstrap_diff"]
+    for metric in COMPARED_METRICS:
+        significant = frame[f"{metric}_t_p_holm"] < ALPHA
+        direction = frame[f"{metric}_diff"]
         frame[f"{metric}_marker"] = np.select(
             [significant & (direction > 0), significant & (direction < 0)], ["better", "worse"], ""
         )
@@ -907,29 +1388,46 @@ def fmt_n(row: dict) -> str:
 
 
 def fmt_quality(row: dict, name: str, digits: int) -> str:
-    """A wide-table FID or KID cell: 'mean ± std (floor f)', marked † when the FID's covariance is rank-deficient."""
+    """A wide-table FID or KID cell: 'mean ± std (floor f; train→test shift s)' (the shift where recorded), marked †
+    when the FID's covariance is rank-deficient."""
     if pd.isna(row[f"{name}_mean"]):
         return "–"
-    floor = row[f"{name}_floor_mean"]
+    references = {"floor": row[f"{name}_floor_mean"], "train→test shift": row.get(f"{name}_shift_mean", math.nan)}
+    shown = [f"{label} {value:.{digits}f}" for label, value in references.items() if pd.notna(value)]
     text = fmt_pm(row[f"{name}_mean"], row[f"{name}_std"], 1, digits)
-    text += "" if pd.isna(floor) else f" (floor {floor:.{digits}f})"
+    text += f" ({'; '.join(shown)})" if shown else ""
     return text + (RANK_MARK if name == "fid" and row["fid_rank_deficient"] else "")
 
 
 def fmt_compared(row: dict, metric: str, scale: float, digits: int) -> str:
-    """'Δ [CI]' of a metric against the baseline, with ↑ / ↓ where the Holm-corrected bootstrap p says so."""
+    """'Δ [CI]' of a metric against the reference with the run-level (uncorrected) CI, ↑ / ↓ where the
+    Holm-corrected run-level p says so."""
     text = fmt_delta(row[f"{metric}_diff"], scale, digits)
-    if pd.notna(row[f"{metric}_ci_low"]):
-        text += f" {fmt_ci(row[f'{metric}_ci_low'], row[f'{metric}_ci_high'], scale, digits)}"
+    if pd.notna(row[f"{metric}_t_ci_low"]):
+        text += f" {fmt_ci(row[f'{metric}_t_ci_low'], row[f'{metric}_t_ci_high'], scale, digits)}"
     return text + MARKERS[row[f"{metric}_marker"]]
 
 
+def fmt_bootstrap(row: dict, metric: str, scale: float, digits: int) -> str:
+    """The secondary paired bootstrap: 'Δ [CI] (Holm p)', CI uncorrected; '–' where it did not run."""
+    if pd.isna(row[f"{metric}_bootstrap_diff"]):
+        return "–"
+    delta = fmt_delta(row[f"{metric}_bootstrap_diff"], scale, digits)
+    ci = fmt_ci(row[f"{metric}_ci_low"], row[f"{metric}_ci_high"], scale, digits)
+    return f"{delta} {ci} (p {fmt_p(row[f'{metric}_bootstrap_p_holm'])})"
+
+
 def fmt_holm(row: dict, metric: str) -> str:
-    """Holm-corrected 'bootstrap / t-test / Wilcoxon' p of a metric; Wilcoxon reads 'n too small' where it cannot
-    reach 0.05."""
+    """Holm-corrected 't / Wilcoxon' p of a metric over generator-seed means; Wilcoxon reads 'n too small' where it
+    cannot reach 0.05."""
     n = row[f"{metric}_wilcoxon_n"]
     wilcoxon = "n too small" if pd.notna(n) and n < stats.WILCOXON_MIN_N else fmt_p(row[f"{metric}_wilcoxon_p_holm"])
-    return f"{fmt_p(row[f'{metric}_bootstrap_p_holm'])} / {fmt_p(row[f'{metric}_t_p_holm'])} / {wilcoxon}"
+    return f"{fmt_p(row[f'{metric}_t_p_holm'])} / {wilcoxon}"
+
+
+def fmt_run(row: dict) -> str:
+    """A run as 'generator seed/classifier seed'."""
+    return f"{row['generator_seed']:.0f}/{row['classifier_seed']:.0f}"
 
 
 def fmt_delong(row: dict) -> str:

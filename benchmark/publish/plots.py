@@ -17,6 +17,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -25,11 +26,12 @@ from matplotlib.figure import Figure
 
 from benchmark.data.files import atomic_output
 from benchmark.grid.store import CellRecord
-from benchmark.publish.leaderboard import RANK_MARK, dig, matched_quality, record_labels
+from benchmark.publish.leaderboard import RANK_MARK, dig, long_table, matched_quality, rank_table, record_labels
 from benchmark.publish.stats import mean_std, t_interval
 
 BASELINE = "none"
 DPI = 120
+CD_FILE = "critical_difference_auc.png"
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,49 @@ def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -
         figures[f"{dataset}_val_curves.png"] = _val_figure(dataset, groups, colours)
         figures[f"{dataset}_generator_quality.png"] = _quality_figure(dataset, groups, colours)
         written += [save_figure(fig, Path(out_dir) / name) for name, fig in figures.items() if fig is not None]
+    cd = critical_difference_figure(rank_table(long_table(records)), "auc") if records else None
+    if cd is not None:
+        written.append(save_figure(cd, Path(out_dir) / CD_FILE))
     return sorted(written)
+
+
+def critical_difference_figure(ranks: pd.DataFrame, metric: str) -> Figure | None:
+    """Demšar's critical-difference diagram: average ranks on an axis (1 = best, left), the Nemenyi critical
+    difference as a bar, and a thick line under every group of rows whose ranks differ by less than it; None with
+    fewer than three blocks (no test, so no diagram)."""
+    ranked = ranks.dropna(subset=[f"{metric}_rank"]).sort_values(f"{metric}_rank")
+    cd = ranked[f"{metric}_cd"].iloc[0] if len(ranked) else float("nan")
+    if len(ranked) < 2 or not np.isfinite(cd):
+        return None
+    names, values = ranked["model"].tolist(), ranked[f"{metric}_rank"].to_numpy(dtype=float)
+    cliques = _cliques(values, cd)
+    top = -0.3 - 0.15 * len(cliques)  # the rank lines start below the clique bars
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.3 * len(names) + 0.15 * len(cliques)))
+    ax.set_xlim(0.5, len(names) + 0.5)  # rank 1 (best) on the left
+    ax.set_ylim(top - 0.3 * len(names), 1.2)
+    ax.set_yticks([])
+    for spine in ("left", "right", "bottom"):
+        ax.spines[spine].set_visible(False)
+    ax.xaxis.set_ticks_position("top")
+    for i, (name, value) in enumerate(zip(names, values)):
+        y = top - 0.3 * i
+        ax.plot([value, value], [0, y], color="0.3", lw=0.8)
+        ax.text(value, y, f" {name} ({value:.2f})", va="center", fontsize=8)
+    for k, (low, high) in enumerate(cliques):
+        y = -0.2 - 0.15 * k
+        ax.plot([values[low] - 0.03, values[high] + 0.03], [y, y], color="k", lw=3)
+    ax.plot([1, 1 + cd], [0.8, 0.8], color="C3", lw=2)
+    ax.text(1 + cd / 2, 0.95, f"CD = {cd:.2f}", ha="center", fontsize=8, color="C3")
+    n_blocks = int(ranks["n_blocks"].iloc[0])
+    ax.set_title(f"Average rank on test {metric.upper()} over {n_blocks} blocks (Nemenyi, α = 0.05)", fontsize=9)
+    return fig
+
+
+def _cliques(ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
+    """Maximal runs (first, last index) of sorted average ranks spanning less than the critical difference."""
+    spans = [(i, max(j for j in range(i, len(ranks)) if ranks[j] - ranks[i] < cd)) for i in range(len(ranks))]
+    maximal = [(i, j) for i, j in spans if j > i and not any(a <= i and j <= b and (a, b) != (i, j) for a, b in spans)]
+    return maximal
 
 
 def metric_summaries(groups: dict[str, list[CellRecord]], metric: str) -> dict[str, Summary]:
@@ -124,7 +168,8 @@ def fid_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, dict[str, Su
 
     def fid(r: CellRecord, floor: bool) -> float | None:
         matched = matched_quality(r.result)
-        return None if matched is None else (matched.floor if floor else matched.fake_vs_real).fid
+        scores = None if matched is None else (matched.floor if floor else matched.fake_vs_real)
+        return None if scores is None else scores.fid  # schema-2 records have no in-distribution floor
 
     return {
         "fake_vs_real": _summaries(groups, lambda r: fid(r, floor=False)),

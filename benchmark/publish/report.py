@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
+import pandas as pd
+
 from benchmark.data.files import write_text_atomic
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.config import BudgetBlock
@@ -30,17 +32,27 @@ from benchmark.grid.store import (
     samples_path,
 )
 from benchmark.publish.leaderboard import (
+    ACCURACY_NOTE,
+    CLASSIC_REFERENCE,
+    COMPONENTS,
     COMPUTE_NOTE,
     CROSS_NOTE,
+    FAMILIES,
     FID_NOTE,
     HEADERS,
     PER_SEED_NOTE,
     RANK_NOTE,
+    REBALANCING,
+    SD_FORMATS,
     SPREAD,
+    VARIANCE_NOTE,
     Leaderboard,
+    across_note,
     against_note,
     build_leaderboard,
     cross_dataset_name,
+    family_note,
+    fmt_bootstrap,
     fmt_ci,
     fmt_compared,
     fmt_delong,
@@ -51,19 +63,24 @@ from benchmark.publish.leaderboard import (
     fmt_n,
     fmt_p,
     fmt_pm,
+    fmt_poi,
     fmt_quality,
+    fmt_run,
+    fmt_sd,
     fmt_shown,
     fmt_text,
     friedman_notes,
+    poi_shown,
+    power_sentence,
 )
-from benchmark.publish.plots import write_plots
+from benchmark.publish.plots import CD_FILE, write_plots
 
 REPORT_NAME = "report.html"
 # Captions of write_plots' figures, by file name after "<dataset>_".
 PLOT_TITLES = {
     "auc_ci": "Test AUC per strategy (mean, 95% Student-t CI over seeds)",
     "accuracy_ci": "Test accuracy per strategy (mean, 95% Student-t CI over seeds)",
-    "fid_vs_auc": "Class-matched generator FID (× its real-vs-real floor) against test AUC",
+    "fid_vs_auc": "Class-matched generator FID (× its in-distribution floor) against test AUC",
     "auc_vs_compute": "Test AUC against total compute per cell (counted FLOPs, log scale)",
     "per_class_f1": "Per-class test F1",
     "val_curves": "Validation curves during classifier training",
@@ -189,7 +206,8 @@ def render_report(
         body.append(_failed_section(failed))
     for dataset in board.datasets:
         body.append(_dataset_section(board, records, dataset, plots.get(dataset, [])))
-    body += [_cross_section(board), _rank_section(board), _config_section(grid_file)]
+    body += [_cross_section(board), _across_section(board), _rank_section(board, plots.get("", []))]
+    body.append(_config_section(grid_file))
     return "\n".join(
         [
             "<!DOCTYPE html>",
@@ -226,12 +244,13 @@ def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, fail
         ("Budget", _e(_budget(grid, records))),
         ("Datasets", _e(", ".join(board.datasets))),
         ("Strategies", _e(", ".join(dict.fromkeys(str(r.cell.get("strategy")) for r in records)))),
-        ("Seeds", _e(", ".join(str(s) for s in sorted({r.cell.get("seed") for r in records}, key=str)))),
+        ("Seeds", _e(_seeds(board))),
         ("Grid written", _e(str(grid_file.get("written") or "unknown (no grid.json)"))),
         ("Report written", _e(datetime.now(UTC).isoformat(timespec="seconds"))),
     ]
     links = [f'<a href="#ds-{_anchor(d)}">{_e(d)}</a>' for d in board.datasets]
-    links += ['<a href="#cross">across datasets</a>', '<a href="#ranks">ranks</a>']
+    links += ['<a href="#cross">across datasets</a>', '<a href="#across">across tasks</a>']
+    links += ['<a href="#ranks">ranks</a>']
     links += ['<a href="#failed">failed cells</a>'] if failed else []
     links += ['<a href="#config">grid config &amp; environment</a>']
     description = grid.get("description")
@@ -249,6 +268,17 @@ def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, fail
     )
 
 
+def _seeds(board: Leaderboard) -> str:
+    """The generator and classifier seeds the runs used (one list where every run used one seed for both)."""
+    lists = {
+        key: ", ".join(str(int(s)) for s in sorted(board.long[key].dropna().unique()))
+        for key in ("generator_seed", "classifier_seed")
+    }
+    if (board.long["generator_seed"] == board.long["classifier_seed"]).all():
+        return lists["classifier_seed"]
+    return f"generator {lists['generator_seed']}; classifier {lists['classifier_seed']}"
+
+
 def _dataset_section(
     board: Leaderboard, records: list[CellRecord], dataset: str, plots: list[tuple[str, bytes]]
 ) -> str:
@@ -257,7 +287,7 @@ def _dataset_section(
     cells = board.long[board.long["dataset"] == dataset]
     kind = next(iter(cells["task"].dropna()), "?")
     note = (
-        f"{SPREAD}. Percentages ×100. {FID_NOTE}. Compute: {COMPUTE_NOTE}. "
+        f"{SPREAD}. Percentages ×100. {ACCURACY_NOTE}. {FID_NOTE}. Compute: {COMPUTE_NOTE}. "
         "Click a column header to sort; CI columns sort by their lower "
         "bound." + (f" {RANK_NOTE}." if frame["fid_rank_deficient"].any() else "")
     )
@@ -267,8 +297,11 @@ def _dataset_section(
         "<h3>Test metrics</h3>",
         f'<p class="note">{_e(note)}</p>',
         _leaderboard_table(board, dataset),
+        "<h3>Variance by source</h3>",
+        _variance_block(frame, dataset),
         "<h3>Against the baseline</h3>",
         _stats_block(board, dataset),
+        *_family_blocks(board, dataset),
         "<h3>Plots</h3>",
         _plots_block(plots, dataset),
         "<h3>Generated images</h3>",
@@ -288,6 +321,7 @@ def _leaderboard_table(board: Leaderboard, dataset: str) -> str:
         ("n", "num"),
         ("Accuracy (%)", "num"),
         ("Acc. 95% CI", "num"),
+        ("Calibrated acc. (%)", "num"),
         ("Balanced acc. (%)", "num"),
         ("Precision (%)", "num"),
         ("Recall (%)", "num"),
@@ -295,8 +329,8 @@ def _leaderboard_table(board: Leaderboard, dataset: str) -> str:
         ("F1 (%)", "num"),
         ("AUC", "num"),
         ("AUC 95% CI", "num"),
-        ("FID (floor)", "num"),
-        ("KID (floor)", "num"),
+        ("FID (floor; shift)", "num"),
+        ("KID (floor; shift)", "num"),
         ("Total FLOPs", "num"),
         ("Compute s", "num"),
     ]
@@ -306,7 +340,8 @@ def _leaderboard_table(board: Leaderboard, dataset: str) -> str:
             (fmt_n(r), r["n_seeds"]),
             _metric(r, "accuracy", 100, 1),
             (fmt_ci(r["accuracy_ci_low"], r["accuracy_ci_high"], 100, 1), r["accuracy_ci_low"]),
-            *(_metric(r, m, 100, 1) for m in ("balanced_accuracy", "precision", "recall", "specificity", "f1")),
+            *(_metric(r, m, 100, 1) for m in ("accuracy_calibrated", "balanced_accuracy", "precision", "recall")),
+            *(_metric(r, m, 100, 1) for m in ("specificity", "f1")),
             _metric(r, "auc", 1, 3),
             (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
             (fmt_quality(r, "fid", 1), _num(r["fid_mean"])),
@@ -326,63 +361,123 @@ def _stats_block(board: Leaderboard, dataset: str) -> str:
     note = against_note(board.baseline).replace("`", "") + "."
     if compared.empty:
         return f'<p class="note">{_e(note)}</p>\n<p>No other strategy to compare.</p>'
-    shown = fmt_shown(compared)
-    columns = [
-        *((HEADERS[c], "text") for c in shown),
-        ("Pairs", "num"),
-        (f"{board.baseline} acc. (%)", "num"),
-        ("Accuracy (%)", "num"),
-        ("Δ acc. (pp) [95% CI]", "num"),
-        ("Holm p acc. (boot / t / W)", "num"),
-        (f"{board.baseline} AUC", "num"),
-        ("AUC", "num"),
-        ("Δ AUC [95% CI]", "num"),
-        ("Holm p AUC (boot / t / W)", "num"),
-        ("Note", "wrap"),
-    ]
-    rows = []
-    for r in compared.to_dict("records"):
-        rows.append(
-            [
-                *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
-                (fmt_text(r["n_paired"]), _num(r["n_paired"])),
-                (fmt_pm(r["baseline_accuracy"], math.nan, 100, 1), _num(r["baseline_accuracy"])),
-                (fmt_pm(r["accuracy"], math.nan, 100, 1), _num(r["accuracy"])),
-                (fmt_compared(r, "accuracy", 100, 1), _num(r["accuracy_diff"])),
-                (fmt_holm(r, "accuracy"), _num(r["accuracy_bootstrap_p_holm"])),
-                (fmt_pm(r["baseline_auc"], math.nan, 1, 3), _num(r["baseline_auc"])),
-                (fmt_pm(r["auc"], math.nan, 1, 3), _num(r["auc"])),
-                (fmt_compared(r, "auc", 1, 3), _num(r["auc_diff"])),
-                (fmt_holm(r, "auc"), _num(r["auc_bootstrap_p_holm"])),
-                (fmt_text(r["note"]) if isinstance(r["note"], str) and r["note"] else "", _sort_text(r["note"])),
-            ]
-        )
     return "\n".join(
         [
             f'<p class="note">{_e(note)}</p>',
-            _table(columns, rows, table_id=f"stats-{_anchor(dataset)}"),
+            _comparison_table(compared, board.baseline, f"stats-{_anchor(dataset)}"),
+            _power_note(board, dataset, "baseline"),
             _per_seed_block(board, dataset),
         ]
     )
 
 
+def _family_blocks(board: Leaderboard, dataset: str) -> list[str]:
+    """The two family tables of a dataset (classic augmentation, rebalancing), or why one is not answered."""
+    families = board.families[board.families["dataset"] == dataset] if len(board.families) else board.families
+    parts = []
+    for family, reference in (("classic", CLASSIC_REFERENCE), ("rebalancing", REBALANCING)):
+        table = families[families["family"] == family] if len(families) else families
+        parts.append(f"<h3>{_e(FAMILIES[family])}</h3>")
+        if table.empty:
+            parts.append(f"<p>Not answered here: this grid has no generative row together with a {reference} row.</p>")
+            continue
+        parts.append(f'<p class="note">{_e(family_note(reference).replace("`", ""))}.</p>')
+        parts.append(_comparison_table(table, "reference", f"{family}-{_anchor(dataset)}", with_reference=True))
+        parts.append(_power_note(board, dataset, family))
+    return parts
+
+
+def _comparison_table(compared: pd.DataFrame, reference: str, table_id: str, with_reference: bool = False) -> str:
+    """A comparison table: Δ with the run-level CI and Holm p (primary), the paired bootstrap (secondary), notes."""
+    shown = fmt_shown(compared)
+    columns = [
+        *((HEADERS[c], "text") for c in shown),
+        *([("Reference", "text"), ("Chosen", "wrap")] if with_reference else []),
+        ("Runs (G)", "num"),
+        (f"{reference} acc. (%)", "num"),
+        ("Accuracy (%)", "num"),
+        ("Δ acc. (pp) [95% CI (uncorrected)]", "num"),
+        ("Holm p acc. (t / W)", "num"),
+        ("Bootstrap Δ acc. [95% CI (uncorrected)] (Holm p)", "num"),
+        (f"{reference} AUC", "num"),
+        ("AUC", "num"),
+        ("Δ AUC [95% CI (uncorrected)]", "num"),
+        ("Holm p AUC (t / W)", "num"),
+        ("Bootstrap Δ AUC [95% CI (uncorrected)] (Holm p)", "num"),
+        ("Note", "wrap"),
+    ]
+    rows = []
+    for r in compared.to_dict("records"):
+        chosen = r["chosen"] if isinstance(r["chosen"], str) else ""
+        rows.append(
+            [
+                *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+                *([(r["reference"], r["reference"]), (chosen, chosen or None)] if with_reference else []),
+                (f"{fmt_text(r['n_paired'])} ({fmt_text(r['n_generator_seeds'])})", _num(r["n_paired"])),
+                (fmt_pm(r["baseline_accuracy"], math.nan, 100, 1), _num(r["baseline_accuracy"])),
+                (fmt_pm(r["accuracy"], math.nan, 100, 1), _num(r["accuracy"])),
+                (fmt_compared(r, "accuracy", 100, 1), _num(r["accuracy_diff"])),
+                (fmt_holm(r, "accuracy"), _num(r["accuracy_t_p_holm"])),
+                (fmt_bootstrap(r, "accuracy", 100, 1), _num(r["accuracy_bootstrap_diff"])),
+                (fmt_pm(r["baseline_auc"], math.nan, 1, 3), _num(r["baseline_auc"])),
+                (fmt_pm(r["auc"], math.nan, 1, 3), _num(r["auc"])),
+                (fmt_compared(r, "auc", 1, 3), _num(r["auc_diff"])),
+                (fmt_holm(r, "auc"), _num(r["auc_t_p_holm"])),
+                (fmt_bootstrap(r, "auc", 1, 3), _num(r["auc_bootstrap_diff"])),
+                (fmt_text(r["note"]) if isinstance(r["note"], str) and r["note"] else "", _sort_text(r["note"])),
+            ]
+        )
+    return _table(columns, rows, table_id=table_id)
+
+
+def _power_note(board: Leaderboard, dataset: str, family: str) -> str:
+    """The minimum-detectable-difference sentence of one table, as a paragraph ('' without tests)."""
+    text = power_sentence(board.power, dataset, family).replace("**", "").replace("_", "")
+    return f'<p class="note">{_e(text)}</p>' if text else ""
+
+
+def _variance_block(frame: pd.DataFrame, dataset: str) -> str:
+    """Each row's variance of accuracy and AUC by source, as standard deviations."""
+    shown = fmt_shown(frame)
+    sources = ("generator seed", "classifier seed", "runs", "test images")
+    columns = [
+        *((HEADERS[c], "text") for c in shown),
+        ("Runs (G)", "num"),
+        *((f"{m} SD: {source}", "num") for m in ("Acc. (pp)", "AUC") for source in sources),
+    ]
+    rows = [
+        [
+            *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+            (f"{r['n_seeds']} ({r['n_generator_seeds']})", _num(r["n_seeds"])),
+            *(
+                (fmt_sd(r[f"{m}_var_{c}"], scale, digits), _num(r[f"{m}_var_{c}"]))
+                for m, scale, digits in SD_FORMATS
+                for c in COMPONENTS
+            ),
+        ]
+        for r in frame.to_dict("records")
+    ]
+    table = _table(columns, rows, table_id=f"variance-{_anchor(dataset)}")
+    return f'<p class="note">{_e(VARIANCE_NOTE)}.</p>\n{table}'
+
+
 def _per_seed_block(board: Leaderboard, dataset: str) -> str:
-    """The per-seed DeLong and McNemar results, one row per seed, folded away and labelled as per-seed."""
+    """The per-run DeLong and McNemar results, one row per run, folded away and labelled as per-run."""
     tests = board.seed_tests[board.seed_tests["dataset"] == dataset]
     if tests.empty:
         return ""
     columns = [
         ("Model", "text"),
-        ("Seed", "num"),
+        ("Run (g/c)", "text"),
         ("Δ AUC", "num"),
-        ("DeLong p (this seed)", "num"),
+        ("DeLong p (this run)", "num"),
         ("McNemar b / c", "text"),
-        ("McNemar p (this seed)", "num"),
+        ("McNemar p (this run)", "num"),
     ]
     rows = [
         [
             (fmt_text(r["model"]), _sort_text(r["model"])),
-            (fmt_text(r["seed"]), _num(r["seed"])),
+            (fmt_run(r), fmt_run(r)),
             (fmt_delta(r["delong_diff"], 1, 3), _num(r["delong_diff"])),
             (fmt_delong(r), _num(r["delong_p"])),
             (fmt_mcnemar(r), _sort_text(fmt_mcnemar(r))),
@@ -392,7 +487,7 @@ def _per_seed_block(board: Leaderboard, dataset: str) -> str:
     ]
     return "\n".join(
         [
-            "<details><summary>Per-seed tests on the same test images (not corrected, not summed)</summary>",
+            "<details><summary>Per-run tests on the same test images (not corrected, not summed)</summary>",
             f'<p class="note">{_e(PER_SEED_NOTE)}.</p>',
             _table(columns, rows, table_id=f"per-seed-{_anchor(dataset)}"),
             "</details>",
@@ -521,8 +616,40 @@ def _cross_section(board: Leaderboard) -> str:
     )
 
 
-def _rank_section(board: Leaderboard) -> str:
-    """Average ranks on AUC and accuracy across datasets, with Friedman's test or why there is none."""
+def _across_section(board: Leaderboard) -> str:
+    """IQM and probability of improvement across tasks with stratified-bootstrap CIs."""
+    shown = poi_shown(board.across, board.baseline)
+    columns = [
+        ("Model", "text"),
+        ("Tasks", "num"),
+        ("Runs", "num"),
+        ("IQM AUC [95% CI]", "num"),
+        *((header, "num") for header in shown.values()),
+    ]
+    rows = [
+        [
+            (fmt_text(r["entry"]), _sort_text(r["entry"])),
+            (fmt_text(r["n_tasks"]), _num(r["n_tasks"])),
+            (fmt_text(r["n_runs"]), _num(r["n_runs"])),
+            (f"{r['iqm_auc']:.3f} {fmt_ci(r['iqm_ci_low'], r['iqm_ci_high'], 1, 3)}", _num(r["iqm_auc"])),
+            *((fmt_poi(r, name), _num(r[name])) for name in shown),
+        ]
+        for r in board.across.to_dict("records")
+    ]
+    return "\n".join(
+        [
+            '<section id="across">',
+            "<h2>Across tasks: IQM and probability of improvement</h2>",
+            f'<p class="note">{_e(across_note(board.baseline).replace("`", ""))}.</p>',
+            _table(columns, rows, table_id="across-tasks") if rows else "<p>No row ran on every task.</p>",
+            "</section>",
+        ]
+    )
+
+
+def _rank_section(board: Leaderboard, plots: list[tuple[str, bytes]]) -> str:
+    """Average ranks on AUC and accuracy across blocks, with Friedman's test and the critical-difference diagram, or
+    why there is none."""
     ranks = board.ranks
     lines = friedman_notes(ranks)
     columns = [("Model", "text"), ("Avg. rank (AUC)", "num"), ("Avg. rank (accuracy)", "num"), ("Note", "wrap")]
@@ -535,14 +662,21 @@ def _rank_section(board: Leaderboard) -> str:
         ]
         for r in ranks.to_dict("records")
     ]
+    caption = "Critical-difference diagram (test AUC; Nemenyi, α = 0.05)"
+    figures = [
+        f'<figure class="plot"><img src="{_data_uri(data)}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+        for name, data in plots
+        if name == CD_FILE
+    ]
     return "\n".join(
         [
             '<section id="ranks">',
-            "<h2>Average ranks across datasets (Friedman)</h2>",
-            '<p class="note">Rank 1 = best mean test score on a dataset, ties averaged.</p>',
+            "<h2>Average ranks across blocks (Friedman, Nemenyi)</h2>",
+            '<p class="note">Rank 1 = best mean test score in a block (dataset × fraction), ties averaged.</p>',
             "<ul>",
             *(f"<li>{_e(line)}</li>" for line in lines),
             "</ul>",
+            *figures,
             _table(columns, rows, table_id="ranks-table"),
             "</section>",
         ]
@@ -681,12 +815,12 @@ def _is_generative(results_dir: Path, record: CellRecord) -> bool:
 
 def _plots_by_dataset(paths: list[Path], datasets: list[str]) -> dict[str, list[tuple[str, bytes]]]:
     """write_plots' files (named '<dataset>_<figure>.png') read into memory per dataset, the longest matching name
-    winning so 'chest' never claims 'chestmnist_…'."""
+    winning so 'chest' never claims 'chestmnist_…'; figures across datasets (the critical-difference diagram) under
+    ''."""
     out: dict[str, list[tuple[str, bytes]]] = {}
     for path in paths:
         owners = [d for d in datasets if path.name.startswith(f"{d}_")]
-        if owners:
-            out.setdefault(max(owners, key=len), []).append((path.name, path.read_bytes()))
+        out.setdefault(max(owners, key=len) if owners else "", []).append((path.name, path.read_bytes()))
     return out
 
 

@@ -1,5 +1,6 @@
-"""Leaderboard statistics: spread and Student-t CIs over seeds, paired tests over seeds, a paired bootstrap over test
-images and seeds, Holm's correction, per-seed tests over test images, rank tests.
+"""Leaderboard statistics: spread and Student-t CIs over runs, paired tests, a paired bootstrap over test images and
+runs and a run's test-image bootstrap variance, Holm's correction, per-run tests over test images, rank tests (the
+run-level inference itself is in benchmark.publish.inference).
 
 Conventions: in every paired comparison the first argument is the baseline ("a") and differences are
 other − baseline (b − a), so a positive difference or z means the second model is better. Outputs are plain
@@ -19,6 +20,7 @@ from benchmark.train.metrics import predicted_labels
 WILCOXON_MIN_N = 6
 BOOTSTRAP_METRICS = ("accuracy", "auc")
 TASK_KINDS = ("binary", "multiclass", "ordinal", "multilabel")
+FRIEDMAN_MIN_BLOCKS = 3  # Friedman's test and the critical-difference diagram need at least three blocks
 CHUNK_ELEMENTS = 1 << 22  # resamples × images held at once by the paired bootstrap (~32 MB per float64 array)
 
 
@@ -145,6 +147,23 @@ def _resampled_differences(
     return {m: np.concatenate(draws[m]) for m in BOOTSTRAP_METRICS}
 
 
+def image_bootstrap_variance(
+    kind: str, metric: str, labels: np.ndarray, scores: np.ndarray, rng: np.random.Generator, n_resamples: int = 200
+) -> float | None:
+    """Variance of one run's test accuracy or AUC over resamples of its test images (drawn with replacement): the
+    test-image part of a row's variance decomposition. None where fewer than two resamples define the metric."""
+    labels = np.asarray(labels)
+    stack = _score_stack(labels, [scores])[0]
+    draws = np.concatenate(
+        [
+            _metric(kind, metric, labels, stack, _draw_counts(rng, size, labels.shape[0]))
+            for size in _chunks(n_resamples, labels.shape[0])
+        ]
+    )
+    valid = draws[np.isfinite(draws)]
+    return float(valid.var(ddof=1)) if valid.size >= 2 else None
+
+
 def delong_test(y_true: Sequence[int], score_a: Sequence[float], score_b: Sequence[float]) -> dict[str, float | None]:
     """DeLong's test of two correlated ROC AUCs on the same test images (fast midrank form of Sun & Xu, 2014).
 
@@ -216,11 +235,11 @@ def mcnemar_test(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[
 
 
 def friedman_ranks(table: Mapping[str, Mapping[str, float]], higher_is_better: bool = True) -> dict[str, object]:
-    """Average rank per strategy over datasets (1 = best, ties averaged) and the Friedman test, for leaderboards.
+    """Average rank per strategy over blocks (datasets × fractions; 1 = best, ties averaged) and the Friedman test.
 
-    `table[dataset][strategy] = score`. Only strategies scored on every dataset are ranked; the rest are listed
-    in "dropped". The Friedman p-value needs ≥ 3 strategies and ≥ 2 datasets, and is None when every dataset ties
-    all strategies. Ranks are returned best first.
+    `table[block][strategy] = score`. Only strategies scored on every block are ranked; the rest are listed
+    in "dropped". The Friedman p-value needs ≥ 3 strategies and ≥ FRIEDMAN_MIN_BLOCKS blocks (its chi-square
+    reference is meaningless below), and is None when every block ties all strategies. Ranks are returned best first.
     """
     rows = list(table.values())
     if not rows:
@@ -232,7 +251,7 @@ def friedman_ranks(table: Mapping[str, Mapping[str, float]], higher_is_better: b
     ranks = stats.rankdata(-scores if higher_is_better else scores, axis=1)
     mean_ranks = ranks.mean(axis=0)
     statistic = p_value = None
-    if len(strategies) >= 3 and len(rows) >= 2 and not np.all(scores == scores[:, :1]):
+    if len(strategies) >= 3 and len(rows) >= FRIEDMAN_MIN_BLOCKS and not np.all(scores == scores[:, :1]):
         result = stats.friedmanchisquare(*scores.T)
         statistic, p_value = float(result.statistic), float(result.pvalue)
     order = sorted(range(len(strategies)), key=lambda i: (mean_ranks[i], strategies[i]))
