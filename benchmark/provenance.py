@@ -67,12 +67,16 @@ def environment() -> dict:
     }
 
 
+CODE_PATHS = ("benchmark", "plugins", "pyproject.toml")  # what "dirty" looks at: published results are not code
+
+
 def code_version() -> dict:
-    """The package version and, when the code runs from a git checkout, its commit and whether files differ from it."""
+    """The package version and, when the code runs from a git checkout, its commit and whether its code (not the
+    published results beside it) differs from it."""
     source = Path(__file__).resolve().parent
     version = {"medaugbench": importlib.metadata.version("medaugbench"), "git_commit": None, "git_dirty": None}
     commit = _git(source, "rev-parse", "HEAD")
-    status = _git(source, "status", "--porcelain", "--untracked-files=no")
+    status = _git(source.parent, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     if commit is None or status is None:
         return version
     return version | {"git_commit": commit, "git_dirty": bool(status)}

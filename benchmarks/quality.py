@@ -17,7 +17,7 @@ import torch
 from benchmark.data.dataset import LoadedDataset, Split, load_dataset
 from benchmark.errors import MedAugBenchError
 from benchmark.evaluate.features import FeatureExtractor, make_extractor
-from benchmark.evaluate.quality import extract_features, memorisation_audit, quality_report
+from benchmark.evaluate.quality import extract_features, memorisation_audit, quality_report, real_images
 from benchmark.train.device import clock, describe, pick_device
 
 
@@ -75,7 +75,7 @@ def main() -> None:
             continue
         per_s = extraction_speed(extractor, data.test.images, device)
         started = clock(device)
-        report = quality_report(data.train, data.test, fake, data.task, extractor, max_images=args.n)
+        report = quality_report(real_images(data), fake, data.task, extractor, max_images=args.n)
         matched = report.matched
         results[name] = {
             "features_images_per_s": round(per_s, 1),
@@ -84,6 +84,7 @@ def main() -> None:
             "matched_n": matched.n,
             "fid": matched.fake_vs_real.fid,
             "fid_floor": matched.floor.fid,
+            "fid_shift": matched.shift.fid,
             "rank_deficient": matched.rank_deficient,
             "audit": audit_time(data, audit_fake, extractor, device),
         }

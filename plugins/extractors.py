@@ -13,6 +13,7 @@ meaningful for the data, but its values are comparable only with other values fr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -20,6 +21,7 @@ import json
 import os
 import pickle
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import safetensors
@@ -30,10 +32,12 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
     FeatureExtractorInceptionV3,
 )
 
-from benchmark import FeatureExtractor, LoadedDataset, MedAugBenchError, Register, Split, TaskSpec, hookimpl
+from benchmark import FeatureExtractor, LoadedDataset, MedAugBenchError, Register, Split, TaskSpec, hookimpl, notice
 from benchmark.data.files import cache_dir, fetch, file_digest
 from benchmark.data.lowdata import strata
-from benchmark.generate.checkpoints import CARD, read_checkpoint, write_checkpoint
+from benchmark.evaluate.features import read_shipped_weights
+from benchmark.generate.checkpoints import CARD, DamagedCheckpoint, read_checkpoint, write_checkpoint
+from benchmark.provenance import plugin_provenance
 from benchmark.train import loop as training
 from benchmark.train.config import Budget, TrainConfig
 from plugins.backbones import SimpleCNN
@@ -192,10 +196,38 @@ def holdout_split(split: Split, task: TaskSpec, fraction: float, seed: int) -> t
     return split.subset(torch.nonzero(~mask).flatten()), split.subset(torch.nonzero(mask).flatten())
 
 
+@contextlib.contextmanager
+def reproducible_training() -> Iterator[None]:
+    """One intra-op thread and deterministic algorithms while the block runs, the caller's settings restored after:
+    with float32 on the CPU, the same data and seed then give the same weights bit for bit whatever thread count the
+    caller uses (parallel reductions sum in an order that depends on the thread count)."""
+    threads = torch.get_num_threads()
+    deterministic, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def domain_code() -> dict:
+    """The code that trains the domain network (this plugin, its backbone and the training loop): distribution,
+    version and a digest of the source files, part of the cache key so that edited code trains a new network."""
+    provenance = plugin_provenance(DomainExtractor, SimpleCNN, training.StepLoop)
+    return {key: provenance[key] for key in ("distribution", "version", "code_digest")}
+
+
 class DomainExtractor(_FrozenExtractor):
-    """SimpleCNN trained on the images it is given (fixed recipe, cached by their digest and the recipe); 256-d pooled
-    penultimate features. The checkpoint is selected on a held-out part of those same images, so nothing else is
-    seen: the reported-quality extractor gets a dataset's full training split, the early-stopping monitor a cell's."""
+    """SimpleCNN trained on the images it is given (fixed recipe, cached by their digest, the recipe and the code);
+    256-d pooled penultimate features. The checkpoint is selected on a held-out part of those same images, so nothing
+    else is seen: the reported-quality extractor gets a dataset's full training split, the early-stopping monitor a
+    cell's. Training runs on the CPU in float32 inside `reproducible_training`, so the weights are reproducible.
+    `weights=FILE` loads weights shipped by a results folder (checked against their card's SHA-256) instead."""
 
     num_features = 256
 
@@ -208,6 +240,7 @@ class DomainExtractor(_FrozenExtractor):
         seed: int = 0,
         holdout: float = 0.2,
         progress: bool = False,
+        weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < holdout < 1.0:
@@ -223,68 +256,103 @@ class DomainExtractor(_FrozenExtractor):
             seed=seed,
             size=image_size,
             image_size=image_size,
+            device="cpu",
+            amp=False,
         )
         self.recipe = {**json.loads(json.dumps(self.config.to_dict())), "holdout": holdout}
         self.trained_on = {"images": len(images), "data_digest": images.digest()}
-        identity = json.dumps({"data": self.trained_on["data_digest"], "recipe": self.recipe}, sort_keys=True)
+        if weights is not None:
+            self.weights = Path(weights).expanduser()
+            state, shipped = read_shipped_weights(self.weights)
+            self.card, self.net = shipped["card"], self._network(state, shipped["card"])
+            self.code = self.card.get("code")
+        else:
+            self.code = domain_code()
+            self.weights = self._cache_folder(dataset, image_size) / WEIGHTS_FILE
+            self.card, self.net = self._cached(images, task, holdout, progress)
+        self.sha256 = _sha256(self.weights)
+
+    @property
+    def image_size(self) -> int:
+        return self.card["recipe"]["image_size"]
+
+    def _cache_folder(self, dataset: str, image_size: int) -> Path:
+        """The cache folder, keyed by the training images' digest, the recipe and the code that trains."""
+        identity = json.dumps(
+            {"data": self.trained_on["data_digest"], "recipe": self.recipe, "code": self.code}, sort_keys=True
+        )
         key = hashlib.sha256(identity.encode()).hexdigest()[:16]
         folder = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset)[:40]
-        self.cache = cache_dir() / "extractors" / f"domain-{folder}-{image_size}px-{key}"
-        if not (self.cache / CARD).is_file():
-            self._train_and_save(images, task, holdout, progress)
-        self.card, self.net = self._load()
-        self.sha256 = _sha256(self.cache / WEIGHTS_FILE)
+        return cache_dir() / "extractors" / f"domain-{folder}-{image_size}px-{key}"
 
     def _train_and_save(self, images: Split, task: TaskSpec, holdout: float, progress: bool) -> None:
-        """Train with the recipe through the project's training loop, selecting on the held-out part; write weights
-        and card to a temp dir, then rename."""
+        """Train with the recipe through the project's training loop (reproducibly), selecting on the held-out part;
+        write weights and card to a temp dir, then rename."""
         fit, held = holdout_split(images, task, holdout, self.config.seed)
         size = self.config.image_size
         data = LoadedDataset(
             self.config.dataset, task, train=fit, val=held, test=held, source_size=size, image_size=size
         )
-        trained = training.train_model(self.config, progress, data=data)
+        with reproducible_training():
+            trained = training.train_model(self.config, progress, data=data)
         model, record = trained.model.cpu(), trained.record
         card = {
             "recipe": self.recipe,
+            "code": self.code,
             "in_chans": model.features[0].in_channels,
             "num_classes": model.head.out_features,
             "trained_on": {**self.trained_on, "fit": len(fit), "held_out": len(held)},
             "holdout_metrics": dataclasses.asdict(record.metrics.val),
             "selected_by": f"held-out {training.selection_metric(record.metrics.val)}",
             "best_step": record.best["step"],
+            "reproducibility": "CPU, float32, 1 thread, torch.use_deterministic_algorithms(True), seeded",
             "environment": record.environment,
         }
+        cache = self.weights.parent
         try:
-            write_checkpoint(self.cache, model.state_dict(), card, WEIGHTS_FILE)
+            write_checkpoint(cache, model.state_dict(), card, WEIGHTS_FILE)
         except OSError as error:
-            if not (self.cache / CARD).is_file():  # not merely a concurrent run that saved it first
+            if not (cache / CARD).is_file():  # not merely a concurrent run that saved it first
                 raise MedAugBenchError(
-                    f"cannot save the domain extractor to {self.cache} ({error}); delete that folder and retry"
+                    f"cannot save the domain extractor to {cache} ({error}); delete that folder and retry"
                 ) from None
 
+    def _cached(self, images: Split, task: TaskSpec, holdout: float, progress: bool) -> tuple[dict, SimpleCNN]:
+        """The cached card and network, trained first when missing; a damaged or stale entry is retrained, saying so."""
+        if (self.weights.parent / CARD).is_file():
+            try:
+                return self._load()
+            except DamagedCheckpoint as error:
+                notice(f"the domain extractor cache is damaged: {error}; retraining it")
+        self._train_and_save(images, task, holdout, progress)
+        return self._load()
+
     def _load(self) -> tuple[dict, SimpleCNN]:
-        """The cached card and network; a damaged or stale cache is an error naming the folder to delete."""
-        hint = f"delete {self.cache} to retrain it"
+        """The cached card and network; a damaged or stale cache entry raises `DamagedCheckpoint` naming it."""
+        cache = self.weights.parent
         try:
-            state, card = read_checkpoint(self.cache, WEIGHTS_FILE)
-            net = SimpleCNN(card["in_chans"], card["num_classes"], self.config.image_size)
-            net.load_state_dict(state)
-        except (OSError, ValueError, KeyError, RuntimeError, safetensors.SafetensorError) as error:
-            raise MedAugBenchError(f"the domain extractor cache {self.cache} is damaged ({error!r}); {hint}") from None
-        if card["recipe"] != self.recipe or card["trained_on"]["data_digest"] != self.trained_on["data_digest"]:
-            raise MedAugBenchError(
-                f"the domain extractor cache {self.cache} was trained with a different recipe or images; {hint}"
-            )
-        return card, net.requires_grad_(False).eval()
+            state, card = read_checkpoint(cache, WEIGHTS_FILE)
+            net = self._network(state, card)
+            stale = card["recipe"] != self.recipe or card["trained_on"]["data_digest"] != self.trained_on["data_digest"]
+        except (ValueError, KeyError, TypeError, RuntimeError) as error:
+            raise DamagedCheckpoint(f"{cache / CARD} does not describe its weights ({error!r})") from None
+        if stale:
+            raise DamagedCheckpoint(f"{cache} was trained with a different recipe or images")
+        return card, net
+
+    @staticmethod
+    def _network(state: dict[str, torch.Tensor], card: dict) -> SimpleCNN:
+        """The frozen network a card describes, with `state` loaded."""
+        net = SimpleCNN(card["in_chans"], card["num_classes"], card["recipe"]["image_size"])
+        net.load_state_dict(state)
+        return net.requires_grad_(False).eval()
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         _check_images(images, (self.card["in_chans"],), "domain")
-        if images.shape[-2:] != (self.config.image_size, self.config.image_size):
+        if images.shape[-2:] != (self.image_size, self.image_size):
             raise MedAugBenchError(
-                f"the domain extractor was trained on {self.config.image_size} px images, "
-                f"got {tuple(images.shape[-2:])}; "
+                f"the domain extractor was trained on {self.image_size} px images, got {tuple(images.shape[-2:])}; "
                 f"create it from images of that size"
             )
         x = training.normalize(images.float().div(255))
@@ -294,10 +362,11 @@ class DomainExtractor(_FrozenExtractor):
         card = self.card
         return {
             "name": "domain",
-            "dataset": self.config.dataset,
+            "dataset": card["recipe"]["dataset"],
             "trained_on": card["trained_on"],
             "recipe": card["recipe"],
-            "cache": str(self.cache),
+            "code": self.code,
+            "weights": str(self.weights),
             "weights_sha256": self.sha256,
             "holdout_auc": card["holdout_metrics"]["auc"],
             "selected_by": card["selected_by"],

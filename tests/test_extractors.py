@@ -23,7 +23,7 @@ from PIL import Image
 from benchmark.data.dataset import DataOptions, LoadedDataset, dataset_source, load_dataset
 from benchmark.data.files import file_digest
 from benchmark.errors import MedAugBenchError
-from benchmark.evaluate.features import make_extractor
+from benchmark.evaluate.features import make_extractor, ship_weights
 from benchmark.registry import create, entries
 from benchmark.train import loop as training
 from plugins import extractors
@@ -69,6 +69,7 @@ def test_hook_register_extractors() -> None:
 
 
 @pytest.mark.parametrize("suffix", ["pth", "safetensors"])
+@pytest.mark.slow
 def test_inception_loads_local_weights_and_matches_torch_fidelity(random_weights, suffix: str) -> None:
     extractor = create("extractor", "inception", weights=random_weights[suffix])
     loaded = extractor.net.state_dict()
@@ -239,14 +240,17 @@ def breast_domain(tmp_path_factory):
     return extractor, root, data
 
 
+@pytest.mark.slow
 def test_domain_features_and_card(breast_domain) -> None:
     extractor, root, data = breast_domain
     test = data.test
     features = extractor(test.images)
     assert features.shape == (len(test), extractor.num_features) == (len(test), 256)
     assert features.dtype == torch.float32 and torch.isfinite(features).all()
-    card = json.loads((extractor.cache / "card.json").read_text())
-    assert extractor.cache.parent == root / "extractors" and extractor.cache.name.startswith("domain-breastmnist-28px-")
+    card = json.loads((extractor.weights.parent / "card.json").read_text())
+    assert extractor.weights.parent.parent == root / "extractors" and extractor.weights.parent.name.startswith(
+        "domain-breastmnist-28px-"
+    )
     recipe = card["recipe"]
     assert (recipe["strategy"], recipe["backbone"], recipe["budget"], recipe["batch_size"], recipe["seed"]) == (
         "geometric",
@@ -261,7 +265,7 @@ def test_domain_features_and_card(breast_domain) -> None:
     assert trained_on["held_out"] == round(0.2 * 147) + round(0.2 * 399)  # stratified: 20 % of each class
     described = extractor.describe()
     assert described["name"] == "domain" and described["recipe"] == recipe and described["trained_on"] == trained_on
-    assert described["weights_sha256"] == file_digest(extractor.cache / "model.safetensors", "sha256")
+    assert described["weights_sha256"] == file_digest(extractor.weights.parent / "model.safetensors", "sha256")
     assert 0.0 <= described["holdout_auc"] <= 1.0 and described["selected_by"] == "held-out auc"
 
     # the classes are separated more than by chance: class-mean distance with true labels beats shuffled labels
@@ -275,6 +279,7 @@ def test_domain_features_and_card(breast_domain) -> None:
     assert class_mean_distance(test.labels) > max(shuffled)
 
 
+@pytest.mark.slow
 def test_domain_second_construction_loads_from_cache(breast_domain, monkeypatch) -> None:
     extractor, root, data = breast_domain
     monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(root))
@@ -285,30 +290,105 @@ def test_domain_second_construction_loads_from_cache(breast_domain, monkeypatch)
     assert torch.equal(again(data.val.images), extractor(data.val.images))
 
 
+@pytest.mark.slow
 def test_domain_training_is_deterministic(breast_domain) -> None:
     extractor, root, data = breast_domain  # the test's own (empty) cache dir: trains again from scratch
     fresh = extractors.DomainExtractor(data.train, data.task, dataset="breastmnist", steps=40)
-    assert fresh.cache.parent.parent != root and fresh.sha256 == extractor.sha256
+    assert fresh.weights.parent.parent.parent != root and fresh.sha256 == extractor.sha256
     assert torch.equal(fresh(data.val.images), extractor(data.val.images))
 
 
-def test_domain_rejects_other_sizes_and_damaged_or_stale_caches(breast_domain, tmp_path, monkeypatch) -> None:
+@pytest.mark.slow
+def test_domain_rejects_other_sizes_and_retrains_damaged_or_stale_caches(
+    breast_domain, tmp_path, monkeypatch, capsys
+) -> None:
     extractor, root, data = breast_domain
     with pytest.raises(MedAugBenchError, match="trained on 28 px"):
         extractor(gray_images(2, size=64))
     with pytest.raises(MedAugBenchError, match="uint8"):
         extractor(gray_images(2).float())
-    shutil.copytree(root / "extractors", tmp_path / "extractors")
     monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(training, "train_model", lambda *args, **kwargs: pytest.fail("retrained"))
-    copy = tmp_path / "extractors" / extractor.cache.name
+    original = root / "extractors" / extractor.weights.parent.name
+    copy = tmp_path / "extractors" / original.name
+    shutil.copytree(original, copy)
+    retrained = []  # "retraining" restores the original entry, so the result can be compared
+
+    def restore(self, *args):
+        retrained.append(args)
+        shutil.copytree(original, copy, dirs_exist_ok=True)
+
+    monkeypatch.setattr(extractors.DomainExtractor, "_train_and_save", restore)
     card = json.loads((copy / "card.json").read_text())
-    (copy / "card.json").write_text(json.dumps({**card, "recipe": {**card["recipe"], "batch_size": 64}}))
-    with pytest.raises(MedAugBenchError, match="different recipe"):
+    spoil = {
+        "different recipe": lambda: (copy / "card.json").write_text(
+            json.dumps({**card, "recipe": {**card["recipe"], "batch_size": 64}})
+        ),
+        "not a readable safetensors file": lambda: (copy / "model.safetensors").write_bytes(b"damaged"),
+        "was altered": lambda: safetensors.torch.save_file({"x": torch.zeros(1)}, copy / "model.safetensors"),
+        "not a readable JSON card": lambda: (copy / "card.json").write_text("{"),
+    }
+    for problem, damage in spoil.items():
+        damage()
+        again = extractors.DomainExtractor(data.train, data.task, dataset="breastmnist", steps=40)
+        err = capsys.readouterr().err
+        assert f"Note: the domain extractor cache is damaged: {copy}" in err and problem in err, err
+        assert "retraining it" in err and again.sha256 == extractor.sha256
+    assert len(retrained) == len(spoil)
+
+
+def train_domain(data: LoadedDataset, cache: Path, threads: int, monkeypatch) -> extractors.DomainExtractor:
+    """A 6-step domain network trained from scratch into `cache` while the caller runs with `threads` threads."""
+    monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(cache))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return extractors.DomainExtractor(data.train, data.task, dataset="breastmnist", steps=6)
+    finally:
+        assert torch.get_num_threads() == threads  # the caller's setting is restored after training
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_domain_weights_are_bit_identical_whatever_the_callers_thread_count(tmp_path, monkeypatch) -> None:
+    require_medmnist("breastmnist")
+    data = load_dataset("breastmnist", DataOptions())
+    one = train_domain(data, tmp_path / "one", 1, monkeypatch)
+    two = train_domain(data, tmp_path / "two", 2, monkeypatch)
+    assert one.weights != two.weights and one.sha256 == two.sha256
+    assert not torch.are_deterministic_algorithms_enabled()  # restored too
+    card = one.card
+    assert card["recipe"]["device"] == "cpu" and "1 thread" in card["reproducibility"]
+
+
+@pytest.mark.slow
+def test_domain_cache_key_includes_the_code_that_trains_it(breast_domain, monkeypatch) -> None:
+    extractor, root, data = breast_domain
+    code = extractors.domain_code()
+    assert code["distribution"] == "medaugbench" and extractor.card["code"] == code
+    assert extractor.describe()["code"] == code
+    monkeypatch.setenv("MEDAUGBENCH_CACHE_DIR", str(root))
+    monkeypatch.setattr(extractors, "domain_code", lambda: code | {"code_digest": "edited"})
+    monkeypatch.setattr(training, "train_model", lambda *args, **kwargs: pytest.fail("trained"))
+    with pytest.raises(pytest.fail.Exception, match="trained"):  # edited code does not reuse the cached network
         extractors.DomainExtractor(data.train, data.task, dataset="breastmnist", steps=40)
-    (copy / "model.safetensors").write_bytes(b"damaged")
-    with pytest.raises(MedAugBenchError, match=f"delete {copy}"):
-        extractors.DomainExtractor(data.train, data.task, dataset="breastmnist", steps=40)
+
+
+@pytest.mark.slow
+def test_shipped_domain_weights_carry_their_digest_and_load_without_training(breast_domain, tmp_path, monkeypatch):
+    extractor, root, data = breast_domain
+    shipped = ship_weights(extractor.describe(), tmp_path / "extractors")
+    assert shipped.name == f"breastmnist-domain-{extractor.sha256[:12]}.safetensors"
+    assert file_digest(shipped, "sha256") == extractor.sha256
+    card = json.loads(shipped.with_suffix(".json").read_text())
+    assert card["weights_sha256"] == extractor.sha256 and card["card"] == extractor.card
+    monkeypatch.setattr(training, "train_model", lambda *args, **kwargs: pytest.fail("trained instead of loading"))
+    loaded = make_extractor("domain", data, weights=str(shipped))
+    assert loaded.sha256 == extractor.sha256 and loaded.describe()["weights"] == str(shipped)
+    assert torch.equal(loaded(data.val.images), extractor(data.val.images))
+    assert ship_weights(loaded.describe(), tmp_path / "again").read_bytes() == shipped.read_bytes()
+    shipped.write_bytes(shipped.read_bytes()[:-4] + b"0000")
+    with pytest.raises(MedAugBenchError, match="SHA-256"):
+        make_extractor("domain", data, weights=str(shipped))
 
 
 def rows(images: torch.Tensor) -> list[bytes]:
@@ -337,7 +417,7 @@ def test_domain_learns_and_selects_only_on_the_images_it_is_given(monkeypatch) -
     trained_on = extractor.describe()["trained_on"]
     assert trained_on == {"images": 40, "data_digest": data.train.digest(), "fit": 32, "held_out": 8}
     other = extractors.DomainExtractor(data.train.subset(torch.arange(30)), data.task, steps=3)
-    assert other.cache != extractor.cache and len(seen) == 2
+    assert other.weights.parent != extractor.weights.parent and len(seen) == 2
 
 
 def test_full_train_is_the_split_before_the_low_data_subset() -> None:
@@ -356,7 +436,7 @@ def test_reported_extractor_is_trained_on_the_full_training_split_of_a_low_data_
     other_cell = load_dataset("breastmnist", DataOptions(train_fraction=0.5, seed=3))
     first, second = make_extractor("domain", cell, steps=3), make_extractor("domain", other_cell, steps=3)
     assert first.describe()["trained_on"]["images"] == len(cell.full_train) == 546
-    assert first.cache == second.cache and first.sha256 == second.sha256
+    assert first.weights.parent == second.weights.parent and first.sha256 == second.sha256
 
 
 def test_domain_extractor_from_an_explicit_data_dir_without_the_env_variable(monkeypatch) -> None:

@@ -187,6 +187,7 @@ def test_ranks_over_two_blocks_are_not_tested(board):
     assert board.markdown.count("not tested: fewer than three blocks") == 2  # AUC and accuracy
 
 
+@pytest.mark.slow
 def test_three_blocks_give_friedman_and_the_critical_difference(tmp_path):
     strategies = ("none", "geometric", "cgan", "vae")
     make_fake_results(tmp_path, datasets=("pneumoniamnist", "retinamnist", "breastmnist"), strategies=strategies)
@@ -300,7 +301,11 @@ def test_empty_folder_names_the_fix(tmp_path):
 
 def test_missing_baseline_leaves_stats_empty(tmp_path):
     make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("geometric", "cgan"), seeds=(0, 1))
-    board = write_leaderboard(tmp_path)
+    with pytest.raises(MedAugBenchError, match="baseline 'none' has no successful run in pneumoniamnist"):
+        write_leaderboard(tmp_path)
+    assert not (tmp_path / "leaderboard").exists(), "refused before writing anything"
+    board = write_leaderboard(tmp_path, allow_missing_baseline=True)
+    assert "No successful `none` run in pneumoniamnist" in board.markdown
     assert len(board.stats) == 2 and board.seed_tests.empty
     columns = ["accuracy_diff", "auc_diff", "auc_ci_low", "auc_t_ci_low", "auc_t_p_holm", "auc_bootstrap_p_holm"]
     assert board.stats[columns].isna().all().all()
@@ -490,6 +495,7 @@ def set_val_auc(root, records, by_strategy):
         edit_results(root, records, strategy, lambda result, value=value: result["metrics"]["val"].update(auc=value))
 
 
+@pytest.mark.slow
 def test_family_tables_choose_on_validation_and_compare_generative_rows(tmp_path):
     strategies = ("none", "geometric", "randaugment", "oversample", "cgan", "vae")
     records = make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=strategies)
@@ -560,3 +566,21 @@ def test_calibrated_and_balanced_accuracy_are_shown(tmp_path):
     md = board.markdown
     assert "| Calibrated acc. (%) | Balanced acc. (%) |" in md and "| 50.0 |" in md
     assert "AUC is the primary metric" in md and "balanced: mean per-class recall, the prior-free" in md
+
+
+def test_the_tables_name_the_code_that_built_them_and_the_code_that_trained_the_cells(monkeypatch):
+    """A table rebuilt by newer code than its records says so: both commits are in leaderboard.md's header."""
+    from types import SimpleNamespace
+
+    from benchmark.publish import leaderboard
+
+    monkeypatch.setattr(
+        leaderboard, "code_version", lambda: {"medaugbench": "9.9", "git_commit": "b" * 40, "git_dirty": False}
+    )
+    trained = {"medaugbench": "0.1", "git_commit": "a" * 40, "git_dirty": True}
+    records = [SimpleNamespace(result=SimpleNamespace(code=trained)), SimpleNamespace(result=None)]
+    line = leaderboard.provenance_line(records)
+    assert line == (
+        "Tables built by medaugbench 9.9 at commit bbbbbbbbbbbb; cells trained at commit aaaaaaaaaaaa + uncommitted "
+        "changes."
+    )

@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from benchmark.data.dataset import Split
+from benchmark.data.dataset import DataOptions, Split, load_dataset
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.evaluate import quality
 from benchmark.evaluate.features import FeatureExtractor
+from benchmark.train.record import QualityReport
 from tests.helpers import require_medmnist
 
 
@@ -51,6 +52,11 @@ def add_noise(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor
     """Gaussian noise of `sigma` grey levels, rounded and clipped back to uint8."""
     noise = sigma * torch.randn(images.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return (images.double() + noise).round().clamp(0, 255).to(torch.uint8)
+
+
+def as_heldout(train: Split, test: Split) -> quality.RealImages:
+    """Real sets for tests of the machinery, with the test images also standing in for the held-out ones."""
+    return quality.RealImages(train, test, test, "test images (a test of the machinery)")
 
 
 def unique_rows(images: torch.Tensor, candidates: range) -> list[int]:
@@ -304,7 +310,9 @@ PNEUMONIA = TaskSpec("binary", ("normal", "pneumonia"), channels=1)
 
 
 def test_a_perfect_minority_class_generator_scores_near_its_floor(pneumonia, pneumonia_val_normal, extractor):
-    report = quality.quality_report(*pneumonia, pneumonia_val_normal, PNEUMONIA, extractor, kid_subsets=5).to_dict()
+    report = quality.quality_report(
+        as_heldout(*pneumonia), pneumonia_val_normal, PNEUMONIA, extractor, kid_subsets=5
+    ).to_dict()
     matched = report["matched"]
     assert matched["n"] == len(pneumonia_val_normal) == 135 and matched["composition"] == {"normal": 135}
     assert matched["feature_dim"] == 128 and not matched["rank_deficient"]
@@ -328,7 +336,9 @@ def test_the_same_images_labelled_as_the_other_class_score_far_above_its_floor(
     pneumonia, pneumonia_val_normal, extractor
 ):
     mislabelled = Split(pneumonia_val_normal.images, torch.ones(len(pneumonia_val_normal), dtype=torch.long))
-    matched = quality.quality_report(*pneumonia, mislabelled, PNEUMONIA, extractor, kid_subsets=5).to_dict()["matched"]
+    matched = quality.quality_report(
+        as_heldout(*pneumonia), mislabelled, PNEUMONIA, extractor, kid_subsets=5
+    ).to_dict()["matched"]
     assert matched["composition"] == {"pneumonia": 135}
     assert matched["fake_vs_real"]["fid"] > 2.5 * matched["floor"]["fid"], matched
     assert matched["fake_vs_real"]["precision"] < matched["floor"]["precision"]
@@ -345,7 +355,9 @@ def test_audit_flags_exact_and_noisy_copies_from_the_whole_training_split(pneumo
         add_noise(test.images[:30], 40),
     ])  # fmt: skip
     fake = Split(fake_images, torch.zeros(len(fake_images), dtype=torch.long))
-    report = quality.quality_report(train, test, fake, PNEUMONIA, extractor, max_images, kid_subsets=2).to_dict()
+    report = quality.quality_report(
+        as_heldout(train, test), fake, PNEUMONIA, extractor, max_images, kid_subsets=2
+    ).to_dict()
     audit, pixel = report["memorisation"], report["memorisation"]["pixel"]
     assert (audit["n_train"], audit["n_fake"], audit["n_test"]) == (4708, 100, 300)
     assert pixel["exact_copies"] == 30 and pixel["near_copies"] == 50  # σ = 4 copies are within the threshold
@@ -366,7 +378,9 @@ def test_audit_indices_name_the_callers_synthetic_images(pneumonia, extractor):
     copied = unique_rows(train.images, range(0, 4708, 157))[:20]
     fake_images = torch.cat([add_noise(test.images[:40], 40), train.images[copied]])
     fake = Split(fake_images, torch.zeros(len(fake_images), dtype=torch.long))
-    report = quality.quality_report(train, test, fake, PNEUMONIA, extractor, max_images=30, kid_subsets=2).to_dict()
+    report = quality.quality_report(
+        as_heldout(train, test), fake, PNEUMONIA, extractor, max_images=30, kid_subsets=2
+    ).to_dict()
     audit = report["memorisation"]
     assert audit["n_fake"] == 30 and audit["pixel"]["exact_copies"] > 0
     for pair in audit["pixel"]["copies"] + audit["pixel"]["closest_pairs"][:1]:
@@ -376,9 +390,9 @@ def test_audit_indices_name_the_callers_synthetic_images(pneumonia, extractor):
 def test_quality_report_on_breastmnist(breast, extractor):
     train, test = breast
     fake = Split(add_noise(test.images, 30), test.labels)
-    report = quality.quality_report(train, test, fake, BINARY, extractor, kid_subsets=5).to_dict()
+    report = quality.quality_report(as_heldout(train, test), fake, BINARY, extractor, kid_subsets=5).to_dict()
     json.dumps(report, allow_nan=False)
-    assert report["schema"] == 2 and report["reference"] and "overall" not in report
+    assert report["schema"] == 3 and report["reference"] and "overall" not in report
     assert report["extractor"] == extractor.describe() and report["per_class_grouping"] == "class"
     matched = report["matched"]
     assert matched["n"] == 156 and matched["composition"] == {"malignant": 42, "normal, benign": 114}
@@ -396,10 +410,11 @@ def test_quality_report_on_breastmnist(breast, extractor):
     assert report["per_class"]["malignant"]["nearest_real"]["n_real"] == train.class_counts(BINARY)[0]
 
 
+@pytest.mark.slow
 def test_matched_draw_is_scaled_to_max_images_and_seeded(breast, extractor):
     train, test = breast
     fake = Split(add_noise(test.images, 30), test.labels)  # 42 malignant, 114 benign
-    args = (train, test, fake, BINARY, extractor)
+    args = (as_heldout(train, test), fake, BINARY, extractor)
     report = quality.quality_report(*args, max_images=60, seed=1, kid_subsets=2).to_dict()
     matched = report["matched"]
     # 60 · (42, 114) / 156 = (16.15, 43.85): largest remainder gives the spare image to the second class
@@ -418,7 +433,9 @@ def test_multilabel_blocks_match_exact_label_rows(breast, extractor):
     one_hot = lambda split: Split(split.images, torch.nn.functional.one_hot(split.labels, 2).float())  # noqa: E731
     rows = torch.tensor([[1.0, 0.0]] * 20 + [[0.0, 1.0]] * 30 + [[1.0, 1.0]] * 10)  # no real image is "11"
     fake = Split(add_noise(test.images[:60], 30), rows)
-    report = quality.quality_report(one_hot(train), one_hot(test), fake, task, extractor, kid_subsets=2).to_dict()
+    report = quality.quality_report(
+        as_heldout(one_hot(train), one_hot(test)), fake, task, extractor, kid_subsets=2
+    ).to_dict()
     assert report["per_class_grouping"] == "positive for the label"
     assert report["matched"]["composition"] == {"01": 30, "10": 20}
     assert [report["per_class"][label]["composition"] for label in "ab"] == [{"10": 20}, {"01": 30}]
@@ -429,9 +446,68 @@ def test_multilabel_blocks_match_exact_label_rows(breast, extractor):
 def test_report_blocks_skip_metrics_for_tiny_classes(breast, extractor):
     train, test = breast
     fake = Split(test.images[:4], torch.tensor([0, 1, 1, 1]))  # one malignant fake image
-    block = quality.quality_report(train, test, fake, BINARY, extractor, kid_subsets=2).to_dict()["per_class"][
-        "malignant"
-    ]
+    block = quality.quality_report(as_heldout(train, test), fake, BINARY, extractor, kid_subsets=2).to_dict()[
+        "per_class"
+    ]["malignant"]
     assert block["n"] == 1 and block["composition"] == {"malignant": 1} and block["rank_deficient"]
     assert block["fake_vs_real"]["fid"] is None and block["floor"]["precision"] is None
     assert block["ms_ssim_fake"] is None and block["nearest_real"]["n_fake"] == 1
+
+
+# The in-distribution floor and the train→test shift
+
+
+def pixel_rows(images: torch.Tensor) -> list[bytes]:
+    return [image.numpy().tobytes() for image in images]
+
+
+def test_a_whole_split_cell_draws_its_floor_from_validation_images():
+    require_medmnist("breastmnist")
+    data = load_dataset("breastmnist", DataOptions())
+    real = quality.real_images(data)
+    assert real.train is data.train and real.heldout is data.val and real.test is data.test
+    assert real.heldout_source == quality.FLOOR_FROM_VALIDATION
+
+
+def test_a_fraction_cell_draws_its_floor_from_training_images_outside_its_subset():
+    require_medmnist("pneumoniamnist")
+    data = load_dataset("pneumoniamnist", DataOptions(train_fraction=0.1))
+    real = quality.real_images(data)
+    assert real.heldout_source == quality.FLOOR_FROM_UNUSED_TRAINING and real.test is data.test
+    seen = set(pixel_rows(data.train.images))
+    unused = [i for i, row in enumerate(pixel_rows(data.full_train.images)) if row not in seen]
+    # exactly the training images the cell did not train on (3 duplicates of subset images count as seen)
+    assert len(unused) == len(real.heldout) == 4708 - 470 - 3
+    assert torch.equal(real.heldout.images, data.full_train.images[unused])
+    assert torch.equal(real.heldout.labels, data.full_train.labels[unused])
+
+
+def test_real_training_distribution_images_score_at_the_floor_far_below_the_test_shift(extractor):
+    """PneumoniaMNIST's test split is shifted: real validation images, standing in for a generator that samples the
+    training distribution exactly, score at the floor of unused training images and far below the test images (the
+    old floor, which they would have 'beaten')."""
+    require_medmnist("pneumoniamnist")
+    data = load_dataset("pneumoniamnist", DataOptions(train_fraction=0.1))
+    report = quality.quality_report(quality.real_images(data), data.val, data.task, extractor, kid_subsets=5)
+    assert report.floor_images == quality.FLOOR_FROM_UNUSED_TRAINING and "floor" in report.reference
+    matched = report.matched
+    assert matched.n == 470 and matched.composition == {"normal": 121, "pneumonia": 349}
+    for scores in (matched.fake_vs_real, matched.floor, matched.shift):
+        assert scores.n_real == scores.n_fake == 470
+    assert matched.fake_vs_real.fid < 1.2 * matched.floor.fid
+    assert matched.shift.fid > 2 * matched.floor.fid and matched.shift.fid > 2 * matched.fake_vs_real.fid
+    for block in report.per_class.values():
+        assert block.shift.fid > block.floor.fid
+
+
+def test_schema_2_reports_are_upgraded_their_test_image_floor_becoming_the_shift(breast, extractor):
+    train, test = breast
+    fake = Split(add_noise(test.images[:60], 30), test.labels[:60])
+    current = quality.quality_report(as_heldout(train, test), fake, BINARY, extractor, kid_subsets=2).to_dict()
+    old = {key: value for key, value in current.items() if key != "floor_images"} | {"schema": 2}
+    for block in [old["matched"], *old["per_class"].values()]:
+        del block["shift"]
+    upgraded = QualityReport.from_dict(json.loads(json.dumps(old)))
+    assert upgraded.floor_images is None and upgraded.to_dict()["schema"] == 3
+    assert upgraded.matched.floor is None and upgraded.matched.shift.fid == current["matched"]["floor"]["fid"]
+    assert upgraded.per_class["malignant"].shift.n_fake == current["per_class"]["malignant"]["floor"]["n_fake"]

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from benchmark.data.dataset import DataOptions, load_dataset
+from benchmark.evaluate.features import ship_weights
+from benchmark.evaluate.quality import FLOOR_FROM_UNUSED_TRAINING, FLOOR_FROM_VALIDATION
 from benchmark.registry import create
 from benchmark.train.record import QualityReport
 from benchmark.train.strategy import StrategyContext
@@ -27,22 +29,27 @@ def breast(tmp_path):
     return StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
 
 
+@pytest.mark.slow
 def test_generative_run_carries_a_quality_record(breast):
     strategy = create("strategy", "cgan", policy="multiply", multiplier=1.0, **CGAN, **QUALITY)
     strategy.synthesize(breast)
     raw = strategy.report()["quality"]
     json.dumps(raw, allow_nan=False)
-    assert raw["schema"] == QualityReport.SCHEMA == 2
+    assert raw["schema"] == QualityReport.SCHEMA == 3
     quality = QualityReport.from_dict(raw)
     matched = quality.matched
-    # 60 synthetic and 60 real training images per class, 42 and 114 test images: 42 + 60 per set
+    # 60 synthetic and 60 real training images per class, 42 and 114 test images, 87 and 339 unused training images
+    # (the cell trains on 60 per class): 42 + 60 per set
     assert matched.composition == {"malignant": 42, "normal, benign": 60} and matched.n == 102
-    assert matched.fake_vs_real.fid > matched.floor.fid > 0
+    assert quality.floor_images == FLOOR_FROM_UNUSED_TRAINING
+    assert matched.floor.n_fake == matched.shift.n_fake == 102
+    assert matched.fake_vs_real.fid > matched.floor.fid > 0 and matched.shift.fid > 0
     assert quality.extractor["name"] == "domain" and set(quality.per_class) == {"malignant", "normal, benign"}
     assert (quality.memorisation.n_fake, quality.memorisation.n_train) == (120, 120)
     assert quality.to_dict() == raw
 
 
+@pytest.mark.slow
 def test_early_stopping_scores_the_generator_on_the_cells_training_images(breast):
     strategy = create(
         "strategy",
@@ -65,6 +72,7 @@ def test_early_stopping_scores_the_generator_on_the_cells_training_images(breast
         assert history["steps"] == 60
 
 
+@pytest.mark.slow
 def test_quality_cli_on_a_saved_generator_and_on_an_npz(cli, tmp_path):
     require_medmnist("breastmnist")
     saved = tmp_path / "cgan-breast"
@@ -98,11 +106,23 @@ def test_quality_cli_on_a_saved_generator_and_on_an_npz(cli, tmp_path):
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert report["matched"]["n"] == 100 and report["memorisation"]["pixel"]["closest_pairs"]
-    assert report["matched"]["rank_deficient"]  # 100 images, 256 domain features
+    # 100 synthetic images in training proportions (27 + 73), limited by the 21 + 57 validation images of the floor
+    assert report["matched"]["n"] == 78 and report["memorisation"]["pixel"]["closest_pairs"]
+    assert report["floor_images"] == FLOOR_FROM_VALIDATION
+    assert report["matched"]["rank_deficient"]  # 78 images, 256 domain features
     assert out.with_suffix(".pairs.png").is_file()
     printed = " ".join(result.output.split())
-    assert "matched │ 100 *" in printed and "(floor)" in printed and "all 546 training images" in printed
+    assert "matched │ 78 *" in printed and "(floor / shift)" in printed and "all 546 training images" in printed
+
+    # the same FIDs from the extractor's weights shipped elsewhere, with nothing trained
+    weights = ship_weights(report["extractor"], tmp_path / "shipped")
+    again = tmp_path / "again.json"
+    args = ("quality", "--dataset", "breastmnist", "--generator", str(saved), "--n", "100", "--out", str(again))
+    result = cli(*args, "--extractor-weights", str(weights))
+    assert result.exit_code == 0, result.output
+    recomputed = json.loads(again.read_text())
+    assert recomputed["extractor"]["weights_sha256"] == report["extractor"]["weights_sha256"]
+    assert recomputed["matched"] == report["matched"] and recomputed["per_class"] == report["per_class"]
 
     real = np.load(require_medmnist("breastmnist"))
     np.savez(tmp_path / "copies.npz", images=real["train_images"][:50], labels=real["train_labels"][:50])

@@ -56,7 +56,7 @@ def test_every_record_writes_its_schema_number():
     assert data["metrics"]["schema"] == RunMetrics.SCHEMA == 1
     assert data["dataset"]["schema"] == DatasetSummary.SCHEMA == 1
     assert data["strategy"]["schema"] == StrategyReport.SCHEMA == 1
-    assert data["strategy"]["quality"]["schema"] == QualityReport.SCHEMA == 2
+    assert data["strategy"]["quality"]["schema"] == QualityReport.SCHEMA == 3
     assert "schema" not in data["metrics"]["test"]  # a split's metrics are part of the metrics record
     assert set(data["code"]) == {"medaugbench", "git_commit", "git_dirty"}
 
@@ -81,7 +81,7 @@ def test_the_dataset_summary_states_the_data_a_run_used():
     data = LoadedDataset("toy", task, split, split.subset(torch.arange(2)), split, 28, 8, {"file": "toy.npz"})
     summary = DatasetSummary.of(data, train_real=4, train_synthetic=6)
     assert (summary.val, summary.test, summary.image_size, summary.train_synthetic) == (2, 4, 8, 6)
-    assert summary.to_dict()["task"] == {"kind": "binary", "labels": ["a", "b"], "channels": 1}
+    assert summary.to_dict()["task"] == {"kind": "binary", "labels": ["a", "b"], "channels": 1, "positive": 1}
     assert DatasetSummary.from_dict(summary.to_dict()) == summary
 
 
@@ -102,7 +102,8 @@ def test_the_published_records_are_read(folder, generative):
     assert records and all(r.ok and r.result.code["git_commit"] is None for r in records)  # written before schemas
     assert all(r.result.metrics.test.n == r.result.dataset.test for r in records)
     scored = [r.result.strategy.quality for r in records if r.result.strategy.facts.get("generator")]
-    assert len(scored) == generative and all(q.matched.fake_vs_real.fid > q.matched.floor.fid for q in scored)
+    assert len(scored) == generative and all(q.matched.fake_vs_real.fid > q.matched.shift.fid for q in scored)
+    assert all(q.matched.floor is None for q in scored)  # schema 2 scored test images: the shift, not a floor
 
 
 def test_a_record_of_a_future_schema_is_one_message(tmp_path):

@@ -1,6 +1,6 @@
 """Synthetic-image quality (FID, KID, precision/recall/density/coverage, MS-SSIM diversity), scored against a real
-reference of the same class composition next to a real-vs-real floor, and a memorisation audit over every training
-image.
+reference of the same class composition next to two real-vs-real scores (the in-distribution floor and the
+train→test shift), and a memorisation audit over every training image.
 
 Every distance is computed in float64. Pixel distances are Euclidean on raw 0-255 grey levels, flattened over
 (C, H, W); integer pixels make float64 squared distances exact, so an exact copy has distance 0.
@@ -8,6 +8,7 @@ Every distance is computed in float64. Pixel distances are Euclidean on raw 0-25
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm import tqdm
 
 from benchmark.data.apportion import proportional
-from benchmark.data.dataset import Split, class_mask
+from benchmark.data.dataset import LoadedDataset, Split, class_mask
 from benchmark.data.images import render_rows
 from benchmark.data.task import TaskSpec
 from benchmark.data.versioned import build
@@ -367,19 +368,61 @@ def save_closest_pairs_png(fake: Tensor, train: Tensor, pairs: list[dict], out: 
 
 
 REFERENCE = (
-    "per class (multi-label: per exact label row) the same number of synthetic, real training (the reference) and "
-    "real held-out images (the floor), min(available in each) scaled to max_images by largest remainder, drawn "
-    "without replacement with the seed; the floor scores the held-out images against the same reference"
+    "per class (multi-label: per exact label row) the same number of synthetic images, real training images (the "
+    "reference), real held-out images from the generator's training distribution (the floor; floor_images says which) "
+    "and real test images (the train→test shift), min(available in each) scaled to max_images by largest remainder, "
+    "drawn without replacement with the seed; floor and shift score their real images against the same reference: "
+    "the floor is the score of a fresh sample of the training distribution, the shift that of the test distribution"
+)
+FLOOR_FROM_VALIDATION = "validation images (the cell trains on the whole training split)"
+FLOOR_FROM_UNUSED_TRAINING = (
+    "training images outside the cell's subset (it trains on part of the training split); "
+    "an image whose pixels equal a subset image's counts as seen"
 )
 
 
 @dataclass(frozen=True)
+class RealImages:
+    """The real images a quality report compares with: `train`, what the generator learned from (the reference);
+    `heldout`, unseen images of the same distribution (the floor; `heldout_source` says which); `test`, the test split
+    (the train→test shift, and the unseen images of the memorisation audit)."""
+
+    train: Split
+    heldout: Split
+    test: Split
+    heldout_source: str
+
+
+def real_images(data: LoadedDataset) -> RealImages:
+    """The real sets for a cell of `data`: held-out images are the training images outside the cell's subset when it
+    trains on part of the training split (a fraction or a per-class cap), else the validation split."""
+    if len(data.full_train) > len(data.train):
+        return RealImages(
+            data.train, outside_subset(data.full_train, data.train), data.test, FLOOR_FROM_UNUSED_TRAINING
+        )
+    return RealImages(data.train, data.val, data.test, FLOOR_FROM_VALIDATION)
+
+
+def outside_subset(full: Split, subset: Split) -> Split:
+    """The images of `full` whose pixels equal no image of `subset` (so a duplicate of a subset image is left out)."""
+    seen = {_pixel_key(image) for image in subset.images}
+    keep = torch.tensor([_pixel_key(image) not in seen for image in full.images], dtype=torch.bool)
+    return full.subset(keep.nonzero().flatten())
+
+
+def _pixel_key(image: Tensor) -> bytes:
+    """A digest of one image's shape and pixels."""
+    return hashlib.blake2b(str(tuple(image.shape)).encode() + image.contiguous().numpy().tobytes()).digest()
+
+
+@dataclass(frozen=True)
 class _Draw:
-    """Indices drawn from the training, held-out and synthetic splits with one shared class composition."""
+    """Indices drawn from the training, held-out, test and synthetic splits with one shared class composition."""
 
     composition: dict[str, int]
     train: Tensor
     heldout: Tensor
+    test: Tensor
     fake: Tensor
 
 
@@ -395,9 +438,18 @@ class _Pool:
         return self.features[self.row[index]]
 
 
+@dataclass(frozen=True)
+class _Pools:
+    """The four splits of a report with the features its draws and its audit use."""
+
+    train: _Pool
+    heldout: _Pool
+    test: _Pool
+    fake: _Pool
+
+
 def quality_report(
-    real_train: Split,
-    real_heldout: Split,
+    real: RealImages,
     fake: Split,
     task: TaskSpec,
     extractor: FeatureExtractor,
@@ -406,66 +458,60 @@ def quality_report(
     kid_subsets: int = 50,
     device: torch.device | None = None,
 ) -> QualityReport:
-    """Class-matched quality metrics, per-class blocks and the memorisation audit, as a `QualityReport` (schema 2;
+    """Class-matched quality metrics, per-class blocks and the memorisation audit, as a `QualityReport` (schema 3;
     `to_dict()` is what strategy reports and the CLI store).
 
     Every block scores a synthetic draw against a real training draw of the same class (label-row) composition and
-    n, next to its floor: a real held-out draw of that composition and n against the same reference ("reference"
-    says how). "matched" covers the whole synthetic set; "per_class" one class each (multi-label: the images
-    positive for the label). The audit searches every training image; only the synthetic and held-out sets are
-    subsampled to `max_images`. Draws come from a torch.Generator seeded with `seed`; nearest-neighbour searches run
-    on `device` (default: the extractor's). Metrics a block has too few images for are None (FID/KID: 2; PRDC: k+1);
-    FID is biased upwards at small n and unreliable when n - 1 < feature dim ("rank_deficient").
+    n, next to two real draws of that composition and n against the same reference ("reference" says how): the
+    floor (held-out images of the training distribution, `real.heldout`) and the train→test shift (`real.test`).
+    "matched" covers the whole synthetic set; "per_class" one class each (multi-label: the images positive for the
+    label). The audit searches every training image, with test images as the unseen ones; only the synthetic and
+    test sets are subsampled to `max_images`. Draws come from a torch.Generator seeded with `seed`; nearest-neighbour
+    searches run on `device` (default: the extractor's). Metrics a block has too few images for are None (FID/KID:
+    2; PRDC: k+1); FID is biased upwards at small n and unreliable when n - 1 < feature dim ("rank_deficient").
     """
     device = device or _device_of(extractor)
     generator = torch.Generator().manual_seed(seed)
-    groups = _block_masks(real_train, real_heldout, fake, task)
-    draws = _matched_draws(real_train, real_heldout, fake, task, groups, max_images, generator)
-    audit_fake, audit_heldout = (_subsample(len(split), max_images, generator) for split in (fake, real_heldout))
-    train = _pool(real_train.images, [torch.arange(len(real_train))], extractor)
-    heldout = _pool(real_heldout.images, [audit_heldout, *(d.heldout for d in draws)], extractor)
-    fake_pool = _pool(fake.images, [audit_fake, *(d.fake for d in draws)], extractor)
-    blocks = [
-        _block(draw, train, heldout, fake_pool, masks[0], kid_subsets, seed, device)
-        for draw, masks in zip(draws, groups)
-    ]
-    audit_images = (fake.images[audit_fake], real_train.images, real_heldout.images[audit_heldout])
-    audit_features = (fake_pool.features_of(audit_fake), train.features, heldout.features_of(audit_heldout))
+    splits = (real.train, real.heldout, real.test, fake)
+    groups = _block_masks(splits, task)
+    draws = _matched_draws(splits, task, groups, max_images, generator)
+    audit_fake, audit_test = (_subsample(len(split), max_images, generator) for split in (fake, real.test))
+    pools = _Pools(
+        _pool(real.train.images, [torch.arange(len(real.train))], extractor),
+        _pool(real.heldout.images, [d.heldout for d in draws], extractor),
+        _pool(real.test.images, [audit_test, *(d.test for d in draws)], extractor),
+        _pool(fake.images, [audit_fake, *(d.fake for d in draws)], extractor),
+    )
+    blocks = [_block(draw, pools, masks[0], kid_subsets, seed, device) for draw, masks in zip(draws, groups)]
+    audit_images = (fake.images[audit_fake], real.train.images, real.test.images[audit_test])
+    audit_features = (pools.fake.features_of(audit_fake), pools.train.features, pools.test.features_of(audit_test))
     audit = memorisation_audit(*audit_images, *audit_features, device=device)
-    report = QualityReport(
+    return QualityReport(
         extractor=extractor.describe(),
         seed=seed,
         max_images=max_images,
         per_class_grouping="positive for the label" if task.multilabel else "class",
         reference=REFERENCE,
+        floor_images=real.heldout_source,
         ms_ssim_setup=asdict(ms_ssim_setup(*fake.images.shape[-2:])),
         matched=blocks[0],
         per_class=dict(zip(task.labels, blocks[1:])),
         memorisation=build(MemorisationAudit, _in_fake_split_indices(audit, audit_fake)),
     )
-    return report
 
 
-def _block_masks(real_train: Split, real_heldout: Split, fake: Split, task: TaskSpec) -> list[list[Tensor]]:
-    """The masks (train, held-out, fake) of each block: all images, then each class (multi-label: each label's
-    positives)."""
-    splits = (real_train, real_heldout, fake)
+def _block_masks(splits: tuple[Split, ...], task: TaskSpec) -> list[list[Tensor]]:
+    """The masks (one per split) of each block: all images, then each class (multi-label: each label's positives)."""
     everything = [torch.ones(len(split), dtype=torch.bool) for split in splits]
     per_class = [[class_mask(split.labels, task, c) for split in splits] for c in range(task.num_outputs)]
     return [everything, *per_class]
 
 
 def _matched_draws(
-    real_train: Split,
-    real_heldout: Split,
-    fake: Split,
-    task: TaskSpec,
-    groups: list[list[Tensor]],
-    max_images: int,
-    generator: torch.Generator,
+    splits: tuple[Split, ...], task: TaskSpec, groups: list[list[Tensor]], max_images: int, generator: torch.Generator
 ) -> list[_Draw]:
     """One class-matched draw per block (see `_matched_draw`), in the order of `groups`."""
-    codes, names = _composition_codes([split.labels for split in (real_train, real_heldout, fake)], task)
+    codes, names = _composition_codes([split.labels for split in splits], task)
     return [_matched_draw(codes, masks, names, max_images, generator) for masks in groups]
 
 
@@ -489,7 +535,7 @@ def _composition_codes(labels: list[Tensor], task: TaskSpec) -> tuple[list[Tenso
 def _matched_draw(
     codes: list[Tensor], masks: list[Tensor], names: list[str], max_images: int, generator: torch.Generator
 ) -> _Draw:
-    """Draw without replacement from each split (train, held-out, fake; restricted to `masks`) the same count per
+    """Draw without replacement from each split (train, held-out, test, fake; restricted to `masks`) the same count per
     composition key: the fewest any split has, scaled down to `max_images` in total by largest remainder."""
     groups = [_groups(code, mask, len(names)) for code, mask in zip(codes, masks)]
     available = [min(len(split_groups[k]) for split_groups in groups) for k in range(len(names))]
@@ -522,17 +568,11 @@ def _pool(images: Tensor, uses: list[Tensor], extractor: FeatureExtractor) -> _P
 
 
 def _block(
-    draw: _Draw,
-    train: _Pool,
-    heldout: _Pool,
-    fake: _Pool,
-    train_mask: Tensor,
-    kid_subsets: int,
-    seed: int,
-    device: torch.device,
+    draw: _Draw, pools: _Pools, train_mask: Tensor, kid_subsets: int, seed: int, device: torch.device
 ) -> QualityBlock:
-    """Every distribution metric of one matched draw, its floor, diversity and nearest training images (restricted
-    to `train_mask`); the metrics a draw is too small for are None."""
+    """Every distribution metric of one matched draw, its floor and shift, diversity and nearest training images
+    (restricted to `train_mask`); the metrics a draw is too small for are None."""
+    train, fake = pools.train, pools.fake
     reference, feature_dim, n = train.features_of(draw.train), train.features.shape[1], len(draw.fake)
     fake_images = fake.images[draw.fake]
     nearest = nearest_real_similarity(fake_images, train.images[train_mask], device)["summary"] if n else None
@@ -542,7 +582,8 @@ def _block(
         feature_dim=feature_dim,
         rank_deficient=n - 1 < feature_dim,
         fake_vs_real=_distribution_metrics(reference, fake.features_of(draw.fake), kid_subsets, seed),
-        floor=_distribution_metrics(reference, heldout.features_of(draw.heldout), kid_subsets, seed),
+        floor=_distribution_metrics(reference, pools.heldout.features_of(draw.heldout), kid_subsets, seed),
+        shift=_distribution_metrics(reference, pools.test.features_of(draw.test), kid_subsets, seed),
         ms_ssim_fake=_diversity(fake_images, seed),
         ms_ssim_real=_diversity(train.images[draw.train], seed),
         nearest_real=nearest,

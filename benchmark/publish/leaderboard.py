@@ -8,7 +8,9 @@ Markdown file laid out like the seed paper's tables."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,15 +18,19 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.files import write_text_atomic
+from benchmark.data.labels import safe_label
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import (
     FAILED,
     OK,
+    SCHEMA_PREFIX,
     CellRecord,
     load_predictions,
-    load_records,
+    predictions_path,
+    read_record,
     records_dir,
 )
+from benchmark.provenance import code_version
 from benchmark.publish import inference, stats
 from benchmark.train.metrics import predicted_labels
 from benchmark.train.record import QualityBlock, RunRecord
@@ -220,6 +226,21 @@ CROSS_NOTE = (
 
 
 Predictions = dict[str, tuple[np.ndarray, np.ndarray] | None]
+# Damage a cell record or its predictions can show: left out of every table, and named.
+DAMAGE = (TypeError, KeyError, ValueError, AttributeError, IndexError)
+LOST_FIX = "delete the damaged files and run the grid into the folder again to re-run those cells"
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file of the results folder the leaderboard could not use, and why: it is named wherever tables are
+    published, never silently dropped."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 @dataclass
@@ -240,6 +261,8 @@ class Leaderboard:
     across: pd.DataFrame = field(default_factory=pd.DataFrame)
     markdown: str = ""
     paths: list[Path] = field(default_factory=list)
+    records: list[CellRecord] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
 
     @property
     def datasets(self) -> list[str]:
@@ -608,16 +631,79 @@ def _task_name(key: tuple) -> str:
     return dataset if fraction == 1 else f"{dataset}@{fraction:g}"
 
 
-def build_leaderboard(results_dir: Path, baseline: str = "none") -> Leaderboard:
-    """Every table and the Markdown of a results folder, in memory."""
-    records = load_records(results_dir)
+def read_results(results_dir: Path) -> tuple[list[CellRecord], list[Unreadable]]:
+    """Every usable cell record of a results folder, in stable cell order, and every record file that is not one
+    (truncated or damaged JSON, a wrong shape, a cell id that does not match its file name), with the reason."""
+    folder = records_dir(results_dir)
+    records, unreadable = [], []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            records.append(_usable_record(path))
+        except MedAugBenchError as error:
+            unreadable.append(Unreadable(path, re.sub(rf"^record {re.escape(str(path))}:? ", "", str(error))))
+    return sorted(records, key=lambda r: json.dumps(r.cell, sort_keys=True, default=str)), unreadable
+
+
+def _usable_record(path: Path) -> CellRecord:
+    """The cell record in `path`, checked to be one the tables can read; otherwise one message saying why not."""
+    try:
+        record = read_record(path)
+    except DAMAGE as error:
+        raise MedAugBenchError(f"not a cell record of this layout ({type(error).__name__}: {error})") from None
+    if record is None:
+        raise MedAugBenchError(_why_unreadable(path))
+    if record.cell_id != path.stem:
+        raise MedAugBenchError(f"its cell id {record.cell_id!r} is not its file name {path.stem!r}")
+    cell = record.cell if isinstance(record.cell, dict) else {}
+    if not all(isinstance(cell.get(key), str) for key in ("dataset", "strategy")) or record.status not in (OK, FAILED):
+        raise MedAugBenchError("it lacks a dataset, strategy or status of this layout")
+    if record.ok and record.result is None:
+        raise MedAugBenchError("its status is 'ok' but it holds no result")
+    try:
+        _long_row(record, TEST_METRICS)
+    except DAMAGE as error:
+        raise MedAugBenchError(f"its result has a wrong shape ({type(error).__name__}: {error})") from None
+    return record
+
+
+def _why_unreadable(path: Path) -> str:
+    """Why `read_record` returned nothing for a file: unreadable, not JSON, or not a cell record."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    except ValueError:
+        return "not valid JSON (truncated or damaged)"
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith(SCHEMA_PREFIX):
+        return f"not a cell record (no {SCHEMA_PREFIX}… schema)"
+    return "not a readable cell record"
+
+
+def read_predictions(results_dir: Path, cell_ids: list[str]) -> tuple[Predictions, list[Unreadable]]:
+    """The saved test predictions of these cells (None where absent), and every predictions file that exists but
+    cannot be read (a truncated .npz), named."""
+    predictions: Predictions = {cell_id: load_predictions(results_dir, cell_id) for cell_id in cell_ids}
+    paths = [predictions_path(results_dir, cell_id) for cell_id, saved in predictions.items() if saved is None]
+    reason = "test predictions not readable (truncated or damaged .npz)"
+    return predictions, [Unreadable(path, reason) for path in paths if path.exists()]
+
+
+def build_leaderboard(results_dir: Path, baseline: str = "none", allow_missing_baseline: bool = False) -> Leaderboard:
+    """Every table and the Markdown of a results folder, in memory. A folder where some table has runs but no
+    successful `baseline` run is refused (every Δ would be empty) unless `allow_missing_baseline`."""
+    records, unreadable = read_results(results_dir)
     if not records:
+        lost = f"; none could be read: {_lost(unreadable)}" if unreadable else ""
         raise MedAugBenchError(
-            f"no cell records in {records_dir(results_dir)}: run `medaugbench run` into {results_dir} first"
+            f"no readable cell record in {records_dir(results_dir)}{lost}: run `medaugbench run` into {results_dir} "
+            "first"
         )
     long = long_table(records)
     ok = long.loc[long["status"] == OK, "cell_id"]
-    predictions = {cell_id: load_predictions(results_dir, cell_id) for cell_id in ok}
+    predictions, damaged = read_predictions(results_dir, ok.tolist())
+    unreadable += damaged
+    if not allow_missing_baseline:
+        check_baseline(Path(results_dir), long, baseline, unreadable)
     long = image_variances(long, predictions)
     wide = {dataset: wide_table(long, dataset) for dataset in sorted(long["dataset"].unique())}
     compared = comparison_table(long, predictions, baseline)
@@ -635,18 +721,47 @@ def build_leaderboard(results_dir: Path, baseline: str = "none") -> Leaderboard:
         families=families,
         power=power_table(pd.concat([compared, families], ignore_index=True)),
         across=across_table(long, baseline),
+        records=records,
+        unreadable=unreadable,
     )
     board.markdown = render_markdown(board)
     return board
 
 
-def write_leaderboard(results_dir: Path, out_dir: Path | None = None, baseline: str = "none") -> Leaderboard:
-    """Build the leaderboard and write its CSVs (full precision) and leaderboard.md atomically into `out_dir`."""
-    board = build_leaderboard(results_dir, baseline)
-    out = Path(out_dir) if out_dir is not None else Path(results_dir) / "leaderboard"
-    tables = {
-        "long": board.long,
-        **board.wide,
+def missing_baseline(long: pd.DataFrame, baseline: str) -> list[str]:
+    """The (dataset, backbone, fraction) groups with successful runs but no successful `baseline` run, named."""
+    ok = long[long["status"] == OK]
+    return [
+        f"{dataset} ({backbone}, fraction {fmt_text(fraction)})"
+        for (dataset, backbone, fraction), group in ok.groupby(list(PAIRING), dropna=False, sort=True)
+        if not (group["strategy"] == baseline).any()
+    ]
+
+
+def check_baseline(results_dir: Path, long: pd.DataFrame, baseline: str, unreadable: list[Unreadable]) -> None:
+    """Refuse, in one message, a leaderboard whose tables would compare against a baseline that has no run."""
+    groups = missing_baseline(long, baseline)
+    if not groups:
+        return
+    lost = f"; {len(unreadable)} unreadable: {_lost(unreadable)}" if unreadable else ""
+    raise MedAugBenchError(
+        f"baseline {baseline!r} has no successful run in {', '.join(groups)}{lost}, so every Δ against it would be "
+        f"empty. Rerun its cells (`medaugbench run CONFIG --results {results_dir} --retry-failed`, after deleting "
+        "any damaged record), pick another with --baseline, or publish without those Δ: "
+        f"`medaugbench leaderboard {results_dir} --allow-missing-baseline`"
+    )
+
+
+def _lost(unreadable: list[Unreadable], shown: int = 3) -> str:
+    """The first few unreadable files with their reasons, and how many more."""
+    more = len(unreadable) - shown
+    return "; ".join(str(u) for u in unreadable[:shown]) + (f"; and {more} more" if more > 0 else "")
+
+
+def table_names(board: Leaderboard) -> dict[str, pd.DataFrame]:
+    """Every CSV of a leaderboard by file stem: the long table, one per dataset named by its `safe_label` (never the
+    dataset string, which may be a path), then the other tables."""
+    rest = {
         "cross_dataset": board.cross_dataset,
         "stats": board.stats,
         "families": board.families,
@@ -656,10 +771,35 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, baseline: 
         "ranks": board.ranks,
         "quality": board.quality,
     }
-    for name, frame in tables.items():
+    reserved = {"long", *rest}
+    return {
+        "long": board.long,
+        **{safe_label(dataset, reserved): frame for dataset, frame in board.wide.items()},
+        **rest,
+    }
+
+
+def write_leaderboard(
+    results_dir: Path, out_dir: Path | None = None, baseline: str = "none", allow_missing_baseline: bool = False
+) -> Leaderboard:
+    """Build the leaderboard and write its CSVs (full precision) and leaderboard.md atomically into `out_dir`, which
+    every file lies inside."""
+    out = check_out_folder(Path(out_dir) if out_dir is not None else Path(results_dir) / "leaderboard")
+    board = build_leaderboard(results_dir, baseline, allow_missing_baseline)
+    for name, frame in table_names(board).items():
         board.paths.append(write_text_atomic(out / f"{name}.csv", frame.to_csv(index=False)))
     board.paths.append(write_text_atomic(out / "leaderboard.md", board.markdown))
     return board
+
+
+def check_out_folder(out: Path) -> Path:
+    """The leaderboard's output folder, refused in one message when the path exists and is not a folder."""
+    if out.exists() and not out.is_dir():
+        raise MedAugBenchError(
+            f"--out {out} is a file; the leaderboard writes a folder of tables and plots: give a folder (new or "
+            "existing), e.g. RESULTS_DIR/leaderboard; for one HTML file use `medaugbench report RESULTS_DIR --out FILE`"
+        )
+    return out
 
 
 def console_rows(board: Leaderboard, dataset: str) -> list[tuple[str, ...]]:
@@ -704,7 +844,10 @@ def render_markdown(board: Leaderboard) -> str:
             f"{len(failed)} failed); baseline strategy `{board.baseline}`."
         ),
         "",
+        provenance_line(board.records),
+        "",
     ]
+    lines += _lost_section(board)
     for dataset, frame in board.wide.items():
         lines += _dataset_section(board, dataset, frame)
     lines += _cross_section(board) + _across_section(board) + _rank_section(board.ranks)
@@ -715,6 +858,37 @@ def render_markdown(board: Leaderboard) -> str:
             failed[["dataset", "strategy", "backbone", "seed", "error"]].to_numpy().tolist(),
         )
     return "\n".join(lines)
+
+
+def provenance_line(records: list[CellRecord]) -> str:
+    """Which code built these tables and which trained the cells: a table rebuilt by newer code says so."""
+    built = code_version()
+    trained = sorted({_commit_text(r.result.code) for r in records if r.result is not None and r.result.code})
+    return (
+        f"Tables built by medaugbench {built['medaugbench']} at {_commit_text(built)}; cells trained at "
+        f"{', '.join(trained) or 'an unrecorded commit'}."
+    )
+
+
+def _commit_text(code: dict) -> str:
+    """'commit abc123def456', '+ uncommitted changes' where the code differed from it, or 'an unrecorded commit'."""
+    commit = code.get("git_commit")
+    if not commit:
+        return "an unrecorded commit"
+    return f"commit {commit[:12]}" + (" + uncommitted changes" if code.get("git_dirty") else "")
+
+
+def _lost_section(board: Leaderboard) -> list[str]:
+    """What the tables lack, said before them: records that could not be read, tables without a baseline run."""
+    lines = []
+    if board.unreadable:
+        lines += [f"## Records that could not be read ({len(board.unreadable)})", ""]
+        lines += [f"Left out of every table below; {LOST_FIX}.", ""]
+        lines += markdown_table(["File", "Why"], [[u.path.name, u.reason] for u in board.unreadable])
+    groups = missing_baseline(board.long, board.baseline)
+    if groups:
+        lines += [f"**No successful `{board.baseline}` run in {', '.join(groups)}: no Δ against it there.**", ""]
+    return lines
 
 
 def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> list[str]:

@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from benchmark.data.files import atomic_output
+from benchmark.data.labels import safe_label
 from benchmark.grid.store import CellRecord
 from benchmark.publish.leaderboard import RANK_MARK, dig, long_table, matched_quality, rank_table, record_labels
 from benchmark.publish.stats import mean_std, t_interval
@@ -91,27 +92,27 @@ def step_band(traces: Iterable[tuple[Sequence[float], Sequence[float | None]]]) 
 
 
 def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -> list[Path]:
-    """Write every leaderboard figure of every dataset with data into out_dir (figures without data are skipped)."""
+    """Write every leaderboard figure of every dataset with data into out_dir (figures without data are skipped),
+    named '<label>_<figure>.png' after the dataset's `safe_label` (never the dataset string, which may be a path)."""
     written = []
     for dataset in sorted({r.cell["dataset"] for r in records if r.ok and r.result is not None}):
         groups = group_records(records, dataset)
         colours = {label: f"C{i % 10}" for i, label in enumerate(groups)}
         summaries = {m: metric_summaries(groups, m) for m in dict.fromkeys((metric, "accuracy", "auc"))}
         figures = {
-            f"{dataset}_{m}_ci.png": _ci_figure(dataset, m, summaries[m], colours)
-            for m in dict.fromkeys((metric, "accuracy"))
+            f"{m}_ci": _ci_figure(dataset, m, summaries[m], colours) for m in dict.fromkeys((metric, "accuracy"))
         }
         fid = fid_summaries(groups)
-        figures[f"{dataset}_fid_vs_auc.png"] = _fid_figure(
-            dataset, fid, _rank_deficient(groups), summaries["auc"], colours
-        )
-        figures[f"{dataset}_auc_vs_compute.png"] = _compute_figure(
-            dataset, _compute_summaries(groups), summaries["auc"], colours
-        )
-        figures[f"{dataset}_per_class_f1.png"] = _f1_figure(dataset, groups)
-        figures[f"{dataset}_val_curves.png"] = _val_figure(dataset, groups, colours)
-        figures[f"{dataset}_generator_quality.png"] = _quality_figure(dataset, groups, colours)
-        written += [save_figure(fig, Path(out_dir) / name) for name, fig in figures.items() if fig is not None]
+        figures["fid_vs_auc"] = _fid_figure(dataset, fid, _rank_deficient(groups), summaries["auc"], colours)
+        figures["auc_vs_compute"] = _compute_figure(dataset, _compute_summaries(groups), summaries["auc"], colours)
+        figures["per_class_f1"] = _f1_figure(dataset, groups)
+        figures["val_curves"] = _val_figure(dataset, groups, colours)
+        figures["generator_quality"] = _quality_figure(dataset, groups, colours)
+        written += [
+            save_figure(fig, Path(out_dir) / f"{safe_label(dataset)}_{kind}.png")
+            for kind, fig in figures.items()
+            if fig is not None
+        ]
     cd = critical_difference_figure(rank_table(long_table(records)), "auc") if records else None
     if cd is not None:
         written.append(save_figure(cd, Path(out_dir) / CD_FILE))
