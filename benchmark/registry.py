@@ -14,10 +14,9 @@ from functools import cache, lru_cache
 from typing import Any
 
 import pluggy
-from torch import nn
 
 from benchmark import hookspecs
-from benchmark.errors import MedAugBenchError
+from benchmark.errors import MedAugBenchError, notice
 
 DEFAULT_PLUGINS = (
     "plugins.medmnist_datasets",
@@ -34,9 +33,12 @@ DEFAULT_PLUGINS = (
 )
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"
+DISABLE_PLUGINS_ENV = "MEDAUGBENCH_DISABLE_PLUGINS"
 BUILT_IN = "built-in"
-PRODUCTS: dict[str, type] = {"backbone": nn.Module}
+PRODUCTS: dict[str, type] = {}
 """What each kind's factories return, declared by the module that defines the interface (`declare_product`)."""
+TORCH_PRODUCTS = {"backbone": "Module"}
+"""Kinds whose interface is a `torch.nn` class: looked up when one is created, so loading plugins needs no torch."""
 
 KIND_HOOKS = {
     "dataset": "register_datasets",
@@ -64,31 +66,77 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@dataclass(frozen=True)
+class FailedPlugin:
+    """An installed plugin whose module raised on import: skipped, so every other plugin and command still works;
+    `plugins list` and a note on stderr name it, its distribution, the error and how to disable it."""
+
+    plugin: str
+    distribution: str
+    error: str
+
+    @property
+    def remedy(self) -> str:
+        name = self.distribution.split()[0]
+        return f"fix or uninstall it, or set {DISABLE_PLUGINS_ENV}={name} to stop loading it"
+
+
+_FAILED: list[FailedPlugin] = []
+
+
+def _env_names(variable: str) -> set[str] | None:
+    """The canonical distribution names a comma-separated variable lists (None when it is unset)."""
+    value = os.environ.get(variable)
+    return None if value is None else {_canonical(part) for part in value.split(",") if part.strip()}
+
+
 def _load_third_party(pm: pluggy.PluginManager) -> None:
-    """Load entry-point plugins; `MEDAUGBENCH_LOAD_PLUGINS` (comma-separated distributions) restricts which."""
-    allowed = os.environ.get(LOAD_PLUGINS_ENV)
-    if allowed is not None:
-        wanted = {_canonical(part) for part in allowed.split(",") if part.strip()}
-        installed = set()
-        for dist in importlib.metadata.distributions():
-            dist_name = _canonical(dist.metadata["Name"] or "")
-            installed.add(dist_name)
-            if dist_name not in wanted:
-                for ep in dist.entry_points:
-                    if ep.group == ENTRY_POINT_GROUP:
-                        pm.set_blocked(ep.name)
-        missing = sorted(wanted - installed)
-        if missing:
-            raise MedAugBenchError(
-                f"{LOAD_PLUGINS_ENV} names {', '.join(missing)}, not installed; "
-                "install it or remove it from the variable"
-            )
+    """Load entry-point plugins; `MEDAUGBENCH_LOAD_PLUGINS` (comma-separated distributions) restricts which,
+    `MEDAUGBENCH_DISABLE_PLUGINS` leaves some out, and one whose import raises is skipped (`FailedPlugin`)."""
+    wanted, disabled = _env_names(LOAD_PLUGINS_ENV), _env_names(DISABLE_PLUGINS_ENV) or set()
+    installed = set()
+    for dist in importlib.metadata.distributions():
+        dist_name = _canonical(dist.metadata["Name"] or "")
+        installed.add(dist_name)
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or pm.is_blocked(ep.name):
+                continue
+            if dist_name in disabled or (wanted is not None and dist_name not in wanted):
+                pm.set_blocked(ep.name)
+            else:
+                _try_import(pm, ep, f"{dist.metadata['Name']} {dist.version}")
+    missing = sorted((wanted or set()) - installed)
+    if missing:
+        raise MedAugBenchError(
+            f"{LOAD_PLUGINS_ENV} names {', '.join(missing)}, not installed; install it or remove it from the variable"
+        )
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+
+
+def _try_import(pm: pluggy.PluginManager, ep: importlib.metadata.EntryPoint, distribution: str) -> None:
+    """Import an entry point's module; if that raises, block it, remember it and say so on stderr."""
+    try:
+        ep.load()
+    except Exception as error:  # any error in third-party code: that plugin is skipped, the command goes on
+        failed = FailedPlugin(ep.name, distribution, f"{type(error).__name__}: {error}")
+        _FAILED.append(failed)
+        pm.set_blocked(ep.name)
+        notice(
+            f"plugin {failed.plugin} ({failed.distribution}) failed to import ({failed.error}); it is skipped: "
+            f"{failed.remedy}"
+        )
+
+
+def failed_plugins() -> list[FailedPlugin]:
+    """The installed plugins that failed to import (skipped), after loading plugins."""
+    plugin_manager()
+    return list(_FAILED)
 
 
 @lru_cache(maxsize=1)
 def plugin_manager() -> pluggy.PluginManager:
     """Built-in plugins plus installed third-party ones (group `medaugbench`)."""
+    _FAILED.clear()
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for module_name in DEFAULT_PLUGINS:
@@ -140,6 +188,7 @@ def get_entry(kind: str, name: str) -> PluginEntry:
         return known[name]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint += "".join(f" Plugin {f.plugin} ({f.distribution}) failed to import: {f.error}." for f in failed_plugins())
     raise MedAugBenchError(
         f"unknown {kind} {name!r}.{hint} Available: {', '.join(known)} (see `medaugbench plugins list`)"
     )
@@ -187,13 +236,19 @@ def create(kind: str, name: str, **params: Any) -> Any:
     entry = get_entry(kind, name)
     _checked_parameters(entry, params)
     product = entry.factory(**params)
-    expected = PRODUCTS.get(kind)
+    expected = PRODUCTS.get(kind) or _torch_product(kind)
     if expected is not None and not isinstance(product, expected):
         raise MedAugBenchError(
             f"{kind} plugin {name!r} (from {entry.plugin}, {entry.distribution}) returned a {type(product).__name__}, "
             f"not a {expected.__module__}.{expected.__qualname__}; its factory must return one"
         )
     return product
+
+
+def _torch_product(kind: str) -> type | None:
+    if kind not in TORCH_PRODUCTS:
+        return None
+    return getattr(importlib.import_module("torch.nn"), TORCH_PRODUCTS[kind])
 
 
 def reset() -> None:

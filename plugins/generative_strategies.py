@@ -23,7 +23,8 @@ Trained generators are saved under the cache keyed by everything that determines
 parameters, budget and its split rule, the models the plan trains, seed, checkpoint selection, early-stopping
 settings and monitor, the generator plugin's distribution, version and source digest and the harness code's, and a
 digest of the exact training images and labels), so a second run with the same config and seed reuses them, and an
-edited plugin retrains; a generator given by `generator_dir` must carry the same data digest.
+edited plugin retrains; a generator given by `generator_dir` must carry the same data digest, and its weights the
+SHA-256 its card pins.
 
 Early stopping (`early_stop_every`) and quality tracking (`track_quality_every`) score samples with an extractor
 trained on the cell's training subset only, against the cell's own training images of the same classes: nothing
@@ -55,12 +56,14 @@ from benchmark import (
     TaskSpec,
     create,
     hookimpl,
+    notice,
 )
 from benchmark.data.files import cache_dir
 from benchmark.evaluate.features import make_extractor
 from benchmark.evaluate.quality import fid_kid, quality_report, real_images
 from benchmark.evaluate.selection import HoldoutScore, RandomFeatures, holdout_split
 from benchmark.generate import loop as gt
+from benchmark.generate.checkpoints import DamagedCheckpoint
 from benchmark.generate.model import can_condition, generator_provenance, registered_generators
 from benchmark.generate.synthesis import SynthesisPolicy, conditioning, group_members, label_rows, plan_counts
 from benchmark.provenance import code_version, plugin_provenance
@@ -320,19 +323,23 @@ class GenerativeStrategy(Strategy):
         self, context: StrategyContext, plan: list[int] | None = None
     ) -> tuple[dict[str, GenerativeModel], dict]:
         """The trained models the `plan` (default: this strategy's, `plan`) uses and their card: loaded from
-        `generator_dir` or the cache, else trained and saved."""
+        `generator_dir` (a damaged or altered one is an error naming the file) or the cache (a damaged entry is
+        retrained, saying so), else trained and saved."""
         data, device = context.dataset, context.device
         if self.generator_dir is not None:
-            models, card = gt.load(Path(self.generator_dir), device)
+            models, card = gt.load_saved(Path(self.generator_dir), device)
             check_trained_on(card, data.train, f"the generator in {self.generator_dir}")
             return models, card
         plan = self.plan(data) if plan is None else plan
         root = context.work_dir or cache_dir() / "generators"
         directory = root / f"{self.generator}-{self.key(data.train, context.seed, data.task, data.image_size, plan)}"
         if self.reuse and (directory / gt.CARD).is_file():
-            models, card = gt.load(directory, device)
-            card["reused_from"] = str(directory)
-            return models, card
+            try:
+                models, card = gt.load_strategy_card(directory, device)
+                card["reused_from"] = str(directory)
+                return models, card
+            except DamagedCheckpoint as error:
+                notice(f"the cached generator is damaged: {error}; retraining it")
         models, card = self.train_models(context, plan)
         gt.save(directory, models, card)
         card["saved_to"] = str(directory)
@@ -590,10 +597,12 @@ class GenerativeStrategy(Strategy):
         device: torch.device,
         seed: int,
     ) -> Split:
-        """Generate `plan[g]` images for each group g, as uint8, with their labels."""
+        """Generate `plan[g]` images for each group g, as uint8, with their labels. Every image any caller gets passes
+        through here: samples with a non-finite value fail the generator (`GeneratorFailure`) before the cast to uint8
+        would hide them."""
         generator = torch.Generator(device=device).manual_seed(seed + 1)
         label_generator = torch.Generator().manual_seed(seed + 1)
-        images, labels = [], []
+        images, labels, nonfinite = [], [], torch.zeros((), dtype=torch.long, device=device)
         for group, n in enumerate(plan):
             if n == 0:
                 continue
@@ -608,11 +617,14 @@ class GenerativeStrategy(Strategy):
             for start in range(0, n, SAMPLE_CHUNK):
                 chunk = min(SAMPLE_CHUNK, n - start)
                 part = gt.sample(model, cond[start : start + chunk] if cond is not None else None, chunk, generator)
+                nonfinite += part.isfinite().logical_not().sum()
                 images.append(gt.to_uint8(part).cpu())
             labels.append(rows)
         if not images:
             return Split(real.images[:0], real.labels[:0])
-        return Split(torch.cat(images), torch.cat(labels))
+        images = torch.cat(images)
+        gt.check_finite(self.generator, int(nonfinite), images.numel())
+        return Split(images, torch.cat(labels))
 
     def synthesize(self, context: StrategyContext) -> Split:
         data, task = context.dataset, context.dataset.task

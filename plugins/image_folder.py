@@ -132,6 +132,18 @@ def scan_folder(root: Path) -> Scan:
     return _checked_scan(samples, root, "split folders")
 
 
+def _csv_rows(csv_path: Path) -> list[list[str]]:
+    """The non-blank rows of a UTF-8 CSV (a byte-order mark is allowed); another encoding is one error naming it."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            return [row for row in csvlib.reader(handle) if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as error:
+        raise MedAugBenchError(
+            f"CSV {csv_path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}, e.g. "
+            "a Latin-1 or Windows-1252 file); save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+
+
 def scan_csv(csv_path: Path, base: Path | None = None) -> Scan:
     """List the files of a CSV with columns path,label[,split]; relative paths resolve against `base` or the CSV's
     folder."""
@@ -139,8 +151,7 @@ def scan_csv(csv_path: Path, base: Path | None = None) -> Scan:
     if not csv_path.is_file():
         raise MedAugBenchError(f"CSV file {csv_path} does not exist; {hint}")
     base = base if base is not None else csv_path.parent
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        rows = [row for row in csvlib.reader(handle) if any(cell.strip() for cell in row)]
+    rows = _csv_rows(csv_path)
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
     missing = [column for column in ("path", "label") if column not in header]
     if missing:
@@ -211,7 +222,11 @@ class ImageFolderSource:
         channels: int | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
+        skip_bad: bool = False,
     ) -> None:
+        if not isinstance(skip_bad, bool):
+            raise MedAugBenchError(f"the imagefolder option skip_bad must be true or false, got {skip_bad!r}")
+        self.skip_bad = skip_bad  # a grid's way to say --skip-bad: `skip_bad = true` in the dataset's params
         self.root = Path(root).expanduser() if root is not None else None
         self.csv = Path(csv).expanduser() if csv is not None else None
         try:  # options may arrive as strings from the command line (-O channels=3)
@@ -262,7 +277,7 @@ class ImageFolderSource:
         """Decode every file at options.size, drop or refuse unreadable ones, and build the three splits."""
         scan = self.scan()
         images, bad = decode_files([s.path for s in scan.samples], options.size)
-        if bad and not options.skip_bad:
+        if bad and not (options.skip_bad or self.skip_bad):
             raise MedAugBenchError(bad_files_message(bad, len(scan.samples)))
         kept = [(sample, image) for sample, image in zip(scan.samples, images) if image is not None]
         channels = self.channels or (3 if any(image.shape[0] == 3 for _, image in kept) else 1)

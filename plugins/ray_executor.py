@@ -10,7 +10,7 @@ Options (`-X key=value`, see `RayExecutor`): `address`, `cpus_per_cell`, `worker
 Resources: on a cluster with GPUs each cell takes one GPU, or 1/`workers_per_gpu` of one (Ray sets its
 CUDA_VISIBLE_DEVICES, so `device = "auto"` picks it); otherwise each cell takes `cpus_per_cell` CPUs (default 1,
 so a 16-core node runs 16 cells at once; `-X cpus_per_cell=2` gives each two). Each task sets torch's intra-op
-threads to the CPUs it was given.
+threads to the CPUs it was given, unless the cell's config pins `threads` (every preset does), which then decides.
 
 Where the results live: the driver's machine (the one running `medaugbench run`) holds the results folder; the
 workers need no shared filesystem for it. A task trains its cell into a fresh temporary folder on its worker, reads

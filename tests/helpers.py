@@ -78,3 +78,22 @@ def one_line_error(result) -> str:
     errors = [line for line in lines if line.startswith("Error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], result.output
     return errors[0]
+
+
+def failing_strategy_plugin():
+    """A third-party strategy that raises while preparing, registered like an installed plugin (as `boom`)."""
+    from benchmark.hookspecs import hookimpl
+    from benchmark.train.strategy import Strategy
+
+    class Boom(Strategy):
+        name = "boom"
+
+        def synthesize(self, context):
+            raise RuntimeError("boom plugin broke")
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register):
+            register("boom", Boom, "always fails")
+
+    return Plugin()

@@ -48,14 +48,19 @@ def fabricated_board(accuracy: dict[str, float], folder: str = "results/fake") -
                 "train_fraction": 1.0,
                 "policy": row["policy"],
                 "n_paired": 3,
+                "n_generator_seeds": 3,
                 "accuracy_diff": row["accuracy_mean"] - base,
-                "accuracy_ci_low": row["accuracy_mean"] - base - 0.02,
-                "accuracy_ci_high": row["accuracy_mean"] - base + 0.02,
+                "accuracy_t_ci_low": row["accuracy_mean"] - base - 0.02,
+                "accuracy_t_ci_high": row["accuracy_mean"] - base + 0.02,
+                "accuracy_ci_low": -0.5,  # the bootstrap's: never the claims' interval
+                "accuracy_ci_high": 0.5,
                 "accuracy_bootstrap_p_holm": 0.04,
                 "accuracy_t_p_holm": 0.5,
                 "auc_diff": 0.01,
-                "auc_ci_low": -0.01,
-                "auc_ci_high": 0.03,
+                "auc_t_ci_low": -0.01,
+                "auc_t_ci_high": 0.03,
+                "auc_ci_low": -0.5,
+                "auc_ci_high": 0.5,
                 "auc_bootstrap_p_holm": 1.0,
                 "auc_t_p_holm": None,
             }
@@ -107,11 +112,12 @@ def test_markdown_shows_claim_measurement_and_corrected_p():
     boards = [fabricated_board(paper_ordered())]
     text = claims_markdown(claims_table(boards), ranking_agreement(boards))
     cgan = next(line for line in text.splitlines() if "| cgan |" in line)
-    assert "+7.8" in cgan and "+12.0 [+10.0, +14.0]" in cgan and "0.04 / 0.5" in cgan and "1 → 1" in cgan
+    assert "+7.8" in cgan and "+12.0 [+10.0, +14.0]" in cgan and "0.5 / 0.04" in cgan and "1 → 1" in cgan
+    assert "Holm p (t / boot)" in text and "Student-t interval over the generator-seed means" in text
     fixed = next(line for line in text.splitlines() if "dcgan (fixed)" in line)
     assert fixed.startswith("| balancing paper |") and "+2.2" in fixed
     assert "| `fake` | breastmnist | 7 | +1.00 |" in text
-    assert "| geometric | 3 |" in text and "nan" not in text, "a classic row's empty policy is not printed"
+    assert "| geometric | 3 (3) |" in text and "nan" not in text, "a classic row's empty policy is not printed"
 
 
 def test_cli_names_a_missing_folder_and_writes_nothing(cli, tmp_path):
@@ -121,9 +127,9 @@ def test_cli_names_a_missing_folder_and_writes_nothing(cli, tmp_path):
     assert not out.exists()
 
 
-def test_a_row_without_a_bootstrap_interval_shows_dashes_not_nan():
+def test_a_row_without_a_run_level_interval_shows_dashes_not_nan():
     board = fabricated_board(paper_ordered())
-    board.stats[["accuracy_ci_low", "accuracy_ci_high", "auc_diff"]] = math.nan
+    board.stats[["accuracy_t_ci_low", "accuracy_t_ci_high", "auc_diff"]] = math.nan
     text = claims_markdown(claims_table([board]), ranking_agreement([board]))
     cgan = next(line for line in text.splitlines() if "| cgan |" in line)
     assert "+12.0 [–, –]" in cgan and "| – [" in cgan and "nan" not in text

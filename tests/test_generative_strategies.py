@@ -81,6 +81,7 @@ def test_rgb_retina(generator, tmp_path):
 
 
 @pytest.mark.parametrize("generator", ["cgan", "vae", "ddpm"])
+@pytest.mark.slow
 def test_64_pixel_pipeline(generator, tmp_path):
     """Every model also runs at 64 px and 1/3 channels (tests/test_gan.py, test_vae_ddpm.py); one model each here."""
     require_medmnist("retinamnist")
@@ -110,6 +111,7 @@ def test_multilabel_conditioning_on_multi_hot_vectors(generator, chest, tmp_path
 
 
 @pytest.mark.parametrize("generator", ["cgan", "ddpm"])
+@pytest.mark.slow
 def test_same_seed_same_weights_and_samples_and_reuse_after_save(generator, tmp_path):
     require_medmnist("breastmnist")
     context = context_for("breastmnist", tmp_path, per_class_cap=32)
@@ -263,6 +265,7 @@ def test_early_stopping_on_a_quality_plateau():
     assert history.stopped_early and history.steps == 50 and history.quality == [5.0, 4.0, 4.5, 4.2, 4.1]
 
 
+@pytest.mark.slow
 def test_synth_cli_writes_generator_samples_and_curves(cli, tmp_path):
     require_medmnist("retinamnist")
     out = tmp_path / "cgan-retina"
@@ -451,6 +454,7 @@ def test_the_early_stopping_monitor_sees_only_the_cells_training_images(tmp_path
     assert monitor["every"] == 5 and monitor["patience"] == 2 and "training images" in monitor["reference"]
 
 
+@pytest.mark.slow
 def test_generative_runs_on_an_imagefolder_dataset_and_an_explicit_data_dir(tmp_path, monkeypatch):
     """Both extractors are built from the loaded data, never reloaded by name."""
     from tests.test_extractors import load_image_folder, write_image_folder
@@ -501,6 +505,7 @@ def test_generator_dir_trained_on_other_images_is_refused(tmp_path):
         tiny("cgan", generator_dir=str(tmp_path / "saved")).fitted(other)
 
 
+@pytest.mark.slow
 def test_the_preview_shows_every_class_whatever_the_policy_synthesised(tmp_path):
     """`balance` on BreastMNIST synthesises malignant images only; the preview (the report's sample grid) shows both
     classes, and drawing it leaves the synthetic training images as they were."""
@@ -579,6 +584,7 @@ def register_generators(register):
 """
 
 
+@pytest.mark.slow
 def test_an_installed_generator_edited_in_place_is_retrained_not_reused(tmp_path, monkeypatch):
     import sys
 

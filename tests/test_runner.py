@@ -30,7 +30,7 @@ from benchmark.grid.config import (
 from benchmark.grid.executor import LocalExecutor
 from benchmark.grid.runner import run_grid
 from benchmark.grid.store import FAILED, OK, load_records, records_dir
-from tests.helpers import REPO, require_medmnist
+from tests.helpers import REPO, failing_strategy_plugin, require_medmnist
 
 TINY = """
 name = "tiny"
@@ -193,28 +193,9 @@ def test_cell_ids_follow_the_resolved_config():
     assert [c.cell_id for c in on_gpu] == [c.cell_id for c in cells], "the device does not change what a cell is"
 
 
-def failing_plugin():
-    """A third-party strategy that raises while preparing, registered like an installed plugin."""
-    from benchmark.hookspecs import hookimpl
-    from benchmark.train.strategy import Strategy
-
-    class Boom(Strategy):
-        name = "boom"
-
-        def synthesize(self, context):
-            raise RuntimeError("boom plugin broke")
-
-    class Plugin:
-        @hookimpl
-        def register_strategies(self, register):
-            register("boom", Boom, "always fails")
-
-    return Plugin()
-
-
 def test_failing_strategy_is_recorded_and_the_grid_goes_on(tmp_path):
     require_medmnist("breastmnist")
-    registry.plugin_manager().register(failing_plugin(), name="boom-plugin")
+    registry.plugin_manager().register(failing_strategy_plugin(), name="boom-plugin")
     grid = tiny_grid(strategies=("none", "boom"), seeds=(0,))
     results = tmp_path / "results"
     run = run_grid(grid, results, LocalExecutor(), progress=False)
@@ -230,6 +211,7 @@ def test_failing_strategy_is_recorded_and_the_grid_goes_on(tmp_path):
     assert len(list(records_dir(results).glob("*.json"))) == 2
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_every_record_once(tmp_path):
     """Really kill the CLI process mid-grid, rerun the same command, and find each cell exactly once."""
     require_medmnist("breastmnist")
@@ -261,6 +243,7 @@ def test_killed_run_resumes_with_every_record_once(tmp_path):
     assert (results / "leaderboard" / "leaderboard.md").is_file()
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_records_as_one_process(tmp_path):
     """`-X workers=2` runs cells in two processes; metrics equal the in-process run's (determinism on CPU)."""
     require_medmnist("breastmnist")
@@ -279,6 +262,7 @@ def test_hook_register_executors():
     assert registry.create("executor", "local", workers=3).workers == 3
 
 
+@pytest.mark.slow
 def test_cli_dry_run_lists_cells_and_leaderboard_rebuilds(tmp_path, cli):
     require_medmnist("breastmnist")
     config = tmp_path / "tiny.toml"
@@ -302,6 +286,7 @@ def test_cli_dry_run_lists_cells_and_leaderboard_rebuilds(tmp_path, cli):
     assert empty.exit_code == 1 and "medaugbench run" in empty.output
 
 
+@pytest.mark.slow
 def test_generative_cell_saves_sample_grid_and_closest_pairs(tmp_path):
     require_medmnist("breastmnist")
     grid = tiny_grid(
@@ -324,8 +309,10 @@ def test_generative_cell_saves_sample_grid_and_closest_pairs(tmp_path):
 
 
 def test_published_quick_records_match_the_preset():
-    """Cell ids must stay stable across versions, or `run` would redo a finished grid: the published quick run is
-    recognised as complete by today's code."""
+    """Cell ids must stay stable across versions, or `run` would redo a finished grid: every cell of the published
+    quick run is a cell of today's preset (which has since gained rows, and pins threads = 1, as that run used)."""
     grid = load_preset("quick")
     published = {r.cell_id for r in load_records(REPO / "results" / "quick")}
-    assert {c.cell_id for c in expand(grid, validate(grid, None, check_files=False))} == published
+    assert len(published) == 7 and published <= {
+        c.cell_id for c in expand(grid, validate(grid, None, check_files=False))
+    }

@@ -146,6 +146,7 @@ def test_siblings_run_after_the_first_classifier_seed_of_their_generator():
     assert len(first) == 6 and generator_waves(cells[:2]) == [cells[:2]]
 
 
+@pytest.mark.slow
 def test_one_generator_serves_its_classifier_seeds_and_counts_once(tmp_path):
     """A tiny cGAN trained once for two classifier seeds: the second cell reuses it, says so, and the folder's total
     counts its training once; the `none` row runs the same (generator, classifier) pairs."""
@@ -204,6 +205,7 @@ def spy_on_run(monkeypatch, config: TrainConfig) -> tuple[list[torch.Tensor], di
     return batches, initial, n_real[0]
 
 
+@pytest.mark.slow
 def test_every_strategy_starts_alike_and_sees_the_real_images_in_one_order(monkeypatch):
     require_medmnist("breastmnist")
     registry.plugin_manager().register(AddCopiesPlugin(), name="add-copies")

@@ -26,18 +26,21 @@ def pneumonia_runs():
     return config, train(config, progress=False), train(config, progress=False)
 
 
+@pytest.mark.slow
 def test_tiny_budget_beats_chance_on_real_test_split(pneumonia_runs):
     _, record, _ = pneumonia_runs
     assert record.metrics.test.auc > 0.8
     assert record.metrics.test.n == 624
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_gives_identical_metrics(pneumonia_runs):
     _, first, second = pneumonia_runs
     assert first.metrics == second.metrics
     assert first.curves.train_loss == second.curves.train_loss
 
 
+@pytest.mark.slow
 def test_record_holds_metrics_budget_curves_and_config(pneumonia_runs, tmp_path):
     config, record, _ = pneumonia_runs
     path = record.write(tmp_path / "run.json")
@@ -86,6 +89,7 @@ def test_record_holds_metrics_budget_curves_and_config(pneumonia_runs, tmp_path)
     )
 
 
+@pytest.mark.slow
 def test_different_seed_changes_the_run(pneumonia_runs):
     config, record, _ = pneumonia_runs
     other = train(
@@ -103,6 +107,7 @@ def test_steps_budget_stops_at_exactly_that_many_steps():
     assert record.curves.step == [5, 7]
 
 
+@pytest.mark.slow
 def test_seconds_budget_stops_within_one_step_of_the_limit(monkeypatch):
     require_medmnist("breastmnist")
     import benchmark.train.loop as training

@@ -11,6 +11,7 @@ from benchmark import registry
 from benchmark.cli.display import console, print_table
 from benchmark.cli.options import DataDir, parse_options
 from benchmark.cli.publish import publish
+from benchmark.errors import MedAugBenchError
 from benchmark.grid.config import preset_names
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ WorkersPerGpu = Annotated[
     ),
 ]
 RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Run cells recorded as failed again.")]
+AllowFailures = Annotated[
+    bool,
+    typer.Option("--allow-failures", help="Exit 0 even when cells failed (they are recorded; default: exit 1)."),
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Check the grid and list its cells; train nothing.")]
 
 
@@ -55,18 +60,20 @@ def run_command(
     executor_option: ExecutorOptions = None,
     workers_per_gpu: WorkersPerGpu = None,
     retry_failed: RetryFailed = False,
+    allow_failures: AllowFailures = False,
     dry_run: DryRun = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Run a benchmark grid (resumable: finished cells are skipped), then write and print its leaderboard."""
+    """Run a benchmark grid (resumable: finished cells are skipped), then write and print its leaderboard; exit 1
+    when a cell failed (unless --allow-failures)."""
     from benchmark.grid.config import resolve_grid
     from benchmark.grid.runner import plan, run_grid
 
     grid = resolve_grid(config)
     results_dir = results or Path("runs") / grid.name
     if dry_run:
-        todo, done = plan(grid, results_dir, data_dir, retry_failed)
-        print_plan(grid, todo, done)
+        planned = plan(grid, results_dir, data_dir, retry_failed)
+        print_plan(grid, planned.todo, planned.done)
         return
     options = parse_options(executor_option, "executor", "-X workers=2")
     if workers_per_gpu is not None:
@@ -74,9 +81,21 @@ def run_command(
     cells_executor = registry.create("executor", executor, **options)
     run = run_grid(grid, results_dir, cells_executor, data_dir=data_dir, retry_failed=retry_failed)
     print_run(grid, run)
-    publish(results_dir, grid.baseline)
+    publish(results_dir, grid.baseline, allow_missing_baseline=allow_failures)
+    if run.failed and not allow_failures:
+        raise MedAugBenchError(failure_summary(run))
     if run.failed:
         console().print("Failed cells are recorded with their error; fix the cause and rerun with --retry-failed.")
+
+
+def failure_summary(run: GridRun) -> str:
+    """One line naming the failed cells (the first three) and what to do."""
+    labels = [outcome.label for outcome in run.failed]
+    named = "; ".join(labels[:3]) + (f"; and {len(labels) - 3} more" if len(labels) > 3 else "")
+    return (
+        f"{len(labels)} of {len(run.outcomes)} cells run failed ({named}); their errors are recorded and listed "
+        "above: fix the cause and rerun with --retry-failed (or pass --allow-failures to exit 0 with failed cells)"
+    )
 
 
 def print_plan(grid: GridConfig, todo: list[Cell], done: list[Cell]) -> None:

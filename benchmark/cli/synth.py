@@ -21,17 +21,18 @@ from benchmark.cli.options import (
     PluginOptions,
     Seed,
     Size,
+    SkipBad,
     StrategyOptions,
     TrainFraction,
     dataset_with_options,
     strategy_params,
 )
-from benchmark.data.dataset import DataOptions, LoadedDataset, load_dataset
 from benchmark.errors import MedAugBenchError
-from benchmark.grid.cells import is_generative
 
 if TYPE_CHECKING:
     import torch
+
+    from benchmark.data.dataset import LoadedDataset
 
 GenerativeName = Annotated[str, typer.Option("--strategy", help="Generative strategy (a registered generator).")]
 GeneratorOut = Annotated[
@@ -55,11 +56,14 @@ def synth_command(
     per_class_cap: PerClassCap = None,
     data_dir: DataDir = None,
     device: DeviceName = "auto",
+    skip_bad: SkipBad = False,
     strategy_option: StrategyOptions = None,
     option: PluginOptions = None,
 ) -> None:
     """Train a generator under a budget (or reuse the cached one), save it, and draw samples per class."""
+    from benchmark.data.dataset import DataOptions, load_dataset
     from benchmark.generate import loop as gt
+    from benchmark.grid.cells import is_generative
     from benchmark.publish.loss_plots import plot_generator_losses
     from benchmark.train.device import pick_device
     from benchmark.train.loop import seed_everything
@@ -79,6 +83,7 @@ def synth_command(
         train_fraction=train_fraction,
         per_class_cap=per_class_cap,
         seed=seed,
+        skip_bad=skip_bad,
     )
     data = load_dataset(plugin, options, **dataset_params)
     seed_everything(seed)

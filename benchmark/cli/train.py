@@ -20,6 +20,7 @@ from benchmark.cli.options import (
     PerClassCap,
     PluginOptions,
     Size,
+    SkipBad,
     StrategyOptions,
     TrainFraction,
     dataset_with_options,
@@ -33,7 +34,12 @@ if TYPE_CHECKING:
 
 StrategyName = Annotated[str, typer.Option("--strategy", help="Augmentation strategy plugin.")]
 BackboneName = Annotated[str, typer.Option("--backbone", help="Classifier backbone plugin.")]
-Steps = Annotated[int | None, typer.Option("--steps", help="Classifier budget in optimizer steps.")]
+Steps = Annotated[
+    int | None,
+    typer.Option(
+        "--steps", help=f"Classifier budget in optimizer steps (default {Budget().steps} when no budget is given)."
+    ),
+]
 Seconds = Annotated[float | None, typer.Option("--seconds", help="Classifier budget in device-seconds of training.")]
 Flops = Annotated[
     float | None, typer.Option("--flops", help="Classifier budget in FLOPs (counted per step, as whole steps).")
@@ -72,7 +78,7 @@ GeneratorSeed = Annotated[
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auc", "ece")
 
 
-# longer than ~50 lines only by its 27 options (one line each) and the TrainConfig fields they fill
+# longer than ~50 lines only by its 28 options (one line each) and the TrainConfig fields they fill
 def train_command(
     dataset: DatasetName = "pneumoniamnist",
     strategy: StrategyName = "none",
@@ -100,12 +106,15 @@ def train_command(
     strategy_option: StrategyOptions = None,
     backbone_option: BackboneOptions = None,
     option: PluginOptions = None,
+    skip_bad: SkipBad = False,
     out: RecordOut = None,
 ) -> None:
     """Train one classifier under a fixed budget and evaluate the best-validation-AUC checkpoint on test."""
     from benchmark.train.loop import train
 
     plugin, dataset_params = dataset_with_options(dataset, option)
+    if skip_bad and takes_skip_bad(plugin):  # a dataset option (as in a grid), so the config says files were left out
+        dataset_params["skip_bad"] = True
     config = TrainConfig(
         dataset=plugin,
         strategy=strategy,
@@ -131,6 +140,14 @@ def train_command(
     record = train(config, data_dir=data_dir)
     print_summary(record)
     write_record(record, out)
+
+
+def takes_skip_bad(plugin: str) -> bool:
+    """Whether a dataset plugin reads files that can be unreadable (it takes `skip_bad`, as `imagefolder` does);
+    `--skip-bad` means nothing to the others, as in `datasets show`."""
+    from benchmark.registry import accepted_parameters, get_entry
+
+    return "skip_bad" in (accepted_parameters(get_entry("dataset", plugin).factory) or ())
 
 
 def write_record(record: RunRecord, out: Path | None) -> None:
@@ -172,6 +189,8 @@ def print_summary(record: RunRecord) -> None:
         f"best checkpoint at step {record.best['step']}; training set {record.dataset.train_real} real + "
         f"{record.dataset.train_synthetic} synthetic"
     )
+    if "note" in record.best:
+        console().print(f"warning: {record.best['note']}")
     phases = record.compute["phases"]
     spent = [
         f"{name.replace('_', ' ')} {phase['flops']:.3g} FLOPs / {phase['seconds']:.1f} s"

@@ -128,7 +128,7 @@ def bad_files_message(bad: list[BadFile], total: int) -> str:
     more = f" ... and {len(bad) - BAD_FILES_SHOWN} more" if len(bad) > BAD_FILES_SHOWN else ""
     return (
         f"{len(bad)} of {total} files could not be read: {shown}{more}. "
-        "Fix or remove them, or pass --skip-bad to leave them out"
+        "Fix or remove them, or leave them out with --skip-bad (in a grid: skip_bad = true in the dataset's params)"
     )
 
 

@@ -17,7 +17,7 @@ import torch
 
 from benchmark.data.sampling import BatchSampler
 from benchmark.errors import MedAugBenchError
-from benchmark.generate.checkpoints import CARD, read_checkpoint, write_checkpoint
+from benchmark.generate.checkpoints import CARD, WEIGHTS_DIGEST, DamagedCheckpoint, read_checkpoint, write_checkpoint
 from benchmark.generate.model import GenerativeModel, ImageSpec
 from benchmark.provenance import code_version
 from benchmark.registry import create
@@ -26,6 +26,8 @@ from benchmark.train import flops
 from benchmark.train.config import GeneratorBudget
 
 WEIGHTS = "generator.safetensors"
+STRATEGY_CARD_KEYS = ("generator", "generator_params", "models", "histories", "dataset", "labels", "image_size")
+"""What every card a generative strategy saves carries and its readers use (`load_strategy_card`)."""
 
 
 class GeneratorFailure(MedAugBenchError):
@@ -111,6 +113,17 @@ def collapse_reason(samples: torch.Tensor) -> str | None:
     if flat.std(dim=1).max() < 1.0:
         return "collapse to constant images: every sample is flat (pixel std within each image < 1/255)"
     return None
+
+
+def check_finite(generator: str, nonfinite: int, values: int) -> None:
+    """Fail the generator (`GeneratorFailure`) if any of the `values` sampled values was NaN or infinite: cast to
+    uint8 they would become black pixels the classifier trains on."""
+    if nonfinite:
+        raise GeneratorFailure(
+            f"generator {generator}: {nonfinite / values:.2%} of its sampled values ({nonfinite} of {values}) are NaN "
+            "or infinite; its samples were not used. Lower its learning rate or budget, or fix its sampler "
+            "(`benchmark.testing.check_generator` finds this)"
+        )
 
 
 def check_cond(model: GenerativeModel, cond: torch.Tensor | None, n: int) -> None:
@@ -222,8 +235,9 @@ def fit(
     """Train one model on uint8 images (N, C, H, W) with optional conditioning rows (N, K) under `budget`.
 
     Each step draws `model.real_batches_per_step` fresh batches (consecutive draws of the epoch permutation) and
-    hands them stacked to `training_step`. Stops early on a non-finite loss (recorded as the failure) or on a
-    quality plateau. With a `selector`, the model ends with its best-scoring weights (the last iterate without one).
+    hands them stacked to `training_step`. Stops early on a non-finite loss (recorded as the failure; the losses are
+    checked every `log_every` steps and where training ends, whatever the budget kind) or on a quality plateau.
+    With a `selector`, the model ends with its best-scoring weights (the last iterate without one).
     """
     torch.manual_seed(seed)
     model.to(device).train()
@@ -251,6 +265,8 @@ def fit(
             history.stopped_early = plateau.stop_after(_score(model, plateau.monitor, history, device))
             if history.stopped_early:
                 break
+    if history.failure is None and log.count:  # the budget ended between log points (any budget kind): check it too
+        history.failure = _record_losses(history, log.means(), bar)
     bar.close()
     if best is not None and history.failure is None:
         best.finish(model, history, device)
@@ -347,28 +363,66 @@ def _sample_copy(model: GenerativeModel, n: int, device: torch.device) -> torch.
 def save(directory: Path, models: dict[str, GenerativeModel], card: dict) -> Path:
     """Write all models' weights (one safetensors file; keys prefixed by model name) and the card, atomically. The
     written card carries the code version (`provenance.code_version()`: package version, git commit) unless it
-    already has one (a reloaded card keeps the code that trained it)."""
+    already has one (a reloaded card keeps the code that trained it), and the weights' SHA-256, which is also set in
+    `card`."""
     tensors = {f"{name}.{key}": value for name, model in models.items() for key, value in model.state_dict().items()}
-    return write_checkpoint(directory, tensors, {"code": code_version(), **card}, WEIGHTS)
+    written = {"code": code_version(), **card}
+    path = write_checkpoint(directory, tensors, written, WEIGHTS)
+    card[WEIGHTS_DIGEST] = written[WEIGHTS_DIGEST]
+    return path
 
 
 def load(
     directory: Path, device: torch.device, build: Callable[..., GenerativeModel] | None = None
 ) -> tuple[dict[str, GenerativeModel], dict]:
     """Rebuild the models a card describes and load their weights (safetensors: no pickled code is run).
-    `build(spec=...)` makes each model; by default the registered generator the card names, with its parameters."""
+    `build(spec=...)` makes each model; by default the registered generator the card names, with its parameters.
+    Weights that do not match the card's SHA-256, or a file or card that cannot be read, raise `DamagedCheckpoint`."""
     directory = Path(directory)
     if not (directory / CARD).is_file() or not (directory / WEIGHTS).is_file():
         raise MedAugBenchError(
             f"{directory} is not a saved generator (expected {CARD} and {WEIGHTS}); create one with `medaugbench synth`"
         )
     tensors, card = read_checkpoint(directory, WEIGHTS)
-    if build is None:
-        build = partial(create, "generator", card["generator"], **card["generator_params"])
+    try:
+        if build is None:
+            build = partial(create, "generator", card["generator"], **card["generator_params"])
+        models = _built(card["models"], tensors, build)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise DamagedCheckpoint(
+            f"{directory / CARD} does not describe loadable weights in {directory / WEIGHTS} "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    return {name: model.to(device).eval() for name, model in models.items()}, card
+
+
+def load_strategy_card(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeModel], dict]:
+    """`load` for a generative strategy's checkpoint (the cache, `synth`), whose card must carry `STRATEGY_CARD_KEYS`:
+    one without them is damaged (`DamagedCheckpoint`), not a KeyError later."""
+    models, card = load(directory, device)
+    missing = [key for key in STRATEGY_CARD_KEYS if key not in card]
+    if missing:
+        raise DamagedCheckpoint(f"{Path(directory) / CARD} lacks {', '.join(missing)}")
+    return models, card
+
+
+def load_saved(directory: Path, device: torch.device) -> tuple[dict[str, GenerativeModel], dict]:
+    """`load_strategy_card` for a folder the user names (`generator_dir`, `quality --generator`): a damaged or altered
+    one is one error naming the file and the fix."""
+    try:
+        return load_strategy_card(directory, device)
+    except DamagedCheckpoint as error:
+        raise DamagedCheckpoint(f"{error}; re-run `medaugbench synth --out {directory}` to write it again") from None
+
+
+def _built(
+    specs: dict[str, dict], tensors: dict[str, torch.Tensor], build: Callable[..., GenerativeModel]
+) -> dict[str, GenerativeModel]:
+    """Each model the card lists, built for its spec, with its prefixed weights loaded (on the CPU)."""
     models = {}
-    for name, spec in card["models"].items():
+    for name, spec in specs.items():
         model = build(spec=ImageSpec(**spec))
         state = {key[len(name) + 1 :]: value for key, value in tensors.items() if key.startswith(name + ".")}
         model.load_state_dict(state)
-        models[name] = model.to(device).eval()
-    return models, card
+        models[name] = model
+    return models

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import registry
+from benchmark.data import files
 from benchmark.data.dataset import DataOptions, dataset_source
 from benchmark.data.sampling import MAX_SEED
 from benchmark.errors import MedAugBenchError
 from benchmark.generate.synthesis import SynthesisPolicy
-from benchmark.grid.config import CELL_FIELDS, CLASSIFIER_SEED_STRIDE, GridConfig
+from benchmark.grid.config import CELL_FIELDS, CLASSIFIER_SEED_STRIDE, GridConfig, name_problem
 from benchmark.train.config import Budget, OptimConfig, TrainConfig
 
 CELL_SCHEMA = 1
@@ -25,7 +26,12 @@ CELL_SCHEMA = 1
 ADDED_FIELDS = {"compile": False, "total_budget": None, "budget.flops": None}
 # added with the pilot's budget branches and the warmup/WSD schedule
 ADDED_FIELDS |= {"pilot_budgets": (), "optim.warmup_steps": 0, "optim.decay": 0.2}
+# added with the cell's own thread count: an unpinned cell and one at 1 thread (what every published run used, its
+# grid.json says) keep the id of the records written before threads were recorded
+ADDED_FIELDS |= {"threads": None}
+SAME_ID_AS_DEFAULT = {"threads": (1,)}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - set(CELL_FIELDS)
+OPTIM_FIELDS = {f.name for f in dataclasses.fields(OptimConfig)}
 
 
 @dataclass(frozen=True)
@@ -55,13 +61,18 @@ class Cell:
 
 
 def without_added_defaults(config: dict) -> dict:
-    """`config` without the ADDED_FIELDS that still hold their default (the id an older schema-1 cell had)."""
+    """`config` without the ADDED_FIELDS that still hold their default, or a value SAME_ID_AS_DEFAULT gives the
+    default's id (the id an older schema-1 cell had)."""
     for path, default in ADDED_FIELDS.items():
         *parents, key = path.split(".")
         node = config
         for parent in parents:
             node = node.get(parent) if isinstance(node, dict) else None
-        if isinstance(node, dict) and key in node and node[key] == default:
+        if (
+            isinstance(node, dict)
+            and key in node
+            and (node[key] == default or node[key] in SAME_ID_AS_DEFAULT.get(path, ()))
+        ):
             del node[key]
     return config
 
@@ -126,6 +137,24 @@ def _attempt(what: str, build: Callable[..., Any], *args: Any, **kwargs: Any) ->
         return None, [f"{what}: {error}"]
     except TypeError as error:
         return None, [f"{what}: bad parameter ({error})"]
+
+
+def check_name(state: Validation) -> list[str]:
+    """The grid's name is a plain folder name (runs/<name> is its default results folder)."""
+    problem = name_problem(state.grid.name)
+    return [problem] if problem is not None else []
+
+
+def check_cache_dir(state: Validation) -> list[str]:
+    """The cache folder (downloads, trained generators, feature extractors) is a folder, or can become one."""
+    folder = files.cache_dir()
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if existing is None or existing.is_dir():
+        return []
+    return [
+        f"the cache folder {folder} ({files.CACHE_DIR_ENV}) cannot be created: {existing} is a file; point "
+        f"{files.CACHE_DIR_ENV} at a folder (it holds downloads, trained generators and feature extractors)"
+    ]
 
 
 def check_budget(state: Validation) -> list[str]:
@@ -352,9 +381,15 @@ def check_epoch_budgets(state: Validation) -> list[str]:
 
 
 def check_train_table(state: Validation) -> list[str]:
-    """The [train] values make a valid TrainConfig (optimizer preset, sizes, ...)."""
-    train = train_fields({k: v for k, v in state.grid.train.items() if k in TRAIN_FIELDS})
-    return _attempt("[train]", TrainConfig, **train)[1]
+    """The [train] values, and each variant's over them, make a valid TrainConfig (optimizer preset, sizes, ...)."""
+    tables = {"[train]": state.grid.train}
+    tables |= {f"variants.{label}.train": {**state.grid.train, **v.train} for label, v in state.grid.variants.items()}
+    return [problem for what, table in tables.items() for problem in _attempt(what, _train_config, table)[1]]
+
+
+def _train_config(train: dict) -> TrainConfig:
+    """A TrainConfig from a [train] table's values (the fields a grid may set)."""
+    return TrainConfig(**train_fields({k: v for k, v in train.items() if k in TRAIN_FIELDS}))
 
 
 def check_pilot_budgets(state: Validation) -> list[str]:
@@ -379,6 +414,8 @@ def check_one_schedule(state: Validation) -> list[str]:
 
 
 CHECKS: tuple[Callable[[Validation], list[str]], ...] = (
+    check_name,
+    check_cache_dir,
     check_budget,
     check_repeated_values,
     check_seeds,
@@ -420,6 +457,11 @@ def train_fields(train: dict) -> dict:
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in train.items()}
     if isinstance(fields.get("optim"), dict):
         optim = {k: tuple(v) if isinstance(v, list) else v for k, v in fields["optim"].items()}
+        unknown = sorted(set(optim) - OPTIM_FIELDS)
+        if unknown:
+            raise MedAugBenchError(
+                f"optim does not take {', '.join(unknown)}; allowed: {', '.join(sorted(OPTIM_FIELDS))}"
+            )
         fields["optim"] = OptimConfig(**optim)
     return fields
 

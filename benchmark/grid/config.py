@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -52,6 +53,8 @@ from benchmark.errors import MedAugBenchError
 
 PRESET_PACKAGE = "benchmark.grid.presets"
 LIST_KEYS = ("datasets", "strategies", "backbones", "seeds", "generator_seeds", "train_fractions", "policies")
+NAME_LIST_KEYS = ("datasets", "strategies", "backbones", "policies")
+GRID_NAME = re.compile(r"[A-Za-z0-9._-]+")  # a grid's name is a folder name under runs/, never a path
 CLASSIFIER_SEED_STRIDE = 1000  # a count of classifier seeds gives generator seed g the seeds g + 1000 k, k = 0, 1, ...
 TABLE_KEYS = (
     "budget",
@@ -278,11 +281,14 @@ def from_mapping(data: dict, source: str) -> GridConfig:
                 problems.append(f"{key} must be a string")
             else:
                 values[key] = data[key]
+    if (problem := name_problem(values.get("name", GridConfig.name))) is not None:
+        problems.append(problem)
     for key in LIST_KEYS:
         if key in data:
             items = data[key] if isinstance(data[key], list) else [data[key]]
             if not items:
                 problems.append(f"{key} must not be empty")
+            problems += _item_type_problems(key, items)
             values[key] = tuple(items)
     if "classifier_seeds" in data:  # a count, or a list of seeds
         given = data["classifier_seeds"]
@@ -294,6 +300,7 @@ def from_mapping(data: dict, source: str) -> GridConfig:
         if not isinstance(tables[key], dict):
             problems.append(f"[{key}] must be a table")
             tables[key] = {}
+    problems += _nested_table_problems(tables)
     budget_keys = (*CLASSIFIER_BUDGET_KEYS, *GENERATOR_BUDGET_KEYS, *TOTAL_BUDGET_KEYS, "generator_share")
     bad_budget = sorted(set(tables["budget"]) - set(budget_keys))
     if bad_budget:
@@ -302,7 +309,12 @@ def from_mapping(data: dict, source: str) -> GridConfig:
         values["budget"] = BudgetBlock(**{k: v for k, v in tables["budget"].items() if k not in bad_budget})
     values["variants"] = {}
     for label, spec in tables["variants"].items():
-        if not isinstance(spec, dict) or "strategy" not in spec or set(spec) - {"strategy", "params", "train"}:
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("strategy"), str)
+            or set(spec) - {"strategy", "params", "train"}
+            or not all(isinstance(spec.get(key, {}), dict) for key in ("params", "train"))
+        ):
             problems.append(f'variants.{label} needs `strategy = "PLUGIN"` and optional `params`/`train` tables only')
             continue
         values["variants"][label] = Variant(
@@ -318,6 +330,44 @@ def from_mapping(data: dict, source: str) -> GridConfig:
     if problems:
         raise MedAugBenchError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
     return GridConfig(**values)
+
+
+def name_problem(name: object) -> str | None:
+    """Why a grid name cannot be a folder name under runs/ (the default results folder is runs/<name>), or None."""
+    if isinstance(name, str) and GRID_NAME.fullmatch(name) and name not in (".", ".."):
+        return None
+    return (
+        f"name must be a plain folder name (letters, digits, '.', '_', '-'; no separators or absolute paths), got "
+        f"{name!r}: the results go to runs/<name>; pass -o to put them elsewhere"
+    )
+
+
+def _item_type_problems(key: str, items: list) -> list[str]:
+    """A problem for each item of a list key that is of the wrong type (names: strings; seeds and fractions are
+    range-checked by `benchmark.grid.cells`, so only tables and lists are refused here)."""
+    if key in NAME_LIST_KEYS:
+        return [f"{key} must list names (strings), got {item!r}" for item in items if not isinstance(item, str)]
+    return [f"{key} must list numbers, got {item!r}" for item in items if isinstance(item, dict | list)]
+
+
+def _nested_table_problems(tables: dict) -> list[str]:
+    """Each entry of the per-name parameter tables is itself a table (`[strategy_params.cgan]`), `[train] optim`
+    is a table, and `[dataset_fractions]` gives numbers."""
+    problems = [
+        f"[{key}] {name} must be a table of parameters ([{key}.{name}]), got {value!r}"
+        for key in ("strategy_params", "backbone_params", "dataset_params")
+        for name, value in tables[key].items()
+        if not isinstance(value, dict)
+    ]
+    optim = tables["train"].get("optim")
+    if optim is not None and not isinstance(optim, dict):
+        problems.append(f'[train] optim must be a table such as {{ lr = 1e-3, schedule = "wsd" }}, got {optim!r}')
+    problems += [
+        f"[dataset_fractions] {name} must be a fraction or a list of fractions, got {value!r}"
+        for name, value in tables["dataset_fractions"].items()
+        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict | list) for v in value))
+    ]
+    return problems
 
 
 def _seed_key_problems(data: dict) -> list[str]:
@@ -338,8 +388,14 @@ def load_grid(path: Path) -> GridConfig:
         raise MedAugBenchError(
             f"grid config {path} not found; pass a .toml/.yaml file or a preset name ({', '.join(preset_names())})"
         )
-    text = path.read_text()
     suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise MedAugBenchError(
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#x} at position {error.start}); save it as "
+            "UTF-8 (TOML, YAML and JSON files are UTF-8)"
+        ) from None
     try:
         if suffix == ".toml":
             data = tomllib.loads(text)

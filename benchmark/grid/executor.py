@@ -20,7 +20,7 @@ import torch
 from benchmark.data.files import atomic_output
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.cells import Cell
-from benchmark.grid.store import FAILED, CellRecord, records_dir, write_record
+from benchmark.grid.store import FAILED, CellRecord, cell_files, records_dir, write_record
 from benchmark.provenance import now
 from benchmark.registry import declare_product
 
@@ -59,7 +59,8 @@ class LocalExecutor:
     """`workers=None` (`-X workers=N` sets it): `workers_per_gpu` workers per visible GPU (default 1; a 28-px model
     leaves a large GPU mostly idle, so several cells may share one), each cell pinned to its worker's GPU, workers
     dealt round-robin over the GPUs; without a GPU one in-process worker. `workers=N > 1` on CPU splits the cores
-    between N processes. The CPU cores are split between all workers."""
+    between N processes. The CPU cores are split between all workers; a cell whose config pins `threads` (every
+    preset does) trains at that count instead."""
 
     name = "local"
 
@@ -123,11 +124,13 @@ def write_cell_files(results_dir: Path, cell_id: str, files: dict[str, bytes]) -
     folder = records_dir(results_dir)
     folder.mkdir(parents=True, exist_ok=True)
     record = f"{cell_id}.json"
-    for name in sorted(files, key=lambda n: n == record):
+    for name in files:
         if Path(name).name != name or not name.startswith(cell_id):
             raise MedAugBenchError(f"a worker returned the file {name!r} for cell {cell_id}; expected {cell_id}.*")
-        with atomic_output(folder / name, "wb") as handle:
-            handle.write(files[name])
+    with cell_files(results_dir, cell_id):  # all of them or none
+        for name in sorted(files, key=lambda n: n == record):
+            with atomic_output(folder / name, "wb") as handle:
+                handle.write(files[name])
 
 
 def record_failure(results_dir: Path, cell: Cell, error: dict, timing: dict) -> CellOutcome:

@@ -1,5 +1,6 @@
-"""The benchmark runner: validate a grid, skip the cells already on disk, run the rest through an executor, and
-record every cell (finished or failed) as it ends, so a killed run resumes losing only the cell in flight."""
+"""The benchmark runner: validate a grid, lock its results folder, check the folder's records belong to this grid,
+skip the cells already on disk, run the rest through an executor, and record every cell (finished or failed) as it
+ends, so a killed run resumes losing only the cell in flight."""
 
 from __future__ import annotations
 
@@ -12,21 +13,28 @@ from pathlib import Path
 from tqdm import tqdm
 
 from benchmark.data.images import save_class_grid
+from benchmark.errors import MedAugBenchError
 from benchmark.evaluate.quality import save_closest_pairs_png
-from benchmark.grid.cells import Cell, expand, validate
+from benchmark.grid.cells import Cell, expand, validate, without_added_defaults
 from benchmark.grid.config import GridConfig
 from benchmark.grid.executor import CellOutcome, Executor, record_failure
 from benchmark.grid.store import (
     FAILED,
     OK,
     CellRecord,
+    cell_files,
     check_results_dir,
+    damaged_predictions,
     load_records,
     pairs_path,
+    predictions_path,
+    records_dir,
     remove_stale_temp_files,
+    results_lock,
     samples_path,
     write_grid_file,
     write_record,
+    writing,
 )
 from benchmark.provenance import environment, now
 from benchmark.train.loop import Trained, train_model
@@ -62,8 +70,9 @@ class RunCell:
             result=trained.record,
             timing=timing,
         )
-        save_images(self.results_dir, cell.cell_id, trained)
-        write_record(self.results_dir, record, trained.test_labels, trained.test_scores)
+        with cell_files(self.results_dir, cell.cell_id):  # all of the cell's files, or none
+            save_images(self.results_dir, cell.cell_id, trained)
+            write_record(self.results_dir, record, trained.test_labels, trained.test_scores)
         return CellOutcome(cell.cell_id, cell.label(), OK, timing["wall_seconds"])
 
 
@@ -97,16 +106,104 @@ class GridRun:
         return [o for o in self.outcomes if o.status == FAILED]
 
 
-def plan(
-    grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_failed: bool
-) -> tuple[list[Cell], list[Cell]]:
-    """Validate the grid (all problems at once, before any training) and split its cells into (to run, already done)."""
+@dataclass
+class Plan:
+    """A grid's cells split against its results folder: to run, already recorded, and the recorded cells that run
+    again because their predictions file is damaged (`damaged`, those files)."""
+
+    todo: list[Cell]
+    done: list[Cell]
+    damaged: list[Path] = field(default_factory=list)
+
+
+def plan(grid: GridConfig, results_dir: Path, data_dir: Path | None, retry_failed: bool) -> Plan:
+    """Validate the grid (all problems at once, before any training) and split its cells against the folder."""
     check_results_dir(results_dir)
-    cells = expand(grid, validate(grid, data_dir))
-    done = {r.cell_id: r for r in load_records(results_dir)}
-    todo = [c for c in cells if c.cell_id not in done or (retry_failed and done[c.cell_id].status == FAILED)]
+    return split_cells(expand(grid, validate(grid, data_dir)), results_dir, retry_failed)
+
+
+def split_cells(cells: list[Cell], results_dir: Path, retry_failed: bool) -> Plan:
+    """The cells not yet recorded in `results_dir` (failed ones too with `retry_failed`, and "ok" ones whose
+    predictions are damaged), after checking that the folder's records belong to this grid (`check_same_grid`)."""
+    records = load_records(results_dir)
+    check_same_grid(cells, records, results_dir)
+    done = {r.cell_id: r for r in records}
+    damaged = {r.cell_id for r in records if r.ok and damaged_predictions(results_dir, r.cell_id)}
+    todo = [
+        c
+        for c in cells
+        if c.cell_id not in done or c.cell_id in damaged or (retry_failed and done[c.cell_id].status == FAILED)
+    ]
     running = {c.cell_id for c in todo}
-    return todo, [c for c in cells if c.cell_id not in running]
+    return Plan(
+        todo,
+        [c for c in cells if c.cell_id not in running],
+        [predictions_path(results_dir, cell_id) for cell_id in sorted(damaged & running)],
+    )
+
+
+ROW_KEYS = ("dataset", "strategy", "backbone", "train_fraction", "policy")  # a leaderboard row's coordinates
+RUN_FIELDS = ("seed", "generator_seed", "device")  # what may differ between the runs of one row
+
+
+def check_same_grid(cells: list[Cell], records: list[CellRecord], results_dir: Path) -> None:
+    """Refuse a folder holding records of this grid's rows trained under another config (an edited grid): the
+    leaderboard would pool both configs as runs of one row. Records of other seeds or of rows the grid does not run
+    are no clash (a grid may gain or lose seeds and rows)."""
+    ids = {cell.cell_id for cell in cells}
+    rows: dict[str, dict] = {}
+    for cell in cells:
+        rows.setdefault(row_key(cell.coords), config_signature(cell.config.to_dict()))
+    clashes = [
+        (record, difference)
+        for record in records
+        if record.cell_id not in ids and row_key(record.cell) in rows
+        if (difference := config_difference(config_signature(record.config), rows[row_key(record.cell)]))
+    ]
+    if clashes:
+        record, difference = clashes[0]
+        row = " · ".join(str(record.cell.get(key)) for key in ROW_KEYS if record.cell.get(key) is not None)
+        raise MedAugBenchError(
+            f"{results_dir} holds {len(clashes)} record(s) of this grid's rows under another config (e.g. {row}: "
+            f"{difference}; the folder's value first), which the leaderboard would pool with this grid's as runs of "
+            f"one row; run the edited grid into a new folder (-o), or move those records out of "
+            f"{records_dir(results_dir)}"
+        )
+
+
+def row_key(coords: dict) -> str:
+    """A cell's leaderboard row (its coordinates without the seeds), as a comparable string."""
+    return json.dumps([coords.get(key) for key in ROW_KEYS], default=str)
+
+
+def config_signature(config: dict) -> dict:
+    """A cell config as JSON without its seeds and device, and without fields added later at their default (as its
+    id has them), so a record and a cell of one row compare equal exactly when they trained alike."""
+    data = json.loads(json.dumps(config, default=str))
+    return without_added_defaults({k: v for k, v in data.items() if k not in RUN_FIELDS})
+
+
+def config_difference(recorded: dict, wanted: dict) -> str:
+    """The first three fields in which two config signatures differ, as 'key recorded → wanted'; '' when equal."""
+    old, new = flat(recorded), flat(wanted)
+    missing = "(absent)"
+    changes = [
+        f"{key} {json.dumps(old.get(key, missing))} → {json.dumps(new.get(key, missing))}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key, missing) != new.get(key, missing)
+    ]
+    return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+
+
+def flat(config: dict, prefix: str = "") -> dict:
+    """A nested config as {dotted key: value}."""
+    items: dict = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            items |= flat(value, f"{prefix}{key}.")
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
 
 
 def run_grid(
@@ -117,18 +214,33 @@ def run_grid(
     retry_failed: bool = False,
     progress: bool = True,
 ) -> GridRun:
-    """Run every cell of `grid` not yet recorded in `results_dir` (failed ones too with `retry_failed`)."""
+    """Run every cell of `grid` not yet recorded in `results_dir` (failed ones too with `retry_failed`), holding the
+    folder's lock from the moment it reads what is recorded until the last record and the log are written."""
     results_dir = Path(results_dir)
     started = time.perf_counter()
-    todo, done = plan(grid, results_dir, data_dir, retry_failed)
-    remove_stale_temp_files(results_dir)
-    write_grid_file(results_dir, grid.to_dict(), environment(), now())
-    run = GridRun(results_dir=results_dir, total=len(todo) + len(done), skipped=len(done))
-    job = RunCell(results_dir=results_dir, data_dir=data_dir, progress=progress)
-    with tqdm(total=len(todo), desc=f"grid {grid.name}", unit="cell", disable=not progress) as bar:
-        if done:
+    check_results_dir(results_dir)
+    cells = expand(grid, validate(grid, data_dir))
+    with results_lock(results_dir, now(), say=tqdm.write):
+        planned = split_cells(cells, results_dir, retry_failed)
+        remove_stale_temp_files(results_dir)  # ours to delete: no other run writes here while we hold the lock
+        write_grid_file(results_dir, grid.to_dict(), environment(), now())
+        run = GridRun(results_dir=results_dir, total=len(cells), skipped=len(planned.done))
+        run_cells(grid, planned, executor, RunCell(results_dir=results_dir, data_dir=data_dir, progress=progress), run)
+        run.seconds = time.perf_counter() - started
+        _append_log(results_dir, grid, run, type(executor).__name__)
+    return run
+
+
+def run_cells(grid: GridConfig, planned: Plan, executor: Executor, job: RunCell, run: GridRun) -> None:
+    """Run the planned cells through the executor, wave by wave, adding each outcome to `run` as it comes."""
+    todo = planned.todo
+    with tqdm(total=len(todo), desc=f"grid {grid.name}", unit="cell", disable=not job.progress) as bar:
+        for path in planned.damaged:
+            bar.write(f"{path} is damaged (unreadable predictions): its cell runs again")
+        if planned.done:
             bar.write(
-                f"{len(done)} of {run.total} cells already recorded in {results_dir}; running the other {len(todo)}"
+                f"{len(planned.done)} of {run.total} cells already recorded in {run.results_dir}; running the other "
+                f"{len(todo)}"
             )
         for wave in generator_waves(todo):
             for outcome in executor.run(wave, job):
@@ -136,9 +248,6 @@ def run_grid(
                 bar.update(1)
                 mark = "ok" if outcome.status == OK else f"FAILED ({outcome.error})"
                 bar.write(f"[{len(run.outcomes)}/{len(todo)}] {outcome.label}: {mark} in {outcome.seconds:.0f} s")
-    run.seconds = time.perf_counter() - started
-    _append_log(results_dir, grid, run, type(executor).__name__)
-    return run
 
 
 def generator_waves(cells: list[Cell]) -> list[list[Cell]]:
@@ -168,5 +277,5 @@ def _append_log(results_dir: Path, grid: GridConfig, run: GridRun, executor: str
         "failed": len(run.failed),
         "seconds": round(run.seconds, 1),
     }
-    with open(results_dir / "runs.jsonl", "a") as log:
+    with writing(results_dir, "append to runs.jsonl"), open(results_dir / "runs.jsonl", "a") as log:
         log.write(json.dumps(entry) + "\n")

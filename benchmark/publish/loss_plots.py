@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmark.data.files import atomic_output  # noqa: E402
+
 
 def plot_generator_losses(histories: dict[str, dict], out: Path, title: str = "") -> Path:
     """One panel per trained model: every loss it logged against the generator step."""
@@ -22,7 +24,9 @@ def plot_generator_losses(histories: dict[str, dict], out: Path, title: str = ""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_output(out, "wb") as handle:  # a killed or failed write leaves no half a PNG
+            fig.savefig(handle, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return out

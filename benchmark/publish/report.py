@@ -1,7 +1,12 @@
-"""One self-contained static HTML report of a results folder: the grid and its budget, per dataset a sortable
-leaderboard, the statistics against the baseline, the leaderboard plots and each generative strategy's samples and
-closest memorisation pairs, the cross-dataset table and ranks, the failed cells with their errors, and the grid config
-and environment.
+"""One self-contained static HTML report of a results folder: the grid and its budget, a table of contents, per
+dataset the test metrics, the comparisons with the baseline and the family references, the generators' quality
+(FID/KID beside their floors, precision/recall/density/coverage, copies of training images), compute, variance by
+source, the leaderboard plots and each generative strategy's samples and closest memorisation pairs, then the
+cross-dataset table and ranks, the failed cells with their errors, and the grid config and environment.
+
+Tables are split so that the columns that decide fit a 1400 px window: headers wrap, and a number cell wraps between
+its parts ('Δ' / '[CI]', 'FID' / '(floor …;' / 'shift …)'), never inside one (tests/test_report_layout.py checks it in
+a real browser).
 
 The file makes no request of any kind: CSS and a small sorting script are inline, images are base64 data URIs, and a
 Content-Security-Policy forbids everything else, so it can be mailed, archived or opened offline. Every string from the
@@ -13,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import tempfile
 from datetime import UTC, datetime
 from html import escape
@@ -21,11 +27,12 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.data.files import write_text_atomic
+from benchmark.data.labels import safe_label
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.config import BudgetBlock
 from benchmark.grid.store import (
+    OK,
     CellRecord,
-    load_records,
     pairs_path,
     read_grid_file,
     records_dir,
@@ -39,8 +46,11 @@ from benchmark.publish.leaderboard import (
     CROSS_NOTE,
     FAMILIES,
     FID_NOTE,
+    GROUP,
     HEADERS,
+    LOST_FIX,
     PER_SEED_NOTE,
+    PHASES,
     RANK_NOTE,
     REBALANCING,
     SD_FORMATS,
@@ -89,6 +99,54 @@ PLOT_TITLES = {
 NO_IMAGES = "no sample images saved for this run"
 # A table cell: the text shown and the value the sorter orders by (a number, a string, or None: always last).
 Cell = tuple[str, object]
+# Where a number cell may wrap: before a bracketed part ('[CI]', '(floor …)') and after a ';'.
+BREAKS = re.compile(r" (?=[\[(])|(?<=;) ")
+# The parts of a dataset's section, in page order (id suffix, heading); the table of contents lists them.
+DATASET_PARTS = (
+    ("metrics", "Test metrics"),
+    ("baseline", FAMILIES["baseline"]),
+    ("classic", FAMILIES["classic"]),
+    ("rebalancing", FAMILIES["rebalancing"]),
+    ("quality", "Generator quality and memorisation"),
+    ("compute", "Compute per cell"),
+    ("variance", "Variance by source"),
+    ("plots", "Plots"),
+    ("images", "Generated images"),
+)
+# The sections after the datasets (id, heading).
+CLOSING_SECTIONS = {
+    "cross": "Across datasets",
+    "across": "Across tasks: IQM and probability of improvement",
+    "ranks": "Average ranks across blocks (Friedman, Nemenyi)",
+    "config": "Grid config and environment",
+}
+KID_SCALE = 1e3
+KID_NOTE = (
+    "KID ×10³: the unbiased kernel (squared MMD) estimate, unitless, times 1000; the estimate of a zero distance falls "
+    "below 0 by sampling noise, so a negative value is shown as ≈0 with the estimate beside it, never as better than "
+    "real images"
+)
+# QualityReport's class-matched precision/recall/density/coverage (Naeem et al. 2020), with their headers.
+PRDC = {"precision": "Sample precision", "recall": "Sample recall", "density": "Density", "coverage": "Coverage"}
+PRDC_NOTE = (
+    "Sample precision / recall / density / coverage (Naeem et al. 2020, k-NN balls in the same feature space, the "
+    "same class-matched reference): precision and density say how far synthetic images look real, recall and "
+    "coverage how much of the real images they cover; mean ± std over runs"
+)
+AUDIT_SPACES = ("pixel", "feature")
+COPY_KINDS = ("exact", "near")
+COPIES_NOTE = (
+    "Copies: the memorisation audit's exact and near copies of training images (near: closer to a training image "
+    "than the audit's quantile of real test images are; exact ones included), in pixel and in feature space, summed "
+    "over the row's runs, out of the synthetic images audited"
+)
+PHASE_TITLES = {
+    "generator_training": "Generator training",
+    "synthesis": "Synthesis",
+    "classifier_training": "Classifier",
+}
+UP = '<a class="up" href="#contents">↑ contents</a>'  # beside each dataset heading: back to the contents
+BOOTSTRAP_SUMMARY = "Secondary: paired bootstrap over the test images (Δ [95% CI (uncorrected)], Holm p)"
 
 CSS = """
 :root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --head: #f3f5f7; --bad: #b42318; --badbg: #fff1f0; }
@@ -99,16 +157,23 @@ h1 { margin: 0 0 .3rem; font-size: 1.7rem; }
 h2 { margin-top: 2.5rem; padding-bottom: .3rem; border-bottom: 2px solid var(--line); }
 h3 { margin-top: 1.8rem; }
 p.note, .muted { color: var(--muted); }
-nav { margin: .8rem 0; } nav a { margin-right: 1rem; }
+nav.toc { margin: 1rem 0; padding: .4rem 1rem .6rem; border: 1px solid var(--line); background: #fafbfc; }
+nav.toc h2 { margin: .3rem 0 .4rem; border: 0; font-size: 1.1rem; }
+nav.toc > ol { columns: 17rem; column-gap: 2rem; margin: 0; padding-left: 1.2rem; }
+nav.toc li { break-inside: avoid; } nav.toc ol ol { padding-left: 1.1rem; font-size: .92em; }
+a.up { float: right; font-size: .8rem; font-weight: normal; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; margin: 1rem 0; }
 dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; }
 .description { white-space: pre-wrap; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: .6rem 0 1rem; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid var(--line); padding: .25rem .55rem; text-align: right; white-space: nowrap; }
-th { background: var(--head); position: sticky; top: 0; }
+table { border-collapse: collapse; margin: .6rem 0 1rem; font: 13px/1.35 system-ui, -apple-system, "Segoe UI", Roboto,
+        sans-serif; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid var(--line); padding: .2rem .45rem; text-align: right; }
+th { background: var(--head); vertical-align: bottom; }
+td { white-space: nowrap; }
+td.parts { white-space: normal; } td.parts span { white-space: nowrap; }
 td.text, th.text { text-align: left; }
-td.wrap, th.wrap { white-space: normal; min-width: 16rem; text-align: left; }
+td.wrap, th.wrap { white-space: normal; min-width: 8rem; text-align: left; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th::after { content: " \\2195"; color: #8c959f; font-size: .8em; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; color: var(--fg); }
@@ -172,14 +237,21 @@ SCRIPT = """
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 
-def write_report(results_dir: Path, out: Path | None = None, baseline: str | None = None) -> Path:
+def write_report(
+    results_dir: Path, out: Path | None = None, baseline: str | None = None, allow_missing_baseline: bool = False
+) -> Path:
     """Write the HTML report of `results_dir` to `out` (default RESULTS_DIR/report.html) atomically; returns its path.
 
-    `baseline` is the strategy the statistics compare against: by default the grid's (grid.json), else `none`.
+    `baseline` is the strategy the statistics compare against: by default the grid's (grid.json), else `none`; a
+    folder without a successful baseline run is refused unless `allow_missing_baseline` (see `build_leaderboard`).
     """
     results_dir = Path(results_dir)
-    records = load_records(results_dir) if results_dir.is_dir() else []
-    if not records:
+    out = Path(out) if out is not None else results_dir / REPORT_NAME
+    if out.is_dir():
+        raise MedAugBenchError(
+            f"--out {out} is a folder; the report is one HTML file: give a file, e.g. {out / REPORT_NAME}"
+        )
+    if not results_dir.is_dir() or not any(records_dir(results_dir).glob("*.json")):
         where = "is not a folder" if not results_dir.is_dir() else f"has no cell records in {records_dir(results_dir)}"
         raise MedAugBenchError(
             f"{results_dir} {where}: run a grid into it first with `medaugbench run CONFIG --results {results_dir}`"
@@ -187,11 +259,11 @@ def write_report(results_dir: Path, out: Path | None = None, baseline: str | Non
     grid_file = read_grid_file(results_dir)
     grid = grid_file.get("grid") if isinstance(grid_file.get("grid"), dict) else {}
     baseline = baseline or (grid.get("baseline") if isinstance(grid.get("baseline"), str) else None) or "none"
-    board = build_leaderboard(results_dir, baseline)
+    board = build_leaderboard(results_dir, baseline, allow_missing_baseline)
     with tempfile.TemporaryDirectory(prefix="medaugbench-report-") as tmp:
-        plots = _plots_by_dataset(write_plots(records, Path(tmp)), board.datasets)
-    html = render_report(board, records, grid_file, plots)
-    return write_text_atomic(Path(out) if out is not None else results_dir / REPORT_NAME, html)
+        plots = _plots_by_dataset(write_plots(board.records, Path(tmp)), board.datasets)
+    html = render_report(board, board.records, grid_file, plots)
+    return write_text_atomic(out, html)
 
 
 def render_report(
@@ -204,6 +276,8 @@ def render_report(
     body = [_header(board, records, grid_file, failed)]
     if failed:
         body.append(_failed_section(failed))
+    if board.unreadable:
+        body.append(_unreadable_section(board))
     for dataset in board.datasets:
         body.append(_dataset_section(board, records, dataset, plots.get(dataset, [])))
     body += [_cross_section(board), _across_section(board), _rank_section(board, plots.get("", []))]
@@ -248,11 +322,6 @@ def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, fail
         ("Grid written", _e(str(grid_file.get("written") or "unknown (no grid.json)"))),
         ("Report written", _e(datetime.now(UTC).isoformat(timespec="seconds"))),
     ]
-    links = [f'<a href="#ds-{_anchor(d)}">{_e(d)}</a>' for d in board.datasets]
-    links += ['<a href="#cross">across datasets</a>', '<a href="#across">across tasks</a>']
-    links += ['<a href="#ranks">ranks</a>']
-    links += ['<a href="#failed">failed cells</a>'] if failed else []
-    links += ['<a href="#config">grid config &amp; environment</a>']
     description = grid.get("description")
     return "\n".join(
         [
@@ -262,10 +331,26 @@ def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, fail
             '<dl class="facts">',
             *(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts),
             "</dl>",
-            f"<nav>{''.join(links)}</nav>",
+            _contents(board, bool(failed)),
             "</header>",
         ]
     )
+
+
+def _contents(board: Leaderboard, failed: bool) -> str:
+    """The table of contents: unreadable records and failed cells first where any, each dataset with its parts, the
+    closing sections."""
+    problems = {"unreadable": ("Records that could not be read", board.unreadable), "failed": ("Failed cells", failed)}
+    items = [
+        f'<li><a class="badge-bad" href="#{key}">{title}</a></li>' for key, (title, shown) in problems.items() if shown
+    ]
+    for dataset in board.datasets:
+        parts = "".join(
+            f'<li><a href="#{_part_anchor(dataset, key)}">{_e(title)}</a></li>' for key, title in DATASET_PARTS
+        )
+        items.append(f'<li><a href="#ds-{_anchor(dataset)}">{_e(dataset)}</a><ol>{parts}</ol></li>')
+    items += [f'<li><a href="#{key}">{_e(title)}</a></li>' for key, title in CLOSING_SECTIONS.items()]
+    return f'<nav class="toc" id="contents" aria-label="Contents"><h2>Contents</h2><ol>{"".join(items)}</ol></nav>'
 
 
 def _seeds(board: Leaderboard) -> str:
@@ -282,38 +367,46 @@ def _seeds(board: Leaderboard) -> str:
 def _dataset_section(
     board: Leaderboard, records: list[CellRecord], dataset: str, plots: list[tuple[str, bytes]]
 ) -> str:
-    """Leaderboard, statistics against the baseline, plots and generated images of one dataset."""
+    """One dataset's parts in DATASET_PARTS order, each under a heading the table of contents links to: what decides
+    (metrics, the comparisons, generator quality) first, then compute, variance, plots and images."""
     frame = board.wide[dataset]
-    cells = board.long[board.long["dataset"] == dataset]
-    kind = next(iter(cells["task"].dropna()), "?")
-    note = (
-        f"{SPREAD}. Percentages ×100. {ACCURACY_NOTE}. {FID_NOTE}. Compute: {COMPUTE_NOTE}. "
-        "Click a column header to sort; CI columns sort by their lower "
-        "bound." + (f" {RANK_NOTE}." if frame["fid_rank_deficient"].any() else "")
-    )
+    kind = next(iter(board.long.loc[board.long["dataset"] == dataset, "task"].dropna()), "?")
+    blocks = {
+        "metrics": _metrics_block(board, dataset),
+        "baseline": _stats_block(board, dataset),
+        "classic": _family_block(board, dataset, "classic"),
+        "rebalancing": _family_block(board, dataset, "rebalancing"),
+        "quality": _quality_block(board, records, dataset),
+        "compute": _compute_block(frame, dataset),
+        "variance": _variance_block(frame, dataset),
+        "plots": _plots_block(plots, dataset),
+        "images": _images_block(board, records, dataset),
+    }
     parts = [
         f'<section id="ds-{_anchor(dataset)}">',
-        f'<h2>{_e(dataset)} <span class="muted">({_e(kind)})</span></h2>',
-        "<h3>Test metrics</h3>",
-        f'<p class="note">{_e(note)}</p>',
-        _leaderboard_table(board, dataset),
-        "<h3>Variance by source</h3>",
-        _variance_block(frame, dataset),
-        "<h3>Against the baseline</h3>",
-        _stats_block(board, dataset),
-        *_family_blocks(board, dataset),
-        "<h3>Plots</h3>",
-        _plots_block(plots, dataset),
-        "<h3>Generated images</h3>",
-        _images_block(board, records, dataset),
-        "</section>",
+        f'<h2>{_e(dataset)} <span class="muted">({_e(kind)})</span>{UP}</h2>',
     ]
-    return "\n".join(parts)
+    for key, title in DATASET_PARTS:
+        parts += [f'<h3 id="{_part_anchor(dataset, key)}">{_e(title)}{UP}</h3>', blocks[key]]
+    return "\n".join([*parts, "</section>"])
+
+
+def _part_anchor(dataset: str, key: str) -> str:
+    """The id of one part of a dataset's section (the table of contents links to it)."""
+    return f"ds-{_anchor(dataset)}-{key}"
+
+
+def _metrics_block(board: Leaderboard, dataset: str) -> str:
+    """The dataset's test metrics per row with their note."""
+    note = (
+        f"{SPREAD}. Percentages ×100. {ACCURACY_NOTE}. Click a column header to sort; CI columns sort by their "
+        "lower bound"
+    )
+    return f'<p class="note">{_e(note)}.</p>\n{_leaderboard_table(board, dataset)}'
 
 
 def _leaderboard_table(board: Leaderboard, dataset: str) -> str:
-    """The dataset's sortable leaderboard: per row the test metrics, FID/KID with floors and compute; the baseline
-    row marked."""
+    """The dataset's sortable leaderboard: per row the test metrics with their CIs; the baseline row marked."""
     frame = board.wide[dataset]
     shown = fmt_shown(frame)
     columns = [
@@ -329,10 +422,6 @@ def _leaderboard_table(board: Leaderboard, dataset: str) -> str:
         ("F1 (%)", "num"),
         ("AUC", "num"),
         ("AUC 95% CI", "num"),
-        ("FID (floor; shift)", "num"),
-        ("KID (floor; shift)", "num"),
-        ("Total FLOPs", "num"),
-        ("Compute s", "num"),
     ]
     rows = [
         [
@@ -344,15 +433,131 @@ def _leaderboard_table(board: Leaderboard, dataset: str) -> str:
             *(_metric(r, m, 100, 1) for m in ("specificity", "f1")),
             _metric(r, "auc", 1, 3),
             (fmt_ci(r["auc_ci_low"], r["auc_ci_high"], 1, 3), r["auc_ci_low"]),
-            (fmt_quality(r, "fid", 1), _num(r["fid_mean"])),
-            (fmt_quality(r, "kid", 4), _num(r["kid_mean"])),
-            (fmt_flops(r["total_flops_mean"]), _num(r["total_flops_mean"])),
-            (fmt_pm(r["compute_seconds_mean"], math.nan, 1, 1), _num(r["compute_seconds_mean"])),
         ]
         for r in frame.to_dict("records")
     ]
     classes = ["baseline" if r["strategy"] == board.baseline else "" for r in frame.to_dict("records")]
     return _table(columns, rows, table_id=f"leaderboard-{_anchor(dataset)}", row_classes=classes)
+
+
+def _quality_block(board: Leaderboard, records: list[CellRecord], dataset: str) -> str:
+    """The generative rows' class-matched FID and KID beside their floors, precision/recall/density/coverage and the
+    memorisation audit's copies, read from the cells' quality reports; a note where no row generated images."""
+    frame = board.wide[dataset]
+    generative = frame[frame["generative"].eq(True)]
+    if generative.empty:
+        return '<p class="note">No generative strategy ran on this dataset.</p>'
+    audits = _audit_frame(records)
+    shown = fmt_shown(generative)
+    columns = [
+        *((HEADERS[c], "text") for c in shown),
+        ("n", "num"),
+        ("FID (floor; shift)", "num"),
+        ("KID ×10³ (floor; shift)", "num"),
+        *((header, "num") for header in PRDC.values()),
+        *((f"Copies, {space} (exact / near)", "num") for space in AUDIT_SPACES),
+        ("Audited images", "num"),
+    ]
+    rows = []
+    for r in generative.to_dict("records"):
+        audit = audits[audits["cell_id"].isin(_row_cell_ids(board.long, dataset, r))]
+        rows.append(
+            [
+                *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+                (fmt_n(r), r["n_seeds"]),
+                (fmt_quality(r, "fid", 1), _num(r["fid_mean"])),
+                (fmt_kid(r), _num(r["kid_mean"])),
+                *((fmt_pm(audit[m].mean(), audit[m].std(), 1, 2), _num(audit[m].mean())) for m in PRDC),
+                *(_copies(audit, space) for space in AUDIT_SPACES),
+                _audited(audit),
+            ]
+        )
+    note = f"{FID_NOTE}. {KID_NOTE}. {PRDC_NOTE}. {COPIES_NOTE}"
+    note += f" {RANK_NOTE}." if generative["fid_rank_deficient"].any() else "."
+    table = _table(columns, rows, table_id=f"quality-{_anchor(dataset)}")
+    return f'<p class="note">{_e(note)}</p>\n{table}'
+
+
+def _audit_frame(records: list[CellRecord]) -> pd.DataFrame:
+    """Per ok cell with a quality report: its class-matched precision/recall/density/coverage and its memorisation
+    audit's exact and near copies per space, with the number of synthetic images audited."""
+    columns = ["cell_id", *PRDC, *(f"{space}_{kind}" for space in AUDIT_SPACES for kind in COPY_KINDS), "audited"]
+    rows = []
+    for record in records:
+        quality = record.result.strategy.quality if record.ok and record.result is not None else None
+        if quality is None:
+            continue
+        scores, audit = quality.matched.fake_vs_real, quality.memorisation
+        row = {"cell_id": record.cell_id, **{m: getattr(scores, m) for m in PRDC}, "audited": audit.n_fake}
+        for space in AUDIT_SPACES:
+            found = getattr(audit, space)
+            row |= {f"{space}_exact": found.exact_copies, f"{space}_near": found.near_copies}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns).astype({m: float for m in PRDC})
+
+
+def _row_cell_ids(long: pd.DataFrame, dataset: str, row: dict) -> pd.Series:
+    """The cell ids of a leaderboard row's ok runs: the dataset's cells whose GROUP coordinates are the row's."""
+    mask = (long["dataset"] == dataset) & (long["status"] == OK)
+    for key in GROUP:
+        mask &= long[key].eq(row[key]) | (long[key].isna() & pd.isna(row[key]))
+    return long.loc[mask, "cell_id"]
+
+
+def _copies(audit: pd.DataFrame, space: str) -> Cell:
+    """'exact / near' copies of training images in one space, summed over a row's runs; sorted by near copies."""
+    if audit.empty:
+        return "–", None
+    exact, near = int(audit[f"{space}_exact"].sum()), int(audit[f"{space}_near"].sum())
+    return f"{exact} / {near}", near
+
+
+def _audited(audit: pd.DataFrame) -> Cell:
+    """How many synthetic images a row's audits searched, summed over its runs ('–' where no run was audited)."""
+    if audit.empty:
+        return "–", None
+    total = int(audit["audited"].sum())
+    return str(total), total
+
+
+def fmt_kid(row: dict) -> str:
+    """A wide-table KID cell ×10³: 'mean ± std (floor f; train→test shift s)', each negative estimate shown as ≈0
+    beside its value (the unbiased estimate of a zero distance falls below 0 by sampling noise)."""
+    if pd.isna(row["kid_mean"]):
+        return "–"
+    references = {"floor": row["kid_floor_mean"], "train→test shift": row.get("kid_shift_mean", math.nan)}
+    shown = [f"{label} {_kid_value(value, math.nan)}" for label, value in references.items() if pd.notna(value)]
+    return _kid_value(row["kid_mean"], row["kid_std"]) + (f" ({'; '.join(shown)})" if shown else "")
+
+
+def _kid_value(mean: float, std: float) -> str:
+    """KID ×10³ as 'mean ± std', or '≈0 (mean ± std, sampling noise)' for a negative estimate."""
+    text = fmt_pm(mean, std, KID_SCALE, 2)
+    return text if mean >= 0 else f"≈0 ({text}, sampling noise)"
+
+
+def _compute_block(frame: pd.DataFrame, dataset: str) -> str:
+    """What each row spent per cell, by phase: counted FLOPs, and the device-seconds in total."""
+    shown = fmt_shown(frame)
+    columns = [
+        *((HEADERS[c], "text") for c in shown),
+        ("n", "num"),
+        *((f"{PHASE_TITLES[phase]} FLOPs", "num") for phase in PHASES),
+        ("Total FLOPs", "num"),
+        ("Compute s", "num"),
+    ]
+    rows = [
+        [
+            *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+            (fmt_n(r), r["n_seeds"]),
+            *((fmt_flops(r[f"{phase}_flops_mean"]), _num(r[f"{phase}_flops_mean"])) for phase in PHASES),
+            (fmt_flops(r["total_flops_mean"]), _num(r["total_flops_mean"])),
+            (fmt_pm(r["compute_seconds_mean"], math.nan, 1, 1), _num(r["compute_seconds_mean"])),
+        ]
+        for r in frame.to_dict("records")
+    ]
+    table = _table(columns, rows, table_id=f"compute-{_anchor(dataset)}")
+    return f'<p class="note">{_e(COMPUTE_NOTE)}.</p>\n{table}'
 
 
 def _stats_block(board: Leaderboard, dataset: str) -> str:
@@ -371,63 +576,86 @@ def _stats_block(board: Leaderboard, dataset: str) -> str:
     )
 
 
-def _family_blocks(board: Leaderboard, dataset: str) -> list[str]:
-    """The two family tables of a dataset (classic augmentation, rebalancing), or why one is not answered."""
-    families = board.families[board.families["dataset"] == dataset] if len(board.families) else board.families
-    parts = []
-    for family, reference in (("classic", CLASSIC_REFERENCE), ("rebalancing", REBALANCING)):
-        table = families[families["family"] == family] if len(families) else families
-        parts.append(f"<h3>{_e(FAMILIES[family])}</h3>")
-        if table.empty:
-            parts.append(f"<p>Not answered here: this grid has no generative row together with a {reference} row.</p>")
-            continue
-        parts.append(f'<p class="note">{_e(family_note(reference).replace("`", ""))}.</p>')
-        parts.append(_comparison_table(table, "reference", f"{family}-{_anchor(dataset)}", with_reference=True))
-        parts.append(_power_note(board, dataset, family))
-    return parts
+def _family_block(board: Leaderboard, dataset: str, family: str) -> str:
+    """One family table of a dataset (classic augmentation or rebalancing as the reference), or why it is not
+    answered."""
+    reference = {"classic": CLASSIC_REFERENCE, "rebalancing": REBALANCING}[family]
+    families = board.families
+    table = families[(families["dataset"] == dataset) & (families["family"] == family)] if len(families) else families
+    if table.empty:
+        return f"<p>Not answered here: this grid has no generative row together with a {reference} row.</p>"
+    return "\n".join(
+        [
+            f'<p class="note">{_e(family_note(reference).replace("`", ""))}.</p>',
+            _comparison_table(table, "reference", f"{family}-{_anchor(dataset)}", with_reference=True),
+            _power_note(board, dataset, family),
+        ]
+    )
 
 
 def _comparison_table(compared: pd.DataFrame, reference: str, table_id: str, with_reference: bool = False) -> str:
-    """A comparison table: Δ with the run-level CI and Holm p (primary), the paired bootstrap (secondary), notes."""
+    """A comparison: the primary table (Δ with the run-level CI and Holm p, notes), then the secondary paired
+    bootstrap over test images folded away under it (table `<table_id>-bootstrap`)."""
     shown = fmt_shown(compared)
+    names = [*((HEADERS[c], "text") for c in shown), *([("Reference", "text")] if with_reference else [])]
     columns = [
-        *((HEADERS[c], "text") for c in shown),
-        *([("Reference", "text"), ("Chosen", "wrap")] if with_reference else []),
+        *names,
+        *([("Chosen", "wrap")] if with_reference else []),
         ("Runs (G)", "num"),
-        (f"{reference} acc. (%)", "num"),
-        ("Accuracy (%)", "num"),
+        (f"Accuracy (%): {reference} → row", "num"),
         ("Δ acc. (pp) [95% CI (uncorrected)]", "num"),
         ("Holm p acc. (t / W)", "num"),
-        ("Bootstrap Δ acc. [95% CI (uncorrected)] (Holm p)", "num"),
-        (f"{reference} AUC", "num"),
-        ("AUC", "num"),
+        (f"AUC: {reference} → row", "num"),
         ("Δ AUC [95% CI (uncorrected)]", "num"),
         ("Holm p AUC (t / W)", "num"),
-        ("Bootstrap Δ AUC [95% CI (uncorrected)] (Holm p)", "num"),
         ("Note", "wrap"),
     ]
-    rows = []
+    rows, secondary = [], []
     for r in compared.to_dict("records"):
         chosen = r["chosen"] if isinstance(r["chosen"], str) else ""
+        name = [
+            *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
+            *([(r["reference"], r["reference"])] if with_reference else []),
+        ]
         rows.append(
             [
-                *((fmt_text(r[c]), _sort_text(r[c])) for c in shown),
-                *([(r["reference"], r["reference"]), (chosen, chosen or None)] if with_reference else []),
+                *name,
+                *([(chosen, chosen or None)] if with_reference else []),
                 (f"{fmt_text(r['n_paired'])} ({fmt_text(r['n_generator_seeds'])})", _num(r["n_paired"])),
-                (fmt_pm(r["baseline_accuracy"], math.nan, 100, 1), _num(r["baseline_accuracy"])),
-                (fmt_pm(r["accuracy"], math.nan, 100, 1), _num(r["accuracy"])),
+                (_pair(r["baseline_accuracy"], r["accuracy"], 100, 1), _num(r["accuracy"])),
                 (fmt_compared(r, "accuracy", 100, 1), _num(r["accuracy_diff"])),
                 (fmt_holm(r, "accuracy"), _num(r["accuracy_t_p_holm"])),
-                (fmt_bootstrap(r, "accuracy", 100, 1), _num(r["accuracy_bootstrap_diff"])),
-                (fmt_pm(r["baseline_auc"], math.nan, 1, 3), _num(r["baseline_auc"])),
-                (fmt_pm(r["auc"], math.nan, 1, 3), _num(r["auc"])),
+                (_pair(r["baseline_auc"], r["auc"], 1, 3), _num(r["auc"])),
                 (fmt_compared(r, "auc", 1, 3), _num(r["auc_diff"])),
                 (fmt_holm(r, "auc"), _num(r["auc_t_p_holm"])),
-                (fmt_bootstrap(r, "auc", 1, 3), _num(r["auc_bootstrap_diff"])),
                 (fmt_text(r["note"]) if isinstance(r["note"], str) and r["note"] else "", _sort_text(r["note"])),
             ]
         )
-    return _table(columns, rows, table_id=table_id)
+        secondary.append(
+            [
+                *name,
+                (fmt_bootstrap(r, "accuracy", 100, 1), _num(r["accuracy_bootstrap_diff"])),
+                (fmt_bootstrap(r, "auc", 1, 3), _num(r["auc_bootstrap_diff"])),
+            ]
+        )
+    bootstrap = [
+        *names,
+        ("Bootstrap Δ acc. [95% CI (uncorrected)] (Holm p)", "num"),
+        ("Bootstrap Δ AUC [95% CI (uncorrected)] (Holm p)", "num"),
+    ]
+    return "\n".join(
+        [
+            _table(columns, rows, table_id=table_id),
+            f"<details><summary>{_e(BOOTSTRAP_SUMMARY)}</summary>",
+            _table(bootstrap, secondary, table_id=f"{table_id}-bootstrap"),
+            "</details>",
+        ]
+    )
+
+
+def _pair(reference: float, value: float, scale: float, digits: int) -> str:
+    """'reference → value' of a compared metric, scaled and rounded."""
+    return f"{fmt_pm(reference, math.nan, scale, digits)} → {fmt_pm(value, math.nan, scale, digits)}"
 
 
 def _power_note(board: Leaderboard, dataset: str, family: str) -> str:
@@ -608,7 +836,7 @@ def _cross_section(board: Leaderboard) -> str:
     return "\n".join(
         [
             '<section id="cross">',
-            "<h2>Across datasets</h2>",
+            f"<h2>{CLOSING_SECTIONS['cross']}</h2>",
             f'<p class="note">{_e(CROSS_NOTE)}.</p>',
             _table(columns, rows, table_id="cross-dataset"),
             "</section>",
@@ -639,7 +867,7 @@ def _across_section(board: Leaderboard) -> str:
     return "\n".join(
         [
             '<section id="across">',
-            "<h2>Across tasks: IQM and probability of improvement</h2>",
+            f"<h2>{CLOSING_SECTIONS['across']}</h2>",
             f'<p class="note">{_e(across_note(board.baseline).replace("`", ""))}.</p>',
             _table(columns, rows, table_id="across-tasks") if rows else "<p>No row ran on every task.</p>",
             "</section>",
@@ -671,13 +899,27 @@ def _rank_section(board: Leaderboard, plots: list[tuple[str, bytes]]) -> str:
     return "\n".join(
         [
             '<section id="ranks">',
-            "<h2>Average ranks across blocks (Friedman, Nemenyi)</h2>",
+            f"<h2>{CLOSING_SECTIONS['ranks']}</h2>",
             '<p class="note">Rank 1 = best mean test score in a block (dataset × fraction), ties averaged.</p>',
             "<ul>",
             *(f"<li>{_e(line)}</li>" for line in lines),
             "</ul>",
             *figures,
             _table(columns, rows, table_id="ranks-table"),
+            "</section>",
+        ]
+    )
+
+
+def _unreadable_section(board: Leaderboard) -> str:
+    """Every record file the tables could not read, with why: a lost record is said, never hidden."""
+    items = "".join(f"<li><code>{_e(u.path.name)}</code>: {_e(u.reason)}</li>" for u in board.unreadable)
+    return "\n".join(
+        [
+            '<section id="unreadable" class="failed">',
+            f"<h2>Records that could not be read ({len(board.unreadable)})</h2>",
+            f"<p>Left out of every table and plot; {_e(LOST_FIX)}.</p>",
+            f"<ul>{items}</ul>",
             "</section>",
         ]
     )
@@ -725,7 +967,7 @@ def _failed_section(failed: list[CellRecord]) -> str:
 
 def _config_section(grid_file: dict) -> str:
     """The grid config and the environment it ran in, as pretty JSON."""
-    parts = ['<section id="config">', "<h2>Grid config and environment</h2>"]
+    parts = ['<section id="config">', f"<h2>{CLOSING_SECTIONS['config']}</h2>"]
     if not grid_file:
         parts.append(
             '<p class="note">No readable grid.json in the results folder: the grid config and environment '
@@ -751,10 +993,7 @@ def _table(
     body = []
     for index, row in enumerate(rows):
         css = (row_classes or [""] * len(rows))[index]
-        tds = "".join(
-            f'<td{_cell_class(kind)} data-value="{_e(_value(value))}">{_e(text)}</td>'
-            for (_, kind), (text, value) in zip(columns, row)
-        )
+        tds = "".join(_td(kind, text, value) for (_, kind), (text, value) in zip(columns, row))
         body.append((f'<tr class="{css}">' if css else "<tr>") + f"{tds}</tr>")
     return (
         f'<div class="scroll"><table class="sortable" id="{_e(table_id)}"><thead><tr>{head}</tr></thead>'
@@ -764,6 +1003,15 @@ def _table(
 
 def _cell_class(kind: str) -> str:
     return {"num": "", "text": ' class="text"', "wrap": ' class="wrap"'}[kind]
+
+
+def _td(kind: str, text: str, value: object) -> str:
+    """One cell; a number followed by bracketed parts ('Δ [CI] ↑', 'FID (floor …; shift …)') may wrap between
+    its parts, never inside one, so a wide cell wraps rather than widening the page."""
+    parts = BREAKS.split(text) if kind == "num" else [text]
+    shown = _e(text) if len(parts) == 1 else " ".join(f"<span>{_e(part)}</span>" for part in parts)
+    css = ' class="parts"' if len(parts) > 1 else _cell_class(kind)
+    return f'<td{css} data-value="{_e(_value(value))}">{shown}</td>'
 
 
 def _metric(row: dict, metric: str, scale: float, digits: int) -> Cell:
@@ -814,13 +1062,16 @@ def _is_generative(results_dir: Path, record: CellRecord) -> bool:
 
 
 def _plots_by_dataset(paths: list[Path], datasets: list[str]) -> dict[str, list[tuple[str, bytes]]]:
-    """write_plots' files (named '<dataset>_<figure>.png') read into memory per dataset, the longest matching name
-    winning so 'chest' never claims 'chestmnist_…'; figures across datasets (the critical-difference diagram) under
-    ''."""
+    """write_plots' files (named '<safe_label(dataset)>_<figure>.png') read into memory per dataset as
+    ('<dataset>_<figure>.png', PNG bytes), the longest matching label winning so 'chest' never claims
+    'chestmnist_…'; figures across datasets (the critical-difference diagram) under ''."""
+    labels = {safe_label(dataset): dataset for dataset in datasets}
     out: dict[str, list[tuple[str, bytes]]] = {}
     for path in paths:
-        owners = [d for d in datasets if path.name.startswith(f"{d}_")]
-        out.setdefault(max(owners, key=len) if owners else "", []).append((path.name, path.read_bytes()))
+        owners = [label for label in labels if path.name.startswith(f"{label}_")]
+        owner = max(owners, key=len) if owners else ""
+        name = f"{labels[owner]}_{path.name[len(owner) + 1 :]}" if owner else path.name
+        out.setdefault(labels.get(owner, ""), []).append((name, path.read_bytes()))
     return out
 
 

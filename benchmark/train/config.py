@@ -11,7 +11,6 @@ from typing import ClassVar, Literal
 from tqdm import tqdm
 
 from benchmark.data.apportion import largest_remainder
-from benchmark.data.sampling import MAX_SEED
 from benchmark.errors import MedAugBenchError
 
 
@@ -32,7 +31,18 @@ class OptimConfig:
     decay: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.warmup_steps < 0 or not 0 < self.decay <= 1:
+        for name in ("lr", "weight_decay", "gamma", "decay"):
+            if not _is_number(getattr(self, name)):
+                raise MedAugBenchError(f"optim {name} must be a number, got {getattr(self, name)!r}")
+        if not 0 < self.lr < math.inf:
+            raise MedAugBenchError(
+                f"the learning rate (--lr, optim lr) must be a positive finite number, got {self.lr}"
+            )
+        if not 0 <= self.weight_decay < math.inf:
+            raise MedAugBenchError(f"optim weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.schedule not in SCHEDULES:
+            raise MedAugBenchError(f"unknown optim schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
+        if not _is_whole(self.warmup_steps) or self.warmup_steps < 0 or not 0 < self.decay <= 1:
             raise MedAugBenchError(
                 f"optim needs warmup_steps >= 0 and 0 < decay <= 1 (the decaying fraction of the budget), got "
                 f"warmup_steps={self.warmup_steps}, decay={self.decay}"
@@ -52,6 +62,19 @@ class OptimConfig:
         if self.schedule == "wsd":
             return min(1.0, max(0.0, 1.0 - progress) / self.decay)
         return 1.0
+
+
+SCHEDULES = ("cosine", "step", "constant", "wsd")
+
+
+def _is_number(value: object) -> bool:
+    """A real number (True/False are not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value: object) -> bool:
+    """A whole number (True/False are not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 OPTIM_PRESETS = {
@@ -80,11 +103,13 @@ class Budget:
         steps_flag, seconds_flag, flops_flag = self.FLAGS
         if sum(getattr(self, kind) is not None for kind in self.KINDS) != 1:
             raise MedAugBenchError(f"give exactly one budget: {steps_flag} N, {seconds_flag} S or {flops_flag} F")
-        if self.steps is not None and self.steps < 1:
-            raise MedAugBenchError(f"{steps_flag} must be a positive number of optimizer steps, got {self.steps}")
+        if self.steps is not None and (not _is_whole(self.steps) or self.steps < 1):
+            raise MedAugBenchError(
+                f"{steps_flag} must be a positive number of optimizer steps (a whole number), got {self.steps}"
+            )
         for flag, value in ((seconds_flag, self.seconds), (flops_flag, self.flops)):
-            if value is not None and not value > 0:
-                raise MedAugBenchError(f"{flag} must be positive, got {value}")
+            if value is not None and not (_is_number(value) and 0 < value < math.inf):
+                raise MedAugBenchError(f"{flag} must be a positive finite number, got {value}")
 
     @property
     def kind(self) -> str:
@@ -231,17 +256,29 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     pilot_budgets: tuple[int, ...] = ()  # a pilot: also score these classifier budgets (branches)
+    threads: int | None = None  # torch intra-op threads while the cell trains (None: the process's setting)
 
     def __post_init__(self) -> None:
+        from benchmark.data.sampling import MAX_SEED  # here, not at the top: the CLI reads this module without torch
+
         for flag, value in (("--seed", self.seed), ("--generator-seed", self.data_seed)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= MAX_SEED:
+            if not _is_whole(value) or not 0 <= value <= MAX_SEED:
                 raise MedAugBenchError(f"{flag} must be an integer from 0 to 2**32-1, got {value!r}")
-        if self.batch_size < 1:
-            raise MedAugBenchError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.eval_every < 1:
-            raise MedAugBenchError(f"--eval-every must be at least 1 step, got {self.eval_every}")
-        if self.optimizer not in OPTIM_PRESETS:
+        self._check_counts()
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIM_PRESETS:
             raise MedAugBenchError(f"unknown optimizer preset {self.optimizer!r}; choose {', '.join(OPTIM_PRESETS)}")
+        if self.optim is not None and not isinstance(self.optim, OptimConfig):
+            raise MedAugBenchError(
+                f"optim must be a table of OptimConfig fields (lr, schedule, ...), got {self.optim!r}"
+            )
+        if not _is_number(self.train_fraction) or not 0 < self.train_fraction <= 1:
+            raise MedAugBenchError(f"--train-fraction must lie in (0, 1], got {self.train_fraction!r}")
+        for name in ("amp", "channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise MedAugBenchError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("strategy_params", "backbone_params", "dataset_params"):
+            if not isinstance(getattr(self, name), dict):
+                raise MedAugBenchError(f"{name} must be a table of parameters, got {getattr(self, name)!r}")
         if self.pilot_budgets:
             check_pilot_budgets(self.pilot_budgets, self.budget, self.total_budget)
         total = self.total_budget
@@ -252,6 +289,20 @@ class TrainConfig:
                 f"a total budget is FLOPs or seconds, of the same kind as the classifier's and at least as large; got "
                 f"total {total.amount:g} {total.kind}, classifier {self.budget.amount:g} {self.budget.kind}"
             )
+
+    def _check_counts(self) -> None:
+        """Whole-number fields are whole numbers of at least their minimum (None where optional)."""
+        counts = (
+            ("--batch-size", self.batch_size, 1, False),
+            ("--eval-every", self.eval_every, 1, False),
+            ("--size", self.size, 1, False),
+            ("--image-size", self.image_size, 1, True),
+            ("--per-class-cap", self.per_class_cap, 1, True),
+            ("threads", self.threads, 1, True),
+        )
+        for flag, value, minimum, optional in counts:
+            if not (optional and value is None) and (not _is_whole(value) or value < minimum):
+                raise MedAugBenchError(f"{flag} must be at least {minimum} (a whole number), got {value!r}")
 
     @property
     def data_seed(self) -> int:

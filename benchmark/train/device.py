@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import resource
 import sys
 import time
+from collections.abc import Iterator
 
 import torch
 
@@ -56,3 +58,16 @@ def describe(device: torch.device) -> dict:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
     }
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` while the block runs, the caller's restored after (None: left
+    as it is). CPU reductions sum in an order that depends on it, so a cell's config, not its process, fixes it."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

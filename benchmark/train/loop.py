@@ -7,6 +7,7 @@ Data stays on the device as uint8; batches are drawn by index and augmented batc
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,11 @@ def evaluate(
     """The metrics of the model's predictions on `split`, whose uint8 images are already on the device (its
     calibrated accuracy fitted on `split` itself: this is validation)."""
     labels, scores = split.labels.numpy(), predict(model, images, task, config, device)
+    if not np.isfinite(scores).all():
+        raise MedAugBenchError(
+            f"the classifier diverged: its outputs on {len(scores)} validation images hold NaN or infinity at learning "
+            f"rate {config.resolved_optim().lr:g}; lower the learning rate (--lr, or lr in the grid's [train] table)"
+        )
     return classification_metrics(task, labels, scores, adjustment=fit_prior_adjustment(task, labels, scores))
 
 
@@ -241,10 +247,16 @@ class Trained:
 def train_model(
     config: TrainConfig, progress: bool = True, data: LoadedDataset | None = None, data_dir: Path | None = None
 ) -> Trained:
-    """`train`, also returning the selected model (e.g. for a feature extractor) and the test predictions.
+    """`train`, also returning the selected model (e.g. for a feature extractor) and the test predictions; at the
+    config's torch thread count (`threads`), the caller's restored after."""
+    with dev.torch_threads(config.threads):
+        return _train_model(config, progress, data, data_dir)
 
-    The stages: load the data, let the strategy make the training set (`prepare`), build the classifier, step it
-    under its budget (`StepLoop`), test the best-validation weights, assemble the record."""
+
+def _train_model(config: TrainConfig, progress: bool, data: LoadedDataset | None, data_dir: Path | None) -> Trained:
+    """`train_model` at the thread count already set. The stages: load the data, let the strategy make the training
+    set (`prepare`), build the classifier, step it under its budget (`StepLoop`), test the best-validation weights,
+    assemble the record."""
     seed_everything(config.data_seed)  # a safety net: what runs before the classifier depends on the generator seed
     device = dev.pick_device(config.device)
     dev.reset_peak_memory(device)
@@ -409,16 +421,16 @@ class StepLoop:
         """Step until the budget is spent; the seconds spent training (evaluation excluded) and evaluating."""
         self.started = dev.clock(self.device)
         self.model.train()
-        while True:
-            elapsed = self.spent() if self.budget.seconds is not None else 0.0  # no device sync per step otherwise
-            fraction = self.budget.spent(self.used.steps, elapsed)
-            if fraction >= 1:
-                break
-            self.step(fraction, elapsed)
-        train_seconds = self.spent()
-        if not self.curves.step or self.curves.step[-1] != self.used.steps:
-            self.validate()  # the budget ended between evaluations: the final weights are candidates too
-        self.bar.close()
+        with contextlib.closing(self.bar):  # closed on an error too, so its message starts on a line of its own
+            while True:
+                elapsed = self.spent() if self.budget.seconds is not None else 0.0  # no device sync per step otherwise
+                fraction = self.budget.spent(self.used.steps, elapsed)
+                if fraction >= 1:
+                    break
+                self.step(fraction, elapsed)
+            train_seconds = self.spent()
+            if not self.curves.step or self.curves.step[-1] != self.used.steps:
+                self.validate()  # the budget ended between evaluations: the final weights are candidates too
         return {"train": train_seconds, "eval": self.eval_seconds}
 
     def spent(self) -> float:
@@ -442,9 +454,19 @@ class StepLoop:
         if self.used.steps % self.config.eval_every == 0:
             self.validate()
 
+    def check_loss(self) -> None:
+        """Stop the run with one message when the training loss since the last evaluation is NaN or infinite."""
+        loss = float(self.loss_sum) / max(self.loss_count, 1)
+        if not math.isfinite(loss):
+            raise MedAugBenchError(
+                f"the classifier diverged: its training loss is {loss} by step {self.used.steps} (learning rate "
+                f"{self.lr:g}); lower the learning rate (--lr, or lr in the grid's [train] table)"
+            )
+
     def validate(self) -> None:
         """Evaluate on validation, extend the curves, keep the weights if they are the best so far."""
         eval_started = dev.clock(self.device)
+        self.check_loss()
         metrics = evaluate(self.model, self.val, self.val_images, self.task, self.config, self.device)
         curves = self.curves
         curves.step.append(self.used.steps)
@@ -479,7 +501,7 @@ def run_record(
         dataset=DatasetSummary.of(data, len(prepared.train) - n_synthetic, n_synthetic),
         strategy=StrategyReport.of(config.strategy, strategy.params(), strategy.report()),
         metrics=RunMetrics(val=loop.best.metrics, test=test_metrics),
-        best={"step": loop.best.step, "selected_by": f"val {selection_metric(loop.best.metrics)}"},
+        best={"step": loop.best.step, "selected_by": f"val {selection_metric(loop.best.metrics)}", **chance_note(loop)},
         budget=loop.used,
         curves=loop.curves,
         budget_branches=loop.branches.with_run(loop),
@@ -489,6 +511,18 @@ def run_record(
         ),
         code=code_version(),
     )
+
+
+def chance_note(loop: StepLoop) -> dict[str, str]:
+    """`{"note": …}` for the record when validation AUC never rose above chance (0.5) at any evaluation: the
+    classifier learned nothing (e.g. a learning rate so high its outputs saturated); else nothing."""
+    aucs = [auc for auc in loop.curves.val_auc if auc is not None]
+    if not aucs or max(aucs) > 0.5:
+        return {}
+    return {
+        "note": f"validation AUC never rose above chance (at most {max(aucs):.3f} over {len(aucs)} evaluations): "
+        f"the classifier learned nothing; check the learning rate ({loop.optim.lr:g}) and the data"
+    }
 
 
 def _fmt(value: float | None) -> str:
