@@ -4,18 +4,49 @@ This module is the plugin author's API: everything a plugin needs is importable 
 `from benchmark import GenerativeModel, ImageSpec, hookimpl`. Deeper modules are the harness's internals.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-from benchmark.data.dataset import SPLITS, DataOptions, DatasetInfo, DatasetSource, LoadedDataset, Split  # noqa: E402
-from benchmark.data.task import TaskSpec  # noqa: E402
-from benchmark.errors import MedAugBenchError  # noqa: E402
-from benchmark.evaluate.features import FeatureExtractor  # noqa: E402
-from benchmark.generate.model import GenerativeModel, ImageSpec  # noqa: E402
-from benchmark.grid.cells import Cell  # noqa: E402
-from benchmark.grid.executor import CellJob, CellOutcome, Executor  # noqa: E402
-from benchmark.hookspecs import Register, hookimpl  # noqa: E402
-from benchmark.registry import create  # noqa: E402
-from benchmark.train.strategy import Strategy, StrategyContext  # noqa: E402
+# name -> module that defines it: imported on first use (PEP 562), so `import benchmark` (and every CLI start-up)
+# does not pay for torch until something needs it
+_EXPORTS = {
+    "SPLITS": "benchmark.data.dataset",
+    "DataOptions": "benchmark.data.dataset",
+    "DatasetInfo": "benchmark.data.dataset",
+    "DatasetSource": "benchmark.data.dataset",
+    "LoadedDataset": "benchmark.data.dataset",
+    "Split": "benchmark.data.dataset",
+    "TaskSpec": "benchmark.data.task",
+    "MedAugBenchError": "benchmark.errors",
+    "notice": "benchmark.errors",
+    "FeatureExtractor": "benchmark.evaluate.features",
+    "GenerativeModel": "benchmark.generate.model",
+    "ImageSpec": "benchmark.generate.model",
+    "Cell": "benchmark.grid.cells",
+    "CellJob": "benchmark.grid.executor",
+    "CellOutcome": "benchmark.grid.executor",
+    "Executor": "benchmark.grid.executor",
+    "Register": "benchmark.hookspecs",
+    "hookimpl": "benchmark.hookspecs",
+    "create": "benchmark.registry",
+    "Strategy": "benchmark.train.strategy",
+    "StrategyContext": "benchmark.train.strategy",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The public API's names, each imported from its module when first used."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'benchmark' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "SPLITS",
@@ -39,4 +70,5 @@ __all__ = [
     "__version__",
     "create",
     "hookimpl",
+    "notice",
 ]

@@ -10,6 +10,7 @@ import torch
 from medmnist import INFO
 
 from benchmark import SPLITS, DataOptions, DatasetInfo, LoadedDataset, MedAugBenchError, Split, TaskSpec, hookimpl
+from benchmark.data.cards import positive_class
 from benchmark.data.files import (
     SOURCE_SIZES,
     ensure_file,
@@ -38,7 +39,7 @@ class MedMNISTSource:
     def __init__(self, flag: str) -> None:
         self.name = flag
         self.meta = INFO[flag]
-        self.task = TaskSpec.from_medmnist(self.meta)
+        self.task = TaskSpec.from_medmnist(self.meta, positive_class(flag))
 
     def info(self, options: DataOptions) -> DatasetInfo:
         folder = user_data_dir(options.data_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -14,7 +15,13 @@ from tests.helpers import DATA_DIR
 
 # module- and session-scoped fixtures run before the per-test environment below: give them the same data folder
 os.environ["MEDAUGBENCH_DATA_DIR"] = str(DATA_DIR)
-os.environ["MEDAUGBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="medaugbench-test-cache-")
+SESSION_CACHE = tempfile.mkdtemp(prefix="medaugbench-test-cache-")
+os.environ["MEDAUGBENCH_CACHE_DIR"] = SESSION_CACHE
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's cache folder goes when the session ends (each run used to leave one in the temp folder)."""
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 # One intra-op thread: with two OpenMP threads on two cores, any other busy process slows small convolutions by

@@ -81,11 +81,48 @@ def test_prepare_downloads_and_verifies(cli, tmp_path, monkeypatch, file_server)
     monkeypatch.setattr(datafiles, "official_url", lambda flag, size: f"{url}/{flag}.npz")
     target = tmp_path / "data"
     monkeypatch.delenv("MEDAUGBENCH_DATA_DIR")
+    monkeypatch.setattr(datafiles, "clone_data_dir", lambda: None)  # else the clone's shared folder has the file
     result = cli("datasets", "prepare", "breastmnist")
     assert result.exit_code == 0, result.output
     downloaded = datafiles.cache_dir() / "medmnist" / "breastmnist.npz"
     assert downloaded.is_file() and datafiles.md5sum(downloaded) == datafiles.expected_md5("breastmnist", 28)
     assert not target.exists()
+
+
+GRID = """name = "fetch"
+datasets = ["breastmnist"]
+strategies = ["none"]
+backbones = ["simple_cnn"]
+seeds = [0]
+baseline = "none"
+
+[budget]
+classifier_steps = 5
+"""
+
+
+def test_a_first_run_fetches_missing_official_files_itself(cli, tmp_path, monkeypatch, file_server):
+    """No `datasets prepare` first: `run` (here its dry run, which checks the files) downloads what is missing, with
+    progress, into the cache."""
+    source = require_medmnist("breastmnist")
+    served, url = file_server
+    shutil.copy(source, served / "breastmnist.npz")
+    monkeypatch.setattr(datafiles, "official_url", lambda flag, size: f"{url}/{flag}.npz")
+    monkeypatch.delenv("MEDAUGBENCH_DATA_DIR")
+    monkeypatch.setattr(datafiles, "clone_data_dir", lambda: None)
+    (tmp_path / "fetch.toml").write_text(GRID)
+    result = cli("run", str(tmp_path / "fetch.toml"), "--dry-run", "-o", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    downloaded = datafiles.cache_dir() / "medmnist" / "breastmnist.npz"
+    assert downloaded.is_file() and datafiles.md5sum(downloaded) == datafiles.md5sum(source)
+
+
+def test_the_clone_s_shared_folder_is_the_default_data_folder(monkeypatch):
+    folder = datafiles.clone_data_dir()
+    if folder is None:
+        pytest.skip("no ../shared/data/medmnist beside this checkout")
+    monkeypatch.delenv("MEDAUGBENCH_DATA_DIR")
+    assert datafiles.search_dirs(datafiles.user_data_dir(None))[0] == folder
 
 
 def test_download_with_wrong_md5_leaves_nothing_behind(cli, tmp_path, monkeypatch, file_server):

@@ -68,6 +68,7 @@ def flops_run(tmp_path_factory):
     return root, {r.cell["strategy"]: r.result for r in records}
 
 
+@pytest.mark.slow
 def test_cells_of_every_strategy_spend_the_same_total_within_one_step(flops_run):
     _, results = flops_run
     for name, result in results.items():
@@ -81,6 +82,7 @@ def test_cells_of_every_strategy_spend_the_same_total_within_one_step(flops_run)
         assert results[name]["compute"]["phases"]["generator_training"]["flops"] == 0
 
 
+@pytest.mark.slow
 def test_generative_cells_split_the_total_by_generator_share(flops_run):
     _, results = flops_run
     for name in ("cgan", "dcgan"):
@@ -175,6 +177,7 @@ def test_classifier_step_count_equals_flop_counter_mode():
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+@pytest.mark.slow
 def test_counting_does_not_change_the_seeded_run(monkeypatch):
     """The same cell with every count replaced by a constant (no counting at all) gives identical metrics."""
     require_medmnist("breastmnist")
@@ -184,8 +187,8 @@ def test_counting_does_not_change_the_seeded_run(monkeypatch):
         budget=Budget(steps=6),
         batch_size=32,
         eval_every=3,
-        strategy_params={**TINY_GAN, "generator_steps": 40, "reuse": False},
-    )
+        strategy_params={**TINY_GAN, "generator_steps": 40, "reuse": False, "select_points": 0},
+    )  # no checkpoint selection: its feature FLOPs are counted apart (test_checkpoint_selection)
     counted = training.train(config, progress=False)
     monkeypatch.setattr(training, "classifier_step_flops", lambda *args: 1)
     monkeypatch.setattr(gt, "step_flops", lambda *args: 1)
@@ -196,6 +199,7 @@ def test_counting_does_not_change_the_seeded_run(monkeypatch):
     assert plain.compute["total"]["flops"] == 6 + 40 + 252  # steps × 1 + generator steps × 1 + images × 1
 
 
+@pytest.mark.slow
 def test_a_seconds_total_is_respected_within_one_step():
     require_medmnist("breastmnist")
     total = 3.0
@@ -265,6 +269,7 @@ def test_cell_ids_of_earlier_runs_are_unchanged():
     assert ids["cgan"] == "b68b940cc54847f4"
 
 
+@pytest.mark.slow
 def test_leaderboard_shows_compute_and_plots_auc_against_it(flops_run, tmp_path):
     root, results = flops_run
     board = write_leaderboard(root)
@@ -283,6 +288,7 @@ def test_leaderboard_shows_compute_and_plots_auc_against_it(flops_run, tmp_path)
     assert Image.open(png).size[0] > 300
 
 
+@pytest.mark.slow
 def test_cas_appears_for_synthetic_only_cells(tmp_path):
     make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("none", "cgan"), seeds=(0, 1))
     task, rng = TASKS["pneumoniamnist"], np.random.default_rng(7)
@@ -311,6 +317,7 @@ def test_cas_appears_for_synthetic_only_cells(tmp_path):
     assert f"{np.mean(aucs):.3f}" in section and "CAS AUC" in section
 
 
+@pytest.mark.slow
 def test_a_total_with_fixed_generator_steps_gives_the_classifier_what_the_generator_left(tmp_path):
     """The compute-matched twin of a classifier-matched grid: the same generators (same steps, reused from the cache),
     each cell's classifier filling the total up."""

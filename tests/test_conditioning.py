@@ -54,6 +54,7 @@ def real_classifier(pneumonia):
 
 
 @pytest.mark.parametrize("generator", sorted(BUDGETS))
+@pytest.mark.slow
 def test_samples_of_class_c_are_recognised_as_class_c(generator, pneumonia, real_classifier, tmp_path):
     strategy = create(
         "strategy",

@@ -52,6 +52,10 @@ def test_it_is_found_through_an_entry_point_and_listed(shim, cli):
     assert "class_gaussian" in registry.entries("strategy")  # every generator becomes a strategy of its name
     result = cli("plugins", "list")
     assert result.exit_code == 0 and "class_gaussian" in result.output and SHIM in result.output
+    strategy_row = next(
+        line for line in result.output.splitlines() if "│ strategy" in line and "class_gaussian" in line
+    )
+    assert SHIM in strategy_row  # the strategy made of a third-party generator is credited to it, not to built-in
 
 
 def test_its_strategy_trains_in_a_tiny_train_run(shim, cli, tmp_path):

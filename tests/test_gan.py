@@ -159,6 +159,7 @@ def test_bad_parameters_are_rejected() -> None:
         GAN(ImageSpec(1, 6, 2))
 
 
+@pytest.mark.slow
 def test_cgan_learns_a_label_dependent_brightness() -> None:
     """Class 0 dark (−0.8), class 1 bright (+0.8): after 100 steps the cGAN's samples follow the label.
 

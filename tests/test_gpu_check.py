@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import require_medmnist
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
 
 
+@pytest.mark.slow
 def test_gpu_check_tiny_on_cpu_prints_its_json_report(tmp_path):
     require_medmnist("pneumoniamnist")
     env = os.environ | {"MEDAUGBENCH_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}

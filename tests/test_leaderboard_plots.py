@@ -27,6 +27,7 @@ def expected(folder, kinds, datasets=DATASETS):
     return sorted(folder / f"{dataset}_{kind}.png" for dataset in datasets for kind in kinds)
 
 
+@pytest.mark.slow
 def test_every_figure_is_a_valid_png(tmp_path):
     make_fake_results(tmp_path / "results", failed=(("retinamnist", "cgan", 1),))
     paths = write_plots(load_records(tmp_path / "results"), tmp_path / "plots")
@@ -38,6 +39,7 @@ def test_every_figure_is_a_valid_png(tmp_path):
             image.verify()
 
 
+@pytest.mark.slow
 def test_critical_difference_diagram_needs_three_blocks(tmp_path):
     make_fake_results(tmp_path / "results", datasets=(*DATASETS, "breastmnist"))
     records = load_records(tmp_path / "results")

@@ -137,6 +137,7 @@ def test_each_budget_forks_where_its_learning_rate_first_differs():
     assert fork_points(OptimConfig(schedule="constant"), [50], 1000) == {50: [50]}  # constant: the run's own step
 
 
+@pytest.mark.slow
 def test_a_branch_ends_exactly_where_a_standalone_run_with_its_budget_ends(breast):
     from benchmark.train.config import Budget, TrainConfig
     from benchmark.train.loop import train
@@ -250,6 +251,7 @@ def test_bad_tracking_settings_are_one_message(params, message):
         create("strategy", "cgan", **{**TINY_TRACKED, **params})
 
 
+@pytest.mark.slow
 def test_the_pilot_report_reads_a_tiny_pilot_run_and_chooses_from_its_curves(tmp_path, cli):
     from benchmark.grid.config import BudgetBlock, GridConfig
     from benchmark.grid.executor import LocalExecutor

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -95,7 +97,7 @@ def test_example_plugin_in_examples_registers_a_working_strategy(tmp_path, monke
     install_plugin(
         tmp_path,
         monkeypatch,
-        "medaugbench-example-plugin",
+        "medaugbench-example-plugin-shim",  # not the example's own name: an installed copy must not clash with it
         "medaugbench_example_shim",
         "from medaugbench_example import *  # noqa\nfrom medaugbench_example import register_strategies\n",
     )
@@ -105,6 +107,34 @@ def test_example_plugin_in_examples_registers_a_working_strategy(tmp_path, monke
     out, _ = strategy.augment(images, torch.zeros(8, 2), torch.Generator().manual_seed(0))
     assert 0.05 < (out - images).std() < 0.15
     sys.modules.pop("medaugbench_example_shim", None)
+
+
+EXAMPLES = TESTS.parent / "examples"
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if (p / "pyproject.toml").is_file()))
+def test_each_example_ships_the_module_its_entry_point_names(example):
+    """hatchling ships a folder named like the project unless `packages` says otherwise; the entry point's module
+    must be in the wheel, or `pip install -e examples/...` fails (it did for the example plugin)."""
+    project = tomllib.loads((EXAMPLES / example / "pyproject.toml").read_text())
+    module = next(iter(project["project"]["entry-points"]["medaugbench"].values())).split(":")[0].split(".")[0]
+    default = [project["project"]["name"].replace("-", "_")]
+    shipped = project.get("tool", {}).get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {})
+    packages = shipped.get("packages", default)
+    assert module in packages and (EXAMPLES / example / module / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("dist, name", [("medaugbench-example-plugin", "gaussian_noise")])
+def test_the_installed_example_plugin_is_listed_with_its_distribution(dist, name, monkeypatch, cli):
+    """.ci/run installs the example with the command its README shows (`pip install -e examples/...`)."""
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"{dist} is not installed (pip install --no-deps -e examples/{dist}, as .ci/run does)")
+    monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, dist)
+    result = cli("plugins", "list")
+    row = next(line for line in result.output.splitlines() if f" {name} " in line)
+    assert f"{dist} {version}" in row and "built-in" not in row
 
 
 # One test per hook (`test_hook_<name>`), enforced by test_every_hook_has_a_test.

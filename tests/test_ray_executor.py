@@ -112,6 +112,7 @@ def ray_instance(ray_cluster, monkeypatch):
     monkeypatch.setenv(registry.LOAD_PLUGINS_ENV, CRASH_DIST)
 
 
+@pytest.mark.slow
 def test_cli_runs_a_grid_with_ray_starting_and_stopping_its_own_instance(tmp_path, cli):
     """Runs first (before the module's instance exists): `--executor ray` starts a local Ray, and shuts it down."""
     require_medmnist("breastmnist")
@@ -134,6 +135,7 @@ def test_cli_runs_a_grid_with_ray_starting_and_stopping_its_own_instance(tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_records_as_the_local_executor(tmp_path, ray_instance):
     require_medmnist("breastmnist")
     grid = tiny_grid()
@@ -154,6 +156,7 @@ def test_ray_gives_the_same_records_as_the_local_executor(tmp_path, ray_instance
     assert ray.is_initialized()  # joined the module's instance, left it running
 
 
+@pytest.mark.slow
 def test_killed_worker_is_retried_or_recorded_as_failed_once(tmp_path, ray_instance):
     """A worker SIGKILLed mid-cell: killed once, Ray's retry finishes the cell; killed on every try, the cell is
     recorded as failed (WorkerCrashed) and the rest of the grid is ok. One record per cell either way."""

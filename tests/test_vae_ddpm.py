@@ -164,6 +164,7 @@ def test_plugins_register_their_generators():
     assert all(description for _, description in seen.values())
 
 
+@pytest.mark.slow
 def test_vae_learns_the_conditioning():
     """Class 0 images are uniformly dark (-0.8), class 1 bright (+0.8): samples must follow the label.
 
@@ -191,6 +192,7 @@ def test_vae_learns_the_conditioning():
     assert bright - dark > 0.5, (dark.item(), bright.item())
 
 
+@pytest.mark.slow
 def test_ddpm_v_prediction_learns_the_conditioning():
     """Same dark/bright task for the DDPM, trained with v-prediction (`prediction_type="v_prediction"`).
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,8 +21,10 @@ from benchmark.cli.options import (
     dataset_with_options,
 )
 from benchmark.data.cards import load_card
-from benchmark.data.dataset import SPLITS, DataOptions, DatasetInfo, LoadedDataset, finalize
 from benchmark.errors import MedAugBenchError
+
+if TYPE_CHECKING:
+    from benchmark.data.dataset import DatasetInfo, LoadedDataset
 
 app = typer.Typer(no_args_is_help=True, help="Datasets: list, download/verify, inspect.")
 
@@ -34,6 +36,8 @@ GridPerClass = Annotated[int, typer.Option("--per-class", help="Images per class
 @app.command("list")
 def datasets_list(data_dir: DataDir = None) -> None:
     """Show every dataset: task, channels, classes, split sizes, licence, local files and card."""
+    from benchmark.data.dataset import SPLITS, DataOptions
+
     options = DataOptions(data_dir=data_dir)
     rows, notes = [], []
     for name in registry.entries("dataset"):
@@ -54,6 +58,8 @@ def datasets_list(data_dir: DataDir = None) -> None:
 @app.command("prepare")
 def datasets_prepare(name: str, data_dir: DataDir = None, size: Size = 28, option: PluginOptions = None) -> None:
     """Download (with MD5 check) or verify a dataset's files; files in --data-dir are used in place."""
+    from benchmark.data.dataset import DataOptions
+
     plugin, kwargs = dataset_with_options(name, option)
     paths = registry.create("dataset", plugin, **kwargs).prepare(DataOptions(data_dir=data_dir, size=size))
     for path in paths[:20]:
@@ -78,6 +84,7 @@ def datasets_show(
     option: PluginOptions = None,
 ) -> None:
     """Describe one dataset (task, counts per split, card) and optionally write a grid of its images."""
+    from benchmark.data.dataset import DataOptions, finalize
     from benchmark.data.images import save_class_grid
 
     if per_class < 1:
@@ -103,6 +110,8 @@ def datasets_show(
 
 def print_dataset(data: LoadedDataset, info: DatasetInfo) -> None:
     """A loaded dataset: its task and sizes, images per class and split, its card and any skipped files."""
+    from benchmark.data.dataset import SPLITS
+
     task = data.task
     console().print(
         f"[bold]{data.name}[/bold]  task={task.kind}  channels={task.channels}  "
@@ -112,6 +121,9 @@ def print_dataset(data: LoadedDataset, info: DatasetInfo) -> None:
     rows = [(f"{i}: {label}", *(str(counts[s][i]) for s in SPLITS)) for i, label in enumerate(task.labels)]
     rows.append(("total images", *(str(len(data.split(s))) for s in SPLITS)))
     print_table(("class" if not task.multilabel else "label", *SPLITS), rows)
+    if task.kind == "binary":
+        positive = f"{task.positive} ({task.labels[task.positive]})"
+        console().print(f"Positive class: {positive}; sensitivity, precision and F1 are about it.", highlight=False)
     card = load_card(data.name)
     if card:
         console().print(f"Source: {card.source}\nPaper: {card.paper}")

@@ -15,8 +15,11 @@ def console() -> Console:
 
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]], title: str | None = None) -> None:
-    """One rich table with these column headers and rows of text."""
-    table = Table(*columns, title=title)
+    """One rich table with these column headers and rows of text; on a narrow terminal cells wrap (and long values
+    fold onto the next line) rather than being cut with an ellipsis, so no p-value or CI loses digits."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     console().print(table)

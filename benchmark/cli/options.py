@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 
 from benchmark import registry
-from benchmark.data.dataset import dataset_source
 from benchmark.errors import MedAugBenchError
-from benchmark.grid.cells import is_generative
 
 DataDir = Annotated[
     Path | None,
@@ -90,6 +88,8 @@ def parse_options(items: list[str] | None, what: str, example: str) -> dict[str,
 
 def dataset_with_options(name: str, options: list[str] | None) -> tuple[str, dict[str, object]]:
     """The dataset plugin for `--dataset` (a name, or a folder/CSV path) and its -O KEY=VALUE options."""
+    from benchmark.data.dataset import dataset_source
+
     return dataset_source(name, parse_options(options, "dataset", "-O root=/data/xrays"))
 
 
@@ -102,6 +102,8 @@ def strategy_params(
 ) -> dict:
     """-S KEY=VALUE parameters plus the generator budget, which only generative strategies accept; checked by
     creating the strategy, so a wrong name or parameter is one message before any data is loaded."""
+    from benchmark.grid.cells import is_generative
+
     params = parse_options(options, "strategy", "-S degrees=10")
     budget = {
         "generator_steps": generator_steps,

@@ -34,8 +34,11 @@ Name = Annotated[str, typer.Argument(help="The plugin's name, as `plugins list` 
 @app.command("list")
 def plugins_list() -> None:
     """Show every registered plugin by kind, with the distribution it came from."""
-    rows = [(e.kind, e.name, e.distribution, escape(e.description)) for e in registry.all_entries()]
+    rows = [(e.kind, e.name, escape(source(e)), escape(e.description)) for e in registry.all_entries()]
     print_table(("kind", "name", "from", "description"), rows)
+    failed = [(f.plugin, escape(f.distribution), escape(f.error), f.remedy) for f in registry.failed_plugins()]
+    if failed:
+        print_table(("plugin", "from", "error", "what to do"), failed, title="FAILED to import (skipped)")
     console().print("`medaugbench plugins show KIND NAME` lists a plugin's parameters (the keys of -O/-S/-B/-E/-X).")
 
 
@@ -46,7 +49,7 @@ def plugins_show(kind: Kind, name: Name) -> None:
         raise MedAugBenchError(f"unknown plugin kind {kind!r}; choose one of {', '.join(registry.KIND_HOOKS)}")
     entry = registry.get_entry(kind, name)
     out = console()
-    out.print(f"[bold]{kind} {name}[/bold] (plugin {entry.plugin}, {escape(entry.distribution)})")
+    out.print(f"[bold]{kind} {name}[/bold] (plugin {entry.plugin}, {escape(source(entry))})")
     out.print(escape(entry.description), highlight=False)
     out.print(f"\nparameters, set with {OPTION_FLAGS[kind]}:", highlight=False)
     for line in parameter_lines(entry.factory):
@@ -54,6 +57,16 @@ def plugins_show(kind: Kind, name: Name) -> None:
     doc = inspect.getdoc(_unwrapped(entry.factory))
     if doc:
         out.print(f"\n{escape(doc)}", highlight=False)
+
+
+def source(entry: registry.PluginEntry) -> str:
+    """The distribution that supplies a plugin: for the strategy the harness makes of each generator, the generator's
+    distribution (the built-in strategy only wraps it), so a third-party generator is never credited to built-in."""
+    generators = registry.entries("generator") if entry.kind == "strategy" else {}
+    generator = generators.get(entry.name)
+    if generator is None or generator.distribution == entry.distribution:
+        return entry.distribution
+    return f"{generator.distribution} (generator; strategy {entry.distribution})"
 
 
 def parameter_lines(factory: Callable[..., Any]) -> list[str]:

@@ -15,6 +15,7 @@ class DatasetCard:
     source: str = ""
     paper: str = ""
     caveats: tuple[str, ...] = ()
+    positive_class: str = ""  # binary tasks: the label whose recall is the sensitivity (e.g. "malignant")
     body: str = ""
     path: Path | None = field(default=None, compare=False)
 
@@ -36,11 +37,19 @@ def parse_card(name: str, text: str, path: Path | None = None) -> DatasetCard:
         source=header.get("source", ""),
         paper=header.get("paper", ""),
         caveats=tuple(header.get("caveats", ())),
+        positive_class=header.get("positive_class", ""),
         body=body.strip(),
         path=path,
     )
 
 
 def load_card(name: str) -> DatasetCard | None:
+    """The card of dataset `name`, or None when it has none."""
     path = cards_dir() / f"{name}.md"
     return parse_card(name, path.read_text(encoding="utf-8"), path) if path.is_file() else None
+
+
+def positive_class(name: str) -> str:
+    """The positive class a dataset's card names (binary tasks), or "" when it names none."""
+    card = load_card(name)
+    return card.positive_class if card else ""

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from medmnist import INFO
 from tqdm import tqdm
 
+import benchmark
 from benchmark.errors import MedAugBenchError
 
 DATA_DIR_ENV = "MEDAUGBENCH_DATA_DIR"
@@ -29,8 +29,14 @@ DIGEST_NAMES = {"md5": "MD5", "sha256": "SHA-256"}
 
 
 def cache_dir() -> Path:
-    """Folder for downloads and bookkeeping: `MEDAUGBENCH_CACHE_DIR`, else ~/.cache/medaugbench."""
-    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "medaugbench")
+    """Folder for downloads and bookkeeping: `MEDAUGBENCH_CACHE_DIR`, else ~/.cache/medaugbench; something there that
+    is not a folder is an error naming it."""
+    folder = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "medaugbench")
+    if folder.exists() and not folder.is_dir():
+        raise MedAugBenchError(
+            f"the cache folder {folder} is a file, not a folder; point {CACHE_DIR_ENV} at a folder (or move the file)"
+        )
+    return folder
 
 
 def user_data_dir(option: Path | str | None) -> Path | None:
@@ -61,17 +67,32 @@ def _info_key(size: int, key: str) -> str:
     return key if size == 28 else f"{key}_{size}"
 
 
+def _info(flag: str) -> dict:
+    """`medmnist.INFO[flag]`, imported when first needed (the medmnist package imports torch)."""
+    from medmnist import INFO
+
+    return INFO[flag]
+
+
 def expected_md5(flag: str, size: int) -> str:
-    return INFO[flag][_info_key(size, "MD5")]
+    return _info(flag)[_info_key(size, "MD5")]
 
 
 def official_url(flag: str, size: int) -> str:
-    return INFO[flag][_info_key(size, "url")]
+    return _info(flag)[_info_key(size, "url")]
+
+
+def clone_data_dir() -> Path | None:
+    """`../shared/data/medmnist` beside a source checkout (the developers' layout), when it exists: the default
+    folder of a run from a clone, so no variable has to be set."""
+    folder = Path(benchmark.__file__).resolve().parent.parent.parent / "shared" / "data" / "medmnist"
+    return folder if folder.is_dir() else None
 
 
 def search_dirs(data_dir: Path | None) -> list[Path]:
-    """Where files are looked for, in order: the user's folder, then the download cache."""
-    return [d for d in (data_dir, cache_dir() / "medmnist") if d is not None]
+    """Where files are looked for, in order: the user's folder (else the clone's shared folder), then the download
+    cache, where a missing file is downloaded."""
+    return [d for d in (data_dir or clone_data_dir(), cache_dir() / "medmnist") if d is not None]
 
 
 def locate(flag: str, size: int, data_dir: Path | None) -> Path | None:
@@ -108,6 +129,12 @@ def _ledger_key(path: Path) -> str:
     return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
+SHARED_FILE = 0o644
+SHARED_FOLDER = 0o755
+"""Modes of what the harness writes for others to read: records, checkpoints and their folders alike (a temp file
+or folder is created 0600/0700 and would keep those modes when renamed into place)."""
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, mode: str = "w", **open_kwargs: object) -> Iterator[IO]:
     """A file handle on a temp file beside `path` that is renamed into place when the block ends, or deleted if it
@@ -120,7 +147,7 @@ def atomic_output(path: Path, mode: str = "w", **open_kwargs: object) -> Iterato
     try:
         with handle:
             yield handle
-        os.chmod(handle.name, 0o644)  # results are for sharing; the temp file's 0600 would hide them
+        os.chmod(handle.name, SHARED_FILE)  # results are for sharing; the temp file's 0600 would hide them
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

@@ -17,17 +17,22 @@ _MEDMNIST_TASKS: dict[str, TaskKind] = {
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """What is predicted: the kind of task and the class (or label) names, plus the image channels."""
+    """What is predicted: the kind of task and the class (or label) names, plus the image channels. A binary task
+    also names its positive class (`positive`, an index into `labels`): the one whose recall is the sensitivity and
+    whose precision, F1 and AUC the aggregates report (the dataset card's `positive_class`, else label 1)."""
 
     kind: TaskKind
     labels: tuple[str, ...]
     channels: int
+    positive: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in ("binary", "multiclass", "ordinal", "multilabel"):
             raise ValueError(f"unknown task kind {self.kind!r}")
         if self.kind == "binary" and len(self.labels) != 2:
             raise ValueError(f"a binary task has 2 classes, got {len(self.labels)}")
+        if self.kind == "binary" and self.positive not in (0, 1):
+            raise ValueError(f"the positive class of a binary task is 0 or 1, got {self.positive}")
 
     @property
     def multilabel(self) -> bool:
@@ -39,7 +44,13 @@ class TaskSpec:
         return len(self.labels)
 
     @classmethod
-    def from_medmnist(cls, info: dict) -> TaskSpec:
-        """Build from a `medmnist.INFO[flag]` entry (task string, label dict, channels)."""
+    def from_medmnist(cls, info: dict, positive_class: str = "") -> TaskSpec:
+        """Build from a `medmnist.INFO[flag]` entry (task string, label dict, channels); `positive_class` names the
+        positive class of a binary task by its label (from the dataset card), else label 1 is positive."""
         labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
-        return cls(kind=_MEDMNIST_TASKS[info["task"]], labels=labels, channels=int(info["n_channels"]))
+        if positive_class and positive_class not in labels:
+            raise ValueError(f"positive class {positive_class!r} is not one of the labels {labels}")
+        positive = labels.index(positive_class) if positive_class else 1
+        return cls(
+            kind=_MEDMNIST_TASKS[info["task"]], labels=labels, channels=int(info["n_channels"]), positive=positive
+        )

@@ -34,7 +34,8 @@ EPS = 1e-12  # probabilities are clipped to [EPS, 1 - EPS] before taking logs
 @dataclass
 class SplitMetrics:
     """Every metric the benchmark reports for one set of predictions; undefined values (e.g. the AUC of an absent
-    class) are None. Aggregates are the positive class's for binary tasks and macro means otherwise."""
+    class) are None. Aggregates are the positive class's (`TaskSpec.positive`) for binary tasks and macro means
+    otherwise: recall is the sensitivity, specificity the recall of the other class."""
 
     n: int
     accuracy: float
@@ -175,7 +176,7 @@ def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, thres
     specificity = _specificity(cm.sum() - cm.sum(axis=1) - fp, fp)
     auc_per_class = [_auc(y_true == c, y_score[:, c]) for c in range(k)]
     present = cm.sum(axis=1) > 0
-    pick = (lambda v: float(v[1])) if binary else (lambda v: float(np.mean(v)))
+    pick = (lambda v: float(v[task.positive])) if binary else (lambda v: float(np.mean(v)))
     return SplitMetrics(
         n=int(len(y_true)),
         accuracy=float(np.mean(y_pred == y_true)),
@@ -185,7 +186,7 @@ def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, thres
         recall=pick(recall),
         specificity=pick(specificity),
         f1=pick(f1),
-        auc=auc_per_class[1] if binary else _mean_or_none(auc_per_class),
+        auc=auc_per_class[task.positive] if binary else _mean_or_none(auc_per_class),
         ece=expected_calibration_error(y_score.max(axis=1), y_score.argmax(axis=1) == y_true),
         precision_per_class=_floats(precision),
         recall_per_class=_floats(recall),

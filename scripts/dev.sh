@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One command per job from a fresh clone: `scripts/dev.sh run` installs and runs the quick benchmark,
+# `scripts/dev.sh test` installs and runs what CI runs (lint, format check, the whole test suite).
+#   scripts/dev.sh install     a virtual environment in $VENV (default .venv) with the project, its test tools and
+#                              both example plugins; torch from $TORCH_INDEX when set (CPU-only wheels:
+#                              TORCH_INDEX=https://download.pytorch.org/whl/cpu), else PyPI (which pulls CUDA on Linux)
+#   scripts/dev.sh test        install, then ruff check, ruff format --check and pytest (the full suite, as CI)
+#   scripts/dev.sh test-fast   install, then pytest -m "not slow" (the inner loop: a few minutes on 2 CPU cores)
+#   scripts/dev.sh run [ARGS]  install, then `medaugbench run ARGS` (default: the quick preset); missing official
+#                              MedMNIST files are downloaded, with progress, into ~/.cache/medaugbench/medmnist
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+TORCH="${TORCH:-torch==2.14.1 torchvision==0.29.1}"
+TORCH_INDEX="${TORCH_INDEX:-}"
+
+install() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  # shellcheck disable=SC1091
+  . "$VENV/bin/activate"
+  if [ -n "$TORCH_INDEX" ]; then
+    # shellcheck disable=SC2086
+    pip install -q $TORCH --index-url "$TORCH_INDEX"
+  else
+    # shellcheck disable=SC2086
+    pip install -q $TORCH
+  fi
+  pip install -q -e ".[dev]"
+  pip install -q --no-deps -e examples/medaugbench-example-plugin -e examples/medaugbench-example-generator
+}
+
+browser() {
+  # The HTML report test drives Debian's chromium headless; install it where we may (it skips, saying why, otherwise).
+  if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } \
+      || echo "chromium could not be installed; the browser test will skip"
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  test)
+    install
+    browser
+    ruff check .
+    ruff format --check .
+    pytest
+    ;;
+  test-fast)
+    install
+    pytest -m "not slow"
+    ;;
+  run)
+    install
+    shift
+    medaugbench run "$@"
+    ;;
+  *)
+    echo "usage: scripts/dev.sh install|test|test-fast|run [medaugbench run arguments]" >&2
+    exit 2
+    ;;
+esac

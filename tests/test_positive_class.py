@@ -1,0 +1,55 @@
+"""Binary metrics follow the positive class a dataset card names: BreastMNIST's is malignant (label 0), so its
+sensitivity is the recall of malignant tissue, not of benign tissue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from medmnist import INFO
+
+from benchmark import registry
+from benchmark.data.cards import cards_dir, load_card
+from benchmark.data.task import TaskSpec
+from benchmark.train.metrics import classification_metrics
+from tests.helpers import require_medmnist
+
+
+def test_breastmnist_positive_class_is_malignant_label_0():
+    task = registry.create("dataset", "breastmnist").task
+    assert task.positive == 0 and task.labels[task.positive] == "malignant"
+    assert registry.create("dataset", "pneumoniamnist").task.labels[1] == "pneumonia"
+    assert registry.create("dataset", "pneumoniamnist").task.positive == 1
+
+
+def test_breastmnist_sensitivity_is_the_recall_of_malignant():
+    task = registry.create("dataset", "breastmnist").task
+    # 4 malignant (label 0), all found; 6 benign (label 1), 3 of them called malignant
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    p_benign = np.array([0.1, 0.2, 0.3, 0.4, 0.9, 0.8, 0.7, 0.3, 0.2, 0.45])
+    m = classification_metrics(task, y_true, np.stack([1 - p_benign, p_benign], axis=1))
+    assert m.recall == 1.0 == m.recall_per_class[0]  # sensitivity: every malignant case found
+    assert m.specificity == pytest.approx(0.5) == m.recall_per_class[1]  # half the benign ones cleared
+    assert m.precision == pytest.approx(4 / 7)  # of 7 called malignant, 4 are
+    # AUC keeps its orientation: the malignant score ranks malignant cases first, as label 1's score ranks label 1
+    assert m.auc == m.auc_per_class[0] == pytest.approx(m.auc_per_class[1]) == pytest.approx(20 / 24)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in cards_dir().glob("*mnist.md")))
+def test_every_binary_card_names_a_positive_class_among_its_labels(name):
+    info = INFO[name]
+    if info["task"] != "binary-class":
+        assert not load_card(name).positive_class, f"{name} is not binary; its metrics are macro means"
+        return
+    assert load_card(name).positive_class in info["label"].values()
+
+
+def test_a_positive_class_that_is_not_a_label_is_refused():
+    with pytest.raises(ValueError, match="positive class 'tumour' is not one of the labels"):
+        TaskSpec.from_medmnist(INFO["breastmnist"], "tumour")
+
+
+def test_datasets_show_names_the_positive_class(cli):
+    require_medmnist("breastmnist")
+    result = cli("datasets", "show", "breastmnist")
+    assert result.exit_code == 0, result.output
+    assert "Positive class: 0 (malignant)" in result.output
