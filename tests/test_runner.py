@@ -309,10 +309,9 @@ def test_generative_cell_saves_sample_grid_and_closest_pairs(tmp_path):
 
 
 def test_published_quick_records_match_the_preset():
-    """Cell ids must stay stable across versions, or `run` would redo a finished grid: every cell of the published
-    quick run is a cell of today's preset (which has since gained rows, and pins threads = 1, as that run used)."""
+    """Cell ids must stay stable across versions, or `run` would redo a finished grid: the published quick run's
+    cells are exactly today's preset's (11 rows, threads = 1 as that run used)."""
     grid = load_preset("quick")
     published = {r.cell_id for r in load_records(REPO / "results" / "quick")}
-    assert len(published) == 7 and published <= {
-        c.cell_id for c in expand(grid, validate(grid, None, check_files=False))
-    }
+    assert len(published) == 11
+    assert published == {c.cell_id for c in expand(grid, validate(grid, None, check_files=False))}
