@@ -19,6 +19,7 @@ LEVELS = [
     "train",
     "generate",
     "evaluate",
+    "synthesis",
     "grid",
     "publish",
     "cli",

@@ -135,8 +135,8 @@ def test_selection_compute_is_the_strategys_generator_compute(breast_cell):
     )
     strategy.synthesize(StrategyContext(dataset=cell, device=torch.device("cpu"), seed=0, progress=False))
     report = strategy.report()
-    training, model = report["compute"]["generator_training"], report["generator"]["budget"]["per_model"]["group_0"]
-    cost = report["generator"]["costs"]["group_0"]
+    training, model = report["compute"]["generator_training"], report["generator"]["budget"]["per_model"]["malignant"]
+    cost = report["generator"]["costs"]["malignant"]
     selection = 3 * cost["selection_flops_per_score"] + cost["selection_reference_flops"]
     assert model["selection_flops"] == training["selection"]["flops"] == selection > 0
     assert training["flops"] == 30 * cost["step_flops"] + selection

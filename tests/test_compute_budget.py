@@ -98,7 +98,7 @@ def test_generative_cells_split_the_total_by_generator_share(flops_run):
         assert synthesis["images"] == 252 and synthesis["flops"] > 0 and synthesis["seconds"] > 0
         assert synthesis["flops"] == 252 * next(iter(synthesis["flops_per_image"].values()))
         assert results[name]["strategy"]["generator"]["budget"]["reserved_for_synthesis"] == synthesis["flops"]
-    assert set(results["dcgan"]["compute"]["phases"]["generator_training"]["steps"]) == {"group_0"}  # balance's only
+    assert set(results["dcgan"]["compute"]["phases"]["generator_training"]["steps"]) == {"malignant"}  # balance's only
 
 
 def test_expand_gives_the_generator_its_share_and_the_classifier_the_rest():

@@ -21,6 +21,7 @@ from benchmark.data.files import cache_dir
 from benchmark.evaluate.image_sets import load_image_set
 from benchmark.generate import loop as gt
 from benchmark.generate.checkpoints import DamagedCheckpoint
+from benchmark.synthesis.keys import ALL
 from benchmark.train.loop import chance_note
 from plugins.image_folder import ImageFolderSource, scan_csv
 from tests.helpers import install_plugin, make_distribution, one_line_error, require_medmnist
@@ -188,10 +189,10 @@ def test_a_damaged_cache_entry_is_retrained_saying_so(damage, tmp_path, monkeypa
     strategy = create("strategy", "cgan", generator_params={"base_channels": 4}, quality_extractor=None)
     trained = []
 
-    def train_models(self, context, plan):
+    def train_models(self, context, jobs, plan):
         trained.append(plan)
         model = create("generator", "cgan", spec=ImageSpec(1, 28, 2), base_channels=4)
-        return {"all": model}, json.loads(json.dumps(GENERATOR_CARD))
+        return {ALL: model}, json.loads(json.dumps(GENERATOR_CARD))
 
     monkeypatch.setattr(type(strategy), "train_models", train_models)
     _, card = strategy.fitted(context)

@@ -15,6 +15,7 @@ from benchmark.data.dataset import DataOptions, Split, load_dataset
 from benchmark.generate import loop as gt
 from benchmark.provenance import code_version
 from benchmark.registry import entries
+from benchmark.synthesis.keys import ModelKey
 from tests.helpers import DATA_DIR, fake_chestmnist, install_plugin, require_medmnist
 
 # Small networks so that every generator fits in a second or two on CPU; architecture, loss and the shared loop
@@ -66,7 +67,7 @@ def test_grayscale_pneumonia_fit_and_requested_counts(generator, tmp_path):
     assert synthetic.labels.tolist() == [0] * 5 + [1] * 3
     report = strategy.report()
     assert report["synthesis"]["plan"] == [5, 3]
-    expected_models = {"group_0", "group_1"} if generator == "dcgan" else {"all"}
+    expected_models = {"normal", "pneumonia"} if generator == "dcgan" else {"all"}  # per-class models: class names
     assert set(report["generator"]["models"]) == expected_models
     assert sum(h["steps"] for h in report["generator"]["histories"].values()) == STEPS[generator]  # the total
 
@@ -229,10 +230,26 @@ def test_a_lambda_factory_is_trained_per_class_like_the_class_it_wraps(tmp_path,
     rng = torch.get_rng_state()
     for name in ("dcgan", "lambda_dcgan", "cgan"):
         jobs = create("strategy", name, generator_params={"base_channels": 4}).jobs(real, task, [1, 1], 0)
-        assert set(jobs) == ({"all"} if name == "cgan" else {"group_0", "group_1"}), name
+        assert {key.name(task.labels) for key in jobs} == ({"all"} if name == "cgan" else {"a", "b"}), name
     off = create("strategy", "cgan", conditioning=False).jobs(real, task, [1, 1], 0)
-    assert set(off) == {"group_0", "group_1"} and all(job.cond is None for job in off.values())
+    assert set(off) == {ModelKey(0), ModelKey(1)} and all(job.cond is None for job in off.values())
     assert torch.equal(torch.get_rng_state(), rng)  # asking the model left the seeded run's RNG alone
+
+
+def test_a_record_names_every_plugin_it_used_with_its_distribution_and_version(tmp_path, monkeypatch):
+    from benchmark.train.record import PluginUse, plugins_used
+
+    install_plugin(tmp_path, monkeypatch, "medaugbench-lambda-dcgan", "medaugbench_lambda_dcgan", LAMBDA_DCGAN)
+    strategy = create("strategy", "lambda_dcgan", quality_extractor="domain", augment_with="geometric")
+    assert strategy.plugins_used() == [
+        ("generator", "lambda_dcgan"),
+        ("strategy", "geometric"),
+        ("extractor", "domain"),
+    ]
+    used = plugins_used([("dataset", "breastmnist"), ("strategy", "lambda_dcgan"), *strategy.plugins_used()])
+    generator = next(use for use in used if use.kind == "generator")
+    assert (generator.distribution, generator.version) == ("medaugbench-lambda-dcgan", "0.1")
+    assert used[0] == PluginUse.of("dataset", "breastmnist") and used[0].distribution == "medaugbench"
 
 
 def test_divergence_stops_training_with_a_recorded_reason():
@@ -363,8 +380,8 @@ def test_cgan_and_dcgan_cells_spend_the_same_total_generator_steps(tmp_path):
         assert budget["spent"]["seconds"] == pytest.approx(sum(h["seconds"] for h in card["histories"].values()))
     per_model = cards["dcgan"]["budget"]["per_model"]
     assert {name: (m["train_images"], m["allotted"], m["steps"]) for name, m in per_model.items()} == {
-        "group_0": (15, 5, 5),
-        "group_1": (40, 15, 15),
+        "malignant": (15, 5, 5),
+        "normal, benign": (40, 15, 15),
     }  # 20 × 15/55 = 5.45, 20 × 40/55 = 14.5
     assert cards["dcgan"]["budget"]["split_rule"] == gt.GeneratorBudget.SPLIT_RULE
     assert cards["cgan"]["budget"]["per_model"]["all"]["allotted"] == 20
@@ -424,14 +441,14 @@ MONITORED = dict(
 
 
 def test_the_early_stopping_monitor_sees_only_the_cells_training_images(tmp_path, monkeypatch):
+    from benchmark.synthesis import pipeline
     from benchmark.train import loop as training
-    from plugins import generative_strategies
 
     require_medmnist("breastmnist")
     context = context_for("breastmnist", tmp_path, per_class_cap=20)
     cell = rows(context.dataset.train.images)
     trained_on, references = [], []
-    real_train_model, real_fid_kid = training.train_model, generative_strategies.fid_kid
+    real_train_model, real_fid_kid = training.train_model, pipeline.fid_kid
     monkeypatch.setattr(
         training,
         "train_model",
@@ -440,7 +457,7 @@ def test_the_early_stopping_monitor_sees_only_the_cells_training_images(tmp_path
         ),
     )
     monkeypatch.setattr(
-        generative_strategies,
+        pipeline,
         "fid_kid",
         lambda real, fake, *args, **kwargs: references.append(real) or real_fid_kid(real, fake, *args, **kwargs),
     )
@@ -531,21 +548,21 @@ def test_the_preview_shows_every_class_whatever_the_policy_synthesised(tmp_path)
 
 # -- models only for the classes the plan samples --------------------------------------------------------------------
 def test_balance_trains_only_the_minority_model_with_the_whole_budget_from_one_plan(tmp_path, monkeypatch):
-    from plugins import generative_strategies
+    from benchmark.synthesis import pipeline
 
     require_medmnist("breastmnist")
     data = load_dataset("breastmnist", DataOptions(train_fraction=0.1))  # 15 malignant, 40 normal
     context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
-    plans, plan_counts = [], generative_strategies.plan_counts
-    monkeypatch.setattr(generative_strategies, "plan_counts", lambda *args: plans.append(args) or plan_counts(*args))
+    plans, plan_counts = [], pipeline.plan_counts
+    monkeypatch.setattr(pipeline, "plan_counts", lambda *args: plans.append(args) or plan_counts(*args))
     strategy = tiny("dcgan", generator_steps=20, generator_batch_size=8)
     synthetic = strategy.synthesize(context)
     report = strategy.report()
     assert len(plans) == 1 and report["synthesis"]["plan"] == [25, 0] and set(synthetic.labels.tolist()) == {0}
     per_model = report["generator"]["budget"]["per_model"]
-    assert set(per_model) == set(report["compute"]["generator_training"]["steps"]) == {"group_0"}
-    assert per_model["group_0"]["allotted"] == per_model["group_0"]["steps"] == 20  # the whole budget
-    assert per_model["group_0"]["flops"] > 0 and per_model["group_0"]["seconds"] > 0
+    assert set(per_model) == set(report["compute"]["generator_training"]["steps"]) == {"malignant"}
+    assert per_model["malignant"]["allotted"] == per_model["malignant"]["steps"] == 20  # the whole budget
+    assert per_model["malignant"]["flops"] > 0 and per_model["malignant"]["seconds"] > 0
     assert sorted(strategy.preview().labels.tolist()) == [0] * 8  # the preview shows the classes trained
     task = data.task
     assert strategy.key(data.train, 0, task, 28, [25, 0]) != strategy.key(data.train, 0, task, 28, [0, 25])

@@ -214,7 +214,7 @@ def test_pilot_tracking_scores_per_class_models_at_the_same_fractions_of_their_b
 
 def test_validation_tracking_scores_against_every_validation_image_of_the_models_classes(breast):
     from benchmark import StrategyContext, create
-    from plugins.generative_strategies import Job
+    from benchmark.synthesis.pipeline import Job
 
     strategy = create("strategy", "dcgan", **TINY_TRACKED, track_quality_at=[8], track_quality_on="val")
     context = StrategyContext(dataset=breast, device=None, seed=0)
@@ -274,7 +274,7 @@ def test_the_pilot_report_reads_a_tiny_pilot_run_and_chooses_from_its_curves(tmp
     run_grid(grid, tmp_path, LocalExecutor(), progress=False)
     pilot = pilot_curves(tmp_path)
     (gan,) = pilot.generators
-    assert gan.steps == [50, 100, 200] and len(gan.fid) == 3 and set(gan.per_model) <= {"group_0", "group_1"}
+    assert gan.steps == [50, 100, 200] and len(gan.fid) == 3 and set(gan.per_model) <= {"malignant", "normal, benign"}
     assert gan.choice == choose_generator_steps(gan.steps, gan.fid)
     curves = {c.strategy: c for c in pilot.classifier.curves}
     assert set(curves) == {"none", "vae"}  # every strategy, not only `none`

@@ -32,7 +32,7 @@ def breast(tmp_path):
 @pytest.mark.slow
 def test_generative_run_carries_a_quality_record(breast):
     strategy = create("strategy", "cgan", policy="multiply", multiplier=1.0, **CGAN, **QUALITY)
-    strategy.synthesize(breast)
+    strategy.assess(breast, strategy.synthesize(breast))  # the quality step runs after synthesis
     raw = strategy.report()["quality"]
     json.dumps(raw, allow_nan=False)
     assert raw["schema"] == QualityReport.SCHEMA == 3

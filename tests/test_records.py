@@ -15,7 +15,7 @@ from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import OK, SCHEMA, CellRecord, load_records, read_record, record_path, write_record
 from benchmark.train.metrics import RunMetrics
-from benchmark.train.record import QualityReport, RunRecord, StrategyReport, upgrade_run_record_v1
+from benchmark.train.record import ComputeReport, QualityReport, RunRecord, StrategyReport, upgrade_run_record_v1
 from tests.fake_results import TASKS, fake_result
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -90,7 +90,8 @@ def test_a_record_without_a_schema_is_schema_1_and_upgraded_in_memory():
     old = {k: v for k, v in data.items() if k not in ("schema", "code", "compute")}
     old["metrics"] = {k: v for k, v in data["metrics"].items() if k != "schema"}
     record = RunRecord.from_dict(old)
-    assert record.code == {"medaugbench": None, "git_commit": None, "git_dirty": None} and record.compute == {}
+    assert record.code == {"medaugbench": None, "git_commit": None, "git_dirty": None}
+    assert record.compute == ComputeReport() and record.compute.to_dict() == {}  # no compute counted then
     assert record.metrics == RunRecord.from_dict(data).metrics
     assert upgrade_run_record_v1(old) == old | {"code": record.code, "compute": {}}
     assert record.to_dict()["schema"] == 2  # written back in today's schema

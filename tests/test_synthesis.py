@@ -87,3 +87,102 @@ def test_bad_policies(kwargs, message):
 def test_fixed_policy_with_an_unknown_class(pneumonia):
     with pytest.raises(MedAugBenchError, match="not a class of this dataset"):
         SynthesisPolicy("fixed", counts={"covid": 5}).plan([1, 2], pneumonia.task)
+
+
+# -- the synthesis stage (benchmark/synthesis) ------------------------------------------------------------------------
+def test_a_generator_budget_is_one_kind_and_an_explicit_2000_steps_is_never_dropped():
+    from benchmark.synthesis.config import DEFAULT_STEPS, generator_budget
+
+    assert generator_budget(None, None, None).steps == DEFAULT_STEPS
+    assert generator_budget(None, 5.0, None).kind == "seconds"
+    with pytest.raises(MedAugBenchError, match=r"one budget, not generator_steps=2000, generator_seconds=5.0"):
+        generator_budget(2000, 5.0, None)
+
+
+def test_model_keys_are_named_by_class_and_old_group_names_are_still_read():
+    from benchmark.synthesis.keys import ALL, ModelKey, keyed
+
+    labels = ("malignant", "normal, benign")
+    assert ModelKey(0).name(labels) == "malignant" and ALL.name(labels) == "all"
+    assert keyed({"group_1": 1, "malignant": 0, "all": 2}, labels) == {ModelKey(1): 1, ModelKey(0): 0, ALL: 2}
+    with pytest.raises(MedAugBenchError, match="'group_7', which is neither 'all' nor a class"):
+        ModelKey.parse("group_7", labels)
+
+
+class Guided:
+    """A stand-in for a model with guidance weights: its score is lowest at weight 2."""
+
+    def __init__(self) -> None:
+        self.weight = 0.0
+
+    def guidance_candidates(self) -> tuple[float, ...]:
+        return (0.0, 1.0, 2.0, 4.0)
+
+    def set_guidance(self, weight: float) -> None:
+        self.weight = weight
+
+
+def test_the_guidance_weight_is_the_one_the_holdout_score_prefers_and_its_time_is_selection_time():
+    from benchmark.generate.loop import FitHistory
+    from benchmark.synthesis.pipeline import choose_guidance, guided_scores
+
+    model, history = Guided(), FitHistory()
+    record = choose_guidance(model, lambda m: abs(m.weight - 2.0), history, torch.device("cpu"))
+    assert record["chosen"] == model.weight == 2.0 and [w for w, _ in record["curve"]] == [0.0, 1.0, 2.0, 4.0]
+    assert history.selection_seconds > 0 and guided_scores(model) == 4
+
+
+def flagging_strategy(monkeypatch, on_unrecognisable: str):
+    """A cgan strategy whose class fidelity is faked to flag one reason (the fidelity classifier is tested in
+    tests/test_fidelity.py)."""
+    from benchmark.synthesis import quality
+
+    found = {"fidelity": {"per_class": {}}, "flags": ["class 'malignant': not recognisably malignant"]}
+    monkeypatch.setattr(quality, "fidelity_of", lambda *args: found)
+    from benchmark import create
+
+    return create("strategy", "cgan", quality_extractor=None, on_unrecognisable=on_unrecognisable)
+
+
+def test_an_unrecognisable_synthetic_set_is_flagged_by_default_and_refused_when_asked(monkeypatch, capsys):
+    from benchmark import StrategyContext
+    from benchmark.data.dataset import DataOptions
+    from benchmark.generate.loop import GeneratorFailure
+
+    require_medmnist("breastmnist")
+    data = load_dataset("breastmnist", DataOptions(per_class_cap=10))
+    context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, progress=False)
+    synthetic = data.train.subset(torch.arange(4))
+    flagged = flagging_strategy(monkeypatch, "flag")
+    flagged.assess(context, synthetic)
+    assert flagged.report()["flags"] == ["class 'malignant': not recognisably malignant"]
+    assert "generator cgan: class 'malignant': not recognisably malignant" in capsys.readouterr().err
+    with pytest.raises(GeneratorFailure, match=r"generator cgan: its samples are not recognisably .* not used"):
+        flagging_strategy(monkeypatch, "refuse").assess(context, synthetic)
+
+
+def test_on_unrecognisable_takes_flag_or_refuse():
+    from benchmark import create
+
+    with pytest.raises(MedAugBenchError, match="on_unrecognisable must be 'flag' or 'refuse', got 'warn'"):
+        create("strategy", "cgan", on_unrecognisable="warn")
+
+
+def test_quality_is_scored_after_synthesis_never_inside_it(tmp_path, monkeypatch):
+    """The quality step is evaluation: `synthesize` (timed as generator work) never runs it, `assess` does."""
+    from benchmark import StrategyContext, create
+    from benchmark.data.dataset import DataOptions
+    from benchmark.synthesis import quality
+
+    require_medmnist("breastmnist")
+    data = load_dataset("breastmnist", DataOptions(per_class_cap=10))
+    context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
+    scored = []
+    monkeypatch.setattr(quality, "quality_of", lambda *args: scored.append(args) or {"matched": None})
+    tiny_ddpm = {"block_out_channels": [16, 16, 16], "attention": False, "sample_steps": 2}
+    options = dict(generator_steps=2, generator_batch_size=4, select_points=0, class_fidelity=False, policy="multiply")
+    strategy = create("strategy", "ddpm", generator_params=tiny_ddpm, **options)
+    synthetic = strategy.synthesize(context)
+    assert not scored and "quality" not in strategy.report()
+    strategy.assess(context, synthetic)
+    assert len(scored) == 1 and strategy.report()["quality"] == {"matched": None}

@@ -9,14 +9,14 @@ so label co-occurrence stays realistic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Literal
 
 from benchmark.data.dataset import Split, class_mask
 from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
+
+if TYPE_CHECKING:
+    import torch
 
 PolicyKind = Literal["balance", "multiply", "fixed", "synthetic_only"]
 
@@ -85,11 +85,15 @@ def plan_counts(labels: torch.Tensor, task: TaskSpec, policy: SynthesisPolicy) -
 
 def group_members(labels: torch.Tensor, task: TaskSpec, group: int) -> torch.Tensor:
     """Indices of the real training images in a group (a class, or the positives of a label)."""
+    import torch  # here, not at the top: a grid's dry run checks policies without torch
+
     return torch.nonzero(class_mask(labels, task, group)).flatten()
 
 
 def label_rows(real: Split, task: TaskSpec, group: int, n: int, generator: torch.Generator) -> torch.Tensor:
     """Labels for `n` synthetic images of a group: the class index, or real multi-hot rows positive for the label."""
+    import torch
+
     if not task.multilabel:
         return torch.full((n,), group, dtype=torch.long)
     members = group_members(real.labels, task, group)
@@ -101,4 +105,6 @@ def label_rows(real: Split, task: TaskSpec, group: int, n: int, generator: torch
 
 def conditioning(labels: torch.Tensor, task: TaskSpec) -> torch.Tensor:
     """Float conditioning vectors for labels: one-hot, or the multi-hot row itself."""
+    import torch.nn.functional as F
+
     return labels.float() if task.multilabel else F.one_hot(labels, task.num_outputs).float()

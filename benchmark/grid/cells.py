@@ -15,11 +15,10 @@ from typing import Any
 from benchmark import registry
 from benchmark.data import files
 from benchmark.data.dataset import DataOptions, dataset_source
-from benchmark.data.sampling import MAX_SEED
 from benchmark.errors import MedAugBenchError
 from benchmark.generate.synthesis import SynthesisPolicy
 from benchmark.grid.config import CELL_FIELDS, CLASSIFIER_SEED_STRIDE, GridConfig, name_problem
-from benchmark.train.config import Budget, OptimConfig, TrainConfig
+from benchmark.train.config import MAX_SEED, Budget, OptimConfig, TrainConfig
 
 CELL_SCHEMA = 1
 # TrainConfig fields newer than CELL_SCHEMA 1 (dotted: nested), with their defaults: left out of the id at the default
@@ -29,6 +28,8 @@ ADDED_FIELDS |= {"pilot_budgets": (), "optim.warmup_steps": 0, "optim.decay": 0.
 # added with the cell's own thread count: an unpinned cell and one at 1 thread (what every published run used, its
 # grid.json says) keep the id of the records written before threads were recorded
 ADDED_FIELDS |= {"threads": None}
+# added with MedMNIST-C robustness scoring: a cell that does not ask for it keeps its id
+ADDED_FIELDS |= {"robustness": False}
 SAME_ID_AS_DEFAULT = {"threads": (1,)}
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - set(CELL_FIELDS)
 OPTIM_FIELDS = {f.name for f in dataclasses.fields(OptimConfig)}
@@ -98,18 +99,21 @@ class Validation:
     grid: GridConfig
     data_dir: Path | None
     check_files: bool
+    build: bool = True
     problems: list[str] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True) -> dict[str, int]:
+def validate(grid: GridConfig, data_dir: Path | None, check_files: bool = True, build: bool = True) -> dict[str, int]:
     """Check the whole grid and raise one error listing every problem; returns real training-set sizes per dataset.
 
     Runs every check of CHECKS in turn (names against the registries, strategy/backbone parameters by constructing
     them, budgets, fractions, seeds and policies; with `check_files`, also that every dataset's files are present,
     downloading official files if needed, and that pretrained weights load), then raises once if any found a problem.
+    With `build=False` (a dry run) strategies and backbones are checked by name and parameter names only
+    (`registry.check`), so their modules, and torch, are not imported; their values are checked when the run starts.
     """
-    state = Validation(grid, data_dir, check_files)
+    state = Validation(grid, data_dir, check_files, build)
     for check in CHECKS:
         state.problems += check(state)
     if state.problems:
@@ -284,7 +288,8 @@ def check_strategies(state: Validation) -> list[str]:
             continue
         for policy in grid.policies if is_generative(variant.strategy) else [None]:
             params = strategy_params(grid, label, policy, generator_steps=1)
-            problems += _attempt(f"strategy {label}", registry.create, "strategy", variant.strategy, **params)[1]
+            make = registry.create if state.build else registry.check
+            problems += _attempt(f"strategy {label}", make, "strategy", variant.strategy, **params)[1]
     return problems
 
 
@@ -306,7 +311,7 @@ def check_backbones(state: Validation) -> list[str]:
         if not unknown:
             problems += _attempt(
                 f"backbone {backbone}",
-                registry.create,
+                registry.create if state.build else registry.check,
                 "backbone",
                 backbone,
                 in_chans=1,
@@ -413,6 +418,22 @@ def check_one_schedule(state: Validation) -> list[str]:
     ]
 
 
+def check_robustness(state: Validation) -> list[str]:
+    """With `robustness = true`, the MedMNIST-C package is installed and covers every dataset of the grid."""
+    asked = state.grid.train.get("robustness") or any(v.train.get("robustness") for v in state.grid.variants.values())
+    if asked is not True:
+        return []
+    from benchmark.evaluate import robustness  # here, not at the top: only a grid asking for it loads the package
+
+    problems = []
+    for dataset in state.grid.datasets:
+        try:
+            robustness.corruptions(dataset)
+        except MedAugBenchError as error:
+            problems.append(str(error))
+    return sorted(set(problems))
+
+
 CHECKS: tuple[Callable[[Validation], list[str]], ...] = (
     check_name,
     check_cache_dir,
@@ -433,6 +454,7 @@ CHECKS: tuple[Callable[[Validation], list[str]], ...] = (
     check_train_table,
     check_pilot_budgets,
     check_one_schedule,
+    check_robustness,
 )
 """The checks `validate` runs, in the order their problems are listed; each returns its problems."""
 

@@ -33,7 +33,7 @@ from benchmark.train.metrics import (
     classification_metrics,
     fit_prior_adjustment,
 )
-from benchmark.train.record import BudgetUsed, Curves, RunRecord, StrategyReport
+from benchmark.train.record import BudgetUsed, ComputeReport, Curves, RunRecord, StrategyReport, plugins_used
 from benchmark.train.strategy import Strategy, StrategyContext
 
 EVAL_BATCH = 512
@@ -146,9 +146,11 @@ def classifier_budget(config: TrainConfig, spent: dict[str, float], step_flops: 
     return budget.in_steps(step_flops, "the classifier")
 
 
-def compute_record(config: TrainConfig, phases: dict, step_flops: int, batch: int, steps: int, seconds: float) -> dict:
-    """The record's compute block: the budget, FLOPs and device-seconds of generator training, synthesis and
-    classifier training (a classic strategy's generator phases are zero), and their totals."""
+def compute_record(
+    config: TrainConfig, phases: dict, step_flops: int, batch: int, steps: int, seconds: float
+) -> ComputeReport:
+    """The record's compute report: the budget, FLOPs and device-seconds of generator training, synthesis (the
+    strategy's phases) and classifier training (a classic strategy's generator phases are zero), and their totals."""
     phases = {
         "generator_training": {"flops": 0, "seconds": 0.0},
         "synthesis": {"flops": 0, "seconds": 0.0, "images": 0},
@@ -165,7 +167,7 @@ def compute_record(config: TrainConfig, phases: dict, step_flops: int, batch: in
     budget = {"classifier": {"kind": config.budget.kind, "amount": config.budget.amount}, "total": None}
     if config.total_budget is not None:
         budget["total"] = {"kind": config.total_budget.kind, "amount": config.total_budget.amount}
-    return {"budget": budget, "phases": phases, "total": total, "counter": flops.COUNTER}
+    return ComputeReport.from_dict({"budget": budget, "phases": phases, "total": total, "counter": flops.COUNTER})
 
 
 @torch.no_grad()
@@ -325,8 +327,14 @@ def prepare(config: TrainConfig, data: LoadedDataset, device: torch.device, prog
     synth_started = dev.clock(device)
     context = StrategyContext(dataset=data, device=device, seed=config.data_seed, progress=progress)
     synthetic = strategy.synthesize(context)
+    assess_started = dev.clock(device)
+    strategy.assess(context, synthetic)  # evaluation: timed apart, never generator compute
     train_split = strategy.combine(data.train, synthetic)
-    seconds = {"load": synth_started - started, "synthesize": dev.clock(device) - synth_started}
+    seconds = {
+        "load": synth_started - started,
+        "synthesize": assess_started - synth_started,
+        "quality": dev.clock(device) - assess_started,
+    }
     phases = strategy.report().get("compute", {})
     if min(config.batch_size, len(train_split)) != batch:  # synthetic images changed the batch: count it again
         batch = min(config.batch_size, len(train_split))
@@ -505,6 +513,10 @@ def run_record(
         budget=loop.used,
         curves=loop.curves,
         budget_branches=loop.branches.with_run(loop),
+        plugins=plugins_used(
+            [("dataset", config.dataset), ("strategy", config.strategy), ("backbone", config.backbone)]
+            + strategy.plugins_used()
+        ),
         environment=dev.describe(device),
         compute=compute_record(
             config, prepared.phases, prepared.step_flops, prepared.batch, loop.used.steps, loop.used.seconds["train"]

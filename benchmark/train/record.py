@@ -13,8 +13,10 @@ from benchmark.data.dataset import DatasetSummary
 from benchmark.data.files import write_json_atomic
 from benchmark.data.versioned import SCHEMA_KEY, Versioned, build, upgraded
 from benchmark.errors import MedAugBenchError
+from benchmark.provenance import code_version
+from benchmark.registry import BUILT_IN, entries, get_entry
 from benchmark.train.branches import BranchScore
-from benchmark.train.metrics import RunMetrics
+from benchmark.train.metrics import RunMetrics, SplitMetrics
 
 
 @dataclass
@@ -180,6 +182,116 @@ class StrategyReport(Versioned):
         return cls(data["name"], data["params"], build(QualityReport, data.get("quality")), facts)
 
 
+@dataclass
+class CorruptionScore:
+    """A classifier's metrics on one MedMNIST-C corruption of its test split at one severity (1-5)."""
+
+    corruption: str
+    severity: int
+    balanced_error: float
+    auc: float | None
+    ece: float
+    recall_per_class: list[float]
+
+    @classmethod
+    def of(cls, corruption: str, severity: int, metrics: SplitMetrics) -> CorruptionScore:
+        return cls(
+            corruption, severity, 1.0 - metrics.balanced_accuracy, metrics.auc, metrics.ece, metrics.recall_per_class
+        )
+
+
+@dataclass
+class RobustnessReport(Versioned):
+    """The selected classifier on every MedMNIST-C corruption and severity of its test split
+    (`benchmark.evaluate.robustness`, declared here because the run record holds it): the package and the cached
+    corrupted sets' key, their seed, the test images per set, the scores and the evaluation seconds they took."""
+
+    SCHEMA: ClassVar[int] = 1
+    NAME: ClassVar[str] = "robustness report"
+
+    package: str
+    cache_key: str
+    seed: int
+    images: int
+    scores: list[CorruptionScore]
+    seconds: float
+
+
+@dataclass
+class PhaseCompute:
+    """FLOPs (counted) and device-seconds one phase of a run spent (generator training with its selection,
+    synthesis, classifier training, or their total); `detail`, the rest of its block (per-model steps, the
+    selection's part, images, ...), kept as given."""
+
+    flops: float = 0
+    seconds: float = 0.0
+    detail: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, block: dict) -> PhaseCompute:
+        detail = {key: value for key, value in block.items() if key not in ("flops", "seconds")}
+        return cls(block.get("flops", 0), block.get("seconds", 0.0), detail)
+
+    def to_dict(self) -> dict:
+        return {"flops": self.flops, "seconds": self.seconds} | self.detail
+
+
+@dataclass
+class ComputeReport(Versioned):
+    """What a run spent, one report for the generator's phases and the classifier's: the budget, each phase's
+    `PhaseCompute` and their `total`, and the FLOP counter used. Its JSON is the record's `compute` block as it always
+    was (no schema number; empty for records written before FLOPs were counted)."""
+
+    NAME: ClassVar[str] = "compute report"
+
+    budget: dict | None = None
+    phases: dict[str, PhaseCompute] = field(default_factory=dict)
+    total: PhaseCompute | None = None
+    counter: object = None
+
+    def to_dict(self) -> dict:
+        data = {"budget": self.budget, "phases": {name: p.to_dict() for name, p in self.phases.items()}}
+        data |= {"total": self.total.to_dict() if self.total is not None else None, "counter": self.counter}
+        return {key: value for key, value in data.items() if value not in (None, {})}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        if not isinstance(data, dict):
+            raise MedAugBenchError(f"the {cls.NAME} is {type(data).__name__}, not a JSON object")
+        phases = {name: PhaseCompute.of(block) for name, block in (data.get("phases") or {}).items()}
+        total = PhaseCompute.of(data["total"]) if data.get("total") is not None else None
+        return cls(data.get("budget"), phases, total, data.get("counter"))
+
+
+@dataclass
+class PluginUse:
+    """One plugin a run used: its kind and registered name, the plugin module that registered it, and the
+    distribution and version that module came from (built-ins: medaugbench's)."""
+
+    kind: str
+    name: str
+    plugin: str | None
+    distribution: str | None
+    version: str | None
+
+    @classmethod
+    def of(cls, kind: str, name: str) -> PluginUse:
+        """The registry's facts about the registered `name` of `kind`; a name no plugin registered (data a caller
+        passed in memory, e.g. the domain extractor's training images) is recorded without a plugin."""
+        if name not in entries(kind):
+            return cls(kind, name, None, None, None)
+        entry = get_entry(kind, name)
+        if entry.distribution == BUILT_IN:
+            return cls(kind, name, entry.plugin, "medaugbench", code_version()["medaugbench"])
+        distribution, _, version = entry.distribution.partition(" ")
+        return cls(kind, name, entry.plugin, distribution, version or None)
+
+
+def plugins_used(named: list[tuple[str, str]]) -> list[PluginUse]:
+    """`PluginUse` of each (kind, name) a run used, in order, each once."""
+    return [PluginUse.of(kind, name) for kind, name in dict.fromkeys(named)]
+
+
 def upgrade_run_record_v1(data: dict) -> dict:
     """Schema 1 → 2. Schema 1 is every run record written before records carried a schema number (up to commit
     8a08981, e.g. the published results/*): it had no `code` block, which schema 2 adds (unknown for these records:
@@ -210,9 +322,11 @@ class RunRecord(Versioned):
     budget: BudgetUsed
     curves: Curves
     environment: dict
-    compute: dict
+    compute: ComputeReport
     code: dict
     budget_branches: list[BranchScore] = field(default_factory=list)  # a pilot's scores per budget
+    plugins: list[PluginUse] = field(default_factory=list)  # every plugin the run used (empty: written before)
+    robustness: RobustnessReport | None = None  # MedMNIST-C scores when the config asks (TrainConfig.robustness)
 
     def write(self, path: Path) -> Path:
         """Atomic write (temp file + rename): a reader never sees half a record."""

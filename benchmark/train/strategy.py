@@ -45,6 +45,16 @@ class Strategy:
         """Extra uint8 training samples to merge with the real training split (None: add nothing)."""
         return None
 
+    def assess(self, context: StrategyContext, synthetic: Split | None) -> None:
+        """Score what `synthesize` made (e.g. its quality report), into `report()`: evaluation, which the run times
+        apart from synthesis and never counts as generator compute; the default scores nothing."""
+        return None
+
+    def plugins_used(self) -> list[tuple[str, str]]:
+        """(kind, name) of every plugin this strategy uses besides itself (e.g. its generator and extractors), for the
+        run record; the default uses none."""
+        return []
+
     def combine(self, real: Split, synthetic: Split | None) -> Split:
         """The training set: real plus synthetic samples (a strategy may instead train on synthetic data alone)."""
         return merge_splits(real, synthetic, self.name)
