@@ -30,6 +30,8 @@ _EXPORTS = {
     "Register": "benchmark.hookspecs",
     "hookimpl": "benchmark.hookspecs",
     "create": "benchmark.registry",
+    "LazyFactory": "benchmark.registry",
+    "entries": "benchmark.registry",
     "Strategy": "benchmark.train.strategy",
     "StrategyContext": "benchmark.train.strategy",
 }
@@ -60,6 +62,7 @@ __all__ = [
     "FeatureExtractor",
     "GenerativeModel",
     "ImageSpec",
+    "LazyFactory",
     "LoadedDataset",
     "MedAugBenchError",
     "Register",
@@ -69,6 +72,7 @@ __all__ = [
     "TaskSpec",
     "__version__",
     "create",
+    "entries",
     "hookimpl",
     "notice",
 ]

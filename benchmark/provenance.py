@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-
 PACKAGES = (
     "medaugbench",
     "torch",
@@ -43,6 +41,8 @@ def now() -> str:
 
 def environment() -> dict:
     """Package versions and the machine, stored next to the results."""
+    import torch  # here, not at the top: records are read (dry runs, leaderboards) without torch
+
     versions = {}
     for package in PACKAGES:
         try:
@@ -101,7 +101,7 @@ def plugin_provenance(*objects: Any) -> dict:
     (built-ins: medaugbench), the git commit of that module's folder (None outside a checkout), and `code_digest`, a
     digest of the source files of every object's module and of its base classes' modules (stdlib and torch left
     out), so an edit in place, with no new commit or version, changes it. Takes classes, instances, functions and
-    `functools.partial` factories; pass a factory and what it built to cover both."""
+    `functools.partial` factories and lazy references; pass a factory and what it built to cover both."""
     modules = sorted({name for obj in objects for name in _source_modules(obj)})
     files = {name: _module_file(name) for name in modules}
     digest = hashlib.sha256()
@@ -122,7 +122,11 @@ def plugin_provenance(*objects: Any) -> dict:
 
 def _source_modules(obj: Any) -> list[str]:
     """The modules whose code `obj` runs: a function's own; a class's and its bases' (an instance: its class's),
-    those of the stdlib and torch left out; the object's own module first."""
+    those of the stdlib and torch left out; the object's own module first. A registered `LazyFactory` counts as the
+    callable it names."""
+    from benchmark.registry import resolved
+
+    obj = resolved(obj)
     while isinstance(obj, functools.partial):
         obj = obj.func
     if not (inspect.isclass(obj) or inspect.isroutine(obj)):

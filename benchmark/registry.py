@@ -9,8 +9,8 @@ import inspect
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache, lru_cache
+from dataclasses import dataclass, field
+from functools import cache, lru_cache, partial
 from typing import Any
 
 import pluggy
@@ -18,19 +18,9 @@ import pluggy
 from benchmark import hookspecs
 from benchmark.errors import MedAugBenchError, notice
 
-DEFAULT_PLUGINS = (
-    "plugins.medmnist_datasets",
-    "plugins.image_folder",
-    "plugins.backbones",
-    "plugins.classic_strategies",
-    "plugins.gan",
-    "plugins.vae",
-    "plugins.ddpm",
-    "plugins.generative_strategies",
-    "plugins.extractors",
-    "plugins.executors",
-    "plugins.ray_executor",
-)
+DEFAULT_PLUGINS = ("plugins.builtin", "plugins.generative_strategies")
+"""The built-in hook modules: they register lazy references (`LazyFactory`), so loading them imports no torch; a new
+built-in plugin registers in `plugins/builtin.py`, by reference."""
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOAD_PLUGINS_ENV = "MEDAUGBENCH_LOAD_PLUGINS"
 DISABLE_PLUGINS_ENV = "MEDAUGBENCH_DISABLE_PLUGINS"
@@ -48,6 +38,47 @@ KIND_HOOKS = {
     "extractor": "register_extractors",
     "executor": "register_executors",
 }
+
+
+@dataclass(frozen=True)
+class LazyFactory:
+    """A factory named by reference (`"package.module:attr"`), imported on its first call, so registering, listing
+    and checking a plugin's parameters import nothing heavy; `keywords` are bound like `functools.partial`'s."""
+
+    reference: str
+    parameters: tuple[str, ...] | None = None
+    """The keyword parameters it takes (as `inspect.signature` of the target gives them, bound `keywords` included),
+    declared so they are known without importing; None: read from the imported target."""
+    keywords: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        module, _, attr = self.reference.partition(":")
+        if not module or not attr:
+            raise MedAugBenchError(
+                f"plugin factory reference {self.reference!r} is not 'package.module:attr'; name the module and the "
+                "class or function in it, e.g. 'my_plugin.strategies:GaussianNoise'"
+            )
+
+    def resolve(self) -> Callable[..., Any]:
+        """The referenced callable (imported now), with `keywords` bound."""
+        module, _, attr = self.reference.partition(":")
+        target = importlib.import_module(module)
+        for part in attr.split("."):
+            target = getattr(target, part)
+        return partial(target, **self.keywords) if self.keywords else target
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        return self.resolve()(*args, **params)
+
+
+def as_factory(factory: Callable[..., Any] | str) -> Callable[..., Any]:
+    """What `register` accepts as a factory: a callable, or a `"module:attr"` string (a `LazyFactory`)."""
+    return LazyFactory(factory) if isinstance(factory, str) else factory
+
+
+def resolved(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """The callable behind a factory: a `LazyFactory`'s target (imported now), anything else as it is."""
+    return factory.resolve() if isinstance(factory, LazyFactory) else factory
 
 
 @dataclass(frozen=True)
@@ -161,9 +192,14 @@ def entries(kind: str) -> dict[str, PluginEntry]:
         source = dists.get(id(impl.plugin), BUILT_IN)
 
         def register(
-            name: str, factory: Callable[..., Any], description: str = "", *, _plugin=impl.plugin_name, _source=source
+            name: str,
+            factory: Callable[..., Any] | str,
+            description: str = "",
+            *,
+            _plugin=impl.plugin_name,
+            _source=source,
         ) -> None:
-            entry = PluginEntry(kind, name, factory, description, _plugin, _source)
+            entry = PluginEntry(kind, name, as_factory(factory), description, _plugin, _source)
             if name in found:
                 first = found[name]
                 raise MedAugBenchError(
@@ -195,7 +231,10 @@ def get_entry(kind: str, name: str) -> PluginEntry:
 
 
 def accepted_parameters(factory: Callable[..., Any]) -> list[str] | None:
-    """The keyword parameters a factory takes, or None when it takes any (`**kwargs`) or cannot be inspected."""
+    """The keyword parameters a factory takes, or None when it takes any (`**kwargs`) or cannot be inspected; a
+    `LazyFactory` that declares them is not imported."""
+    if isinstance(factory, LazyFactory):
+        return list(factory.parameters) if factory.parameters is not None else accepted_parameters(factory.resolve())
     try:
         parameters = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):
@@ -225,6 +264,14 @@ def _checked_parameters(entry: PluginEntry, params: dict[str, Any]) -> None:
         )
 
 
+def check(kind: str, name: str, **params: Any) -> PluginEntry:
+    """What `create` checks before it builds (the name is registered and its factory takes these parameters), without
+    importing the plugin when its factory is a `LazyFactory` that declares its parameters; returns the entry."""
+    entry = get_entry(kind, name)
+    _checked_parameters(entry, params)
+    return entry
+
+
 def create(kind: str, name: str, **params: Any) -> Any:
     """Create the plugin registered as `name` for `kind` (timm's `create_model` style), e.g.
     `create("strategy", "geometric", degrees=10)` or `create("generator", "dcgan", spec=ImageSpec(1, 28, 2))`.
@@ -233,8 +280,7 @@ def create(kind: str, name: str, **params: Any) -> Any:
     naming the plugin and the parameters it accepts (rather than a TypeError from inside the factory); a factory
     that returns something other than its kind's interface is an error naming the plugin.
     """
-    entry = get_entry(kind, name)
-    _checked_parameters(entry, params)
+    entry = check(kind, name, **params)
     product = entry.factory(**params)
     expected = PRODUCTS.get(kind) or _torch_product(kind)
     if expected is not None and not isinstance(product, expected):

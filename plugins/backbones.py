@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-from functools import partial
 from typing import Any
 
 import timm
@@ -38,14 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark import MedAugBenchError, Register, hookimpl
+from benchmark import MedAugBenchError
+from plugins.builtin import MIN_INPUT_SIZE, RESNETS
 
-TIMM_MODELS = ("resnet18", "resnet50", "densenet121", "efficientnet_b0", "efficientnet_b4")
-RESNETS = ("resnet18", "resnet50")
 STEMS = ("imagenet", "small")
 """`stem` values of the resnets: timm's ImageNet stem (7×7 stride 2 + max-pool), or MedMNIST's small-input stem."""
-MIN_INPUT_SIZE = {"densenet121": 32}
-"""Smallest input side (px) each timm model runs at; unlisted models run at any size the benchmark uses."""
 
 Pretrained = bool | str | os.PathLike
 
@@ -174,16 +170,3 @@ def timm_backbone(
         return ResizeInput(model, MIN_INPUT_SIZE[name])
     model.min_input_size = 1
     return model
-
-
-@hookimpl
-def register_backbones(register: Register) -> None:
-    register(
-        "simple_cnn",
-        SimpleCNN,
-        "four Conv-BN-ReLU-MaxPool blocks (32→64→128→256) and a linear head, as in the seed paper",
-    )
-    for name in TIMM_MODELS:
-        resized = f", inputs below {MIN_INPUT_SIZE[name]} px upsampled" if name in MIN_INPUT_SIZE else ""
-        stem = ", stem='small' for MedMNIST's 28-px stem" if name in RESNETS else ""
-        register(name, partial(timm_backbone, name), f"timm {name}{resized}{stem}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from benchmark import LoadedDataset, MedAugBenchError, Split, Strategy, StrategyContext, TaskSpec, create, hookimpl
+from benchmark import LoadedDataset, MedAugBenchError, Split, Strategy, StrategyContext, TaskSpec, create
 from benchmark.generate.synthesis import SynthesisPolicy, group_counts, group_members, plan_counts
 from plugins.classic_ops import (
     AUGMIX_BINS,
@@ -373,15 +373,3 @@ class ClassWeighted(Rebalancing):
         if not task.multilabel:
             weights = weights * real.sum() / target.sum()
         return weights.float()
-
-
-@hookimpl
-def register_strategies(register) -> None:
-    register("none", NoAugmentation, "no augmentation: real images only (the baseline)")
-    register("geometric", Geometric, "per-sample flip and rotation as the modality allows (generic: flip, ±15°)")
-    register("cutmix_mixup", CutMixMixUp, "torchvision CutMix or MixUp per batch (mixes one-hot or multi-hot targets)")
-    register("randaugment", RandAugment, "torchvision RandAugment (2 ops at magnitude 9 of 31), ops drawn per image")
-    register("trivialaugment", TrivialAugment, "torchvision TrivialAugmentWide: one op and magnitude per image")
-    register("augmix", AugMix, "torchvision AugMix: 3 chains of 1-3 ops mixed with Dirichlet/Beta weights, per image")
-    register("oversample", Oversample, "real minority images repeated up to the counts `balance` would synthesise")
-    register("class_weighted", ClassWeighted, "loss weights giving the label prior `balance` would give")

@@ -32,7 +32,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
     FeatureExtractorInceptionV3,
 )
 
-from benchmark import FeatureExtractor, LoadedDataset, MedAugBenchError, Register, Split, TaskSpec, hookimpl, notice
+from benchmark import FeatureExtractor, LoadedDataset, MedAugBenchError, Split, TaskSpec, notice
 from benchmark.data.files import cache_dir, fetch, file_digest
 from benchmark.data.lowdata import strata
 from benchmark.evaluate.features import read_shipped_weights
@@ -372,17 +372,3 @@ class DomainExtractor(_FrozenExtractor):
             "selected_by": card["selected_by"],
             "best_step": card["best_step"],
         }
-
-
-@hookimpl
-def register_extractors(register: Register) -> None:
-    register(
-        "inception",
-        InceptionExtractor,
-        "FID Inception-v3 (torch-fidelity, TF 2015-12-05 weights), 2048-d, 299 px TF1.x bilinear",
-    )
-    register(
-        "domain",
-        DomainExtractor,
-        "SimpleCNN trained on the images it is given (by default the dataset's full train split; cached), 256-d pooled",
-    )

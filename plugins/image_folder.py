@@ -26,10 +26,8 @@ from benchmark import (
     DatasetInfo,
     LoadedDataset,
     MedAugBenchError,
-    Register,
     Split,
     TaskSpec,
-    hookimpl,
 )
 from benchmark.data.decode import (
     bad_files_message,
@@ -37,9 +35,9 @@ from benchmark.data.decode import (
     image_files,
     to_channels,
 )
+from plugins.builtin import IMAGEFOLDER as NAME
+from plugins.builtin import IMAGEFOLDER_DESCRIPTION as DESCRIPTION
 
-NAME = "imagefolder"
-DESCRIPTION = "Your own DICOM/PNG/JPEG images: class = sub-folder name, or a CSV of path,label"
 LICENSE = "user data"
 MIN_PER_CLASS = 3
 
@@ -71,12 +69,6 @@ class Scan:
         if not self.explicit_splits:
             return None
         return {name: sum(s.split == name for s in self.samples) for name in SPLITS}
-
-
-@hookimpl
-def register_datasets(register: Register) -> None:
-    """Register the `imagefolder` dataset source."""
-    register(NAME, ImageFolderSource, DESCRIPTION)
 
 
 def sorted_classes(names: set[str]) -> tuple[str, ...]:

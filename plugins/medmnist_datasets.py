@@ -6,24 +6,23 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
-from medmnist import INFO
 
-from benchmark import SPLITS, DataOptions, DatasetInfo, LoadedDataset, MedAugBenchError, Split, TaskSpec, hookimpl
+from benchmark import SPLITS, DataOptions, DatasetInfo, LoadedDataset, MedAugBenchError, Split, TaskSpec
 from benchmark.data.cards import positive_class
 from benchmark.data.files import (
     SOURCE_SIZES,
     ensure_file,
     file_name,
     locate,
+    medmnist_info,
     user_data_dir,
 )
-
-FLAGS = tuple(flag for flag in INFO if not flag.endswith("3d"))
 
 
 def split_from_arrays(images: np.ndarray, labels: np.ndarray, task: TaskSpec) -> Split:
     """MedMNIST arrays (N, H, W) or (N, H, W, 3) and (N, 1) or (N, L) labels → a `Split` in our layout."""
+    import torch  # here, not at the top: listing datasets and a grid's dry run need no tensors
+
     tensor = torch.from_numpy(np.ascontiguousarray(images))
     tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
     if task.multilabel:
@@ -38,7 +37,7 @@ class MedMNISTSource:
 
     def __init__(self, flag: str) -> None:
         self.name = flag
-        self.meta = INFO[flag]
+        self.meta = medmnist_info()[flag]
         self.task = TaskSpec.from_medmnist(self.meta, positive_class(flag))
 
     def info(self, options: DataOptions) -> DatasetInfo:
@@ -75,14 +74,4 @@ class MedMNISTSource:
             image_size=options.size,
             provenance={"file": str(path), "official_name": file_name(self.name, options.size)},
             **splits,
-        )
-
-
-@hookimpl
-def register_datasets(register) -> None:
-    for flag in FLAGS:
-        register(
-            flag,
-            lambda flag=flag: MedMNISTSource(flag),
-            f"MedMNIST {INFO[flag]['python_class']} ({INFO[flag]['task']})",
         )

@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from benchmark import Cell, CellJob, CellOutcome, MedAugBenchError, hookimpl
+from benchmark import Cell, CellJob, CellOutcome, MedAugBenchError
 from benchmark.grid.executor import check_count, read_cell_files, record_lost_cell, write_cell_files
 
 INSTALL = '--executor ray needs Ray: pip install "medaugbench[ray]"'
@@ -208,12 +208,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
-
-
-@hookimpl
-def register_executors(register) -> None:
-    register(
-        "ray",
-        RayExecutor,
-        "each cell a Ray task, on a local Ray instance or a cluster (-X address=...); needs medaugbench[ray]",
-    )

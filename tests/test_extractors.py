@@ -24,7 +24,7 @@ from benchmark.data.dataset import DataOptions, LoadedDataset, dataset_source, l
 from benchmark.data.files import file_digest
 from benchmark.errors import MedAugBenchError
 from benchmark.evaluate.features import make_extractor, ship_weights
-from benchmark.registry import create, entries
+from benchmark.registry import create, entries, resolved
 from benchmark.train import loop as training
 from plugins import extractors
 from tests.helpers import DATA_DIR, REPO, require_medmnist
@@ -62,10 +62,10 @@ def gray_images(n: int, seed: int = 0, size: int = 28) -> torch.Tensor:
 def test_hook_register_extractors() -> None:
     found = entries("extractor")
     assert (
-        found["inception"].factory is extractors.InceptionExtractor
-        and found["domain"].factory is extractors.DomainExtractor
+        resolved(found["inception"].factory) is extractors.InceptionExtractor
+        and resolved(found["domain"].factory) is extractors.DomainExtractor
     )
-    assert found["inception"].plugin == found["domain"].plugin == "plugins.extractors" and found["domain"].description
+    assert found["inception"].plugin == found["domain"].plugin == "plugins.builtin" and found["domain"].description
 
 
 @pytest.mark.parametrize("suffix", ["pth", "safetensors"])

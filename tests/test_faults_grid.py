@@ -25,7 +25,8 @@ from benchmark.grid import store
 from benchmark.grid.cells import Cell, expand, validate
 from benchmark.grid.config import BudgetBlock, GridConfig, from_mapping, load_preset
 from benchmark.grid.executor import LocalExecutor, record_failure
-from benchmark.grid.runner import run_grid, split_cells
+from benchmark.grid.plan import split_cells
+from benchmark.grid.runner import run_grid
 from benchmark.grid.store import CellRecord, load_predictions, load_records, records_dir
 from benchmark.train.loop import train_model
 from tests.helpers import REPO, failing_strategy_plugin, one_line_error, require_medmnist

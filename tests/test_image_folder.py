@@ -13,10 +13,10 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+from benchmark import registry
 from benchmark.data.dataset import DataOptions, finalize
 from benchmark.data.decode import BadFile, bad_files_message, dicom_to_uint8, read_image
 from benchmark.errors import MedAugBenchError
-from plugins import image_folder
 from plugins.image_folder import ImageFolderSource
 
 CT = Path(get_testdata_file("CT_small.dcm"))
@@ -370,9 +370,5 @@ def test_invalid_options_are_refused() -> None:
 
 
 def test_plugin_registers_imagefolder() -> None:
-    registered = []
-    image_folder.register_datasets(register=lambda *args: registered.append(args))
-
-    assert len(registered) == 1
-    name, factory, description = registered[0]
-    assert name == "imagefolder" and factory is ImageFolderSource and "DICOM" in description
+    entry = registry.get_entry("dataset", "imagefolder")
+    assert registry.resolved(entry.factory) is ImageFolderSource and "DICOM" in entry.description

@@ -87,7 +87,7 @@ def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch, c
         registry.entries("dataset")
     message = str(caught.value)
     assert "dataset 'pneumoniamnist' is registered twice" in message
-    assert "plugins.medmnist_datasets (built-in)" in message and "medaugbench_clash (medaugbench-clash 0.1)" in message
+    assert "plugins.builtin (built-in)" in message and "medaugbench_clash (medaugbench-clash 0.1)" in message
     result = cli("datasets", "list")
     assert result.exit_code == 1 and "registered twice" in result.output
 
@@ -135,6 +135,73 @@ def test_the_installed_example_plugin_is_listed_with_its_distribution(dist, name
     result = cli("plugins", "list")
     row = next(line for line in result.output.splitlines() if f" {name} " in line)
     assert f"{dist} {version}" in row and "built-in" not in row
+
+
+LAZY_IMPL = """
+    from dataclasses import dataclass
+    from benchmark import Strategy
+
+    @dataclass
+    class Invert(Strategy):
+        name = "invert"
+        strength: float = 1.0
+
+        def augment(self, images, targets, generator):
+            return self.strength - images, targets
+"""
+
+
+def test_a_plugin_registered_by_reference_is_imported_only_when_created(tmp_path, monkeypatch):
+    """`register(name, "module:attr", ...)`: listing and looking up the name import nothing; `create` imports the
+    module; a declared parameter list refuses a wrong parameter without importing it, with `create`'s message."""
+    (tmp_path / "medaugbench_lazy_impl.py").write_text(inspect.cleandoc(LAZY_IMPL))
+    source = (
+        "from benchmark import LazyFactory, hookimpl\n\n@hookimpl\ndef register_strategies(register):\n"
+        "    register('invert_ref', 'medaugbench_lazy_impl:Invert', 'by reference')\n"
+        "    register('invert_declared', LazyFactory('medaugbench_lazy_impl:Invert', ('strength',)), 'declared')\n"
+    )
+    install_plugin(tmp_path, monkeypatch, "medaugbench-lazy", "medaugbench_lazy", source)
+    entries = registry.entries("strategy")
+    assert entries["invert_ref"].distribution == "medaugbench-lazy 0.1"
+    with pytest.raises(MedAugBenchError) as caught:
+        registry.check("strategy", "invert_declared", strenght=2.0)
+    assert str(caught.value) == (
+        "strategy 'invert_declared' does not take 'strenght' (did you mean 'strength' for 'strenght'?); "
+        "it accepts: strength"
+    )
+    assert "medaugbench_lazy_impl" not in sys.modules
+    strategy = registry.create("strategy", "invert_ref", strength=2.0)
+    assert "medaugbench_lazy_impl" in sys.modules and type(strategy).__name__ == "Invert" and strategy.strength == 2.0
+    for name in ("medaugbench_lazy", "medaugbench_lazy_impl"):
+        sys.modules.pop(name, None)
+
+
+def test_a_malformed_reference_is_one_message_naming_the_form():
+    with pytest.raises(MedAugBenchError, match="'plugins.classic_strategies' is not 'package.module:attr'"):
+        registry.LazyFactory("plugins.classic_strategies")
+
+
+def test_every_declared_parameter_list_is_the_factory_s_real_signature():
+    """Built-ins register by reference and declare their parameters, so a dry run checks them without importing
+    torch; each declaration must equal what the imported factory really takes (update plugins/builtin.py if not)."""
+    declared = [
+        entry
+        for entry in registry.all_entries()
+        if isinstance(entry.factory, registry.LazyFactory) and entry.factory.parameters is not None
+    ]
+    assert len(declared) >= 20
+    wrong = {
+        f"{entry.kind} {entry.name}": registry.accepted_parameters(entry.factory.resolve())
+        for entry in declared
+        if list(entry.factory.parameters) != registry.accepted_parameters(entry.factory.resolve())
+    }
+    assert not wrong, f"declared parameters differ from the real signatures: {wrong}"
+
+
+def test_plugins_show_reads_a_lazy_factory_s_real_signature_and_docstring(cli):
+    result = cli("plugins", "show", "strategy", "geometric")
+    assert result.exit_code == 0, result.output
+    assert "degrees" in result.output and "plugins.builtin" in result.output
 
 
 # One test per hook (`test_hook_<name>`), enforced by test_every_hook_has_a_test.

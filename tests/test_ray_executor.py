@@ -208,7 +208,7 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch, 
 
 def test_ray_executor_is_registered_and_checks_its_options():
     entry = registry.get_entry("executor", "ray")
-    assert entry.factory is RayExecutor and entry.distribution == "built-in"
+    assert registry.resolved(entry.factory) is RayExecutor and entry.distribution == "built-in"
     executor = registry.create("executor", "ray", address="auto")
     assert executor.address == "auto" and executor.max_retries == 1 and executor.cpus_per_cell is None
     with pytest.raises(MedAugBenchError, match="at least 1"):

@@ -52,9 +52,10 @@ def plugins_show(kind: Kind, name: Name) -> None:
     out.print(f"[bold]{kind} {name}[/bold] (plugin {entry.plugin}, {escape(source(entry))})")
     out.print(escape(entry.description), highlight=False)
     out.print(f"\nparameters, set with {OPTION_FLAGS[kind]}:", highlight=False)
-    for line in parameter_lines(entry.factory):
+    factory = registry.resolved(entry.factory)
+    for line in parameter_lines(factory):
         out.print(f"  {escape(line)}", highlight=False)
-    doc = inspect.getdoc(_unwrapped(entry.factory))
+    doc = inspect.getdoc(_unwrapped(factory))
     if doc:
         out.print(f"\n{escape(doc)}", highlight=False)
 

@@ -124,8 +124,9 @@ def publish(results_dir: Path, baseline: str, out: Path | None = None, allow_mis
     for dataset in board.datasets:
         header, *rows = console_rows(board, dataset)
         print_table(header, rows, title=f"{dataset} (test set; mean ± std over seeds)")
+    csvs = sum(path.suffix == ".csv" for path in board.paths)  # beside leaderboard.md, worth.md and worth plots
     console().print(
-        f"wrote {folder / 'leaderboard.md'} (Tables 2-4 layouts, ranks, failures), {len(board.paths) - 1} CSVs in "
+        f"wrote {folder / 'leaderboard.md'} (Tables 2-4 layouts, ranks, failures), {csvs} CSVs in "
         f"{folder} and {len(plots)} plots in {folder / 'plots'}; "
         f"`{report_hint(results_dir, baseline, out, allow_missing_baseline)}` makes one HTML page of the same tables"
     )

@@ -67,14 +67,16 @@ def run_command(
     """Run a benchmark grid (resumable: finished cells are skipped), then write and print its leaderboard; exit 1
     when a cell failed (unless --allow-failures)."""
     from benchmark.grid.config import resolve_grid
-    from benchmark.grid.runner import plan, run_grid
+    from benchmark.grid.plan import plan
 
     grid = resolve_grid(config)
     results_dir = results or Path("runs") / grid.name
-    if dry_run:
-        planned = plan(grid, results_dir, data_dir, retry_failed)
+    if dry_run:  # checks names and parameters without building plugins: nothing here imports torch
+        planned = plan(grid, results_dir, data_dir, retry_failed, build=False)
         print_plan(grid, planned.todo, planned.done)
         return
+    from benchmark.grid.runner import run_grid
+
     options = parse_options(executor_option, "executor", "-X workers=2")
     if workers_per_gpu is not None:
         options["workers_per_gpu"] = workers_per_gpu

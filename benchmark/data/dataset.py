@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
-
-import torch
-from torchvision.transforms.v2 import functional as TF
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from benchmark.data.task import TaskSpec
 from benchmark.data.versioned import Versioned
 from benchmark.errors import MedAugBenchError
 from benchmark.registry import create, declare_product, entries
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "val", "test")
 
@@ -35,6 +35,8 @@ class Split:
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
+        import torch  # here, not at the top: a grid's dry run and `datasets list` use this module without tensors
+
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if len(self.images) != len(self.labels):
@@ -58,6 +60,8 @@ class Split:
         """Images per class, or positives per label for a multi-label task."""
         if task.multilabel:
             return [int(c) for c in self.labels.sum(dim=0).round().long()]
+        import torch
+
         return [int(c) for c in torch.bincount(self.labels, minlength=task.num_outputs)]
 
 
@@ -182,6 +186,8 @@ def resample(split: Split, size: int) -> Split:
     """Resize images to size×size (bilinear, antialiased). This resamples; it adds no detail."""
     if split.images.shape[-1] == size and split.images.shape[-2] == size:
         return split
+    from torchvision.transforms.v2 import functional as TF
+
     images = TF.resize(split.images, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
     return Split(images.contiguous(), split.labels)
 

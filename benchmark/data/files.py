@@ -6,7 +6,9 @@ URLs and MD5s come from `medmnist.INFO`; nothing here re-types them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -67,11 +69,22 @@ def _info_key(size: int, key: str) -> str:
     return key if size == 28 else f"{key}_{size}"
 
 
-def _info(flag: str) -> dict:
-    """`medmnist.INFO[flag]`, imported when first needed (the medmnist package imports torch)."""
-    from medmnist import INFO
+@functools.cache
+def medmnist_info() -> dict[str, dict]:
+    """`medmnist.INFO`, read from the package's data-only `info.py` without running `medmnist/__init__.py`, which
+    imports torch: listing datasets and checking a grid need only these facts."""
+    package = importlib.util.find_spec("medmnist")
+    if package is None or not package.submodule_search_locations:
+        raise MedAugBenchError("the medmnist package is not installed; reinstall medaugbench (`pip install -e .`)")
+    info_py = Path(package.submodule_search_locations[0]) / "info.py"
+    spec = importlib.util.spec_from_file_location("medmnist_info", info_py)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.INFO
 
-    return INFO[flag]
+
+def _info(flag: str) -> dict:
+    return medmnist_info()[flag]
 
 
 def expected_md5(flag: str, size: int) -> str:

@@ -9,7 +9,6 @@ import torch
 STREAMS = ("init", "real_order", "synthetic_order", "augment")
 """The classifier's random streams, each derived from (seed, name): its initial weights, the order of the real
 training images, the order of the images a strategy added, and the strategy's augmentation draws."""
-MAX_SEED = 2**32 - 1
 
 
 def stream_seed(seed: int, name: str) -> int:

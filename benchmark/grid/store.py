@@ -160,7 +160,7 @@ def write_record(
 
 def write_grid_file(results_dir: Path, grid: dict, environment: dict, written: str) -> Path:
     """grid.json: the resolved grid config and the environment it ran in; a different grid run into the folder
-    before (one it grew from: `benchmark.grid.runner.check_same_grid` refuses the others) is kept under `earlier`
+    before (one it grew from: `benchmark.grid.plan.check_same_grid` refuses the others) is kept under `earlier`
     with the time it was written, so the file says every grid the folder's records came from."""
     path = Path(results_dir) / GRID_FILE
     previous = read_grid_file(results_dir)

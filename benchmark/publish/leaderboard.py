@@ -19,6 +19,7 @@ import pandas as pd
 
 from benchmark.data.files import write_text_atomic
 from benchmark.data.labels import safe_label
+from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import (
     FAILED,
@@ -33,7 +34,7 @@ from benchmark.grid.store import (
 from benchmark.provenance import code_version
 from benchmark.publish import inference, stats
 from benchmark.train.metrics import predicted_labels
-from benchmark.train.record import QualityBlock, RunRecord
+from benchmark.train.record import ComputeReport, QualityBlock, RunRecord
 
 METRICS = (
     "accuracy",
@@ -70,13 +71,17 @@ SECONDS = {"generator_seconds": "synthesize", "classifier_seconds": "train", "to
 # What each cell spent (RunRecord.compute): long-table column -> path in that block; FLOPs counted, device-seconds.
 PHASES = ("generator_training", "synthesis", "classifier_training")
 COMPUTE = {
-    **{f"{phase}_{unit}": ("phases", phase, unit) for unit in ("flops", "seconds") for phase in PHASES},
-    "total_flops": ("total", "flops"),
-    "compute_seconds": ("total", "seconds"),
-}
+    **{f"{phase}_{unit}": (phase, unit) for unit in ("flops", "seconds") for phase in PHASES},
+    "total_flops": (None, "flops"),
+    "compute_seconds": (None, "seconds"),
+}  # (phase, None: the total; unit), read by attribute from the run's ComputeReport
 SYNTHETIC_ONLY = "synthetic_only"
 # Class-matched generator quality (the strategy's QualityReport.matched block): long-table columns.
 QUALITY = ("fid", "fid_floor", "fid_shift", "kid", "kid_floor", "kid_shift")
+# Class fidelity (the strategy's `fidelity` fact, benchmark.evaluate.fidelity.FidelityReport.to_dict()): long-table
+# column -> key in its `overall` block; `flags` is the strategy's list of reasons its synthetic set was flagged.
+FIDELITY = {"fidelity": "fidelity", "fidelity_real": "recall", "fidelity_chance": "chance"}
+FLAG_MARK = "⚑"
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0  # every comparison draws the same resamples: common random numbers across a table
@@ -180,6 +185,13 @@ CAS_NOTE = (
     f"only (policy `{SYNTHETIC_ONLY}`) and tested on real test images, beside the class-matched FID of the "
     "same cells (mean ± std over seeds); '–' for rows that also trained on real images"
 )
+FIDELITY_NOTE = (
+    "Fidelity (real; chance): the fraction of synthetic images a classifier trained only on the cell's real training "
+    "images assigns to their intended class, beside the same classifier's recall on real held-out training images "
+    "of those classes and the rate at which it assigns real images of other classes to them; mean over runs. "
+    f"{FLAG_MARK} n: n runs whose synthetic set was flagged (a class not above chance, class conditioning without "
+    "visible effect, or an FID far beyond its floor); their reasons are listed below the table"
+)
 RANK_MARK = "†"
 RANK_NOTE = (
     f"{RANK_MARK} rank-deficient: n − 1 is below the feature dimension, so the covariance is singular and "
@@ -280,11 +292,14 @@ def long_table(records: list[CellRecord]) -> pd.DataFrame:
         *COORDINATES,
         *RUN,
         "task",
+        "positive_class",
         "generative",
         "val_auc",
         *metrics,
         *QUALITY,
         "fid_rank_deficient",
+        *FIDELITY,
+        "flags",
         *SECONDS,
         *COMPUTE,
         "error",
@@ -305,6 +320,7 @@ def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
         row = {"model": cells["model"].iloc[0], **dict(zip(GROUP, key))}
         row |= {"n_seeds": len(ok), "n_failed": int((cells["status"] == FAILED).sum())}
         row |= {"n_generator_seeds": ok["generator_seed"].nunique(), "generative": bool(ok["generative"].any())}
+        row["positive_class"] = "; ".join(sorted(ok["positive_class"].dropna().unique())) or None
         row["val_auc_mean"] = ok["val_auc"].mean()
         for metric in METRICS:
             row |= _spread(metric, ok[metric], with_ci=True)
@@ -315,6 +331,9 @@ def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
         means = (*means, *COMPUTE)
         row |= {f"{name}_mean": ok[name].mean() for name in means}
         row["fid_rank_deficient"] = bool(ok["fid_rank_deficient"].eq(True).any())
+        row |= _spread("fidelity", ok["fidelity"])
+        row |= {f"{name}_mean": ok[name].mean() for name in ("fidelity_real", "fidelity_chance")}
+        row["n_flagged"] = int(ok["flags"].fillna("").ne("").sum())
         rows.append(row)
     return pd.DataFrame(rows).sort_values(
         "auc_mean", ascending=False, na_position="last", kind="stable", ignore_index=True
@@ -361,6 +380,11 @@ def quality_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "kid_floor_mean",
         "kid_shift_mean",
         "fid_rank_deficient",
+        "fidelity_mean",
+        "fidelity_std",
+        "fidelity_real_mean",
+        "fidelity_chance_mean",
+        "n_flagged",
         "cas_auc_mean",
         "cas_auc_std",
         "cas_accuracy_mean",
@@ -370,7 +394,7 @@ def quality_table(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for dataset, frame in wide.items():
         for row in frame.to_dict("records"):
             cas = row["policy"] == SYNTHETIC_ONLY
-            if pd.isna(row["fid_mean"]) and not cas:
+            if pd.isna(row["fid_mean"]) and pd.isna(row["fidelity_mean"]) and not row["n_flagged"] and not cas:
                 continue
             scores = {
                 f"cas_{m}_{s}": row[f"{m}_{s}"] if cas else math.nan
@@ -786,6 +810,18 @@ def write_leaderboard(
     every file lies inside."""
     out = check_out_folder(Path(out_dir) if out_dir is not None else Path(results_dir) / "leaderboard")
     board = build_leaderboard(results_dir, baseline, allow_missing_baseline)
+    from benchmark.publish.worth import worth_of  # built on this module's tables, so imported here
+
+    worth = worth_of(board)  # worth in real images, where `none` ran at several train fractions of a dataset
+    if worth is not None:
+        board.markdown += "\n" + worth.markdown
+        board.paths += worth.write(out, board.records)
+    from benchmark.publish.robustness import robustness_of  # likewise
+
+    robust = robustness_of(board)  # MedMNIST-C robustness, where cells scored it
+    if robust is not None:
+        board.markdown += "\n" + robust.markdown
+        board.paths += robust.write(out)
     for name, frame in table_names(board).items():
         board.paths.append(write_text_atomic(out / f"{name}.csv", frame.to_csv(index=False)))
     board.paths.append(write_text_atomic(out / "leaderboard.md", board.markdown))
@@ -897,14 +933,18 @@ def _dataset_section(board: Leaderboard, dataset: str, frame: pd.DataFrame) -> l
     cells = board.long[board.long["dataset"] == dataset]
     kind = next(iter(cells["task"].dropna()), "?")
     lines = [f"## {dataset} ({kind})", ""] + _metrics_section(frame) + _variance_section(frame)
-    lines += _quality_section(board.quality[board.quality["dataset"] == dataset]) + _compute_section(frame)
+    lines += _quality_section(board.quality[board.quality["dataset"] == dataset])
+    flagged = [f"- {line}" for line in flagged_lines(cells)]
+    lines += ["**Flagged synthetic sets:**", "", *flagged, ""] if flagged else []
+    lines += _compute_section(frame)
     return lines + _against_section(board, dataset)
 
 
 def _metrics_section(frame: pd.DataFrame) -> list[str]:
     """Table 2 layout: per row the test metrics (mean ± std, t-intervals) and the class-matched FID/KID."""
     shown = fmt_shown(frame)
-    notes = f"_{SPREAD}. Percentages ×100. {ACCURACY_NOTE}. {FID_NOTE}._"
+    recall = recall_note(frame)
+    notes = f"_{SPREAD}. Percentages ×100. {ACCURACY_NOTE}. {recall + '. ' if recall else ''}{FID_NOTE}._"
     lines = ["### Test metrics (Table 2 layout)", "", notes, ""]
     headers = [
         *(HEADERS[c] for c in shown),
@@ -1048,14 +1088,17 @@ def _quality_section(quality: pd.DataFrame) -> list[str]:
     if quality.empty:
         return []
     shown = fmt_shown(quality)
-    lines = ["### Generator quality and train-on-synthetic (CAS)", "", f"_{FID_NOTE}. {CAS_NOTE}._", ""]
-    headers = [*(HEADERS[c] for c in shown), "n", "FID (floor)", "KID (floor)", "CAS AUC", "CAS accuracy (%)"]
+    notes = f"_{FID_NOTE}. {FIDELITY_NOTE}. {CAS_NOTE}._"
+    lines = ["### Generator quality and train-on-synthetic (CAS)", "", notes, ""]
+    headers = [*(HEADERS[c] for c in shown), "n", "FID (floor)", "KID (floor)", "Fidelity (%)", "CAS AUC"]
+    headers.append("CAS accuracy (%)")
     rows = [
         [
             *(fmt_text(r[c]) for c in shown),
             fmt_text(r["n_seeds"]),
             fmt_quality(r, "fid", 1),
             fmt_quality(r, "kid", 4),
+            fmt_fidelity(r),
             fmt_pm(r["cas_auc_mean"], r["cas_auc_std"], 1, 3),
             fmt_pm(r["cas_accuracy_mean"], r["cas_accuracy_std"], 100, 1),
         ]
@@ -1265,17 +1308,45 @@ def _long_row(record: CellRecord, metrics: tuple[str, ...]) -> dict:
     row = {"cell_id": record.cell_id, "status": record.status, **{key: record.cell.get(key) for key in COORDINATES}}
     row |= dict(zip(RUN, run_seeds(record)))
     row["task"] = run.dataset.task.kind if run is not None else None
+    row["positive_class"] = positive_label(run.dataset.task) if run is not None else None
     row["generative"] = _generative(record)
     row["val_auc"] = _number(run.metrics.val.get("auc") if run is not None else None)
     row |= {metric: _number(test.get(metric) if test is not None else None) for metric in metrics}
     row |= {name: _number(value) for name, value in _quality_values(matched).items()}
     row["fid_rank_deficient"] = None if matched is None else bool(matched.rank_deficient)
+    row |= _fidelity_values(run)
     seconds = run.budget.seconds if run is not None else {}
     row |= {name: _number(seconds.get(key)) for name, key in SECONDS.items()}
-    compute = run.compute if run is not None else {}
-    row |= {name: _number(dig(compute, *path)) for name, path in COMPUTE.items()}
+    compute = run.compute if run is not None else None
+    row |= {name: _compute_value(compute, phase, unit) for name, (phase, unit) in COMPUTE.items()}
     row["error"] = (record.error or {}).get("message") if record.status == FAILED else None
     return row
+
+
+def positive_label(task: TaskSpec) -> str | None:
+    """The class whose recall a binary run reports as "recall" (sensitivity), as its record's task states it, e.g.
+    "'malignant' (label 0)"; records written before dataset cards named a positive class took label 1. None for
+    other tasks, whose recall is a macro mean."""
+    return f"'{task.labels[task.positive]}' (label {task.positive})" if task.kind == "binary" else None
+
+
+def recall_note(frame: pd.DataFrame) -> str:
+    """Which class a dataset's recall and specificity are of, from its rows' records ("" unless binary)."""
+    classes = sorted({name for value in frame["positive_class"].dropna() for name in value.split("; ")})
+    if not classes:
+        return ""
+    if len(classes) > 1:
+        return (
+            f"Recall (sensitivity) is of a different class in different records ({'; '.join(classes)}): rows mix "
+            "records written before and after the dataset card named its positive class; rerun the older cells"
+        )
+    return f"Recall (sensitivity) is the recall of {classes[0]}; specificity is the other class's recall"
+
+
+def _compute_value(compute: ComputeReport | None, phase: str | None, unit: str) -> float:
+    """A phase's (phase None: the total's) FLOPs or seconds from a run's compute report; NaN where it has none."""
+    part = None if compute is None else compute.total if phase is None else compute.phases.get(phase)
+    return _number(getattr(part, unit) if part is not None else None)
 
 
 def _generative(record: CellRecord) -> bool:
@@ -1314,6 +1385,15 @@ def _quality_values(matched: QualityBlock | None) -> dict[str, float | None]:
         "kid_floor": _score(floor, "kid_mean"),
         "kid_shift": _score(shift, "kid_mean"),
     }
+
+
+def _fidelity_values(run: RunRecord | None) -> dict:
+    """The FIDELITY columns of a run's class-fidelity fact (NaN without one: an older or a classic run) and its flags,
+    joined by ' / ' (None: the record has no `flags` fact; '': checked, nothing found)."""
+    facts = run.strategy.facts if run is not None else {}
+    values = {name: _number(dig(facts, "fidelity", "overall", key)) for name, key in FIDELITY.items()}
+    flags = facts.get("flags")
+    return values | {"flags": None if flags is None else " / ".join(flags)}
 
 
 def _score(block: object, name: str) -> float | None:
@@ -1571,6 +1651,28 @@ def fmt_quality(row: dict, name: str, digits: int) -> str:
     text = fmt_pm(row[f"{name}_mean"], row[f"{name}_std"], 1, digits)
     text += f" ({'; '.join(shown)})" if shown else ""
     return text + (RANK_MARK if name == "fid" and row["fid_rank_deficient"] else "")
+
+
+def fmt_fidelity(row: dict) -> str:
+    """A wide-table fidelity cell in %: 'mean ± std (real r; chance c)', then '⚑ n' for n flagged runs; '–' for a
+    row without fidelity reports or flags (an older record)."""
+    flagged = f"{FLAG_MARK} {row['n_flagged']}" if row.get("n_flagged") else ""
+    if pd.isna(row["fidelity_mean"]):
+        return flagged or "–"
+    references = {"real": row["fidelity_real_mean"], "chance": row["fidelity_chance_mean"]}
+    shown = "; ".join(f"{label} {100 * value:.1f}" for label, value in references.items() if pd.notna(value))
+    text = fmt_pm(row["fidelity_mean"], row["fidelity_std"], 100, 1) + (f" ({shown})" if shown else "")
+    return f"{text} {flagged}".strip()
+
+
+def flagged_lines(long: pd.DataFrame) -> list[str]:
+    """A line per ok run whose synthetic set was flagged: the row's name, the run and its reasons."""
+    flagged = long[(long["status"] == OK) & long["flags"].fillna("").ne("")]
+    runs = [
+        (r["model"], fmt_text(r["generator_seed"]), fmt_text(r["classifier_seed"]), r["flags"])
+        for r in flagged.to_dict("records")
+    ]
+    return [f"{FLAG_MARK} {model} (generator seed {g}, classifier seed {c}): {flags}" for model, g, c, flags in runs]
 
 
 def fmt_compared(row: dict, metric: str, scale: float, digits: int) -> str:

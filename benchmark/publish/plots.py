@@ -180,7 +180,7 @@ def fid_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, dict[str, Su
 
 def _compute_summaries(groups: dict[str, list[CellRecord]]) -> dict[str, Summary]:
     """The leaderboard's total compute per cell: the counted FLOPs of every phase (compute.total.flops)."""
-    return _summaries(groups, lambda r: dig(r.result.compute, "total", "flops"))
+    return _summaries(groups, lambda r: r.result.compute.total.flops if r.result.compute.total is not None else None)
 
 
 def _rank_deficient(groups: dict[str, list[CellRecord]]) -> set[str]:

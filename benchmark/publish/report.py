@@ -46,6 +46,7 @@ from benchmark.publish.leaderboard import (
     CROSS_NOTE,
     FAMILIES,
     FID_NOTE,
+    FIDELITY_NOTE,
     GROUP,
     HEADERS,
     LOST_FIX,
@@ -62,11 +63,13 @@ from benchmark.publish.leaderboard import (
     build_leaderboard,
     cross_dataset_name,
     family_note,
+    flagged_lines,
     fmt_bootstrap,
     fmt_ci,
     fmt_compared,
     fmt_delong,
     fmt_delta,
+    fmt_fidelity,
     fmt_flops,
     fmt_holm,
     fmt_mcnemar,
@@ -82,6 +85,7 @@ from benchmark.publish.leaderboard import (
     friedman_notes,
     poi_shown,
     power_sentence,
+    recall_note,
 )
 from benchmark.publish.plots import CD_FILE, write_plots
 
@@ -187,6 +191,7 @@ figure.plot img { max-width: 640px; image-rendering: auto; }
 figcaption { color: var(--muted); font-size: .9em; margin-top: .3rem; max-width: 640px; }
 section.failed { border: 2px solid var(--bad); background: var(--badbg); padding: .2rem 1rem 1rem; margin-top: 2rem; }
 section.failed h2 { color: var(--bad); border-color: var(--bad); }
+div.flagged { border: 2px solid var(--bad); background: var(--badbg); padding: .2rem 1rem; margin: .5rem 0; }
 .badge-bad { color: var(--bad); font-weight: 600; }
 details { margin: .2rem 0; } summary { cursor: pointer; color: var(--muted); }
 pre { background: #f6f8fa; border: 1px solid var(--line); padding: .7rem; overflow: auto; max-height: 32rem;
@@ -398,9 +403,10 @@ def _part_anchor(dataset: str, key: str) -> str:
 
 def _metrics_block(board: Leaderboard, dataset: str) -> str:
     """The dataset's test metrics per row with their note."""
+    recall = recall_note(board.wide[dataset])
     note = (
-        f"{SPREAD}. Percentages ×100. {ACCURACY_NOTE}. Click a column header to sort; CI columns sort by their "
-        "lower bound"
+        f"{SPREAD}. Percentages ×100. {ACCURACY_NOTE}. {recall + '. ' if recall else ''}Click a column header to "
+        "sort; CI columns sort by their lower bound"
     )
     return f'<p class="note">{_e(note)}.</p>\n{_leaderboard_table(board, dataset)}'
 
@@ -454,6 +460,7 @@ def _quality_block(board: Leaderboard, records: list[CellRecord], dataset: str) 
         ("n", "num"),
         ("FID (floor; shift)", "num"),
         ("KID ×10³ (floor; shift)", "num"),
+        ("Fidelity % (real; chance)", "num"),
         *((header, "num") for header in PRDC.values()),
         *((f"Copies, {space} (exact / near)", "num") for space in AUDIT_SPACES),
         ("Audited images", "num"),
@@ -467,15 +474,24 @@ def _quality_block(board: Leaderboard, records: list[CellRecord], dataset: str) 
                 (fmt_n(r), r["n_seeds"]),
                 (fmt_quality(r, "fid", 1), _num(r["fid_mean"])),
                 (fmt_kid(r), _num(r["kid_mean"])),
+                (fmt_fidelity(r), _num(r["fidelity_mean"])),
                 *((fmt_pm(audit[m].mean(), audit[m].std(), 1, 2), _num(audit[m].mean())) for m in PRDC),
                 *(_copies(audit, space) for space in AUDIT_SPACES),
                 _audited(audit),
             ]
         )
-    note = f"{FID_NOTE}. {KID_NOTE}. {PRDC_NOTE}. {COPIES_NOTE}"
+    note = f"{FID_NOTE}. {KID_NOTE}. {FIDELITY_NOTE}. {PRDC_NOTE}. {COPIES_NOTE}"
     note += f" {RANK_NOTE}." if generative["fid_rank_deficient"].any() else "."
     table = _table(columns, rows, table_id=f"quality-{_anchor(dataset)}")
-    return f'<p class="note">{_e(note)}</p>\n{table}'
+    return f'<p class="note">{_e(note)}</p>\n{table}' + _flagged_list(board.long[board.long["dataset"] == dataset])
+
+
+def _flagged_list(cells: pd.DataFrame) -> str:
+    """The runs whose synthetic set was flagged, each with its reasons, in a highlighted list; nothing without."""
+    items = "".join(f"<li>{_e(line)}</li>" for line in flagged_lines(cells))
+    if not items:
+        return ""
+    return f'\n<div class="flagged"><p><strong>Flagged synthetic sets</strong></p><ul>{items}</ul></div>'
 
 
 def _audit_frame(records: list[CellRecord]) -> pd.DataFrame:

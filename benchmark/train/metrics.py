@@ -13,15 +13,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import log_softmax, logit, softmax
-from sklearn.metrics import (
-    average_precision_score,
-    confusion_matrix,
-    multilabel_confusion_matrix,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
 
 from benchmark.data.task import TaskSpec
 from benchmark.data.versioned import Versioned
@@ -96,6 +87,8 @@ class PriorAdjustment:
 
     def predict(self, multilabel: bool, y_score: np.ndarray) -> np.ndarray:
         """Adjusted decisions: argmax of log p + offsets, or per label logit(p) + offset > 0."""
+        from scipy.special import logit  # scipy and sklearn are imported where used: records are read without them
+
         p = np.clip(y_score, EPS, 1.0 - EPS)
         if multilabel:
             return (logit(p) + np.asarray(self.offsets) > 0).astype(int)
@@ -120,6 +113,9 @@ def fit_prior_adjustment(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray
 
 def _uniform_offsets(log_p: np.ndarray, y: np.ndarray, k: int) -> PriorAdjustment | None:
     """b - log(prior): b maximises sum log softmax(log_p + b)[y] (concave; the first class's b is fixed at 0)."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax, softmax
+
     counts = np.bincount(y, minlength=k)
     if (counts == 0).any():
         return None
@@ -165,6 +161,8 @@ def classification_metrics(
 
 def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> SplitMetrics:
     """Binary, multi-class and ordinal tasks: y_true holds class indices, y_score softmax probabilities."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     k = task.num_outputs
     binary = task.kind == "binary"
     y_pred = predicted_labels(task.kind, y_score, threshold)
@@ -199,6 +197,8 @@ def _single_label(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray, thres
 
 def _multilabel(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> SplitMetrics:
     """Multi-label tasks: y_true and y_score are (N, L); each label is an independent binary problem."""
+    from sklearn.metrics import average_precision_score, multilabel_confusion_matrix, precision_recall_fscore_support
+
     y_pred = predicted_labels("multilabel", y_score, threshold)
     mcm = multilabel_confusion_matrix(y_true, y_pred)
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
@@ -244,6 +244,8 @@ def _validate(task: TaskSpec, y_true: np.ndarray, y_score: np.ndarray) -> tuple[
 
 def _auc(y_binary: np.ndarray, score: np.ndarray) -> float | None:
     """ROC AUC of one binary problem, or None when y_binary holds only one class."""
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y_binary, score)) if len(np.unique(y_binary)) == 2 else None
 
 
