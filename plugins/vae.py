@@ -6,9 +6,14 @@ Architecture only (the shared loop in `benchmark/generate/loop.py` owns batching
   convolutions (size/2, size/4) with a 3x3 convolution after each, flattened, then one linear layer to (mu, logvar).
 - Decoder: [z, cond] → linear → (2·base, size/4, size/4) → two stride-2 transposed convolutions (each followed by a
   3x3 convolution) back to the image size → tanh, so samples lie in [-1, 1].
-- Loss: squared error on [-1, 1] images summed per image and averaged over the batch, plus beta times the KL divergence
-  to N(0, I) (summed over latent dimensions, averaged over the batch): the negative ELBO of a Gaussian decoder with
-  variance 1/2.
+- Loss: the Gaussian decoder's negative log-likelihood of the [-1, 1] image, summed per image and averaged over the
+  batch, plus `beta` times the KL divergence to N(0, I) (summed over latent dimensions, averaged over the batch):
+  the negative ELBO at `beta=1`, a β-VAE (Higgins et al. 2017) otherwise. `decoder_variance` is the decoder's σ²:
+  a fixed number (default 0.5, where the NLL is exactly the summed squared error, the old loss; the constant
+  ½·log σ² per pixel is left out), `"learned"` (one log σ² for the whole image) or `"learned_pixel"` (a log σ² per
+  channel and pixel), learned ones with their ½·log σ² term and log σ² clamped to [-9, 2] so that constant pixels
+  (black borders) cannot drive it to -∞. The learned variance weighs reconstruction against KL by itself (Rybkin
+  et al. 2021, "σ-VAE"); a fixed small σ² trades diversity for sharpness. Samples are the decoder's mean.
 
 Image sizes must be multiples of 4 (28 and 64 in the benchmark). No batch norm, so a batch's images never influence
 each other and sampling needs no eval mode. Unconditional when `spec.cond_dim == 0` (then `cond` must be None).
@@ -17,14 +22,38 @@ each other and sampling needs no eval mode. Unconditional when `spec.cond_dim ==
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from benchmark import GenerativeModel, ImageSpec, MedAugBenchError, Register, hookimpl
+from benchmark import GenerativeModel, ImageSpec, MedAugBenchError
+
+LEARNED_VARIANCES = ("learned", "learned_pixel")
+LOG_VAR_RANGE = (-9.0, 2.0)
+
+
+def _check_variance(decoder_variance: float | str) -> None:
+    """The decoder variance is a positive number or one of the learned kinds."""
+    if isinstance(decoder_variance, str):
+        if decoder_variance not in LEARNED_VARIANCES:
+            raise MedAugBenchError(
+                f"vae decoder_variance must be a positive number or one of {', '.join(LEARNED_VARIANCES)}; "
+                f"got {decoder_variance!r}"
+            )
+    elif not decoder_variance > 0:
+        raise MedAugBenchError(f"vae decoder_variance must be > 0 (default 0.5) or 'learned'; got {decoder_variance}")
+
+
+def _decoder_log_var(spec: ImageSpec, decoder_variance: float | str) -> nn.Parameter | None:
+    """The learned log σ² (one value, or one per channel and pixel); None for a fixed variance."""
+    if decoder_variance == "learned":
+        return nn.Parameter(torch.zeros(()))
+    if decoder_variance == "learned_pixel":
+        return nn.Parameter(torch.zeros(spec.channels, spec.image_size, spec.image_size))
+    return None
 
 
 class VAE(GenerativeModel):
-    """Conditional convolutional VAE; `VAE(spec, latent_dim=32, base_channels=32, lr=1e-3, beta=1.0)`."""
+    """Conditional convolutional VAE;
+    `VAE(spec, latent_dim=32, base_channels=32, lr=1e-3, beta=1.0, decoder_variance=0.5)`."""
 
     def __init__(
         self,
@@ -33,6 +62,7 @@ class VAE(GenerativeModel):
         base_channels: int = 32,
         lr: float = 1e-3,
         beta: float = 1.0,
+        decoder_variance: float | str = 0.5,
     ) -> None:
         super().__init__(spec)
         if spec.image_size % 4 != 0:
@@ -42,9 +72,12 @@ class VAE(GenerativeModel):
                 "vae parameters: latent_dim and base_channels must be positive, lr > 0, beta >= 0; "
                 f"got latent_dim={latent_dim}, base_channels={base_channels}, lr={lr}, beta={beta}"
             )
+        _check_variance(decoder_variance)
         self.latent_dim = latent_dim
         self.lr = lr
         self.beta = beta
+        self.decoder_variance = decoder_variance
+        self.log_var = _decoder_log_var(spec, decoder_variance)
         c, k, b = spec.channels, spec.cond_dim, base_channels
         self.bottom = spec.image_size // 4
         act = nn.SiLU
@@ -85,8 +118,18 @@ class VAE(GenerativeModel):
         h = self.from_latent(z).view(z.shape[0], 2 * self._base, self.bottom, self.bottom)
         return self.decoder(h)
 
+    def reconstruction_nll(self, recon_images: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The Gaussian decoder's negative log-likelihood per image (without constants), averaged over the batch."""
+        squared = (recon_images - images).pow(2)
+        if self.log_var is None:
+            per_pixel = squared / (2.0 * self.decoder_variance)
+        else:
+            log_var = self.log_var.clamp(*LOG_VAR_RANGE)
+            per_pixel = 0.5 * (squared * torch.exp(-log_var) + log_var)
+        return per_pixel.flatten(1).sum(1).mean()
+
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """One Adam over encoder and decoder."""
+        """One Adam over encoder, decoder and the learned decoder variance."""
         return {"vae": torch.optim.Adam(self.parameters(), lr=self.lr)}
 
     def training_step(
@@ -96,12 +139,12 @@ class VAE(GenerativeModel):
         optimizers: dict[str, torch.optim.Optimizer],
         generator: torch.Generator,
     ) -> dict[str, torch.Tensor]:
-        """One update on the negative ELBO (reparameterised z drawn with `generator`)."""
+        """One update on the (β-weighted) negative ELBO (reparameterised z drawn with `generator`)."""
         mu, logvar = self.encode(images, cond)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
         recon_images = self.decode(z, cond)
-        recon = F.mse_loss(recon_images, images, reduction="none").flatten(1).sum(1).mean()
+        recon = self.reconstruction_nll(recon_images, images)
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
         loss = recon + self.beta * kl
         self.optimize(optimizers["vae"], loss)
@@ -114,8 +157,3 @@ class VAE(GenerativeModel):
         if cond is not None:
             cond = cond.to(param.device)
         return self.decode(z, cond).float().clamp(-1.0, 1.0)
-
-
-@hookimpl
-def register_generators(register: Register) -> None:
-    register("vae", VAE, "conditional VAE (conv encoder/decoder, label concatenated)")

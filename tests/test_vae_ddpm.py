@@ -10,6 +10,7 @@ import torch
 
 from benchmark import ImageSpec, MedAugBenchError
 from benchmark.generate import loop as gt
+from benchmark.registry import entries, resolved
 from benchmark.testing import check_generator
 from plugins.ddpm import DDPM
 from plugins.vae import VAE
@@ -154,14 +155,9 @@ def test_bad_parameters_are_rejected():
 
 
 def test_plugins_register_their_generators():
-    import plugins.ddpm
-    import plugins.vae
-
-    seen = {}
-    for module in (plugins.vae, plugins.ddpm):
-        module.register_generators(lambda name, factory, description="": seen.update({name: (factory, description)}))
-    assert seen["vae"][0] is VAE and seen["ddpm"][0] is DDPM
-    assert all(description for _, description in seen.values())
+    seen = {name: entries("generator")[name] for name in ("vae", "ddpm")}
+    assert resolved(seen["vae"].factory) is VAE and resolved(seen["ddpm"].factory) is DDPM
+    assert all(entry.description for entry in seen.values())
 
 
 @pytest.mark.slow
@@ -222,3 +218,173 @@ def test_ddpm_v_prediction_learns_the_conditioning():
     dark = gt.sample(model, torch.eye(2)[[0] * 8], 8, sample_g).mean()
     bright = gt.sample(model, torch.eye(2)[[1] * 8], 8, sample_g).mean()
     assert bright - dark > 0.5, (dark.item(), bright.item())
+
+
+def trained_cfg_model(seed: int = 0, **extra) -> DDPM:
+    """A small conditional DDPM trained a few steps with half its labels dropped, so its null embedding moved."""
+    spec, kind = SPECS["28px-1ch-2cls"]
+    model = make("ddpm", spec, seed=seed, cond_drop=0.5, **extra)
+    train(model, spec, kind, steps=3, n=8)
+    return model
+
+
+def unguided_reference(model: DDPM, cond: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """The plain conditional sampler, written out: start noise, then the scheduler on the EMA's conditional output."""
+    g = torch.Generator().manual_seed(seed)
+    scheduler = model._sampling_scheduler()
+    x = torch.randn((n, 1, 28, 28), generator=g)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.step(model.ema(x, t, cond), t, x).prev_sample
+    return x.clamp(-1.0, 1.0)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm_solver"])
+def test_ddpm_guidance_zero_is_the_unguided_sampler(sampler):
+    model = trained_cfg_model(sampler=sampler)
+    cond = torch.eye(2)[[0, 1, 1]]
+    model.set_guidance(0.0)
+    unguided = gt.sample(model, cond, 3, torch.Generator().manual_seed(5))
+    assert torch.equal(unguided, unguided_reference(model, cond, 3, seed=5))
+    model.set_guidance(2.0)
+    guided = gt.sample(model, cond, 3, torch.Generator().manual_seed(5))
+    assert (guided - unguided).abs().max() > 1e-3, "a guided sample must differ from the unguided one"
+
+
+def test_ddpm_guidance_extrapolates_from_the_null_model():
+    """out = out_cond + w·(out_cond − out_null), the null rows using the learned null embedding."""
+    model = trained_cfg_model()
+    model.set_guidance(1.5)
+    x = torch.randn((2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    t, cond = torch.tensor(500), torch.eye(2)[[0, 1]]
+    with torch.no_grad():
+        out_cond = model.ema(x, t, cond)
+        out_null = model.ema(x, t, cond, keep=torch.zeros(2, dtype=torch.bool))
+        guided = model._predict(x, t, cond)
+    assert not torch.allclose(out_cond, out_null)
+    torch.testing.assert_close(guided, out_cond + 1.5 * (out_cond - out_null), rtol=1e-4, atol=1e-5)
+
+
+def test_ddpm_label_dropout_uses_the_generator():
+    spec, kind = SPECS["28px-1ch-2cls"]
+    model = make("ddpm", spec, cond_drop=0.15)
+    masks = [model._keep_mask(4000, torch.device("cpu"), torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])
+    assert abs((~masks[0]).float().mean().item() - 0.15) < 0.02
+
+    untouched = torch.Generator().manual_seed(0)
+    assert make("ddpm", spec, cond_drop=0.0)._keep_mask(8, torch.device("cpu"), untouched) is None
+    assert torch.equal(untouched.get_state(), torch.Generator().manual_seed(0).get_state())
+
+    runs = [trained_cfg_model(seed=3).state_dict() for _ in range(2)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0]), "same seeds, same weights"
+    assert runs[0]["net.null_cond"].abs().sum() > 0, "dropped labels must train the null embedding"
+    no_drop = make("ddpm", spec, cond_drop=0.0)
+    train(no_drop, spec, kind, steps=3, n=8)
+    assert no_drop.net.null_cond.abs().sum() == 0
+
+
+def test_ddpm_guidance_candidates_and_set_guidance_rules():
+    spec = ImageSpec(1, 28, 2)
+    assert make("ddpm", spec).guidance_candidates() == (0.0, 0.5, 1.0, 2.0)
+    assert make("ddpm", spec, guidance_candidates=[0, 3]).guidance_candidates() == (0.0, 3.0)
+    for model in (make("ddpm", spec, cond_drop=0.0), make("ddpm", spec.unconditional()), make("vae", spec)):
+        assert model.guidance_candidates() == ()
+        with pytest.raises(MedAugBenchError, match="no guidance weight"):
+            model.set_guidance(1.0)
+    with pytest.raises(MedAugBenchError, match="finite and >= 0"):
+        make("ddpm", spec).set_guidance(-1.0)
+
+
+def test_ddpm_set_guidance_persists_through_safetensors(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = trained_cfg_model()
+    model.set_guidance(1.5)
+    save_file(model.state_dict(), tmp_path / "generator.safetensors")
+    restored = make("ddpm", SPECS["28px-1ch-2cls"][0], seed=9, cond_drop=0.5)
+    restored.load_state_dict(load_file(tmp_path / "generator.safetensors"))
+    assert restored.guidance.item() == 1.5
+    cond = torch.eye(2)[[1, 0]]
+    expected = gt.sample(model, cond, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(gt.sample(restored, cond, 2, torch.Generator().manual_seed(0)), expected)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm_solver", "unipc"])
+def test_ddpm_few_step_samplers_are_deterministic_with_trailing_spacing(sampler):
+    model = trained_cfg_model(sampler=sampler, sample_steps=4, sample_batch=2)
+    model.set_guidance(1.0)
+    scheduler = model._sampling_scheduler()
+    assert scheduler.timesteps.tolist() == [999, 749, 499, 249], "trailing spacing starts at T-1"
+    cond = torch.eye(2)[[0, 1, 0]]
+    a = gt.sample(model, cond, 3, torch.Generator().manual_seed(0))
+    b = gt.sample(model, cond, 3, torch.Generator().manual_seed(0))
+    c = gt.sample(model, cond, 3, torch.Generator().manual_seed(1))
+    assert a.shape == (3, 1, 28, 28) and a.abs().max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_ddpm_ema_is_diffusers_ema_model_warmed_up():
+    """EMAModel's warm-up: the first update copies the trained weights; later ones use (1 + s) / (10 + s)."""
+    spec, kind = SPECS["28px-1ch-2cls"]
+    model = make("ddpm", spec, ema_decay=0.999)
+    train(model, spec, kind, steps=1)
+    assert all(torch.equal(e, p) for e, p in zip(model.ema.parameters(), model.net.parameters()))
+    before = [p.clone() for p in model.ema.parameters()]
+    train(model, spec, kind, steps=1, seed=2)
+    assert model._averager.cur_decay_value == pytest.approx(2 / 11)
+    for e, old, new in zip(model.ema.parameters(), before, model.net.parameters()):
+        torch.testing.assert_close(e, old + (new - old) * (9 / 11))
+
+
+def vae_step(model: VAE, seed: int = 1) -> dict[str, torch.Tensor]:
+    spec, kind = SPECS["28px-1ch-2cls"]
+    return train(model, spec, kind, steps=1, seed=seed)[0]
+
+
+def test_vae_beta_weighs_the_kl_term():
+    spec = SPECS["28px-1ch-2cls"][0]
+    for beta in (0.0, 0.25, 1.0):
+        losses = vae_step(make("vae", spec, beta=beta))
+        torch.testing.assert_close(losses["loss"], losses["recon"] + beta * losses["kl"])
+    assert vae_step(make("vae", spec, beta=0.25))["loss"] != vae_step(make("vae", spec, beta=1.0))["loss"]
+
+
+def test_vae_fixed_decoder_variance_scales_the_squared_error():
+    """The default σ² = 0.5 is exactly the summed squared error (the old loss); σ² = 0.125 weighs it 4×."""
+    spec, kind = SPECS["28px-1ch-2cls"]
+    images, cond = batch(spec, kind, 4)
+    recon = torch.tanh(torch.randn(images.shape, generator=torch.Generator().manual_seed(0)))
+    squared = (recon - images).pow(2).flatten(1).sum(1).mean()
+    assert torch.equal(make("vae", spec).reconstruction_nll(recon, images), squared)
+    torch.testing.assert_close(make("vae", spec, decoder_variance=0.125).reconstruction_nll(recon, images), 4 * squared)
+
+
+@pytest.mark.parametrize("kind,shape", [("learned", ()), ("learned_pixel", (1, 28, 28))])
+def test_vae_learned_decoder_variance_is_trained_and_saved(kind, shape):
+    spec = SPECS["28px-1ch-2cls"][0]
+    model = make("vae", spec, decoder_variance=kind)
+    assert model.log_var.shape == shape and "log_var" in model.state_dict()
+    images = torch.zeros((2, 1, 28, 28))
+    recon = torch.full((2, 1, 28, 28), 0.5)
+    torch.testing.assert_close(model.reconstruction_nll(recon, images), torch.tensor(0.5 * 0.25 * 784))
+    for _ in range(3):
+        vae_step(model)
+    assert model.log_var.detach().abs().sum() > 0, "the decoder variance must be learned"
+    with torch.no_grad():
+        model.log_var.fill_(-50.0)
+    assert torch.isfinite(model.reconstruction_nll(recon, images)), "log σ² is clamped"
+
+
+def test_ddpm_and_vae_reject_bad_new_parameters():
+    spec = ImageSpec(1, 28, 2)
+    with pytest.raises(MedAugBenchError, match="timestep_spacing"):
+        DDPM(spec, timestep_spacing="uniform")
+    with pytest.raises(MedAugBenchError, match="cond_drop"):
+        DDPM(spec, cond_drop=1.0)
+    with pytest.raises(MedAugBenchError, match="guidance"):
+        DDPM(spec, guidance_candidates=(0.0, float("nan")))
+    with pytest.raises(MedAugBenchError, match="decoder_variance"):
+        VAE(spec, decoder_variance="fixed")
+    with pytest.raises(MedAugBenchError, match="decoder_variance"):
+        VAE(spec, decoder_variance=0.0)

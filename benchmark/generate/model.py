@@ -16,6 +16,13 @@ conditioning vector (`can_condition` below). A model that cannot condition build
 harness then trains one unconditional model per class (per label for multi-label data), each built with cond_dim 0
 and given `cond=None`. A conditional model must also accept cond_dim 0: that is how it is built when a run turns
 conditioning off (`-S conditioning=false`).
+
+Guidance (optional; the DDPM's classifier-free guidance): a model with a sampling-time guidance weight lists the
+weights worth trying in `guidance_candidates()` (default `()`: nothing to choose) and takes the chosen one through
+`set_guidance(weight)` (default: raises `MedAugBenchError`). The synthesis stage picks the weight on the cell's own
+training holdout, never on validation or test images. The model keeps the weight in a registered buffer, so its
+`state_dict()` (a safetensors checkpoint, the loop's best-checkpoint copy) carries it and a loaded model samples
+with it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.errors import MedAugBenchError
 from benchmark.provenance import plugin_provenance
 from benchmark.registry import create, declare_product, entries, get_entry
 from benchmark.train.flops import isolated_rng
@@ -86,6 +94,19 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     def sample(self, cond: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` images in [-1, 1] for the conditioning rows `cond` (n, cond_dim), or unconditionally when None; the
         shared loop checks `cond` and runs this without gradients."""
+
+    def guidance_candidates(self) -> tuple[float, ...]:
+        """Guidance weights the synthesis stage may choose between (on the cell's training holdout); `()`: this model
+        has no guidance weight."""
+        return ()
+
+    def set_guidance(self, weight: float) -> None:
+        """Sample with guidance weight `weight` from now on, kept in the state_dict; only for a model that lists
+        `guidance_candidates()`."""
+        raise MedAugBenchError(
+            f"generator {type(self).__name__} has no guidance weight to set (its guidance_candidates() is empty); "
+            "call set_guidance only on a model that lists candidates"
+        )
 
     def optimize(
         self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_grad_norm: float | None = None
