@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command per job from a fresh clone: `scripts/dev.sh run` installs and runs the quick benchmark,
 # `scripts/dev.sh test` installs and runs what CI runs (lint, format check, the whole test suite).
-#   scripts/dev.sh install     a virtual environment in $VENV (default .venv) with the project, its test tools and
+#   scripts/dev.sh install     a virtual environment in $VENV (default .venv) with the project, its test tools,
+#                              MedMNIST-C (the robustness extra; ImageMagick where apt-get may install it) and
 #                              both example plugins; torch from $TORCH_INDEX when set (CPU-only wheels:
 #                              TORCH_INDEX=https://download.pytorch.org/whl/cpu), else PyPI (which pulls CUDA on Linux)
 #   scripts/dev.sh test        install, then ruff check, ruff format --check and pytest (the full suite, as CI)
@@ -29,8 +30,23 @@ install() {
     # shellcheck disable=SC2086
     pip install -q $TORCH
   fi
-  pip install -q -e ".[dev]"
+  pip install -q -e ".[dev,robustness]"
   pip install -q --no-deps -e examples/medaugbench-example-plugin -e examples/medaugbench-example-generator
+  robustness
+}
+
+robustness() {
+  # MedMNIST-C (robustness scoring, the medmnistc strategy): the package without its outdated pins (its real needs
+  # come with the `robustness` extra above), and ImageMagick's MagickWand where we may install it. Never fails the
+  # install: without MagickWand those features say what to install and their tests skip.
+  pip install -q --no-deps "medmnistc==0.1.0" || echo "medmnistc could not be installed; robustness features are off"
+  if ! python -c "import wand.image" >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q --no-install-recommends libmagickwand-dev >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends libmagickwand-dev >/dev/null 2>&1; } \
+      || true
+  fi
+  python -c "import wand.image" >/dev/null 2>&1 \
+    || echo "ImageMagick's MagickWand is missing (apt-get install libmagickwand-dev; brew install imagemagick): robustness features are off"
 }
 
 browser() {

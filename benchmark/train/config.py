@@ -64,6 +64,8 @@ class OptimConfig:
         return 1.0
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed: what torch and numpy accept (a classifier or generator seed is 0 to 2**32-1)."""
 SCHEDULES = ("cosine", "step", "constant", "wsd")
 
 
@@ -162,7 +164,7 @@ class GeneratorBudget(Budget):
     """A generative strategy's TOTAL generator budget in one cell (generator steps, device-seconds or FLOPs). One
     step is one generator update with its discriminator/critic updates, each on a fresh real batch. Models trained one
     per class share the total (`split`), so a per-class strategy spends what a conditional one does. A seconds or FLOP
-    budget also pays for the synthesis after training (see plugins/generative_strategies.py)."""
+    budget also pays for the synthesis after training (see benchmark/synthesis/compute.py)."""
 
     steps: int | None = 2000
     FLAGS: ClassVar[tuple[str, str, str]] = ("--generator-steps", "--generator-seconds", "--generator-flops")
@@ -257,10 +259,9 @@ class TrainConfig:
     compile: bool = False
     pilot_budgets: tuple[int, ...] = ()  # a pilot: also score these classifier budgets (branches)
     threads: int | None = None  # torch intra-op threads while the cell trains (None: the process's setting)
+    robustness: bool = False  # also score the selected checkpoint on MedMNIST-C corruptions (evaluation time)
 
     def __post_init__(self) -> None:
-        from benchmark.data.sampling import MAX_SEED  # here, not at the top: the CLI reads this module without torch
-
         for flag, value in (("--seed", self.seed), ("--generator-seed", self.data_seed)):
             if not _is_whole(value) or not 0 <= value <= MAX_SEED:
                 raise MedAugBenchError(f"{flag} must be an integer from 0 to 2**32-1, got {value!r}")
@@ -273,7 +274,7 @@ class TrainConfig:
             )
         if not _is_number(self.train_fraction) or not 0 < self.train_fraction <= 1:
             raise MedAugBenchError(f"--train-fraction must lie in (0, 1], got {self.train_fraction!r}")
-        for name in ("amp", "channels_last", "compile"):
+        for name in ("amp", "channels_last", "compile", "robustness"):
             if not isinstance(getattr(self, name), bool):
                 raise MedAugBenchError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("strategy_params", "backbone_params", "dataset_params"):
