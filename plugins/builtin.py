@@ -137,7 +137,8 @@ def register_generators(register: Register) -> None:
         LazyFactory("plugins.gan:GAN", keywords={"loss": "non_saturating"}),
         (
             "conditional GAN of the seed paper (Algorithm 1): z∈R^128 + one-hot label, non-saturating loss, "
-            "Adam 2e-4 (0.5, 0.999); projection D with spectral norm, DiffAugment, EMA sampling"
+            "Adam 2e-4 (0.5, 0.999); projection D with an auxiliary classifier and spectral norm, DiffAugment, "
+            "EMA sampling"
         ),
     )
     wgan_gp = {"loss": "wgan_gp", "n_critic": 5, "lr": 1e-4, "betas": (0.0, 0.9), "spectral_norm": False}
