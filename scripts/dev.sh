@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # One command per job from a fresh clone: `scripts/dev.sh run` installs and runs the quick benchmark,
 # `scripts/dev.sh test` installs and runs what CI runs (lint, format check, the whole test suite).
-#   scripts/dev.sh install     a virtual environment in $VENV (default .venv) with the project, its test tools,
-#                              MedMNIST-C (the robustness extra; ImageMagick where apt-get may install it) and
-#                              both example plugins; torch from $TORCH_INDEX when set (CPU-only wheels:
+#   scripts/dev.sh install     a virtual environment in $VENV (default .venv) with the project, its test tools and
+#                              MedMNIST-C (the robustness extra; ImageMagick where apt-get may install it); torch from $TORCH_INDEX when set (CPU-only wheels:
 #                              TORCH_INDEX=https://download.pytorch.org/whl/cpu), else PyPI (which pulls CUDA on Linux)
-#   scripts/dev.sh test        install, then ruff check, ruff format --check and pytest (the full suite, as CI)
+#   scripts/dev.sh test        install (and both example plugins), then ruff check, ruff format --check and pytest (the full suite, as CI)
 #   scripts/dev.sh test-fast   install, then pytest -m "not slow" (the inner loop: a few minutes on 2 CPU cores)
 #   scripts/dev.sh run [ARGS]  install, then `medaugbench run ARGS` (default: the quick preset); missing official
 #                              MedMNIST files are downloaded, with progress, into ~/.cache/medaugbench/medmnist
@@ -31,8 +30,13 @@ install() {
     pip install -q $TORCH
   fi
   pip install -q -e ".[dev,robustness]"
-  pip install -q --no-deps -e examples/medaugbench-example-plugin -e examples/medaugbench-example-generator
   robustness
+}
+
+examples() {
+  # The two example third-party plugins, installed as their READMEs say, so the tests exercise a real install. Only the
+  # test jobs install them: both import torch when plugins load, which would add its import time to every command.
+  pip install -q --no-deps -e examples/medaugbench-example-plugin -e examples/medaugbench-example-generator
 }
 
 robustness() {
@@ -62,6 +66,7 @@ case "${1:-}" in
   install) install ;;
   test)
     install
+    examples
     browser
     ruff check .
     ruff format --check .
@@ -69,6 +74,7 @@ case "${1:-}" in
     ;;
   test-fast)
     install
+    examples
     pytest -m "not slow"
     ;;
   run)
