@@ -83,7 +83,7 @@ def test_a_curve_best_early_then_worse_is_peaked_early_not_a_plateau():
 
 
 def test_pilot_md_calls_a_peaked_curve_peaked_early_and_states_the_limit():
-    from benchmark.publish.pilot import ClassifierPilot, GeneratorCurve, Pilot, StrategyCurve, pilot_markdown
+    from benchmark.publish.pilot import ClassifierPilot, Pilot, StrategyCurve, generator_curves, pilot_markdown
 
     curves = [
         StrategyCurve("breastmnist", "none", [100, 200, 300], [0.90, 0.95, 0.91], 1, None),
@@ -92,10 +92,9 @@ def test_pilot_md_calls_a_peaked_curve_peaked_early_and_states_the_limit():
     curves = [replace(c, choice=choose_strategy_steps(c.steps, c.val_auc)) for c in curves]
     budgets = {"breastmnist": choose_classifier_budget({c.strategy: c.choice for c in curves})}
     run = replace(budgets["breastmnist"], strategy="cutmix_mixup on breastmnist")
-    fid = [55.1, 84.1, 82.7]
-    cgan = GeneratorCurve("breastmnist", "cgan", [125, 250, 500], fid, {}, choose_generator_steps([125, 250, 500], fid))
+    (cgan,) = generator_curves([_run(0, [55.1, 84.1, 82.7])])
     text = pilot_markdown(Pilot([cgan], ClassifierPilot(curves, budgets, run, {"schedule": "wsd"})))
-    assert "| breastmnist | cgan | 55.1 | 84.1 | 82.7 | 125 (peaked early) |" in text
+    assert "| breastmnist | cgan | 0 | 30 | 55.1 | 84.1 | 82.7 | 125 (peaked early) | 0.90 (0.80) | none |" in text
     assert "| none | 1 | 0.9000 | 0.9500 | 0.9100 | 200 (peaked early) |" in text
     assert "(plateau)" not in text
     assert "**Budget on breastmnist: 300 steps**, set by cutmix_mixup (limit)." in text
@@ -210,6 +209,11 @@ def test_pilot_tracking_scores_per_class_models_at_the_same_fractions_of_their_b
         assert history["quality_step"] == sorted({max(1, round(t * share)) for t in (2, 4, 8)})
         assert all(q > 0 for q in history["quality"])
     assert card["monitor"]["at_total_steps"] == [2, 4, 8] and "validation image" in card["monitor"]["reference"]
+    floors = card["monitor"]["floor"]["per_model"]
+    assert set(floors) == set(card["histories"])  # once per model, against that model's validation reference
+    for name, floor in floors.items():
+        own = int((breast.val.labels == breast.task.labels.index(name)).sum())
+        assert floor["reference_images"] == own and floor["images"] == own and floor["fid"] > 0
 
 
 def test_validation_tracking_scores_against_every_validation_image_of_the_models_classes(breast):
@@ -274,8 +278,9 @@ def test_the_pilot_report_reads_a_tiny_pilot_run_and_chooses_from_its_curves(tmp
     run_grid(grid, tmp_path, LocalExecutor(), progress=False)
     pilot = pilot_curves(tmp_path)
     (gan,) = pilot.generators
-    assert gan.steps == [50, 100, 200] and len(gan.fid) == 3 and set(gan.per_model) <= {"malignant", "normal, benign"}
-    assert gan.choice == choose_generator_steps(gan.steps, gan.fid)
+    (run,) = gan.runs
+    assert gan.steps == [50, 100, 200] and len(gan.fid) == 3 and set(run.per_model) <= {"malignant", "normal, benign"}
+    assert gan.choice == choose_generator_steps(gan.steps, gan.fid) and gan.seeds == [0] and gan.floor > 0
     curves = {c.strategy: c for c in pilot.classifier.curves}
     assert set(curves) == {"none", "vae"}  # every strategy, not only `none`
     for curve in curves.values():
@@ -305,7 +310,7 @@ def test_the_published_old_pilot_is_still_read_and_says_it_sizes_no_classifier_b
     result = cli("pilot", str(folder))
     assert result.exit_code == 0, result.output
     text = (folder / "pilot" / "pilot.md").read_text()
-    assert "| breastmnist | cgan | 55.1 | 84.08 | 82.66 | 130.1 | 171.2 | 125 (peaked early) |" in text
+    assert "| breastmnist | cgan | 0 | – | 55.1 | 84.08 | 82.66 | 130.1 | 171.2 | 125 (peaked early) | – | – |" in text
     assert OLD_PILOT_NOTE in text and not (folder / "pilot" / "pilot_val_auc.png").exists()
 
 
@@ -318,3 +323,103 @@ def test_a_variant_with_its_own_schedule_is_a_grid_problem():
     grid = GridConfig(strategies=("none", "fast"), variants={"fast": variant}, train={"optimizer": "wsd"})
     with pytest.raises(MedAugBenchError, match=r"variants.fast.train sets optimizer: every strategy trains with"):
         validate(grid, None, check_files=False)
+
+
+def _run(seed: int, fid: list[float], floor: float | None = 30.0, flags: list[str] | None = None):
+    from benchmark.publish.pilot import GeneratorRun
+
+    steps = [125, 250, 500, 1000, 2000][: len(fid)]
+    return GeneratorRun("breastmnist", "cgan", seed, steps, fid, {}, floor, 0.9, 0.8, [] if flags is None else flags)
+
+
+def test_the_pilot_aggregates_generator_seeds_and_chooses_from_their_mean():
+    from benchmark.publish.pilot import generator_curves, generator_markdown
+
+    runs = [_run(2, [60.0, 40.0, 30.0], 20.0, ["class 'malignant': not recognisable"]), _run(0, [100.0, 50.0, 30.0])]
+    runs.append(_run(1, [80.0, 30.0, 36.0], 40.0))
+    (curve,) = generator_curves(runs)
+    assert curve.seeds == [0, 1, 2] and curve.fid == [80.0, 40.0, 32.0]
+    assert (curve.fid_min, curve.fid_max) == ([60.0, 30.0, 30.0], [100.0, 50.0, 36.0])
+    assert curve.floor == pytest.approx(30.0) and curve.flags == ["seed 2: class 'malignant': not recognisable"]
+    mean_choice = choose_generator_steps(curve.steps, curve.fid)  # seed 1 alone would choose 250
+    assert (curve.choice.steps, curve.choice.reason) == (mean_choice.steps, mean_choice.reason) == (500, LIMIT)
+    assert curve.choice.detail.startswith("mean of 3 seeds: ")
+    row = next(line for line in generator_markdown([curve]) if line.startswith("| breastmnist"))
+    assert row.startswith("| breastmnist | cgan | 0, 1, 2 | 30 | 80 (60–100) | 40 (30–50) | 32 (30–36) | 500 (limit) |")
+    assert "| seed 2: class 'malignant': not recognisable |" in row
+
+
+def test_a_seed_without_a_floor_leaves_the_floor_unmeasured_and_differing_steps_are_refused():
+    from benchmark import MedAugBenchError
+    from benchmark.publish.pilot import generator_curves
+
+    (curve,) = generator_curves([_run(0, [3.0, 2.0]), _run(1, [3.0, 2.0], floor=None, flags=None)])
+    assert curve.floor is None and curve.flags == []
+    with pytest.raises(MedAugBenchError, match="scored at different steps"):
+        generator_curves([_run(0, [3.0, 2.0]), _run(1, [3.0, 2.0, 1.0])])
+
+
+def test_a_records_floor_is_its_models_floors_weighted_like_their_fids():
+    from types import SimpleNamespace
+
+    from benchmark.publish.pilot import generator_run
+
+    histories = {
+        "malignant": {"steps": 50, "quality_step": [25, 50], "quality": [90.0, 70.0]},
+        "normal": {"steps": 150, "quality_step": [75, 150], "quality": [50.0, 30.0]},
+    }
+    floor = {"per_model": {"malignant": {"fid": 40.0}, "normal": {"fid": 20.0}}}
+    card = {"histories": histories, "monitor": {"at_total_steps": [100, 200], "floor": floor}}
+    facts = {"generator": card, "fidelity": {"overall": {"fidelity": 0.7, "recall": 0.9}}, "flags": []}
+    cell = {"dataset": "breastmnist", "strategy": "dcgan", "seed": 3}
+    run = generator_run(SimpleNamespace(cell=cell, result=SimpleNamespace(strategy=SimpleNamespace(facts=facts))))
+    assert run.fid == [0.25 * 90 + 0.75 * 50, 0.25 * 70 + 0.75 * 30] and run.floor == 0.25 * 40 + 0.75 * 20
+    assert (run.seed, run.fidelity, run.fidelity_real, run.flags) == (3, 0.7, 0.9, [])
+
+
+def test_the_floor_draws_training_images_in_the_references_class_composition():
+    import torch
+
+    from benchmark.data.dataset import Split
+    from benchmark.synthesis.floor import composition_matched
+
+    def split(labels: list[int]) -> Split:
+        return Split(torch.zeros(len(labels), 1, 4, 4, dtype=torch.uint8), torch.tensor(labels))
+
+    reference = split([0] * 4 + [1] * 8)
+    drawn = composition_matched(reference, split([0] * 10 + [1] * 20 + [2] * 5), torch.Generator().manual_seed(0))
+    assert torch.bincount(drawn.labels, minlength=3).tolist() == [4, 8, 0]
+    short = composition_matched(reference, split([0] * 10 + [1] * 6), torch.Generator().manual_seed(0))
+    assert torch.bincount(short.labels).tolist() == [3, 6]  # 6 of the 8 ones there are: every class times 3/4
+    rows = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0]])  # multi-label: exact label rows
+    pool = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    images = torch.zeros(5, 1, 4, 4, dtype=torch.uint8)
+    drawn = composition_matched(Split(images[:4], rows), Split(images, pool), torch.Generator().manual_seed(0))
+    assert drawn.labels.tolist() == [[1.0, 0.0], [1.0, 1.0]]  # one [1, 1] row in the pool: every row halved
+
+
+def test_training_reference_tracking_records_no_floor(breast):
+    _, card = _fit("cgan", breast, track_quality_at=[4, 8])
+    assert "floor" not in card["monitor"]
+
+
+def test_the_seeds_companion_runs_the_pilots_own_gan_cells_with_other_seeds():
+    from benchmark.grid.cells import expand, validate
+    from benchmark.grid.config import load_preset
+    from benchmark.grid.plan import config_signature, row_key
+
+    def rows(name: str) -> dict[str, list]:
+        grid = load_preset(name)
+        cells = expand(grid, validate(grid, None, check_files=False))
+        found: dict[str, list] = {}
+        for cell in cells:
+            found.setdefault(row_key(cell.coords), []).append(
+                (cell.coords["seed"], config_signature(cell.config.to_dict()))
+            )
+        return found
+
+    pilot, seeds = rows("cpu-pilot"), rows("cpu-pilot-seeds")
+    assert len(seeds) == 2 and set(seeds) <= set(pilot)
+    for row, runs in seeds.items():
+        ((_, wanted),) = pilot[row]  # cpu-pilot runs seed 0 only
+        assert sorted(seed for seed, _ in runs) == [1, 2] and all(signature == wanted for _, signature in runs)

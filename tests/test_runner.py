@@ -132,7 +132,7 @@ def test_more_grid_problems_are_caught():
 def test_presets_expand_with_identical_budgets():
     shipped = "ablation cpu-answer cpu-answer-compute cpu-balancing cpu-pilot paper quick standard standard-compute"
     assert set(shipped.split()) <= set(preset_names())
-    sizes = {"pneumoniamnist": 4708, "dermamnist": 7007, "chestmnist": 78468, "breastmnist": 546}
+    sizes = {"pneumoniamnist": 4708, "dermamnist": 7007, "chestmnist": 78468, "breastmnist": 546, "retinamnist": 1080}
     for name in preset_names():
         grid = load_preset(name)
         found = validate(grid, None, check_files=False)  # training-set sizes from medmnist.INFO

@@ -1,6 +1,6 @@
-"""Choosing budgets from a pilot: the generator budget where class-matched FID stops improving over a doubling, the
-classifier budget where the slowest strategy's validation AUC has plateaued; each says whether a plateau, an early
-peak or the machine's limit decided it."""
+"""Choosing budgets from a pilot: the generator budget where class-matched FID (mean over generator seeds) stops
+improving over a doubling, the classifier budget where the slowest strategy's validation AUC (mean over seeds) has
+plateaued; each says whether a plateau, an early peak or the machine's limit decided it."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class BudgetChoice:
 
 
 def choose_generator_steps(steps: Sequence[int], fid: Sequence[float], min_gain: float = 0.10) -> BudgetChoice:
-    """`steps` doubling budgets (each twice the one before) with their FIDs (lower is better): the smallest budget
+    """`steps` doubling budgets (each twice the one before) with their FIDs (lower is better; the mean over the
+    pilot's generator seeds when it ran several, `benchmark.publish.pilot.seed_curve`): the smallest budget
     from which no larger one measured improves FID by `min_gain` (relative) or more, i.e. within `min_gain` of the
     best FID measured. Robust to a GAN's FID rising after one doubling and falling after the next. `limit` when
     that is the largest budget (FID was still improving there); `peaked early` when the largest budget's FID is

@@ -1,18 +1,20 @@
-"""The pilot's report: class-matched FID on validation images against total generator steps, every strategy's
-validation AUC at the end of runs with each candidate classifier budget (the pilot's budget branches), and the budgets
-they choose (`benchmark.grid.pilot`), as JSON, Markdown and two plots."""
+"""The pilot's report: class-matched FID on validation images against total generator steps (the mean, min and max
+over generator seeds, beside the in-distribution floor and the class fidelity of what each generator made), every
+strategy's validation AUC at the end of runs with each candidate classifier budget (the pilot's budget branches), and
+the budgets they choose (`benchmark.grid.pilot`, from the seed-mean curves), as JSON, Markdown and two plots."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from benchmark.data.files import write_json_atomic, write_text_atomic  # noqa: E402
 from benchmark.errors import MedAugBenchError  # noqa: E402
@@ -30,31 +32,81 @@ from benchmark.publish.plots import save_figure  # noqa: E402
 
 
 @dataclass(frozen=True)
-class GeneratorCurve:
-    """One generator on one dataset: FID after each total-step point; per-class models' FIDs are averaged with
-    their shares of the budget (their training images) as weights, each model scored at the same budget fraction."""
+class GeneratorRun:
+    """One generator seed's curve on one dataset: FID after each total-step point; per-class models' FIDs (and
+    floors) are averaged with their shares of the budget (their training images) as weights, each model scored at the
+    same budget fraction. `floor`: the same average of the models' in-distribution floors (None: not measured, e.g.
+    records older than it); `fidelity`/`fidelity_real`: the overall class fidelity of the cell's synthetic set and the
+    same classifier's recall on real held-out images (None: not measured); `flags`: why the set was flagged (None:
+    not checked)."""
 
     dataset: str
     strategy: str
+    seed: int
     steps: list[int]
     fid: list[float]
     per_model: dict[str, list[float]]
+    floor: float | None
+    fidelity: float | None
+    fidelity_real: float | None
+    flags: list[str] | None
+
+
+@dataclass(frozen=True)
+class GeneratorCurve:
+    """One generator on one dataset over its seeds: the mean FID per step with its min and max, the mean floor and
+    class fidelity, each seed's flags (prefixed with the seed), and the budget the seed-mean curve chooses."""
+
+    dataset: str
+    strategy: str
+    seeds: list[int]
+    steps: list[int]
+    fid: list[float]
+    fid_min: list[float]
+    fid_max: list[float]
+    floor: float | None
+    fidelity: float | None
+    fidelity_real: float | None
+    flags: list[str] | None
+    runs: list[GeneratorRun]
     choice: BudgetChoice
 
 
-def generator_curve(record: CellRecord) -> GeneratorCurve | None:
+def generator_run(record: CellRecord) -> GeneratorRun | None:
     """The tracked curve of a generative cell that was scored at total-step points (None for other cells)."""
-    card = record.result.strategy.facts.get("generator") or {}
-    at = (card.get("monitor") or {}).get("at_total_steps")
+    facts = record.result.strategy.facts
+    card = facts.get("generator") or {}
+    monitor = card.get("monitor") or {}
+    at = monitor.get("at_total_steps")
     if not at:
         return None
     histories = card["histories"]
     total = sum(h["steps"] for h in histories.values())
-    per_model = {name: _at_points(h, at, h["steps"] / total) for name, h in histories.items()}
-    fid = [sum(per_model[name][i] * h["steps"] / total for name, h in histories.items()) for i in range(len(at))]
-    return GeneratorCurve(
-        dataset_label(record.cell), record.cell["strategy"], list(at), fid, per_model, choose_generator_steps(at, fid)
+    shares = {name: h["steps"] / total for name, h in histories.items()}
+    per_model = {name: _at_points(h, at, shares[name]) for name, h in histories.items()}
+    fid = [sum(per_model[name][i] * share for name, share in shares.items()) for i in range(len(at))]
+    overall = (facts.get("fidelity") or {}).get("overall") or {}
+    return GeneratorRun(
+        dataset_label(record.cell),
+        record.cell["strategy"],
+        record.cell.get("generator_seed", record.cell["seed"]),
+        list(at),
+        fid,
+        per_model,
+        _floor(monitor, shares),
+        overall.get("fidelity"),
+        overall.get("recall"),
+        facts.get("flags"),
     )
+
+
+def _floor(monitor: dict, shares: dict[str, float]) -> float | None:
+    """The models' floors averaged with their budget shares (None when any model has none)."""
+    floors = (monitor.get("floor") or {}).get("per_model") or {}
+    values = [(floors.get(name) or {}).get("fid") for name in shares]
+    if any(value is None for value in values):
+        return None
+    return sum(value * share for value, share in zip(values, shares.values()))
 
 
 def _at_points(history: dict, at: list[int], share: float) -> list[float]:
@@ -64,6 +116,50 @@ def _at_points(history: dict, at: list[int], share: float) -> list[float]:
     if missing:
         raise MedAugBenchError(f"a generator was not scored at total steps {missing}: it stopped before them")
     return [scores[max(1, round(t * share))] for t in at]
+
+
+def generator_curves(runs: list[GeneratorRun]) -> list[GeneratorCurve]:
+    """The runs grouped by dataset and generator (sorted by both), each aggregated over its seeds."""
+    groups: dict[tuple[str, str], list[GeneratorRun]] = defaultdict(list)
+    for run in runs:
+        groups[(run.dataset, run.strategy)].append(run)
+    return [seed_curve(sorted(groups[key], key=lambda r: r.seed)) for key in sorted(groups)]
+
+
+def seed_curve(runs: list[GeneratorRun]) -> GeneratorCurve:
+    """One generator's seeds on one dataset: mean, min and max FID per step; the budget rule reads the mean."""
+    first = runs[0]
+    if any(run.steps != first.steps for run in runs):
+        raise MedAugBenchError(f"{first.strategy} on {first.dataset}: its seeds were scored at different steps")
+    columns = list(zip(*(run.fid for run in runs)))
+    fid = [sum(column) / len(column) for column in columns]
+    flags = None if all(r.flags is None for r in runs) else [f"seed {r.seed}: {f}" for r in runs for f in r.flags or []]
+    return GeneratorCurve(
+        first.dataset,
+        first.strategy,
+        [run.seed for run in runs],
+        first.steps,
+        fid,
+        [min(column) for column in columns],
+        [max(column) for column in columns],
+        _mean([run.floor for run in runs]),
+        _mean([run.fidelity for run in runs]),
+        _mean([run.fidelity_real for run in runs]),
+        flags,
+        runs,
+        _seed_mean_choice(first.steps, fid, len(runs)),
+    )
+
+
+def _seed_mean_choice(steps: list[int], fid: list[float], seeds: int) -> BudgetChoice:
+    """The budget rule on the seed-mean curve; its detail says it read a mean when there are several seeds."""
+    choice = choose_generator_steps(steps, fid)
+    return choice if seeds == 1 else replace(choice, detail=f"mean of {seeds} seeds: {choice.detail}")
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the values, None when any is missing."""
+    return None if any(v is None for v in values) else sum(values) / len(values)
 
 
 @dataclass(frozen=True)
@@ -109,7 +205,7 @@ OLD_PILOT_NOTE = (
 def pilot_curves(results_dir: Path) -> Pilot:
     """Every generator curve and every strategy's budget curve of a pilot's finished cells."""
     records = [r for r in load_records(results_dir) if r.ok]
-    generators = [curve for r in records if (curve := generator_curve(r)) is not None]
+    generators = generator_curves([run for r in records if (run := generator_run(r)) is not None])
     branched = [r for r in records if r.result.budget_branches]
     if not generators and not branched:
         raise MedAugBenchError(
@@ -182,15 +278,57 @@ def pilot_markdown(pilot: Pilot) -> str:
     return "\n".join([*generator_markdown(pilot.generators), *classifier_markdown(pilot.classifier)])
 
 
+GENERATOR_NOTE = (
+    "A step column is the class-matched FID against validation images after that many total generator steps: the "
+    "mean over the generator seeds listed, with min–max when there are several; the budget rule reads the seed-mean "
+    "curve. `floor`: the FID of real training images of the same classes, as many and in the same class composition, "
+    "against the same validation images in the same feature space (what a perfect generator of the training "
+    "distribution would score; a dashed line in pilot_fid.png). `fidelity (real)`: the fraction of the cell's "
+    "synthetic images a classifier trained on its real training images assigns to their intended class, beside its "
+    "recall on real held-out images (mean over seeds); `flags`: why a seed's synthetic set was flagged."
+)
+
+
 def generator_markdown(generators: list[GeneratorCurve]) -> list[str]:
+    """One row per dataset and generator: seeds, floor, FID per step (mean, min–max), the budget chosen and why,
+    class fidelity and flags."""
     points = sorted({s for c in generators for s in c.steps})
-    lines = ["## Generators: class-matched FID on validation images after N total steps", ""]
+    lines = ["## Generators: class-matched FID on validation images after N total steps", "", GENERATOR_NOTE, ""]
     rows = []
     for c in generators:
-        fid = dict(zip(c.steps, c.fid))
-        scores = [f"{fid[s]:.4g}" if s in fid else "–" for s in points]
-        rows.append([c.dataset, c.strategy, *scores, f"{c.choice.steps} ({c.choice.reason})", c.choice.detail])
-    return lines + markdown_table(["dataset", "generator", *map(str, points), "chosen", "why"], rows)
+        scores = {step: _spread(c, i) for i, step in enumerate(c.steps)}
+        rows.append(
+            [c.dataset, c.strategy, ", ".join(map(str, c.seeds)), _number(c.floor)]
+            + [scores.get(s, "–") for s in points]
+            + [f"{c.choice.steps} ({c.choice.reason})", _fidelity(c), _flags(c.flags), c.choice.detail]
+        )
+    header = ["dataset", "generator", "seeds", "floor", *map(str, points), "chosen", "fidelity (real)", "flags", "why"]
+    return lines + markdown_table(header, rows)
+
+
+def _spread(curve: GeneratorCurve, i: int) -> str:
+    """The mean FID at step index i, with min–max over seeds when there are several."""
+    if len(curve.seeds) == 1:
+        return f"{curve.fid[i]:.4g}"
+    return f"{curve.fid[i]:.4g} ({curve.fid_min[i]:.4g}–{curve.fid_max[i]:.4g})"
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _fidelity(curve: GeneratorCurve) -> str:
+    if curve.fidelity is None:
+        return "–"
+    real = "–" if curve.fidelity_real is None else f"{curve.fidelity_real:.2f}"
+    return f"{curve.fidelity:.2f} ({real})"
+
+
+def _flags(flags: list[str] | None) -> str:
+    """The flags joined (none: "none"; not checked: "–")."""
+    if flags is None:
+        return "–"
+    return "; ".join(flags) or "none"
 
 
 def classifier_markdown(classifier: ClassifierPilot | None) -> list[str]:
@@ -252,12 +390,22 @@ def _plot(pilot: Pilot, out: Path) -> list[Path]:
 
 
 def _fid_panel(axis, curves: list[GeneratorCurve], dataset: str) -> None:  # noqa: ANN001
+    """Per generator: the seed-mean FID (band: min–max over seeds), ★ at the chosen budget, its floor dashed."""
     for curve in curves:
-        (line,) = axis.plot(curve.steps, curve.fid, marker="o", label=curve.strategy)
+        seeds = f" ({len(curve.seeds)} seeds)" if len(curve.seeds) > 1 else ""
+        (line,) = axis.plot(curve.steps, curve.fid, marker="o", label=curve.strategy + seeds)
+        color = line.get_color()
+        if len(curve.seeds) > 1:
+            axis.fill_between(curve.steps, curve.fid_min, curve.fid_max, color=color, alpha=0.15)
         chosen = curve.fid[curve.steps.index(curve.choice.steps)]
-        axis.plot([curve.choice.steps], [chosen], marker="*", markersize=14, color=line.get_color())
+        axis.plot([curve.choice.steps], [chosen], marker="*", markersize=14, color=color)
+        if curve.floor is not None:
+            axis.axhline(curve.floor, linestyle="--", linewidth=1, color=color)
     axis.set(xscale="log", yscale="log", xlabel="total generator steps", ylabel="class-matched FID (val)")
-    axis.set_title(f"{dataset}: ★ chosen budget")
+    points = sorted({step for curve in curves for step in curve.steps})
+    axis.set_xticks(points, [str(step) for step in points], minor=False)
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.set_title(f"{dataset}: ★ chosen budget, -- floor")
     axis.legend(fontsize=8)
 
 

@@ -15,9 +15,10 @@ in a fixed random feature space (benchmark/evaluate/selection.py) picks the weig
 weights (`guidance_candidates`) then gets the one the same score prefers. Both count as generator compute.
 
 Early stopping and quality tracking score samples with an extractor trained on the cell's training subset only,
-against the cell's own training images of the same classes: nothing outside that subset steers the training. The
-quality step after synthesis (`assess`, benchmark/synthesis/quality.py) uses another extractor, one per dataset and
-size, and is evaluation: timed apart, never generator compute."""
+against the cell's own training images of the same classes: nothing outside that subset steers the training. A
+pilot's tracking against validation images only records, with each model's in-distribution floor beside its curve
+(benchmark/synthesis/floor.py). The quality step after synthesis (`assess`, benchmark/synthesis/quality.py) uses
+another extractor, one per dataset and size, and is evaluation: timed apart, never generator compute."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ from benchmark.synthesis.config import (
     SynthesisConfig,
     generator_budget,
 )
+from benchmark.synthesis.floor import FLOOR_RULE, MonitorFloor, monitor_floor
 from benchmark.synthesis.keys import ALL, ModelKey, keyed
 from benchmark.train import device as dev
 from benchmark.train import flops
@@ -268,6 +270,7 @@ class GenerativeStrategy(Strategy):
         images = compute.images_per_model(plan, list(models))
         budgets = compute.training_budgets(self.generator, self.budget, sizes, models, costs, images, scores, device)
         features = self.monitor_features(context) if self.settings.monitor.monitored else None  # not generator time
+        floors = self.monitor_floors(context, jobs, names, features)  # evaluation too, never generator time
         histories, guidance = {}, {}
         for key, job in jobs.items():
             histories[key] = self.fit_one(
@@ -294,7 +297,7 @@ class GenerativeStrategy(Strategy):
             "histories": {names[key]: asdict(h) for key, h in histories.items()},
             "selection": self.selection_record(jobs, names, scorers, histories, selection),
             "guidance": {names[key]: record for key, record in guidance.items()} or None,
-            "monitor": self.monitor_record(features),
+            "monitor": self.monitor_record(features, floors),
             "code": code_version(),
             "trained_by": self.code(task, data.image_size),
         }
@@ -412,18 +415,39 @@ class GenerativeStrategy(Strategy):
         index = torch.randperm(len(job.split), generator=draw)[:MONITOR_IMAGES].sort().values
         return job.split.subset(index)
 
-    def monitor_record(self, features: FeatureExtractor | None) -> dict | None:
-        """What scored the generator during training (None: nothing did)."""
+    def monitor_floors(
+        self,
+        context: StrategyContext,
+        jobs: dict[ModelKey, Job],
+        names: dict[ModelKey, str],
+        features: FeatureExtractor | None,
+    ) -> dict[str, MonitorFloor] | None:
+        """Scored against validation images: each model's in-distribution floor (benchmark/synthesis/floor.py),
+        computed once, by model name. None when the monitor scores against training images, or nothing is scored."""
+        if features is None or self.settings.monitor.on != "val":
+            return None
+        train = context.dataset.train
+        return {
+            names[key]: monitor_floor(self.monitor_reference(context, job), train, features, context.seed)
+            for key, job in jobs.items()
+        }
+
+    def monitor_record(self, features: FeatureExtractor | None, floors: dict[str, MonitorFloor] | None) -> dict | None:
+        """What scored the generator during training, and against validation images each model's floor (None:
+        nothing scored it)."""
         if features is None:
             return None
         settings = self.settings.monitor
-        return {
+        record = {
             "extractor": features.describe(),
             "reference": MONITOR_REFERENCES[settings.on],
             "every": settings.every,
             "at_total_steps": self.track_quality_at,
             "patience": settings.patience if settings.early_stop_every else None,
         }
+        if floors is not None:
+            record["floor"] = {"rule": FLOOR_RULE, "per_model": {name: asdict(f) for name, f in floors.items()}}
+        return record
 
     def selection_record(
         self,
