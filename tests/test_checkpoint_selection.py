@@ -104,6 +104,7 @@ def test_generators_train_without_the_holdout_and_read_no_validation_or_test_ima
         generator_batch_size=8,
         generator_params={"base_channels": 8},
         quality_extractor=None,
+        class_fidelity=False,
         select_points=3,
     )
     context = StrategyContext(dataset=cell, device=torch.device("cpu"), seed=3, progress=False)
@@ -131,6 +132,7 @@ def test_selection_compute_is_the_strategys_generator_compute(breast_cell):
         generator_batch_size=8,
         generator_params={"base_channels": 8},
         quality_extractor=None,
+        class_fidelity=False,
         select_points=3,
     )
     strategy.synthesize(StrategyContext(dataset=cell, device=torch.device("cpu"), seed=0, progress=False))

@@ -40,6 +40,7 @@ TINY_GAN = {  # two checkpoint-selection points leave these tiny budgets mostly 
     "generator_batch_size": 16,
     "generator_params": {"base_channels": 8},
     "quality_extractor": None,
+    "class_fidelity": False,
     "select_points": 2,
 }
 PHASES = ("generator_training", "synthesis", "classifier_training")

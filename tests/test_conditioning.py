@@ -64,6 +64,7 @@ def test_samples_of_class_c_are_recognised_as_class_c(generator, pneumonia, real
         counts={"normal": PER_CLASS, "pneumonia": PER_CLASS},
         reuse=False,
         quality_extractor=None,
+        class_fidelity=False,
         **BUDGETS[generator],
     )
     context = StrategyContext(dataset=pneumonia, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)

@@ -77,6 +77,8 @@ def test_its_strategy_trains_in_a_tiny_train_run(shim, cli, tmp_path):
         "5",
         "-S",
         "quality_extractor=none",
+        "-S",
+        "class_fidelity=false",
         "--out",
         str(out),
     )

@@ -58,7 +58,7 @@ class NaNLoss(HalfNaN):
 
 def test_non_finite_samples_fail_the_generator_before_they_become_training_data():
     real = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
-    strategy = create("strategy", "cgan", quality_extractor=None)
+    strategy = create("strategy", "cgan", quality_extractor=None, class_fidelity=False)
     models = {"all": HalfNaN(ImageSpec(1, 28, 2))}
     with pytest.raises(gt.GeneratorFailure, match=r"generator cgan: 50\.00% of its sampled values .* NaN or infinite"):
         strategy.sample(models, TASK, real, [4, 2], CPU, 0)
@@ -186,7 +186,9 @@ def test_a_damaged_cache_entry_is_retrained_saying_so(damage, tmp_path, monkeypa
     require_medmnist("breastmnist")
     data = load_dataset("breastmnist", DataOptions(per_class_cap=8))
     context = StrategyContext(dataset=data, device=CPU, seed=0, work_dir=tmp_path / "cache", progress=False)
-    strategy = create("strategy", "cgan", generator_params={"base_channels": 4}, quality_extractor=None)
+    strategy = create(
+        "strategy", "cgan", generator_params={"base_channels": 4}, quality_extractor=None, class_fidelity=False
+    )
     trained = []
 
     def train_models(self, context, jobs, plan):

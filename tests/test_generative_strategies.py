@@ -52,6 +52,7 @@ def tiny(generator: str, **kwargs):
         generator_batch_size=16,
         generator_params=TINY[generator],
         quality_extractor=None,
+        class_fidelity=False,
         select_points=2,
     )  # quality records are tested in tests/test_quality_integration.py; two selection points keep these fast
     return create("strategy", generator, **{**params, **kwargs})
@@ -334,6 +335,8 @@ def test_train_cli_with_a_generative_strategy(cli, tmp_path):
         "generator_params.base_channels=8",
         "-S",
         "quality_extractor=none",
+        "-S",
+        "class_fidelity=false",
         "--out",
         str(out),
     )
@@ -535,13 +538,15 @@ def test_the_preview_shows_every_class_whatever_the_policy_synthesised(tmp_path)
     require_medmnist("breastmnist")
     data = load_dataset("breastmnist")
     params = {"generator_steps": 60, "generator_batch_size": 16, "generator_params": {"base_channels": 8}}
-    strategy = create("strategy", "cgan", quality_extractor=None, reuse=False, **params)
+    strategy = create("strategy", "cgan", quality_extractor=None, class_fidelity=False, reuse=False, **params)
     context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, progress=False)
     synthetic = strategy.synthesize(context)
     assert set(synthetic.labels.tolist()) == {0}
     preview = strategy.preview()
     assert sorted(preview.labels.tolist()) == [0] * 8 + [1] * 8 and preview.images.dtype == torch.uint8
-    again = create("strategy", "cgan", quality_extractor=None, reuse=False, **params).synthesize(context)
+    again = create("strategy", "cgan", quality_extractor=None, class_fidelity=False, reuse=False, **params).synthesize(
+        context
+    )
     assert torch.equal(again.images, synthetic.images)
     assert create("strategy", "geometric").preview() is None
 
@@ -612,7 +617,9 @@ def test_an_installed_generator_edited_in_place_is_retrained_not_reused(tmp_path
     context = context_for("breastmnist", tmp_path / "work", per_class_cap=8)
 
     def card() -> dict:
-        strategy = create("strategy", "mean_image", generator_steps=4, quality_extractor=None, policy="multiply")
+        strategy = create(
+            "strategy", "mean_image", generator_steps=4, quality_extractor=None, class_fidelity=False, policy="multiply"
+        )
         strategy.synthesize(context)
         return strategy.report()["generator"]
 

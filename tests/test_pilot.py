@@ -177,6 +177,7 @@ TINY_TRACKED = {
     "generator_batch_size": 16,
     "generator_params": {"base_channels": 8, "z_dim": 16},
     "quality_extractor": None,
+    "class_fidelity": False,
     "reuse": False,
     "monitor_params": {"steps": 3},
 }

@@ -49,6 +49,7 @@ def test_oversample_adds_per_class_what_a_generative_strategy_synthesises(flag, 
         generator_steps=1,
         generator_params={"block_out_channels": [8, 8, 8], "attention": False, "sample_steps": 1, "norm_num_groups": 4},
         quality_extractor=None,
+        class_fidelity=False,
     )
     synthetic = ddpm.synthesize(context)
     assert oversampled(data).class_counts(data.task) == synthetic.class_counts(data.task)

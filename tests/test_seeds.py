@@ -42,7 +42,9 @@ SIZES = {"breastmnist": 546}
 def grid_with(**seeds: object) -> GridConfig:
     """The base grid with these seed keys (a quality extractor of None: the TOML cannot say it)."""
     grid = from_mapping(tomllib.loads(BASE) | seeds, "seeds")
-    return GridConfig(**{**grid.__dict__, "strategy_params": {"cgan": {"quality_extractor": None}}})
+    return GridConfig(
+        **{**grid.__dict__, "strategy_params": {"cgan": {"quality_extractor": None, "class_fidelity": False}}}
+    )
 
 
 def test_streams_are_named_deterministic_and_distinct():

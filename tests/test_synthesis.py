@@ -186,3 +186,42 @@ def test_quality_is_scored_after_synthesis_never_inside_it(tmp_path, monkeypatch
     assert not scored and "quality" not in strategy.report()
     strategy.assess(context, synthetic)
     assert len(scored) == 1 and strategy.report()["quality"] == {"matched": None}
+
+
+def test_a_guided_sampler_is_counted_at_the_chosen_weight_and_budgeted_at_the_costliest(tmp_path, monkeypatch):
+    """Guided DDPM sampling runs the denoiser on the label rows and the null rows: the compute record counts synthesis
+    at the chosen weight's rate (not the unguided rate the model started with), the guidance scores at theirs, and a
+    FLOP budget sets synthesis aside at the costliest weight."""
+    from benchmark.data.dataset import DataOptions, load_dataset
+    from benchmark.registry import create
+    from benchmark.synthesis import compute
+    from benchmark.train.strategy import StrategyContext
+    from tests.helpers import require_medmnist
+
+    require_medmnist("breastmnist")
+    monkeypatch.setattr("benchmark.synthesis.pipeline.choose_guidance", guidance_fixed_at(2.0))
+    data = load_dataset("breastmnist", DataOptions())  # 147 malignant / 399 benign: `balance` samples 252
+    context = StrategyContext(dataset=data, device=torch.device("cpu"), seed=0, work_dir=tmp_path, progress=False)
+    params = {"block_out_channels": [8, 8], "attention": False, "norm_num_groups": 4, "sample_steps": 2}
+    strategy = create(
+        "strategy", "ddpm", generator_steps=2, generator_batch_size=8, generator_params=params,
+        quality_extractor=None, class_fidelity=False, select_points=1,
+    )  # fmt: skip
+    strategy.synthesize(context)
+    report = strategy.report()
+    cost = report["generator"]["costs"]["all"]
+    rates = cost["sample_flops_by_guidance"]
+    assert rates["2.0"] > rates["0.0"] and cost["sample_flops_per_image"] == rates["2.0"]
+    synthesis = report["compute"]["synthesis"]
+    assert synthesis["flops"] == synthesis["images"] * rates["2.0"]
+    assert cost["guidance_flops"] > 0 and compute.largest_sample_flops(cost) == max(rates.values())
+
+
+def guidance_fixed_at(weight: float):
+    """`choose_guidance` that always keeps `weight` (the real choice is tested above)."""
+
+    def choose(model, scorer, history, device) -> dict:
+        model.set_guidance(weight)
+        return {"rule": "fixed by the test", "curve": [[w, 0.0] for w in model.guidance_candidates()], "chosen": weight}
+
+    return choose

@@ -27,6 +27,17 @@ def selection_flops(cost: dict, scores: int) -> int:
     return scores * cost["selection_flops_per_score"] + cost["selection_reference_flops"]
 
 
+def guidance_flops(cost: dict, guided: bool) -> int:
+    """FLOPs of the guidance choice's scores (0 when the model chose no guidance weight, or a card from before)."""
+    return cost.get("guidance_flops", 0) if guided else 0
+
+
+def largest_sample_flops(cost: dict) -> int:
+    """FLOPs of sampling one image at the costliest guidance weight the model offers (its only rate without one):
+    what a FLOP budget sets aside for synthesis before the weight is chosen."""
+    return max([cost["sample_flops_per_image"], *cost.get("sample_flops_by_guidance", {}).values()])
+
+
 def images_per_model(plan: list[int], keys: list[ModelKey]) -> dict[ModelKey, int]:
     """Images each model synthesises for a plan (per group): the conditional model all of them, else each group's
     own model its group's."""
@@ -56,14 +67,18 @@ def training_budgets(
 ) -> BudgetPlan:
     """Split `budget` over the models (`sizes`: their training images) by SPLIT_RULE, after a seconds or FLOP budget
     paid for synthesising `images` per model (FLOPs counted; seconds timed on one sampling chunk of an untrained
-    copy) and, for FLOPs, for the `scores` selection scores of each model; FLOP parts become whole steps. A budget
-    that cannot pay for that and one step of each model is an error, raised before anything trains."""
+    copy) and, for FLOPs, for the `scores` checkpoint-selection scores of each model and its guidance choice; FLOP
+    parts become whole steps. Synthesis is set aside at the costliest guidance weight a model offers (the weight is
+    chosen after training). A budget that cannot pay for that and one step of each model is an error, raised before
+    anything trains."""
     kind = budget.kind
     if kind == "steps" or not sizes:
         return BudgetPlan(budget.split(sizes) if sizes else {}, None)
     if kind == "flops":
-        synthesis = float(sum(images[key] * costs[key]["sample_flops_per_image"] for key in models))
-        selection = float(sum(selection_flops(costs[key], scores.get(key, 0)) for key in costs))
+        synthesis = float(sum(images[key] * largest_sample_flops(costs[key]) for key in models))
+        selection = float(
+            sum(selection_flops(cost, scores.get(key, 0)) + guidance_flops(cost, True) for key, cost in costs.items())
+        )
         one_step = float(sum(cost["step_flops"] for cost in costs.values()))
     else:
         synthesis = sum(
@@ -112,7 +127,8 @@ def budget_record(
             "images_seen": h.images_seen,
             "flops": h.steps * costs[key]["step_flops"],
             "seconds": h.seconds,
-            "selection_flops": selection_flops(costs[key], len(h.selection_step) + guidance_scores.get(key, 0)),
+            "selection_flops": selection_flops(costs[key], len(h.selection_step))
+            + guidance_flops(costs[key], key in guidance_scores),
             "selection_seconds": h.selection_seconds,
             "selected_step": h.selected_step,
         }
@@ -141,7 +157,10 @@ def generator_phases(card: dict, costs: dict[str, dict], images: dict[str, int],
     guided = {name: len(record.get("curve", [])) for name, record in (card.get("guidance") or {}).items()}
     scores = {name: len(h.get("selection_step", [])) + guided.get(name, 0) for name, h in histories.items()}
     selection = {
-        "flops": sum(selection_flops(costs[name], n) for name, n in scores.items()),
+        "flops": sum(
+            selection_flops(costs[name], len(h.get("selection_step", []))) + guidance_flops(costs[name], name in guided)
+            for name, h in histories.items()
+        ),
         "seconds": sum(h.get("selection_seconds", 0.0) for h in histories.values()),
         "scores": scores,
     }

@@ -22,6 +22,7 @@ another extractor, one per dataset and size, and is evaluation: timed apart, nev
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -265,7 +266,7 @@ class GenerativeStrategy(Strategy):
         selection = RandomFeatures(task.channels).to(device)
         scorers = self.scorers(jobs, task, selection, context)
         costs = self.costs(models, jobs, device, scorers)
-        scores = {key: self.settings.selection.points + guided_scores(models[key]) for key in scorers}
+        scores = {key: self.settings.selection.points for key in scorers}
         sizes = {key: len(job.split) for key, job in jobs.items()}
         images = compute.images_per_model(plan, list(models))
         budgets = compute.training_budgets(self.generator, self.budget, sizes, models, costs, images, scores, device)
@@ -278,6 +279,8 @@ class GenerativeStrategy(Strategy):
             )
             if key in scorers and guided_scores(models[key]):
                 guidance[key] = choose_guidance(models[key], scorers[key], histories[key], device)
+                chosen = str(guidance[key]["chosen"])
+                costs[key]["sample_flops_per_image"] = costs[key]["sample_flops_by_guidance"][chosen]
         guidance_scores = {key: len(record["curve"]) for key, record in guidance.items()}
         card = {
             "generator": self.generator,
@@ -365,7 +368,10 @@ class GenerativeStrategy(Strategy):
         scorers: dict[ModelKey, HoldoutScore],
     ) -> dict[ModelKey, dict]:
         """Per model, counted on copies: FLOPs of one training step at its batch (the sampler's: min(batch size,
-        training images)), of sampling one image, and of one checkpoint-selection score and its reference features."""
+        training images)), of sampling one image, and of one checkpoint-selection score and its reference features;
+        for a model offering guidance weights, also sampling one image at each weight (a guided sampler may run its
+        network twice) and the guidance scores at those rates. Sampling is counted at the model's weight until the
+        guidance choice replaces it with the chosen weight's rate."""
         costs = {}
         for key, model in models.items():
             batch = min(self.generator_batch_size, len(jobs[key].split))
@@ -376,6 +382,8 @@ class GenerativeStrategy(Strategy):
             }
             if key in scorers:
                 costs[key] |= scorers[key].flops(costs[key]["sample_flops_per_image"])
+                if guided_scores(model):
+                    costs[key] |= guidance_costs(model, scorers[key], device)
         return costs
 
     # -- monitoring during training --------------------------------------------------------------------------------
@@ -623,6 +631,18 @@ def guided_scores(model: GenerativeModel) -> int:
     return len(candidates) if len(candidates) > 1 else 0
 
 
+def guidance_costs(model: GenerativeModel, scorer: HoldoutScore, device: torch.device) -> dict:
+    """FLOPs of sampling one image at each guidance weight the model offers (by weight, as text: card keys), and of
+    the guidance choice's scores (one per weight, each at its weight's rate), counted on copies."""
+    by_weight = {}
+    for weight in model.guidance_candidates():
+        clone = copy.deepcopy(model)
+        clone.set_guidance(weight)
+        by_weight[str(float(weight))] = gt.sample_flops(clone, device)
+    scores = sum(scorer.flops(rate)["selection_flops_per_score"] for rate in by_weight.values())
+    return {"sample_flops_by_guidance": by_weight, "guidance_flops": scores}
+
+
 def choose_guidance(model: GenerativeModel, scorer: HoldoutScore, history: gt.FitHistory, device: torch.device) -> dict:
     """After checkpoint selection: score each guidance weight the model offers with the same held-out score, keep
     the best (`set_guidance`, saved with the weights), and return the curve and the choice. Its time counts as
@@ -632,7 +652,7 @@ def choose_guidance(model: GenerativeModel, scorer: HoldoutScore, history: gt.Fi
     for weight in model.guidance_candidates():
         model.set_guidance(weight)
         curve.append([float(weight), scorer(model)])
-    chosen = min(curve, key=lambda point: point[1])[0]
+    chosen = float(min(curve, key=lambda point: point[1])[0])
     model.set_guidance(chosen)
     history.selection_seconds += dev.clock(device) - started
     return {"rule": "the guidance weight whose samples have the lowest selection FID", "curve": curve, "chosen": chosen}
