@@ -58,6 +58,7 @@ def test_pure_noise_is_flagged() -> None:
     assert reasons[0].endswith("the class conditioning has no visible effect")
 
 
+@pytest.mark.slow
 def test_a_class_whose_images_look_like_another_is_flagged() -> None:
     left = halves(200, 2).subset(torch.arange(0, 200, 2))
     mislabelled = Split(left.images, torch.arange(100) % 2)  # half of them "made for" right
@@ -68,12 +69,14 @@ def test_a_class_whose_images_look_like_another_is_flagged() -> None:
     assert len(class_reasons) == 1 and class_reasons[0].startswith("class 'right'")
 
 
+@pytest.mark.slow
 def test_too_few_images_of_a_class_are_not_tested() -> None:
     report = class_fidelity(halves(200, 0), halves(80, 1), noise(10, 2), TASK, seed=0, device=CPU)
     assert all(c.p_value is None for c in report.per_class.values())
     assert unrecognisable_reasons(report, None, DEFAULT_MAX_FID_RATIO) == []
 
 
+@pytest.mark.slow
 def test_cas_trains_on_synthetic_only_and_names_missing_classes() -> None:
     only_left = halves(100, 2).subset(torch.arange(0, 100, 2))
     report = class_fidelity(halves(200, 0), halves(80, 1), only_left, TASK, seed=0, device=CPU, cas=True)
@@ -83,6 +86,7 @@ def test_cas_trains_on_synthetic_only_and_names_missing_classes() -> None:
     assert report.to_dict()["cas"]["classes_without_images"] == ("right",)
 
 
+@pytest.mark.slow
 def test_the_report_is_deterministic_under_a_seed() -> None:
     def run(seed: int) -> dict:
         return class_fidelity(halves(100, 0), halves(40, 1), noise(60, 2), TASK, seed, CPU).to_dict()
@@ -90,6 +94,7 @@ def test_the_report_is_deterministic_under_a_seed() -> None:
     assert run(3) == run(3)
 
 
+@pytest.mark.slow
 def test_multilabel_fidelity_counts_positive_labels() -> None:
     task = TaskSpec(kind="multilabel", labels=("left", "right"), channels=1)
 
