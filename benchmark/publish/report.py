@@ -1,8 +1,9 @@
 """One self-contained static HTML report of a results folder: the grid and its budget, a table of contents, per
 dataset the test metrics, the comparisons with the baseline and the family references, the generators' quality
 (FID/KID beside their floors, precision/recall/density/coverage, copies of training images), compute, variance by
-source, the leaderboard plots and each generative strategy's samples and closest memorisation pairs, then the
-cross-dataset table and ranks, the failed cells with their errors, and the grid config and environment.
+source, the leaderboard plots and each generative strategy's samples and closest memorisation pairs, then (only where
+the records have them) robustness under MedMNIST-C corruptions and worth in real images, the cross-dataset table and
+ranks, the failed cells with their errors, and the grid config and environment.
 
 Tables are split so that the columns that decide fit a 1400 px window: headers wrap, and a number cell wraps between
 its parts ('Δ' / '[CI]', 'FID' / '(floor …;' / 'shift …)'), never inside one (tests/test_report_layout.py checks it in
@@ -20,6 +21,7 @@ import json
 import math
 import re
 import tempfile
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -88,6 +90,20 @@ from benchmark.publish.leaderboard import (
     recall_note,
 )
 from benchmark.publish.plots import CD_FILE, write_plots
+from benchmark.publish.robustness import Robustness, robustness_of, save_severity_plot
+from benchmark.publish.worth import (
+    BELOW,
+    CURVES,
+    METHOD_NOTE,
+    METRICS,
+    RESAMPLES,
+    Worth,
+    equivalent_cells,
+    equivalent_headers,
+    in_order,
+    worth_of,
+    write_worth_plots,
+)
 
 REPORT_NAME = "report.html"
 # Captions of write_plots' figures, by file name after "<dataset>_".
@@ -117,6 +133,10 @@ DATASET_PARTS = (
     ("plots", "Plots"),
     ("images", "Generated images"),
 )
+# The sections after the datasets shown only for folders whose records have them (id, heading), in page order.
+FINDING_SECTIONS = {"robustness": "Robustness under MedMNIST-C corruptions", "worth": "Worth in real images"}
+# The columns naming a robustness row.
+ROW_COLUMNS = (("Strategy", "text"), ("Backbone", "text"), ("Fraction", "text"))
 # The sections after the datasets (id, heading).
 CLOSING_SECTIONS = {
     "cross": "Across datasets",
@@ -151,6 +171,26 @@ PHASE_TITLES = {
 }
 UP = '<a class="up" href="#contents">↑ contents</a>'  # beside each dataset heading: back to the contents
 BOOTSTRAP_SUMMARY = "Secondary: paired bootstrap over the test images (Δ [95% CI (uncorrected)], Holm p)"
+WORTH_PLOT_NOTE = (
+    "The learning curve's points (mean ± std over runs) and monotone fit; ◆ each result at its real-image equivalent "
+    "(bar: 95% CI; arrow: beyond the curve), ○ at the real images it had"
+)
+
+
+@dataclass
+class Findings:
+    """The analyses only some folders have, with their figures: MedMNIST-C robustness (one plot per dataset) and
+    worth in real images (its plots per dataset); None where no record has them."""
+
+    robustness: Robustness | None = None
+    worth: Worth | None = None
+    robustness_plots: dict[str, bytes] = field(default_factory=dict)
+    worth_plots: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+
+    def shown(self) -> list[str]:
+        """The FINDING_SECTIONS keys this folder gets, in page order."""
+        return [key for key in FINDING_SECTIONS if getattr(self, key) is not None]
+
 
 CSS = """
 :root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --head: #f3f5f7; --bad: #b42318; --badbg: #fff1f0; }
@@ -188,6 +228,7 @@ tr.baseline td { font-weight: 600; }
 figure { margin: 0; border: 1px solid var(--line); padding: .5rem; background: #fff; }
 figure img { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
 figure.plot img { max-width: 640px; image-rendering: auto; }
+figure.plot.wide img { max-width: 100%; }
 figcaption { color: var(--muted); font-size: .9em; margin-top: .3rem; max-width: 640px; }
 section.failed { border: 2px solid var(--bad); background: var(--badbg); padding: .2rem 1rem 1rem; margin-top: 2rem; }
 section.failed h2 { color: var(--bad); border-color: var(--bad); }
@@ -267,24 +308,49 @@ def write_report(
     board = build_leaderboard(results_dir, baseline, allow_missing_baseline)
     with tempfile.TemporaryDirectory(prefix="medaugbench-report-") as tmp:
         plots = _plots_by_dataset(write_plots(board.records, Path(tmp)), board.datasets)
-    html = render_report(board, board.records, grid_file, plots)
+        findings = findings_of(board, Path(tmp))
+    html = render_report(board, board.records, grid_file, plots, findings)
     return write_text_atomic(out, html)
 
 
+def findings_of(board: Leaderboard, tmp: Path) -> Findings:
+    """The leaderboard's robustness and worth tables (the publish modules' own) with their plots, drawn into `tmp`
+    and read into memory."""
+    robustness, worth = robustness_of(board), worth_of(board)
+    findings = Findings(robustness, worth)
+    if robustness is not None:
+        for dataset in sorted(robustness.scores["dataset"].unique()):
+            path = save_severity_plot(robustness.scores, dataset, tmp / f"robustness_{safe_label(dataset)}.png")
+            findings.robustness_plots[dataset] = path.read_bytes()
+    if worth is not None:
+        findings.worth_plots = _plots_by_dataset(write_worth_plots(worth, tmp / "worth"), board.datasets)
+    return findings
+
+
 def render_report(
-    board: Leaderboard, records: list[CellRecord], grid_file: dict, plots: dict[str, list[tuple[str, bytes]]]
+    board: Leaderboard,
+    records: list[CellRecord],
+    grid_file: dict,
+    plots: dict[str, list[tuple[str, bytes]]],
+    findings: Findings | None = None,
 ) -> str:
-    """The whole HTML document; `plots` maps a dataset to its (file name, PNG bytes) figures."""
+    """The whole HTML document; `plots` maps a dataset to its (file name, PNG bytes) figures, `findings` holds the
+    robustness and worth sections' tables and figures where the folder has them."""
     grid = grid_file.get("grid") if isinstance(grid_file.get("grid"), dict) else {}
     title = f"medaugbench report: {grid.get('name') or board.results_dir.name}"
     failed = [r for r in records if not r.ok]
-    body = [_header(board, records, grid_file, failed)]
+    findings = findings or Findings()
+    body = [_header(board, records, grid_file, failed, findings.shown())]
     if failed:
         body.append(_failed_section(failed))
     if board.unreadable:
         body.append(_unreadable_section(board))
     for dataset in board.datasets:
         body.append(_dataset_section(board, records, dataset, plots.get(dataset, [])))
+    if findings.robustness is not None:
+        body.append(_robustness_section(findings.robustness, findings.robustness_plots))
+    if findings.worth is not None:
+        body.append(_worth_section(findings.worth, findings.worth_plots))
     body += [_cross_section(board), _across_section(board), _rank_section(board, plots.get("", []))]
     body.append(_config_section(grid_file))
     return "\n".join(
@@ -308,8 +374,11 @@ def render_report(
     )
 
 
-def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, failed: list[CellRecord]) -> str:
-    """Grid name and description, cell counts, baseline, budget, and links to the sections."""
+def _header(
+    board: Leaderboard, records: list[CellRecord], grid_file: dict, failed: list[CellRecord], findings: list[str]
+) -> str:
+    """Grid name and description, cell counts, baseline, budget, and links to the sections (`findings`: the
+    FINDING_SECTIONS shown)."""
     grid = grid_file.get("grid") if isinstance(grid_file.get("grid"), dict) else {}
     name = grid.get("name") or board.results_dir.name
     ok = len(records) - len(failed)
@@ -336,15 +405,15 @@ def _header(board: Leaderboard, records: list[CellRecord], grid_file: dict, fail
             '<dl class="facts">',
             *(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts),
             "</dl>",
-            _contents(board, bool(failed)),
+            _contents(board, bool(failed), findings),
             "</header>",
         ]
     )
 
 
-def _contents(board: Leaderboard, failed: bool) -> str:
+def _contents(board: Leaderboard, failed: bool, findings: list[str]) -> str:
     """The table of contents: unreadable records and failed cells first where any, each dataset with its parts, the
-    closing sections."""
+    `findings` sections shown, the closing sections."""
     problems = {"unreadable": ("Records that could not be read", board.unreadable), "failed": ("Failed cells", failed)}
     items = [
         f'<li><a class="badge-bad" href="#{key}">{title}</a></li>' for key, (title, shown) in problems.items() if shown
@@ -354,7 +423,8 @@ def _contents(board: Leaderboard, failed: bool) -> str:
             f'<li><a href="#{_part_anchor(dataset, key)}">{_e(title)}</a></li>' for key, title in DATASET_PARTS
         )
         items.append(f'<li><a href="#ds-{_anchor(dataset)}">{_e(dataset)}</a><ol>{parts}</ol></li>')
-    items += [f'<li><a href="#{key}">{_e(title)}</a></li>' for key, title in CLOSING_SECTIONS.items()]
+    closing = {key: FINDING_SECTIONS[key] for key in findings} | CLOSING_SECTIONS
+    items += [f'<li><a href="#{key}">{_e(title)}</a></li>' for key, title in closing.items()]
     return f'<nav class="toc" id="contents" aria-label="Contents"><h2>Contents</h2><ol>{"".join(items)}</ol></nav>'
 
 
@@ -747,12 +817,16 @@ def _plots_block(plots: list[tuple[str, bytes]], dataset: str) -> str:
     figures = []
     for name, data in sorted(plots, key=lambda plot: _plot_rank(plot[0], dataset, order)):
         kind = name[len(dataset) + 1 :].removesuffix(".png")
-        caption = PLOT_TITLES.get(kind, kind.replace("_", " "))
-        figures.append(
-            f'<figure class="plot"><img src="{_data_uri(data)}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
-        )
+        figures.append(_plot_figure(data, PLOT_TITLES.get(kind, kind.replace("_", " "))))
     return '<div class="plots">' + "".join(figures) + "</div>"
+
+
+def _plot_figure(data: bytes, caption: str, wide: bool = False) -> str:
+    """One embedded PNG plot with its caption; a `wide` one (a panel per backbone and fraction) may fill the page."""
+    return (
+        f'<figure class="plot{" wide" if wide else ""}"><img src="{_data_uri(data)}" alt="{_e(caption)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
 def _plot_rank(name: str, dataset: str, order: list[str]) -> tuple[int, str]:
@@ -827,6 +901,117 @@ def _cell_images(results_dir: Path, record: CellRecord) -> str:
         else:
             figures.append(f'<p class="note">{_e(caption)}: not saved for this cell.</p>')
     return '<div class="plots">' + "".join(figures) + "</div>"
+
+
+def _robustness_section(robustness: Robustness, plots: dict[str, bytes]) -> str:
+    """Per dataset: each row's clean and corrupted balanced error, relative mCE against the baseline, ECE and
+    per-class recall on the corrupted sets; its balanced error per corruption; the error-against-severity plot."""
+    parts = ['<section id="robustness">', f"<h2>{FINDING_SECTIONS['robustness']}</h2>"]
+    parts.append(f'<p class="note">{_e(robustness.note)}</p>')
+    caption = "Mean balanced error against corruption severity (0: the clean test split), over corruptions and runs"
+    for dataset, frame in robustness.table.groupby("dataset", sort=True):
+        rows = frame.to_dict("records")
+        parts += [
+            f'<h3 id="robustness-{_anchor(dataset)}">{_e(dataset)}{UP}</h3>',
+            _robustness_table(rows, [c for c in frame.columns if c.startswith("corrupted_recall_")], dataset),
+            _corruption_table(rows, [c for c in frame.columns if c.startswith("error_") and frame[c].notna().any()]),
+        ]
+        if dataset in plots:
+            parts.append(f'<div class="plots">{_plot_figure(plots[dataset], f"{dataset}: {caption}", wide=True)}</div>')
+    return "\n".join([*parts, "</section>"])
+
+
+def _robustness_table(rows: list[dict], recalls: list[str], dataset: str) -> str:
+    """The robustness summary of one dataset's rows (percentages ×100)."""
+    columns = [
+        *ROW_COLUMNS,
+        ("Runs", "num"),
+        ("Clean bal. error (%)", "num"),
+        ("Corrupted bal. error (%)", "num"),
+        ("Relative mCE", "num"),
+        ("ECE clean", "num"),
+        ("ECE corrupted", "num"),
+        *((f"Corrupted recall, class {c.removeprefix('corrupted_recall_')} (%)", "num") for c in recalls),
+    ]
+    cells = [
+        [
+            *_row_coordinates(r),
+            (fmt_text(r["runs"]), _num(r["runs"])),
+            *(_fixed(r[c], 100, 1) for c in ("clean_balanced_error", "corrupted_balanced_error")),
+            *(_fixed(r[c], 1, 3) for c in ("relative_mce", "clean_ece", "corrupted_ece")),
+            *(_fixed(r[c], 100, 1) for c in recalls),
+        ]
+        for r in rows
+    ]
+    return _table(columns, cells, table_id=f"robustness-table-{_anchor(dataset)}")
+
+
+def _corruption_table(rows: list[dict], errors: list[str]) -> str:
+    """One dataset's balanced error per corruption (mean over severities and runs), folded away: the detail."""
+    columns = [*ROW_COLUMNS, *((f"{c.removeprefix('error_')} (%)", "num") for c in errors)]
+    cells = [[*_row_coordinates(r), *(_fixed(r[c], 100, 1) for c in errors)] for r in rows]
+    table = _table(columns, cells, table_id=f"corruptions-{_anchor(str(rows[0]['dataset']))}")
+    return f"<details><summary>Balanced error per corruption (%)</summary>{table}</details>"
+
+
+def _worth_section(worth: Worth, plots: dict[str, list[tuple[str, bytes]]]) -> str:
+    """Per dataset × backbone and learning curve, every result's real-image equivalent with its CI; then the
+    dataset's plots of the curves with the results placed on them, in write_worth_plots' order (`none` first)."""
+    parts = ['<section id="worth">', f"<h2>{FINDING_SECTIONS['worth']}</h2>"]
+    parts.append(f'<p class="note">{_e(METHOD_NOTE.format(resamples=RESAMPLES))}.</p>')
+    for dataset, curves in worth.curves.groupby("dataset", sort=False):
+        parts.append(f'<h3 id="worth-{_anchor(dataset)}">{_e(dataset)}{UP}</h3>')
+        for (backbone, curve), _ in curves.groupby(["backbone", "curve"], sort=False):
+            rows = worth.table
+            rows = rows[(rows["dataset"] == dataset) & (rows["backbone"] == backbone) & (rows["curve"] == curve)]
+            parts += [f"<h4>{_e(backbone)}: on the <code>{_e(curve)}</code> learning curve</h4>", _worth_table(rows)]
+        figures = "".join(_plot_figure(data, _worth_caption(name)) for name, data in plots.get(dataset, []))
+        parts.append(f'<div class="plots">{figures}</div>' if figures else "")
+    return "\n".join([*parts, "</section>"])
+
+
+def _worth_table(rows: pd.DataFrame) -> str:
+    """One curve's results (test AUC first) as worth.md shows them, sorted by their numbers."""
+    if rows.empty:
+        return '<p class="note">No other row ran on this dataset to place on this curve.</p>'
+    first = rows.iloc[0]
+    kinds = ("text", "num", "num", "num", "text", "num", "num", "num")
+    columns = list(zip(equivalent_headers(str(first["curve"])), kinds))
+    cells = []
+    for r in in_order(rows):
+        images = _censored(r, "equivalent")
+        keys = [_sort_text(r["strategy"]), *(_num(r[k]) for k in ("train_fraction", "real_images", "n_runs"))]
+        keys += [_sort_text(r["metric"]), _num(r["value"]), images, images / r["real_images"]]
+        cells.append(list(zip(equivalent_cells(r), keys)))
+    table_id = "-".join(["worth", *(_anchor(str(first[key])) for key in ("dataset", "backbone", "curve"))])
+    return _table(columns, cells, table_id=table_id)
+
+
+def _worth_caption(name: str) -> str:
+    """The caption of write_worth_plots' '…_worth_<curve>_<metric>.png': the metric and curve it shows, and how."""
+    shown = name.removesuffix(".png").rpartition("_worth_")[2]
+    for curve, metric in ((c, m) for c in CURVES for m in METRICS):
+        if shown == f"{curve}_{metric}":
+            return f"{METRICS[metric][0]} on the `{curve}` learning curve. {WORTH_PLOT_NOTE}"
+    return WORTH_PLOT_NOTE
+
+
+def _censored(row: dict, key: str) -> float:
+    """A real-image count to sort by: the equivalent, or the curve's edge it lies beyond when censored."""
+    side = row[f"{key}_side"]
+    if not side:
+        return float(row[key])
+    return float(row["curve_min_images"] if side == BELOW else row["curve_max_images"])
+
+
+def _row_coordinates(row: dict) -> list[Cell]:
+    """A robustness row's strategy, backbone and train fraction."""
+    return [(fmt_text(row[key]), _sort_text(row[key])) for key in ("strategy", "backbone", "train_fraction")]
+
+
+def _fixed(value: object, scale: float, digits: int) -> Cell:
+    """A number scaled and rounded ('–' when missing), sorted by its value."""
+    return fmt_pm(value, math.nan, scale, digits), _num(value)
 
 
 def _cross_section(board: Leaderboard) -> str:
@@ -907,11 +1092,7 @@ def _rank_section(board: Leaderboard, plots: list[tuple[str, bytes]]) -> str:
         for r in ranks.to_dict("records")
     ]
     caption = "Critical-difference diagram (test AUC; Nemenyi, α = 0.05)"
-    figures = [
-        f'<figure class="plot"><img src="{_data_uri(data)}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
-        for name, data in plots
-        if name == CD_FILE
-    ]
+    figures = [_plot_figure(data, caption) for name, data in plots if name == CD_FILE]
     return "\n".join(
         [
             '<section id="ranks">',

@@ -117,11 +117,13 @@ def relative_mce(own: pd.DataFrame, reference: pd.DataFrame) -> float:
 
 @dataclass
 class Robustness:
-    """A results folder's robustness tables, their Markdown section and what they were made from."""
+    """A results folder's robustness tables, their Markdown section, what they were made from and the note saying how
+    (the HTML report shows it too)."""
 
     table: pd.DataFrame
     scores: pd.DataFrame
     markdown: str
+    note: str
 
     def write(self, out: Path) -> list[Path]:
         """The CSVs, the Markdown and one plot per dataset into `out`; the paths written."""
@@ -144,7 +146,7 @@ def robustness_of(board: Leaderboard) -> Robustness | None:
     table = robustness_table(scores, board.baseline)
     first = next(r.result.robustness for r in board.records if _scored(r))
     note = NOTE.format(package=first.package, seed=first.seed, baseline=board.baseline)
-    return Robustness(table, scores, render(table, note))
+    return Robustness(table, scores, render(table, note), note)
 
 
 def render(table: pd.DataFrame, note: str) -> str:

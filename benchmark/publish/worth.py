@@ -358,23 +358,24 @@ def _equivalent_lines(rows: pd.DataFrame, strategy: str) -> list[str]:
     """Every result's real-image equivalent on one curve, test AUC first."""
     if rows.empty:
         return [f"No other row ran on this dataset to place on the `{strategy}` curve.", ""]
-    headers = [
-        "Strategy",
-        "Fraction",
-        "Real images",
-        "Runs",
-        "Metric",
-        "Mean",
-        f"Real images `{strategy}` needs [95% CI]",
-        "× real images [95% CI]",
-    ]
-    order = {metric: i for i, metric in enumerate(METRICS)}
-    rows = rows.assign(_order=rows["metric"].map(order)).sort_values(["_order", "train_fraction", "strategy"])
     lines = [f"#### Real-image equivalents on the `{strategy}` curve", ""]
-    return lines + markdown_table(headers, [_equivalent_cells(r) for r in rows.to_dict("records")])
+    return lines + markdown_table(equivalent_headers(strategy), [equivalent_cells(r) for r in in_order(rows)])
 
 
-def _equivalent_cells(row: dict) -> list[str]:
+def equivalent_headers(strategy: str) -> list[str]:
+    """The headers of `equivalent_cells` on the `strategy` curve (worth.md and the HTML report)."""
+    needs = f"Real images `{strategy}` needs [95% CI]"
+    return ["Strategy", "Fraction", "Real images", "Runs", "Metric", "Mean", needs, "× real images [95% CI]"]
+
+
+def in_order(rows: pd.DataFrame) -> list[dict]:
+    """A curve's results as records, test AUC first, then by train fraction and strategy."""
+    order = {metric: i for i, metric in enumerate(METRICS)}
+    ordered = rows.assign(_order=rows["metric"].map(order)).sort_values(["_order", "train_fraction", "strategy"])
+    return ordered.drop(columns="_order").to_dict("records")
+
+
+def equivalent_cells(row: dict) -> list[str]:
     """One result's cells: its coordinates, mean, equivalent with CI, and the multiple of its real images."""
     name, scale, digits = METRICS[row["metric"]]
     images = {key: _images_text(row, key, 1, "{:.0f}") for key in ("equivalent", "ci_low", "ci_high")}
