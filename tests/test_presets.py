@@ -1,4 +1,4 @@
-"""What the shipped presets promise: `standard` has enough seeds for its tests and MedMNIST's 28-px ResNet stem."""
+"""What the shipped presets promise: `standard` has enough runs for its tests and MedMNIST's 28-px ResNet stem."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ from benchmark.grid.config import load_preset
 from benchmark.registry import create
 
 
-def test_standard_runs_five_seeds_with_the_medmnist_resnet_stem():
+def test_standard_runs_twelve_seed_pairs_with_the_medmnist_resnet_stem():
     grid = load_preset("standard")
-    assert list(grid.seeds) == [
-        0,
-        1,
-        2,
-        3,
-        4,
-    ]  # two-sided exact Wilcoxon needs n >= 6 for p < 0.05; t/bootstrap work at 5
+    runs = grid.seed_runs()  # 3 generator seeds × 4 classifier seeds: 12 runs per row (issue 22)
+    assert len(set(runs)) == 12 and {g for g, _ in runs} == {0, 1, 2}
+    assert grid.train["robustness"] is True
     cells = expand(grid, validate(grid, None, check_files=False))
     assert {c.config.backbone_params.get("stem") for c in cells} == {"small"}
     model = create("backbone", "resnet18", in_chans=1, num_classes=2, image_size=28, **cells[0].config.backbone_params)
