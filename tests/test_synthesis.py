@@ -168,6 +168,7 @@ def test_on_unrecognisable_takes_flag_or_refuse():
         create("strategy", "cgan", on_unrecognisable="warn")
 
 
+@pytest.mark.slow
 def test_quality_is_scored_after_synthesis_never_inside_it(tmp_path, monkeypatch):
     """The quality step is evaluation: `synthesize` (timed as generator work) never runs it, `assess` does."""
     from benchmark import StrategyContext, create
