@@ -224,18 +224,23 @@ def _curve(cells: pd.DataFrame, strategy: str, metric: str) -> Curve | None:
 def _group_table(cells: pd.DataFrame, resamples: int) -> pd.DataFrame:
     """Every result of one dataset × backbone on each of its curves, per metric."""
     rows = []
+    for strategy, metric, curve in _curves(cells):
+        others = cells[(cells["strategy"] != strategy) & cells[metric].notna()]
+        for (entry, fraction), frame in others.groupby(["entry", "train_fraction"], sort=True):
+            rng = np.random.default_rng(SEED)
+            result = real_image_equivalent(curve, frame.set_index("run")[metric], rng, resamples)
+            had = _real_images(cells, curve, fraction, frame)
+            rows.append(_row(frame.iloc[0], curve, metric, entry, len(frame), had, result))
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def _curves(cells: pd.DataFrame):
+    """(curve strategy, metric, curve) for every curve of one dataset × backbone that has one."""
     for strategy in CURVES:
         for metric in METRICS:
             curve = _curve(cells, strategy, metric)
-            if curve is None:
-                continue
-            others = cells[(cells["strategy"] != strategy) & cells[metric].notna()]
-            for (entry, fraction), frame in others.groupby(["entry", "train_fraction"], sort=True):
-                rng = np.random.default_rng(SEED)
-                result = real_image_equivalent(curve, frame.set_index("run")[metric], rng, resamples)
-                had = _real_images(cells, curve, fraction, frame)
-                rows.append(_row(frame.iloc[0], curve, metric, entry, len(frame), had, result))
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+            if curve is not None:
+                yield strategy, metric, curve
 
 
 TABLE_COLUMNS = [
@@ -295,27 +300,23 @@ def _row(first: pd.Series, curve: Curve, metric: str, entry: str, n_runs: int, h
 def _curve_table(cells: pd.DataFrame) -> pd.DataFrame:
     """The points of one dataset × backbone's curves: per metric, fraction, real images, runs, mean, std, fit."""
     rows = []
-    for strategy in CURVES:
-        for metric in METRICS:
-            curve = _curve(cells, strategy, metric)
-            if curve is None:
-                continue
-            for i, fitted in enumerate(curve.fitted()):
-                runs = curve.runs[i]
-                rows.append(
-                    {
-                        "dataset": cells["dataset"].iloc[0],
-                        "backbone": cells["backbone"].iloc[0],
-                        "curve": strategy,
-                        "metric": metric,
-                        "train_fraction": curve.fractions[i],
-                        "real_images": curve.n_real[i],
-                        "n_runs": len(runs),
-                        "mean": runs.mean(),
-                        "std": runs.std(ddof=1) if len(runs) > 1 else math.nan,
-                        "fitted": fitted,
-                    }
-                )
+    for strategy, metric, curve in _curves(cells):
+        for i, fitted in enumerate(curve.fitted()):
+            runs = curve.runs[i]
+            rows.append(
+                {
+                    "dataset": cells["dataset"].iloc[0],
+                    "backbone": cells["backbone"].iloc[0],
+                    "curve": strategy,
+                    "metric": metric,
+                    "train_fraction": curve.fractions[i],
+                    "real_images": curve.n_real[i],
+                    "n_runs": len(runs),
+                    "mean": runs.mean(),
+                    "std": runs.std(ddof=1) if len(runs) > 1 else math.nan,
+                    "fitted": fitted,
+                }
+            )
     columns = ["dataset", "backbone", "curve", "metric", "train_fraction", "real_images", "n_runs", "mean", "std"]
     return pd.DataFrame(rows, columns=[*columns, "fitted"])
 
