@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -368,3 +369,33 @@ def test_a_read_only_results_folder_is_one_message(tmp_path, cli, monkeypatch, c
     monkeypatch.setattr(store, "open", refused, raising=False)
     message = one_line_error(cli("run", grid_file(tmp_path, TINY), "-o", str(tmp_path / "results")))
     assert f"cannot take the lock run.lock in {tmp_path / 'results'}" in message and "-o" in message
+
+
+@pytest.mark.slow
+def test_a_worker_ends_when_its_driver_is_killed(tmp_path):
+    # A killed driver's worker once finished its cell and rewrote the record of a cell a new run had planned again.
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import multiprocessing, os, sys, time\n"
+        "from benchmark.grid.executor import exit_with_parent\n"
+        "def worker(parent):\n"
+        "    exit_with_parent(parent, every=0.1)\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    child = multiprocessing.get_context('spawn').Process(target=worker, args=(os.getpid(),))\n"
+        "    child.start()\n"
+        "    print(child.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=Path.cwd())
+    worker = int(driver.stdout.readline())
+    driver.kill()
+    driver.wait()
+    for _ in range(100):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, 9)
+    pytest.fail("the worker outlived its killed driver by 10 s")

@@ -41,6 +41,7 @@ def noise(n: int, seed: int) -> Split:
     return Split(images, torch.arange(n) % 2)
 
 
+@pytest.mark.slow
 def test_recognisable_images_score_like_real_ones_and_far_above_chance() -> None:
     report = class_fidelity(halves(200, 0), halves(80, 1), halves(100, 2), TASK, seed=0, device=CPU)
     for c in report.per_class.values():

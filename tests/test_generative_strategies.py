@@ -29,6 +29,8 @@ TINY = {
     "ddpm": {"block_out_channels": [16, 16, 16], "attention": False, "sample_steps": 2},
 }
 GENERATORS = sorted(TINY)
+# The DDPM cases take ~10 s each (checkpoint and guidance choice sample several times): slow, the rest fast.
+GENERATOR_CASES = [pytest.param(g, marks=pytest.mark.slow) if g == "ddpm" else g for g in GENERATORS]
 # An untrained GAN generator or VAE decoder emits near-constant grey, which the collapse check rightly rejects; ~30
 # steps of a tiny GAN (60 for the tiny VAE, whose KL term starts near 0) are enough to leave that state. A DDPM samples
 # varied noise from the first step. dcgan's per-class models share its total: 150 gives each of RetinaMNIST's five
@@ -58,7 +60,7 @@ def tiny(generator: str, **kwargs):
     return create("strategy", generator, **{**params, **kwargs})
 
 
-@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("generator", GENERATOR_CASES)
 def test_grayscale_pneumonia_fit_and_requested_counts(generator, tmp_path):
     require_medmnist("pneumoniamnist")
     context = context_for("pneumoniamnist", tmp_path)
@@ -73,7 +75,7 @@ def test_grayscale_pneumonia_fit_and_requested_counts(generator, tmp_path):
     assert sum(h["steps"] for h in report["generator"]["histories"].values()) == STEPS[generator]  # the total
 
 
-@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("generator", GENERATOR_CASES)
 def test_rgb_retina(generator, tmp_path):
     require_medmnist("retinamnist")
     context = context_for("retinamnist", tmp_path, per_class_cap=16)
@@ -101,7 +103,7 @@ def chest(tmp_path, monkeypatch):
     )
 
 
-@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("generator", GENERATOR_CASES)
 def test_multilabel_conditioning_on_multi_hot_vectors(generator, chest, tmp_path):
     context = context_for("chestmnist", tmp_path / "work", per_class_cap=None)
     strategy = tiny(generator, policy="fixed", counts={"hernia": 3, "mass": 2})
@@ -314,6 +316,7 @@ def test_synth_cli_writes_generator_samples_and_curves(cli, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_train_cli_with_a_generative_strategy(cli, tmp_path):
     require_medmnist("retinamnist")
     out = tmp_path / "record.json"

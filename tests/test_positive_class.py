@@ -81,7 +81,7 @@ def _set_positive(results: Path, positive: int | None, strategy: str | None = No
 
 @pytest.mark.parametrize(
     "positive, named",
-    [(None, "'normal, benign' (label 1)"), (0, "'malignant' (label 0)")],
+    [(None, "'normal, benign' (label 1)"), pytest.param(0, "'malignant' (label 0)", marks=pytest.mark.slow)],
     ids=["old records: label 1", "records after the card: malignant"],
 )
 def test_breastmnist_tables_say_which_class_recall_is_of(tmp_path, positive, named):

@@ -37,7 +37,7 @@ def oversampled(data: LoadedDataset, seed: int = 0, **params) -> Split:
     return create("strategy", "oversample", **params).synthesize(context)
 
 
-@pytest.mark.parametrize("flag", ["pneumoniamnist", "retinamnist"])
+@pytest.mark.parametrize("flag", ["pneumoniamnist", pytest.param("retinamnist", marks=pytest.mark.slow)])
 def test_oversample_adds_per_class_what_a_generative_strategy_synthesises(flag, tmp_path):
     """2 and 5 classes: a (tiny) DDPM under the default balance policy and `oversample` add the same class counts."""
     require_medmnist(flag)

@@ -91,6 +91,7 @@ def test_the_sections_escape_names_from_the_folder(tmp_path: Path):
     assert "geo&lt;b&gt;" in section and "geo<b>" not in section
 
 
+@pytest.mark.slow
 def test_both_sections_fit_a_1400_px_window(browser, tmp_path):  # noqa: F811
     block = RobustnessReport(
         "medmnistc 0.1.0", "key", 0, 200, [CorruptionScore(n, 3, 0.2, None, 0.1, [0.5] * 5) for n in CORRUPTIONS], 1.0

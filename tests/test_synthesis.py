@@ -189,6 +189,7 @@ def test_quality_is_scored_after_synthesis_never_inside_it(tmp_path, monkeypatch
     assert len(scored) == 1 and strategy.report()["quality"] == {"matched": None}
 
 
+@pytest.mark.slow
 def test_a_guided_sampler_is_counted_at_the_chosen_weight_and_budgeted_at_the_costliest(tmp_path, monkeypatch):
     """Guided DDPM sampling runs the denoiser on the label rows and the null rows: the compute record counts synthesis
     at the chosen weight's rate (not the unguided rate the model started with), the guidance scores at theirs, and a

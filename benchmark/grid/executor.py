@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -83,18 +85,34 @@ class LocalExecutor:
             devices.put(device)
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         with ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init_worker, initargs=(devices, threads)
+            self.workers, mp_context=context, initializer=_init_worker, initargs=(devices, threads, os.getpid())
         ) as pool:
             for future in as_completed([pool.submit(job, cell) for cell in cells]):
                 yield future.result()
 
 
-def _init_worker(devices: multiprocessing.Queue[int | None], threads: int) -> None:
-    """Each worker process owns one GPU (its default CUDA device, which `device = "auto"` picks) and its CPU share."""
+def _init_worker(devices: multiprocessing.Queue[int | None], threads: int, driver: int) -> None:
+    """Each worker process owns one GPU (its default CUDA device, which `device = "auto"` picks) and its CPU share,
+    and ends with its driver (`exit_with_parent`)."""
+    exit_with_parent(driver)
     torch.set_num_threads(threads)
     gpu = devices.get()
     if gpu is not None:
         torch.cuda.set_device(gpu)
+
+
+def exit_with_parent(parent: int, every: float = 2.0) -> threading.Thread:
+    """End this process soon after `parent` is gone. A worker whose driver was killed would otherwise finish its
+    cell and write the record after a new run of the same folder had planned that cell again, so it ran twice."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def check_count(name: str, value: object, minimum: int) -> None:
