@@ -4,8 +4,8 @@
 #   scripts/dev.sh install     a virtual environment in $VENV (default .venv) with the project, its test tools and
 #                              MedMNIST-C (the robustness extra; ImageMagick where apt-get may install it); torch from $TORCH_INDEX when set (CPU-only wheels:
 #                              TORCH_INDEX=https://download.pytorch.org/whl/cpu), else PyPI (which pulls CUDA on Linux)
-#   scripts/dev.sh test        install (and both example plugins), then ruff check, ruff format --check and pytest (the full suite, as CI)
-#   scripts/dev.sh test-fast   install, then pytest -m "not slow" (the inner loop: a few minutes on 2 CPU cores)
+#   scripts/dev.sh test        install (and both example plugins), then ruff check, ruff format --check and pytest -n auto (the full suite, as CI)
+#   scripts/dev.sh test-fast   install, then pytest -m "not slow" -n auto (the inner loop, one process per core)
 #   scripts/dev.sh run [ARGS]  install, then `medaugbench run ARGS` (default: the quick preset); missing official
 #                              MedMNIST files are downloaded, with progress, into ~/.cache/medaugbench/medmnist
 set -euo pipefail
@@ -70,12 +70,12 @@ case "${1:-}" in
     browser
     ruff check .
     ruff format --check .
-    pytest
+    pytest -n auto
     ;;
   test-fast)
     install
     examples
-    pytest -m "not slow"
+    pytest -m "not slow" -n auto
     ;;
   run)
     install

@@ -4,6 +4,7 @@ weighs the loss to the prior that plan gives; both run through the loop and comb
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import pytest
 import torch
@@ -69,6 +70,30 @@ def test_oversample_adds_exactly_what_balance_would_synthesise(flag, ratio):
     combined = create("strategy", "oversample", ratio=ratio).combine(real, added).class_counts(task)
     if ratio == 1.0:
         assert combined == [max(real.class_counts(task))] * task.num_outputs
+
+
+def test_retinamnist_rebalancing_counts_are_exact():
+    """All of RetinaMNIST's 1080 training images (5 ordinal classes: 486, 128, 206, 194, 66), counted by hand: balance
+    and oversample bring every class to 486 (half-way at ratio 0.5), class_weighted gives each
+    class the mass of 1080 / 5 = 216 images."""
+    require_medmnist("retinamnist")
+    data = load_dataset("retinamnist", DataOptions(seed=0))
+    task, real = data.task, data.train
+    assert real.class_counts(task) == [486, 128, 206, 194, 66]
+    for ratio, expected in [(1.0, [0, 358, 280, 292, 420]), (0.5, [0, 179, 140, 146, 210])]:
+        added = oversampled(data, ratio=ratio)
+        assert SynthesisPolicy(kind="balance", ratio=ratio).plan(real.class_counts(task), task) == expected
+        assert added.class_counts(task) == expected
+        for group in range(task.num_outputs):  # each real image of a class (all distinct) repeated evenly
+            members = [image.numpy().tobytes() for image in real.images[real.labels.flatten() == group]]
+            times = Counter(image.numpy().tobytes() for image in added.images[added.labels.flatten() == group])
+            assert set(times) <= set(members) and sum(times.values()) == expected[group]
+            per_member = [times[member] for member in members]
+            assert max(per_member) - min(per_member) <= 1
+    combined = create("strategy", "oversample").combine(real, oversampled(data)).class_counts(task)
+    assert combined == [486] * 5
+    weights = create("strategy", "class_weighted").class_weights(real.labels.flatten(), task)
+    assert (torch.tensor([486, 128, 206, 194, 66]) * weights).tolist() == pytest.approx([216.0] * 5)
 
 
 def test_oversample_repeats_each_real_image_of_a_class_evenly():
