@@ -263,12 +263,13 @@ class Discriminator(nn.Module):
         return logits, None if self.classifier is None else self.classifier(features)
 
 
-def class_loss(class_logits: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    """AC-GAN's auxiliary classification loss: softmax cross-entropy when every row of `cond` is one-hot, else
-    (multi-label rows, which may hold no label or several) per-label binary cross-entropy."""
-    if bool(((cond.sum(dim=1) == 1) & ((cond == 0) | (cond == 1)).all(dim=1)).all()):
-        return F.cross_entropy(class_logits, cond.argmax(dim=1))
-    return F.binary_cross_entropy_with_logits(class_logits, cond)
+def class_loss(class_logits: torch.Tensor, cond: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """AC-GAN's auxiliary classification loss: per-label binary cross-entropy for multi-hot rows (a multi-label task:
+    a row may hold no label or several), else softmax cross-entropy on one-hot rows. Decided by the task, not by
+    looking at each batch: a multi-label batch that happened to be one-hot would otherwise switch losses."""
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(class_logits, cond)
+    return F.cross_entropy(class_logits, cond.argmax(dim=1))
 
 
 def _hidden_to_match(target: int, build: Callable[[int], nn.Module]) -> int:
@@ -428,7 +429,7 @@ class GAN(GenerativeModel):
         """`ac_weight` × the auxiliary classifier's loss on the intended labels (0 without the classifier)."""
         if class_logits is None or cond is None:
             return 0.0
-        return self.ac_weight * class_loss(class_logits, cond)
+        return self.ac_weight * class_loss(class_logits, cond, self.spec.multilabel)
 
     def _gradient_penalty(
         self, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor | None, generator: torch.Generator

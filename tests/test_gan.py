@@ -329,14 +329,17 @@ def test_a_seed_fixes_the_weights_with_diffaugment_on() -> None:
 
 
 def test_auxiliary_classifier_loss_on_a_hand_example() -> None:
-    """One-hot rows: softmax cross-entropy; multi-label rows (none, one or several labels): per-label BCE."""
+    """A single-label task: softmax cross-entropy; a multi-label one (rows of none, one or several labels): per-label
+    BCE, also on a batch whose rows happen to be one-hot (the loss is the task's, not the batch's)."""
     logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
     one_hot = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     expected = (torch.log1p(torch.exp(torch.tensor(-2.0))) + torch.log(torch.tensor(2.0))) / 2
-    torch.testing.assert_close(class_loss(logits, one_hot), expected)
+    torch.testing.assert_close(class_loss(logits, one_hot, multilabel=False), expected)
     multi_hot = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
     softplus = torch.log1p(torch.exp(torch.tensor([-2.0, 0.0, 0.0, 0.0])))  # −log σ(2), −log σ(0), −log(1 − σ(0))
-    torch.testing.assert_close(class_loss(logits, multi_hot), softplus.mean())
+    torch.testing.assert_close(class_loss(logits, multi_hot, multilabel=True), softplus.mean())
+    one_hot_bce = torch.log1p(torch.exp(torch.tensor([-2.0, 0.0, 0.0, 0.0]))).mean()  # −log σ(2), then 3 × log 2
+    torch.testing.assert_close(class_loss(logits, one_hot, multilabel=True), one_hot_bce)
 
 
 @pytest.mark.parametrize("conditioning", ["projection", "concat"])
@@ -356,7 +359,7 @@ def test_auxiliary_classifier_term_enters_both_losses_on_the_intended_labels(mon
     seen: list[torch.Tensor] = []
 
     def losses(value: float) -> dict[str, torch.Tensor]:
-        def constant(class_logits: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        def constant(class_logits: torch.Tensor, cond: torch.Tensor, multilabel: bool) -> torch.Tensor:
             seen.append(cond)
             return torch.tensor(value)
 

@@ -112,6 +112,8 @@ def test_multilabel_conditioning_on_multi_hot_vectors(generator, chest, tmp_path
     assert synthetic.labels.dtype == torch.float32
     hernia, mass = context.dataset.task.labels.index("hernia"), context.dataset.task.labels.index("mass")
     assert (synthetic.labels[:2, mass] == 1).all() and (synthetic.labels[2:, hernia] == 1).all()
+    models, _ = strategy.fitted(context)  # from the cache: the models know their vectors are multi-hot
+    assert all(model.spec.multilabel == (model.spec.cond_dim > 0) for model in models.values())
 
 
 @pytest.mark.parametrize("generator", ["cgan", "ddpm"])

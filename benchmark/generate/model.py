@@ -42,11 +42,13 @@ from benchmark.train.flops import isolated_rng
 
 @dataclasses.dataclass(frozen=True)
 class ImageSpec:
-    """What a generator must produce: channels, square size, and the conditioning vector's length (0: none)."""
+    """What a generator must produce: channels, square size, the conditioning vector's length (0: none), and
+    whether those vectors are multi-hot (a multi-label task: a row may hold no label or several) or one-hot."""
 
     channels: int
     image_size: int
     cond_dim: int = 0
+    multilabel: bool = False
 
     def unconditional(self) -> ImageSpec:
         """This spec without a conditioning vector: what a model that cannot condition builds itself for."""

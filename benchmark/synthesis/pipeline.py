@@ -194,7 +194,7 @@ class GenerativeStrategy(Strategy):
         group it samples that has training images; each with the held-out images of its classes (none without
         checkpoint selection, which then trains on all of the cell's images)."""
         fit, held = self.holdout(real, task, seed) if self.settings.selection.points else (real, None)
-        if not self.per_group(ImageSpec(task.channels, real.images.shape[-1], task.num_outputs)):
+        if not self.per_group(ImageSpec(task.channels, real.images.shape[-1], task.num_outputs, task.multilabel)):
             return {ALL: Job(fit, conditioning(fit.labels, task), task.num_outputs, None, held)} if any(plan) else {}
         jobs = {}
         for group, planned in enumerate(plan):
@@ -220,7 +220,7 @@ class GenerativeStrategy(Strategy):
         """The code that trains the models: the generator plugin's provenance (distribution, version, git commit,
         source digest) and the harness's (this strategy, the shared loop, the selection signal, the budget split)."""
         model = self.settings.model
-        spec = ImageSpec(task.channels, image_size, task.num_outputs)
+        spec = ImageSpec(task.channels, image_size, task.num_outputs, task.multilabel)
         return {
             "generator": generator_provenance(model.generator, spec, **model.params),
             "trainer": plugin_provenance(type(self), gt.fit, HoldoutScore, compute.training_budgets),
@@ -309,7 +309,7 @@ class GenerativeStrategy(Strategy):
     def build(self, job: Job, task: TaskSpec, image_size: int, seed: int) -> GenerativeModel:
         """A freshly initialised model for one job, seeded so its weights do not depend on what ran before."""
         torch.manual_seed(seed)
-        spec = ImageSpec(channels=task.channels, image_size=image_size, cond_dim=job.cond_dim)
+        spec = ImageSpec(task.channels, image_size, job.cond_dim, task.multilabel and job.cond_dim > 0)
         return create("generator", self.generator, spec=spec, **self.generator_params)
 
     def fit_one(
