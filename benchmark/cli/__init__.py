@@ -35,6 +35,7 @@ app.command("leaderboard")(publish.leaderboard_command)
 app.command("report")(publish.report_command)
 app.command("pilot")(publish.pilot_command)
 app.command("claims")(publish.claims_command)
+app.command("compute-curve")(publish.compute_curve_command)
 app.add_typer(plugins.app, name="plugins")
 app.add_typer(datasets.app, name="datasets")
 

@@ -102,6 +102,24 @@ def claims_command(results_dirs: ClaimsFolders, out: ClaimsOut = Path("results/c
     console().print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
+CurveFolders = Annotated[
+    list[Path], typer.Argument(help="Results folders of one grid at different budgets (e.g. compute totals).")
+]
+CurveOut = Annotated[Path, typer.Option("--out", help="Folder for compute_curve.csv/.md and the plots.")]
+
+
+def compute_curve_command(results_dirs: CurveFolders, out: CurveOut = Path("results/compute-curve")) -> None:
+    """Test AUC (and balanced accuracy) against the total FLOPs each strategy's cells spent, one point per results
+    folder: a compute curve from grids that differ only in their budget."""
+    from benchmark.publish.compute_curve import write_compute_curve
+
+    for folder in results_dirs:
+        if not folder.is_dir():
+            raise MedAugBenchError(f"{folder} is not a folder; give results folders written by `medaugbench run`")
+    paths = writing(lambda: write_compute_curve(results_dirs, out), out)
+    console().print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
 def grid_baseline(results_dir: Path) -> str:
     """The baseline named by the grid that wrote the folder (grid.json), else `none`."""
     from benchmark.grid.store import read_grid_file
