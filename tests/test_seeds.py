@@ -16,7 +16,7 @@ from benchmark.data.dataset import Split
 from benchmark.data.sampling import BatchSampler, MixedBatches, stream_generator, stream_seed
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.cells import expand, validate
-from benchmark.grid.config import GridConfig, from_mapping
+from benchmark.grid.config import GridConfig, from_mapping, load_preset
 from benchmark.grid.executor import LocalExecutor
 from benchmark.grid.runner import generator_waves, run_grid
 from benchmark.grid.store import compute_total, load_records
@@ -146,6 +146,17 @@ def test_siblings_run_after_the_first_classifier_seed_of_their_generator():
     first, later = generator_waves(cells)
     assert {(c.coords["strategy"], c.coords["seed"]) for c in later} == {("cgan", 1000), ("cgan", 1001)}
     assert len(first) == 6 and generator_waves(cells[:2]) == [cells[:2]]
+
+
+def test_a_variant_runs_after_the_cells_that_train_its_generator():
+    """cgan+geometric reuses cgan's generator: it waits for the second wave instead of training it again beside it."""
+    grid = load_preset("cpu-answer-2")
+    cells = expand(grid, validate(grid, None, check_files=False))
+    first, later = generator_waves(cells)
+    assert not any(c.coords["strategy"] in ("cgan+geometric", "ddpm+geometric") for c in first)
+    leaders = [c for c in first if c.coords["policy"] is not None]
+    assert len(leaders) == 3 * 4 * 3  # one cell per dataset × generator × generator seed trains it
+    assert len(first) + len(later) == len(cells)
 
 
 @pytest.mark.slow

@@ -150,13 +150,15 @@ def run_cells(grid: GridConfig, planned: Plan, executor: Executor, job: RunCell,
 
 def generator_waves(cells: list[Cell]) -> list[list[Cell]]:
     """The cells in two waves, so that no two workers train one generator at once: first every cell but the later
-    classifier seeds of a generative cell whose first classifier seed (same coordinates and generator seed) also runs,
-    then those, which find its generator in the cache. Waves keep the cells' order; an empty one is left out."""
+    cells of a generator, then those, which find it in the cache. A generator is a base strategy at its coordinates
+    and generator seed: its first classifier seed leads; its other classifier seeds and its variants (cgan+geometric
+    after cgan) follow. Waves keep the cells' order; an empty one is left out."""
     seen: set[str] = set()
     leaders: list[Cell] = []
     siblings: list[Cell] = []
     for cell in cells:
-        key = json.dumps({k: v for k, v in cell.coords.items() if k != "seed"}, sort_keys=True, default=str)
+        coords = {k: v for k, v in cell.coords.items() if k not in ("seed", "strategy")}
+        key = json.dumps(coords, sort_keys=True, default=str)
         generative = cell.coords["policy"] is not None  # only a generative strategy's cell has a synthesis policy
         (siblings if generative and key in seen else leaders).append(cell)
         seen.add(key)
