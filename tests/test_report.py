@@ -295,3 +295,18 @@ def test_report_names_generator_and_classifier_seeds(tmp_path):
     text = write_report(tmp_path).read_text(encoding="utf-8")
     assert "<dt>Seeds</dt><dd>generator 7, 8; classifier 0, 1</dd>" in text
     assert "Run (g/c)" in text and ">7/1<" in text  # the per-run tests name both seeds
+
+
+def test_every_generator_seed_gets_its_sample_grid_once(tmp_path):
+    """Issue 22: one sample grid per generator (generator seed), from its first cell that saved one; its other
+    classifier seeds reuse the same synthetic set and add none."""
+    make_fake_results(
+        tmp_path, datasets=("pneumoniamnist",), strategies=("none", "cgan"), seeds=(0, 1), generator_seeds=(0, 1, 2)
+    )
+    cells = sorted(p.stem for p in (tmp_path / "records").glob("pneu-cgan-*.json"))
+    for cell_id in cells:
+        _png(samples_path(tmp_path, cell_id), (200, 30, 30))
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    shown = re.findall(r"\(cell (pneu-cgan-[^)]*)\)", text)
+    assert sorted(set(shown)) == ["pneu-cgan-simple_cnn-0-0", "pneu-cgan-simple_cnn-1-0", "pneu-cgan-simple_cnn-2-0"]
+    assert "generator seed 1, classifier seed 0" in text

@@ -1,9 +1,9 @@
 """One self-contained static HTML report of a results folder: the grid and its budget, a table of contents, per
 dataset the test metrics, the comparisons with the baseline and the family references, the generators' quality
 (FID/KID beside their floors, precision/recall/density/coverage, copies of training images), compute, variance by
-source, the leaderboard plots and each generative strategy's samples and closest memorisation pairs, then (only where
-the records have them) robustness under MedMNIST-C corruptions and worth in real images, the cross-dataset table and
-ranks, the failed cells with their errors, and the grid config and environment.
+source, the leaderboard plots and each generator's samples and closest memorisation pairs (per generator seed), then
+(only where the records have them) robustness under MedMNIST-C corruptions and worth in real images, the cross-dataset
+table and ranks, the failed cells with their errors, and the grid config and environment.
 
 Tables are split so that the columns that decide fit a 1400 px window: headers wrap, and a number cell wraps between
 its parts ('Δ' / '[CI]', 'FID' / '(floor …;' / 'shift …)'), never inside one (tests/test_report_layout.py checks it in
@@ -836,8 +836,9 @@ def _plot_rank(name: str, dataset: str, order: list[str]) -> tuple[int, str]:
 
 
 def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -> str:
-    """Per generative strategy, the synthetic samples per class and the closest synthetic/training pairs of the first
-    seed that saved them, or a note that none were saved."""
+    """Per generative strategy and generator (generator seed, backbone, fraction, policy), the synthetic samples per
+    class and the closest synthetic/training pairs of its first cell that saved them (its classifier seeds reuse
+    the same synthetic set), or a note that none were saved."""
     strategies = _generative_cells(board.results_dir, records, dataset)
     if not strategies:
         return '<p class="note">No generative strategy ran on this dataset.</p>'
@@ -845,8 +846,17 @@ def _images_block(board: Leaderboard, records: list[CellRecord], dataset: str) -
     for strategy in sorted(strategies, key=str.lower):
         parts.append(f"<h4>{_e(strategy)}</h4>")
         saved = [r for r in strategies[strategy] if any(p.is_file() for p, _ in _image_paths(board.results_dir, r))]
-        parts.append(_cell_images(board.results_dir, saved[0]) if saved else f'<p class="note">{_e(NO_IMAGES)}</p>')
+        firsts = {_generator_of(r): r for r in reversed(saved)}  # the first saved cell of each generator
+        shown = sorted(firsts.values(), key=_cell_order)
+        parts += [_cell_images(board.results_dir, r) for r in shown] or [f'<p class="note">{_e(NO_IMAGES)}</p>']
     return "\n".join(parts)
+
+
+def _generator_of(record: CellRecord) -> tuple:
+    """What fixes a cell's synthetic set: its generator seed (the seed, in records before seeds were split),
+    backbone, train fraction and policy."""
+    cell = record.cell
+    return (_order(cell.get("generator_seed", cell.get("seed"))), *_cell_order(record)[2:])
 
 
 def _generative_cells(results_dir: Path, records: list[CellRecord], dataset: str) -> dict[str, list[CellRecord]]:
@@ -861,9 +871,11 @@ def _generative_cells(results_dir: Path, records: list[CellRecord], dataset: str
 
 
 def _cell_order(record: CellRecord) -> tuple:
-    """Seed, backbone, train fraction, policy: the order in which a strategy's cells are searched for images."""
+    """Generator seed, seed, backbone, train fraction, policy: the order in which a strategy's cells are searched for
+    images."""
     cell = record.cell
     return (
+        _order(cell.get("generator_seed", cell.get("seed"))),
         _order(cell.get("seed")),
         str(cell.get("backbone")),
         _order(cell.get("train_fraction")),
@@ -885,8 +897,11 @@ def _image_paths(results_dir: Path, record: CellRecord) -> list[tuple[Path, str]
 def _cell_images(results_dir: Path, record: CellRecord) -> str:
     """One cell's saved images as embedded figures captioned with the cell's coordinates; a note for a missing one."""
     cell = record.cell
+    seeds = f"seed {cell.get('seed')}"
+    if cell.get("generator_seed") is not None:
+        seeds = f"generator seed {cell.get('generator_seed')}, classifier seed {cell.get('seed')}"
     where = (
-        f"seed {cell.get('seed')}, backbone {cell.get('backbone')}, "
+        f"{seeds}, backbone {cell.get('backbone')}, "
         f"train fraction {fmt_text(cell.get('train_fraction'))}"
         + (f", policy {cell.get('policy')}" if cell.get("policy") else "")
         + f" (cell {record.cell_id})"
