@@ -424,3 +424,26 @@ def test_the_seeds_companion_runs_the_pilots_own_gan_cells_with_other_seeds():
     for row, runs in seeds.items():
         ((_, wanted),) = pilot[row]  # cpu-pilot runs seed 0 only
         assert sorted(seed for seed, _ in runs) == [1, 2] and all(signature == wanted for _, signature in runs)
+
+
+def test_a_reused_generator_is_one_curve_named_by_its_base_strategy():
+    """cgan+geometric and a later classifier seed reuse cgan's generator (same cache name): one curve, cgan's."""
+    from types import SimpleNamespace
+
+    from benchmark.publish.pilot import one_per_generator
+    from benchmark.train.record import PhaseCompute
+
+    def record(strategy: str, seed: int, generator: str | None):
+        phases = {} if generator is None else {"generator_training": PhaseCompute(detail={"generator": generator})}
+        cell = {"strategy": strategy, "base_strategy": strategy.split("+")[0], "seed": seed}
+        return SimpleNamespace(cell=cell, result=SimpleNamespace(compute=SimpleNamespace(phases=phases)))
+
+    records = [record("cgan+geometric", 0, "cgan-a"), record("cgan", 1000, "cgan-a"), record("cgan", 0, "cgan-a")]
+    records += [record("cgan", 1, "cgan-b"), record("none", 0, None), record("geometric", 0, None)]
+    kept = one_per_generator(records)
+    assert [(r.cell["strategy"], r.cell["seed"]) for r in kept] == [
+        ("cgan", 1000),
+        ("cgan", 1),
+        ("none", 0),
+        ("geometric", 0),
+    ]

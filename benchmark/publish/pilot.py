@@ -205,13 +205,29 @@ OLD_PILOT_NOTE = (
 def pilot_curves(results_dir: Path) -> Pilot:
     """Every generator curve and every strategy's budget curve of a pilot's finished cells."""
     records = [r for r in load_records(results_dir) if r.ok]
-    generators = generator_curves([run for r in records if (run := generator_run(r)) is not None])
+    generators = generator_curves([run for r in one_per_generator(records) if (run := generator_run(r)) is not None])
     branched = [r for r in records if r.result.budget_branches]
     if not generators and not branched:
         raise MedAugBenchError(
             f"{results_dir} has no finished pilot cells (tracked generators, or classifiers with pilot_budgets)"
         )
     return Pilot(generators, classifier_pilot(branched) if branched else None)
+
+
+def one_per_generator(records: list[CellRecord]) -> list[CellRecord]:
+    """The records with the first of each trained generator (its cache name in the compute report), a base
+    strategy's before its variants': cgan+geometric and later classifier seeds reuse cgan's generator, whose curve
+    is not a second measurement."""
+    seen: set[str] = set()
+    kept = []
+    for record in sorted(records, key=lambda r: r.cell["strategy"] != r.cell.get("base_strategy", r.cell["strategy"])):
+        phase = record.result.compute.phases.get("generator_training")
+        name = phase.detail.get("generator") if phase is not None else None
+        if name is None or name not in seen:
+            kept.append(record)
+        if name is not None:
+            seen.add(name)
+    return kept
 
 
 def classifier_pilot(records: list[CellRecord]) -> ClassifierPilot:
