@@ -7,9 +7,9 @@ strategy's seconds per classifier step in the pilot / a plain step's there - 1, 
 over the pilot's strategies without augmentation): augmentation that costs more per step costs proportionally more.
 A generative cell adds, once per generator (the first classifier seed of each generator seed; its other classifier
 seeds and its variants reuse it), the pilot cell's generator seconds (training, checkpoint and guidance choice,
-synthesis: its `synthesize` seconds), and in every cell the pilot's quality-scoring seconds. The pilot's generators
-also scored their FID at five points against validation images and some of its cells shared the machine, so
-generator seconds are an overestimate. Pilot per-step seconds count the budget branches the pilot trained beside the
+synthesis: its `synthesize` seconds less the seconds its generators spent scoring their FID at the pilot's tracking
+points), and in every cell the pilot's quality-scoring seconds. Some pilot cells shared the machine, so generator
+seconds may be an overestimate. Pilot per-step seconds count the budget branches the pilot trained beside the
 main run (`budget_branches`: each from its fork to its end).
 
 Usage: python benchmarks/answer_hours.py [--preset cpu-answer-2] [--pilot results/pilot-2] [--workers 2]
@@ -49,9 +49,11 @@ def pilot_costs(pilot: Path) -> dict[tuple[str, str], dict[str, float]]:
         if not record.ok or cell.get("generator_seed", cell.get("seed")) != 0:
             continue
         seconds = record.result.budget.seconds
+        histories = (record.result.strategy.facts.get("generator") or {}).get("histories") or {}
+        monitoring = sum(h.get("monitor_seconds", 0.0) for h in histories.values())  # the pilot's FID tracking
         costs[(cell["dataset"], cell["strategy"])] = {
             "step": per_step_seconds(record),
-            "generator": seconds.get("synthesize", 0.0),
+            "generator": seconds.get("synthesize", 0.0) - monitoring,
             "quality": seconds.get("quality", 0.0),
         }
     return costs
