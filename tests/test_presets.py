@@ -97,13 +97,13 @@ def test_the_answer_expands_to_twelve_runs_per_row_on_three_datasets_with_reused
 
 
 def test_the_learning_curve_shares_the_answers_ten_percent_cells():
-    """cpu-answer-2-curve: none and geometric at 5-100 % of PneumoniaMNIST, 12 runs per point; its 10 % cells are the
+    """cpu-answer-2-curve: none and geometric at 5-100 % of PneumoniaMNIST, 6 runs per point; its 10 % cells are the
     answer's own (same ids), so running it into the answer's folder trains only the other fractions."""
     curve, answer = answer_cells("cpu-answer-2-curve"), answer_cells("cpu-answer-2")
     assert {c.coords["train_fraction"] for c in curve} == {0.05, 0.1, 0.2, 0.4, 1.0}
-    assert len(curve) == 2 * 5 * 12
+    assert len(curve) == 2 * 5 * 6
     shared = {c.cell_id for c in curve} & {c.cell_id for c in answer}
-    assert shared == {c.cell_id for c in curve if c.coords["train_fraction"] == 0.1} and len(shared) == 24
+    assert shared == {c.cell_id for c in curve if c.coords["train_fraction"] == 0.1} and len(shared) == 12
 
 
 @pytest.mark.parametrize("multiple", [1, 2, 4])
