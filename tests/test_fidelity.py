@@ -10,7 +10,8 @@ from benchmark.data.dataset import Split
 from benchmark.data.task import TaskSpec
 from benchmark.evaluate import fidelity
 from benchmark.evaluate.fidelity import DEFAULT_MAX_FID_RATIO, class_fidelity, unrecognisable_reasons
-from benchmark.publish.leaderboard import FLAG_MARK, build_leaderboard
+from benchmark.publish.fmt import FLAG_MARK
+from benchmark.publish.leaderboard import build_leaderboard
 from benchmark.publish.report import render_report
 from tests.fake_results import TASKS, add_fidelity, fake_quality, make_fake_results
 

@@ -15,15 +15,11 @@ from benchmark.data.task import TaskSpec
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import OK, SCHEMA, CellRecord, load_predictions, record_path, write_record
 from benchmark.publish import inference, stats
-from benchmark.publish.leaderboard import (
-    BOOTSTRAP_RESAMPLES,
-    BOOTSTRAP_SEED,
-    METRICS,
-    RANK_NOTE,
-    build_leaderboard,
-    console_rows,
-    write_leaderboard,
-)
+from benchmark.publish.comparisons import BOOTSTRAP_RESAMPLES
+from benchmark.publish.leaderboard import build_leaderboard, console_rows, write_leaderboard
+from benchmark.publish.markdown import RANK_NOTE
+from benchmark.publish.results import METRICS
+from benchmark.publish.tables import BOOTSTRAP_SEED
 from tests.fake_results import TASKS, fake_result, make_fake_results
 
 FAILED_CELL = ("pneumoniamnist", "cgan", 2)
@@ -572,14 +568,14 @@ def test_the_tables_name_the_code_that_built_them_and_the_code_that_trained_the_
     """A table rebuilt by newer code than its records says so: both commits are in leaderboard.md's header."""
     from types import SimpleNamespace
 
-    from benchmark.publish import leaderboard
+    from benchmark.publish import markdown
 
     monkeypatch.setattr(
-        leaderboard, "code_version", lambda: {"medaugbench": "9.9", "git_commit": "b" * 40, "git_dirty": False}
+        markdown, "code_version", lambda: {"medaugbench": "9.9", "git_commit": "b" * 40, "git_dirty": False}
     )
     trained = {"medaugbench": "0.1", "git_commit": "a" * 40, "git_dirty": True}
     records = [SimpleNamespace(result=SimpleNamespace(code=trained)), SimpleNamespace(result=None)]
-    line = leaderboard.provenance_line(records)
+    line = markdown.provenance_line(records)
     assert line == (
         "Tables built by medaugbench 9.9 at commit bbbbbbbbbbbb; cells trained at commit aaaaaaaaaaaa + uncommitted "
         "changes."

@@ -14,7 +14,8 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.data.files import write_text_atomic
-from benchmark.publish.leaderboard import Leaderboard, build_leaderboard, fmt_delta, fmt_p, markdown_table
+from benchmark.publish.fmt import fmt_delta, fmt_p, markdown_table
+from benchmark.publish.leaderboard import Leaderboard, build_leaderboard
 
 SEED_PAPER = "cGAN paper, Table 2 (HAM10000, 7 classes, one run each)"
 BALANCING_PAPER = "balancing paper, Table II (ChestXray2017, one run; validation accuracy)"

@@ -23,7 +23,8 @@ from benchmark.data.labels import safe_label
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import OK, read_grid_file
 from benchmark.publish import inference, stats
-from benchmark.publish.leaderboard import fmt_text, long_table, markdown_table, read_results
+from benchmark.publish.fmt import fmt_text, markdown_table
+from benchmark.publish.results import long_table, read_results
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -27,7 +27,7 @@ from benchmark.grid.pilot import (  # noqa: E402
     choose_strategy_steps,
 )
 from benchmark.grid.store import CellRecord, load_records  # noqa: E402
-from benchmark.publish.leaderboard import markdown_table  # noqa: E402
+from benchmark.publish.fmt import markdown_table  # noqa: E402
 from benchmark.publish.plots import save_figure  # noqa: E402
 
 

@@ -3,7 +3,7 @@ strategy with 95% Student-t CIs over seeds, the class-matched FID (its real-vs-r
 test AUC against total compute, per-class F1, validation curves and generator FID during training. The numbers are the
 leaderboard's.
 
-Seeds are pooled per leaderboard label (`leaderboard.record_labels`: the strategy, plus the backbone, train fraction or
+Seeds are pooled per leaderboard label (`results.record_labels`: the strategy, plus the backbone, train fraction or
 policy wherever a strategy was run with several of them), so different set-ups never share a mean. Failed cells and None
 values are left out.
 """
@@ -27,8 +27,10 @@ from matplotlib.figure import Figure
 from benchmark.data.files import atomic_output
 from benchmark.data.labels import safe_label
 from benchmark.grid.store import CellRecord
-from benchmark.publish.leaderboard import RANK_MARK, dig, long_table, matched_quality, rank_table, record_labels
+from benchmark.publish.fmt import RANK_MARK
+from benchmark.publish.results import dig, long_table, matched_quality, record_labels
 from benchmark.publish.stats import mean_std, t_interval
+from benchmark.publish.tables import rank_table
 
 BASELINE = "none"
 DPI = 120

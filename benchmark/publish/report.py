@@ -40,32 +40,8 @@ from benchmark.grid.store import (
     records_dir,
     samples_path,
 )
-from benchmark.publish.leaderboard import (
-    ACCURACY_NOTE,
-    CLASSIC_REFERENCE,
-    COMPONENTS,
-    COMPUTE_NOTE,
-    CROSS_NOTE,
-    FAMILIES,
-    FID_NOTE,
-    FIDELITY_NOTE,
-    GROUP,
-    HEADERS,
-    LOST_FIX,
-    PER_SEED_NOTE,
-    PHASES,
-    RANK_NOTE,
-    REBALANCING,
-    SD_FORMATS,
-    SPREAD,
-    VARIANCE_NOTE,
-    Leaderboard,
-    across_note,
-    against_note,
-    build_leaderboard,
-    cross_dataset_name,
-    family_note,
-    flagged_lines,
+from benchmark.publish.comparisons import CLASSIC_REFERENCE, REBALANCING
+from benchmark.publish.fmt import (
     fmt_bootstrap,
     fmt_ci,
     fmt_compared,
@@ -84,13 +60,36 @@ from benchmark.publish.leaderboard import (
     fmt_sd,
     fmt_shown,
     fmt_text,
+)
+from benchmark.publish.leaderboard import Leaderboard, build_leaderboard
+from benchmark.publish.markdown import (
+    ACCURACY_NOTE,
+    COMPUTE_NOTE,
+    CROSS_NOTE,
+    FAMILIES,
+    FID_NOTE,
+    FIDELITY_NOTE,
+    HEADERS,
+    LOST_FIX,
+    PER_SEED_NOTE,
+    RANK_NOTE,
+    SD_FORMATS,
+    SPREAD,
+    VARIANCE_NOTE,
+    across_note,
+    against_note,
+    cross_dataset_name,
+    family_note,
+    flagged_lines,
     friedman_notes,
     poi_shown,
     power_sentence,
     recall_note,
 )
 from benchmark.publish.plots import CD_FILE, write_plots
+from benchmark.publish.results import PHASES
 from benchmark.publish.robustness import Robustness, robustness_of, save_severity_plot
+from benchmark.publish.tables import COMPONENTS, GROUP
 from benchmark.publish.worth import (
     BELOW,
     CURVES,

@@ -18,7 +18,8 @@ import pandas as pd
 from benchmark.data.files import write_text_atomic
 from benchmark.data.labels import safe_label
 from benchmark.grid.store import CellRecord
-from benchmark.publish.leaderboard import Leaderboard, fmt_text, markdown_table
+from benchmark.publish.fmt import fmt_text, markdown_table
+from benchmark.publish.leaderboard import Leaderboard
 
 GROUP = ("dataset", "backbone", "train_fraction")
 ROW = (*GROUP, "strategy")

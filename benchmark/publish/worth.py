@@ -27,7 +27,9 @@ import pandas as pd
 from benchmark.data.files import write_text_atomic
 from benchmark.data.labels import safe_label
 from benchmark.grid.store import OK, CellRecord
-from benchmark.publish.leaderboard import Leaderboard, fmt_pm, fmt_text, markdown_table
+from benchmark.publish.fmt import fmt_pm, fmt_text, markdown_table
+from benchmark.publish.leaderboard import Leaderboard
+from benchmark.publish.results import number
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -291,7 +293,7 @@ def _row(first: pd.Series, curve: Curve, metric: str, entry: str, n_runs: int, h
         "real_images": had,
     }
     for name, images in bounds.items():
-        row |= {name: _number(images.n), f"{name}_side": images.side}
+        row |= {name: number(images.n), f"{name}_side": images.side}
     multiples = {"multiple": "equivalent", "multiple_ci_low": "ci_low", "multiple_ci_high": "ci_high"}
     row |= {name: row[source] / had for name, source in multiples.items()}
     return row | {"curve_min_images": curve.n_real[0], "curve_max_images": curve.n_real[-1]}
@@ -319,11 +321,6 @@ def _curve_table(cells: pd.DataFrame) -> pd.DataFrame:
             )
     columns = ["dataset", "backbone", "curve", "metric", "train_fraction", "real_images", "n_runs", "mean", "std"]
     return pd.DataFrame(rows, columns=[*columns, "fitted"])
-
-
-def _number(value: float | None) -> float:
-    """NaN for None."""
-    return math.nan if value is None else float(value)
 
 
 def worth_markdown(table: pd.DataFrame, curves: pd.DataFrame, resamples: int = RESAMPLES) -> str:
