@@ -14,7 +14,8 @@ from PIL import Image
 from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import pairs_path, samples_path
 from benchmark.publish.leaderboard import build_leaderboard
-from benchmark.publish.report import NO_IMAGES, write_report
+from benchmark.publish.report import write_report
+from benchmark.publish.report_images import NO_IMAGES
 from tests.fake_results import make_fake_results
 
 STRATEGIES = ("none", "geometric", "cgan")

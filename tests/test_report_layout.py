@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchmark.publish.report import DATASET_PARTS, fmt_kid, write_report
+from benchmark.publish.report import write_report
+from benchmark.publish.report_datasets import DATASET_PARTS, fmt_kid
 from tests.fake_results import make_fake_results
 from tests.test_report import browser  # noqa: F401  (the fixture: Debian's chromium via Playwright, or a skip)
 

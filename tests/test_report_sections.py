@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.grid.store import OK, load_records, write_record
-from benchmark.publish.report import FINDING_SECTIONS, write_report
+from benchmark.publish.report import write_report
+from benchmark.publish.report_sections import FINDING_SECTIONS
 from benchmark.train.record import CorruptionScore, RobustnessReport
 from tests.fake_results import make_fake_results, make_learning_curve_results
 from tests.test_report import browser  # noqa: F401  (the fixture: Debian's chromium via Playwright, or a skip)
