@@ -17,7 +17,7 @@ from benchmark.grid.store import OK, SCHEMA, CellRecord, load_predictions, recor
 from benchmark.publish import inference, stats
 from benchmark.publish.comparisons import BOOTSTRAP_RESAMPLES
 from benchmark.publish.leaderboard import build_leaderboard, console_rows, write_leaderboard
-from benchmark.publish.markdown import RANK_NOTE
+from benchmark.publish.markdown import RANK_NOTE, power_sentence
 from benchmark.publish.results import METRICS
 from benchmark.publish.tables import BOOTSTRAP_SEED
 from tests.fake_results import TASKS, fake_result, make_fake_results
@@ -416,6 +416,15 @@ def test_markers_follow_the_run_level_test_not_the_bootstrap(tmp_path, monkeypat
     assert "(p 0.004)" in against and "95% CI (uncorrected)" in against and "Holm p (t / W)" in against
     assert against.count("↑") == 1  # only the note explaining ↑
     assert "Minimum detectable difference** (m = 4 tests, α = 0.05/4, G = 2 generator seeds)" in against
+
+
+def test_power_sentence_says_when_no_difference_is_detectable():
+    keys = ("dataset", "family", "metric", "m", "n_generator_seeds", "pooled_sd", "mde")
+    rows = [("d", "baseline", "accuracy", 24, 3, 0.2, 1.709), ("d", "baseline", "auc", 24, 3, 0.02, 0.161)]
+    power = pd.DataFrame([dict(zip(keys, row)) for row in rows])
+    text = power_sentence(power, "d", "baseline")
+    assert "Δ accuracy: none within its range (80% power would need 170.9 pp)" in text
+    assert "Δ AUC ≥ 0.161" in text and "≥ 170.9" not in text
 
 
 def test_wilcoxon_needs_six_seeds(board, tmp_path):

@@ -350,20 +350,23 @@ def power_sentence(power: pd.DataFrame, dataset: str, family: str) -> str:
     if rows.empty:
         return ""
     first = rows.iloc[0]
-    scale = {"accuracy": (100, 1, " pp"), "auc": (1, 3, "")}
-    parts = []
-    for r in rows.to_dict("records"):
-        factor, digits, unit = scale[r["metric"]]
-        value = (
-            "not estimable (fewer than two generator seeds)"
-            if pd.isna(r["mde"])
-            else f"{r['mde'] * factor:.{digits}f}{unit}"
-        )
-        parts.append(f"Δ {'AUC' if r['metric'] == 'auc' else 'accuracy'} ≥ {value}")
+    parts = [_detectable_part(r["metric"], r["mde"]) for r in rows.to_dict("records")]
     return (
         f"**Minimum detectable difference** (m = {first['m']} tests, α = 0.05/{max(first['m'], 1)}, "
         f"G = {first['n_generator_seeds']} generator seeds): {'; '.join(parts)}. _{POWER_NOTE}._"
     )
+
+
+def _detectable_part(metric: str, mde: float) -> str:
+    """'Δ AUC ≥ 0.067'; a difference larger than the metric's whole range (1, or 100 pp) is no bound at all, so it
+    is said to be out of reach rather than printed as an impossible number."""
+    factor, digits, unit = {"accuracy": (100, 1, " pp"), "auc": (1, 3, "")}[metric]
+    name = "AUC" if metric == "auc" else "accuracy"
+    if pd.isna(mde):
+        return f"Δ {name} ≥ not estimable (fewer than two generator seeds)"
+    if mde > 1:
+        return f"Δ {name}: none within its range (80% power would need {mde * factor:.{digits}f}{unit})"
+    return f"Δ {name} ≥ {mde * factor:.{digits}f}{unit}"
 
 
 def family_note(reference: str) -> str:
