@@ -9,8 +9,10 @@ import random
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy import stats as sps
 
 from benchmark import MedAugBenchError, create
 from benchmark.data.dataset import LoadedDataset, Split
@@ -22,7 +24,7 @@ from benchmark.grid.executor import LocalExecutor
 from benchmark.grid.runner import run_grid
 from benchmark.grid.store import OK, CellRecord, load_records, write_record
 from benchmark.publish.leaderboard import write_leaderboard
-from benchmark.publish.robustness import robustness_table, scores_table
+from benchmark.publish.robustness import render, robustness_table, scores_table
 from benchmark.train.config import TrainConfig
 from benchmark.train.record import CorruptionScore, RobustnessReport
 from tests.fake_results import make_fake_results
@@ -172,6 +174,41 @@ def test_the_robustness_table_gives_relative_mce_against_none(tmp_path) -> None:
     assert rows.loc["geometric", "corrupted_recall_1"] == pytest.approx(0.5)
     clean = [1 - r.result.metrics.test.balanced_accuracy for r in records if r.cell["strategy"] == "none"]
     assert rows.loc["none", "clean_balanced_error"] == pytest.approx(np.mean(clean))
+
+
+def test_robustness_against_none_is_tested_over_generator_seed_means_and_holm_corrected(tmp_path) -> None:
+    records = make_fake_results(
+        tmp_path, datasets=("pneumoniamnist",), strategies=("none", "geometric", "augmix"), generator_seeds=(0, 1, 2)
+    )
+    shift = {"none": 0.0, "geometric": -0.1, "augmix": 0.0}  # geometric 10 pp less error; augmix only noise
+    blocks = {
+        r.cell_id: fabricated_block(
+            0.3
+            + shift[r.cell["strategy"]]
+            + 0.01 * r.cell["generator_seed"] * (r.cell["strategy"] != "none")
+            + 0.002 * (r.cell["seed"] % 2)
+        )
+        for r in records
+    }
+    scored = [
+        dataclasses.replace(r, result=dataclasses.replace(r.result, robustness=blocks[r.cell_id])) for r in records
+    ]
+    rows = robustness_table(scores_table(scored), "none").set_index("strategy")
+    # per generator seed the geometric − none difference is 1.5 × (−0.1 + 0.01 g): means −0.15, −0.135, −0.12
+    means = np.array([-0.15, -0.135, -0.12])
+    t = means.mean() / (means.std(ddof=1) / np.sqrt(3))
+    p = 2 * sps.t.sf(abs(t), 2)
+    geometric = rows.loc["geometric"]
+    assert geometric["n_paired"] == 9 and geometric["corrupted_diff"] == pytest.approx(means.mean())
+    assert geometric["corrupted_p"] == pytest.approx(p)
+    half = sps.t.ppf(0.975, 2) * means.std(ddof=1) / np.sqrt(3)
+    assert geometric["corrupted_ci_low"] == pytest.approx(means.mean() - half)
+    augmix = rows.loc["augmix"]
+    assert geometric["corrupted_p_holm"] == pytest.approx(min(1.0, 2 * min(p, augmix["corrupted_p"])))
+    assert geometric["corrupted_marker"] == "more robust" and augmix["corrupted_marker"] == ""
+    assert pd.isna(rows.loc["none", "corrupted_diff"])
+    text = render(robustness_table(scores_table(scored), "none").reset_index(drop=True), "note")
+    assert f"{100 * means.mean():+.1f} [" in text and "↑" in text
 
 
 def test_the_leaderboard_writes_robustness_files_only_where_cells_scored_it(tmp_path) -> None:

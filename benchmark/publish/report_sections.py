@@ -22,7 +22,7 @@ from benchmark.publish.markdown import (
 )
 from benchmark.publish.plots import CD_FILE
 from benchmark.publish.report_html import UP, Cell, anchor, esc, num, plot_figure, sort_text, sortable_table
-from benchmark.publish.robustness import Robustness
+from benchmark.publish.robustness import Robustness, corrupted_difference_text
 from benchmark.publish.worth import (
     BELOW,
     CURVES,
@@ -77,6 +77,8 @@ def _robustness_table(rows: list[dict], recalls: list[str], dataset: str) -> str
         ("Runs", "num"),
         ("Clean bal. error (%)", "num"),
         ("Corrupted bal. error (%)", "num"),
+        ("Δ corrupted vs baseline (pp) [95% CI]", "num"),
+        ("Holm p", "num"),
         ("Relative mCE", "num"),
         ("ECE clean", "num"),
         ("ECE corrupted", "num"),
@@ -87,6 +89,8 @@ def _robustness_table(rows: list[dict], recalls: list[str], dataset: str) -> str
             *_row_coordinates(r),
             (fmt_text(r["runs"]), num(r["runs"])),
             *(_fixed(r[c], 100, 1) for c in ("clean_balanced_error", "corrupted_balanced_error")),
+            (corrupted_difference_text(r), num(r.get("corrupted_diff"))),
+            _fixed(r.get("corrupted_p_holm"), 1, 3),
             *(_fixed(r[c], 1, 3) for c in ("relative_mce", "clean_ece", "corrupted_ece")),
             *(_fixed(r[c], 100, 1) for c in recalls),
         ]

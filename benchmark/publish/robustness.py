@@ -6,6 +6,10 @@ robustness blocks get nothing.
 Relative mCE (Hendrycks & Dietterich 2019, with the baseline in AlexNet's place): for each corruption, the strategy's
 balanced error summed over the 5 severities over the baseline's sum, averaged over the corruptions; every error a
 mean over the row's runs. Below 1: more robust than the baseline.
+
+Whether a row is more robust than the baseline is tested as the leaderboard tests accuracy: its runs paired with the
+baseline's on (generator seed, classifier seed), the difference in mean corrupted balanced error, Student-t over the
+generator-seed means, Holm-corrected across the rows of a dataset × backbone × fraction.
 """
 
 from __future__ import annotations
@@ -18,19 +22,26 @@ import pandas as pd
 from benchmark.data.files import write_text_atomic
 from benchmark.data.labels import safe_label
 from benchmark.grid.store import CellRecord
+from benchmark.publish import inference, stats
 from benchmark.publish.fmt import fmt_text, markdown_table
 from benchmark.publish.leaderboard import Leaderboard
+from benchmark.publish.results import RUN, run_seeds
 
 GROUP = ("dataset", "backbone", "train_fraction")
 ROW = (*GROUP, "strategy")
+ALPHA = 0.05
+MARKERS = {"more robust": "↑", "less robust": "↓", "": ""}
 FILES = ("robustness.csv", "robustness_scores.csv", "robustness.md")
 NOTE = (
     "Balanced error (1 - balanced accuracy, %) of each strategy's selected checkpoint on its clean test split and on "
     "MedMNIST-C corruptions of it ({package}; every corruption of the dataset at severities 1-5, made once from seed "
     "{seed} and cached), mean over runs. Corrupted: mean over corruptions and severities. Relative mCE: per "
     "corruption, the error summed over severities over {baseline}'s sum, averaged over corruptions (below 1: more "
-    "robust than {baseline}). ECE: expected calibration error (15 bins), clean and mean corrupted. Per-class recall "
-    "on the corrupted sets: robustness.csv; every run, corruption and severity: robustness_scores.csv."
+    "robust than {baseline}). Δ corrupted: the row's mean corrupted balanced error minus {baseline}'s over the runs "
+    "both made, paired on (generator seed, classifier seed), with the 95% Student-t CI over generator-seed means "
+    "(uncorrected) and its p Holm-corrected across the dataset's rows; ↑ more robust / ↓ less robust: that Holm p "
+    "< 0.05, no marker: not shown. ECE: expected calibration error (15 bins), clean and mean corrupted. Per-class "
+    "recall on the corrupted sets: robustness.csv; every run, corruption and severity: robustness_scores.csv."
 )
 
 
@@ -40,7 +51,8 @@ def scores_table(records: list[CellRecord]) -> pd.DataFrame:
     rows = [row for record in records if _scored(record) for row in _rows(record)]
     classes = max((len(r.result.robustness.scores[0].recall_per_class) for r in records if _scored(r)), default=0)
     recalls = [f"recall_{index}" for index in range(classes)]
-    return pd.DataFrame(rows, columns=[*ROW, "cell_id", "corruption", "severity", "balanced_error", "ece", *recalls])
+    columns = [*ROW, *RUN, "cell_id", "corruption", "severity", "balanced_error", "ece", *recalls]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _scored(record: CellRecord) -> bool:
@@ -50,7 +62,9 @@ def _scored(record: CellRecord) -> bool:
 
 def _rows(record: CellRecord) -> list[dict]:
     """A run's clean row and one row per corrupted set."""
-    coords = {key: record.cell.get(key) for key in ROW} | {"cell_id": record.cell_id}
+    coords = (
+        {key: record.cell.get(key) for key in ROW} | dict(zip(RUN, run_seeds(record))) | {"cell_id": record.cell_id}
+    )
     test = record.result.metrics.test
     clean = coords | {"corruption": "clean", "severity": 0, "balanced_error": 1.0 - test.balanced_accuracy}
     corrupted = [
@@ -75,7 +89,24 @@ def robustness_table(scores: pd.DataFrame, baseline: str) -> pd.DataFrame:
     means = scores.groupby([*ROW, "corruption", "severity"], dropna=False)[measures].mean()
     means = means.reset_index()
     rows = [_summary(key, group, means, baseline) for key, group in scores.groupby(list(ROW), dropna=False, sort=True)]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).merge(corrupted_tests(scores, baseline), on=list(ROW), how="left")
+
+
+def corrupted_tests(scores: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per row other than `baseline`: the run-level paired test of its mean corrupted balanced error against the
+    baseline's (Δ, 95% CI, p), Holm-corrected within each dataset × backbone × fraction, and its marker."""
+    corrupted = scores[scores["severity"] > 0]
+    per_run = corrupted.groupby([*ROW, *RUN], dropna=False)["balanced_error"].mean().reset_index()
+    rows = []
+    for key, group in per_run.groupby(list(GROUP), dropna=False, sort=True):
+        reference = _select(group, dict(zip(GROUP, key)) | {"strategy": baseline})
+        tested = [_paired_test(own, reference) for name, own in group.groupby("strategy") if name != baseline]
+        adjusted = stats.holm([row["corrupted_p"] for row in tested])
+        rows += [
+            row | {"corrupted_p_holm": p} | {"corrupted_marker": _marker(row, p)} for row, p in zip(tested, adjusted)
+        ]
+    columns = [*ROW, "n_paired", "corrupted_diff", "corrupted_ci_low", "corrupted_ci_high", "corrupted_p"]
+    return pd.DataFrame(rows, columns=[*columns, "corrupted_p_holm", "corrupted_marker"])
 
 
 def _summary(key: tuple, runs: pd.DataFrame, means: pd.DataFrame, baseline: str) -> dict:
@@ -95,6 +126,27 @@ def _summary(key: tuple, runs: pd.DataFrame, means: pd.DataFrame, baseline: str)
         **{f"error_{name}": float(value) for name, value in per_corruption.items()},
         **{f"corrupted_{c}": float(corrupted[c].mean()) for c in own.columns if c.startswith("recall_")},
     }
+
+
+def _paired_test(own: pd.DataFrame, reference: pd.DataFrame) -> dict:
+    """One row's runs matched with the reference's on both seeds, and the Student-t over generator-seed means of
+    their differences in corrupted balanced error."""
+    pairs = own.merge(reference[[*RUN, "balanced_error"]], on=list(RUN), suffixes=("", "_reference"))
+    test = inference.run_test(pairs["balanced_error"] - pairs["balanced_error_reference"], pairs["generator_seed"])
+    return {key: own[key].iloc[0] for key in ROW} | {
+        "n_paired": len(pairs),
+        "corrupted_diff": test.difference,
+        "corrupted_ci_low": test.ci_low,
+        "corrupted_ci_high": test.ci_high,
+        "corrupted_p": test.p_value,
+    }
+
+
+def _marker(row: dict, holm_p: float | None) -> str:
+    """'more robust' (lower corrupted error) or 'less robust' where the Holm-corrected p is below ALPHA, else ''."""
+    if holm_p is None or holm_p >= ALPHA:
+        return ""
+    return "more robust" if row["corrupted_diff"] < 0 else "less robust"
 
 
 def _select(frame: pd.DataFrame, coords: dict) -> pd.DataFrame:
@@ -156,7 +208,19 @@ def render(table: pd.DataFrame, note: str) -> str:
     for dataset, frame in table.groupby("dataset", sort=True):
         lines += [f"### {dataset}", ""]
         lines += markdown_table(
-            ["strategy", "backbone", "fraction", "runs", "clean %", "corrupted %", "rel. mCE", "ECE", "ECE corrupted"],
+            [
+                "strategy",
+                "backbone",
+                "fraction",
+                "runs",
+                "clean %",
+                "corrupted %",
+                "Δ corrupted (pp) [95% CI (uncorrected)]",
+                "Holm p",
+                "rel. mCE",
+                "ECE",
+                "ECE corrupted",
+            ],
             [_summary_cells(row) for row in frame.to_dict("records")],
         )
         corruptions = [c for c in frame.columns if c.startswith("error_") and frame[c].notna().any()]
@@ -175,18 +239,34 @@ def _summary_cells(row: dict) -> list[object]:
         row["runs"],
         _percent(row["clean_balanced_error"]),
         _percent(row["corrupted_balanced_error"]),
+        corrupted_difference_text(row),
+        _fixed(row.get("corrupted_p_holm"), 3),
         _fixed(row["relative_mce"], 3),
         _fixed(row["clean_ece"], 3),
         _fixed(row["corrupted_ece"], 3),
     ]
 
 
+def corrupted_difference_text(row: dict) -> str:
+    """'-2.1 [-3.0, -1.2] ↑' in percentage points, '–' for the baseline or a row without a defined test."""
+    diff = row.get("corrupted_diff")
+    if diff is None or pd.isna(diff):
+        return "–"
+    interval = (
+        ""
+        if pd.isna(row["corrupted_ci_low"])
+        else f" [{100 * row['corrupted_ci_low']:+.1f}, {100 * row['corrupted_ci_high']:+.1f}]"
+    )
+    marker = MARKERS[row["corrupted_marker"] if isinstance(row["corrupted_marker"], str) else ""]
+    return f"{100 * diff:+.1f}{interval}" + (f" {marker}" if marker else "")
+
+
 def _percent(value: float) -> str:
     return _fixed(100 * value, 1)
 
 
-def _fixed(value: float, digits: int) -> str:
-    return "–" if pd.isna(value) else f"{value:.{digits}f}"
+def _fixed(value: float | None, digits: int) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
 def save_severity_plot(scores: pd.DataFrame, dataset: str, path: Path) -> Path:
