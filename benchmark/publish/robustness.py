@@ -23,13 +23,13 @@ from benchmark.data.files import write_text_atomic
 from benchmark.data.labels import safe_label
 from benchmark.grid.store import CellRecord
 from benchmark.publish import inference, stats
+from benchmark.publish.comparisons import ALPHA
 from benchmark.publish.fmt import fmt_text, markdown_table
 from benchmark.publish.leaderboard import Leaderboard
 from benchmark.publish.results import RUN, run_seeds
 
 GROUP = ("dataset", "backbone", "train_fraction")
 ROW = (*GROUP, "strategy")
-ALPHA = 0.05
 MARKERS = {"more robust": "↑", "less robust": "↓", "": ""}
 FILES = ("robustness.csv", "robustness_scores.csv", "robustness.md")
 NOTE = (
@@ -89,7 +89,8 @@ def robustness_table(scores: pd.DataFrame, baseline: str) -> pd.DataFrame:
     means = scores.groupby([*ROW, "corruption", "severity"], dropna=False)[measures].mean()
     means = means.reset_index()
     rows = [_summary(key, group, means, baseline) for key, group in scores.groupby(list(ROW), dropna=False, sort=True)]
-    return pd.DataFrame(rows).merge(corrupted_tests(scores, baseline), on=list(ROW), how="left")
+    tests = corrupted_tests(scores, baseline)
+    return pd.DataFrame(rows).merge(tests, on=list(ROW), how="left").fillna({"corrupted_marker": ""})
 
 
 def corrupted_tests(scores: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -250,14 +251,14 @@ def _summary_cells(row: dict) -> list[object]:
 def corrupted_difference_text(row: dict) -> str:
     """'-2.1 [-3.0, -1.2] ↑' in percentage points, '–' for the baseline or a row without a defined test."""
     diff = row.get("corrupted_diff")
-    if diff is None or pd.isna(diff):
+    if pd.isna(diff):
         return "–"
     interval = (
         ""
         if pd.isna(row["corrupted_ci_low"])
         else f" [{100 * row['corrupted_ci_low']:+.1f}, {100 * row['corrupted_ci_high']:+.1f}]"
     )
-    marker = MARKERS[row["corrupted_marker"] if isinstance(row["corrupted_marker"], str) else ""]
+    marker = MARKERS[row["corrupted_marker"]]
     return f"{100 * diff:+.1f}{interval}" + (f" {marker}" if marker else "")
 
 
@@ -266,7 +267,7 @@ def _percent(value: float) -> str:
 
 
 def _fixed(value: float | None, digits: int) -> str:
-    return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+    return "–" if pd.isna(value) else f"{value:.{digits}f}"
 
 
 def save_severity_plot(scores: pd.DataFrame, dataset: str, path: Path) -> Path:
