@@ -187,8 +187,17 @@ def test_ranks_over_two_blocks_are_not_tested(board):
 def test_three_blocks_give_friedman_and_the_critical_difference(tmp_path):
     strategies = ("none", "geometric", "cgan", "vae")
     make_fake_results(tmp_path, datasets=("pneumoniamnist", "retinamnist", "breastmnist"), strategies=strategies)
+    # a learning curve's extra fraction, where only two rows ran, is left out rather than the rows it lacks
+    make_fake_results(
+        tmp_path, datasets=("pneumoniamnist",), strategies=("none", "geometric"), fractions={"pneumoniamnist": 0.4}
+    )
     board = build_leaderboard(tmp_path)
     assert board.ranks["n_blocks"].iloc[0] == 3 and board.ranks["auc_friedman_p"].notna().all()
+    assert set(board.across["entry"]) == set(board.ranks["model"]) - {"none@0.4", "geometric@0.4"}
+    assert (
+        board.across["n_tasks"] == 3
+    ).all() and "Tasks left out (fewer rows ran there): pneumoniamnist@0.4" in board.markdown
+    assert "left out, with fewer rows: pneumoniamnist@0.4" in board.markdown
     # Demšar's q(0.05, k=4) = 2.569: CD = 2.569 · √(4 · 5 / (6 · 3))
     assert board.ranks["auc_cd"].iloc[0] == pytest.approx(2.569 * math.sqrt(20 / 18), abs=1e-3)
     assert "Friedman χ²" in board.markdown and "Nemenyi critical difference 2.71" in board.markdown

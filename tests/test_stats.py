@@ -20,6 +20,7 @@ from benchmark.publish.stats import (
     friedman_ranks,
     holm,
     image_bootstrap_variance,
+    largest_complete_table,
     mcnemar_test,
     mean_std,
     paired_bootstrap,
@@ -420,6 +421,19 @@ def test_friedman_statistic_by_hand_without_ties():
 def test_friedman_is_not_tested_over_two_blocks():
     r = friedman_ranks({"d1": {"x": 3, "y": 2, "z": 1}, "d2": {"x": 4, "y": 3, "z": 2}})
     assert r["average_ranks"] == {"x": 1.0, "y": 2.0, "z": 3.0} and r["p_value"] is None and r["statistic"] is None
+
+
+def test_largest_complete_table_leaves_out_a_curves_extra_blocks_and_a_failed_cells_row():
+    main = {"none", "geometric", "cgan", "vae"}
+    curve = {"d1": main, "d2": main, "d3": main, "d1@0.05": {"none", "geometric"}, "d1@0.2": {"none", "geometric"}}
+    assert largest_complete_table(curve) == (["d1", "d2", "d3"], main)  # 12 scores, not 2 rows × 5 blocks = 10
+    failed = {"d1": main, "d2": main, "d3": main - {"vae"}}
+    assert largest_complete_table(failed) == (["d1", "d2", "d3"], main - {"vae"})  # 9 scores, not 8
+    tied = {"d1": {"x", "y"}, "d2": {"x", "y", "z"}, "d3": {"x", "y", "z"}}  # 6 scores either way: more blocks win
+    assert largest_complete_table(tied) == (["d1", "d2", "d3"], {"x", "y"})
+    assert largest_complete_table({"d1": {"x"}, "d2": {"y"}}) == (["d1", "d2"], set())
+    ranks = friedman_ranks({b: {s: float(len(s)) for s in models} for b, models in curve.items()})
+    assert ranks["n_datasets"] == 3 and ranks["dropped_blocks"] == ["d1@0.05", "d1@0.2"] and ranks["dropped"] == []
 
 
 def test_friedman_undefined_cases():

@@ -14,7 +14,7 @@ from benchmark.grid.store import OK
 from benchmark.publish import inference, stats
 from benchmark.publish.fmt import fmt_text
 from benchmark.publish.results import CONTROLS, RUN, Predictions, number
-from benchmark.publish.tables import BOOTSTRAP_SEED, COMPARED_METRICS, TASK
+from benchmark.publish.tables import BOOTSTRAP_SEED, COMPARED_METRICS, TASK, task_name
 from benchmark.train.metrics import predicted_labels
 
 # Compared runs share these; the run's seeds pair them within.
@@ -370,25 +370,29 @@ def power_table(compared: pd.DataFrame) -> pd.DataFrame:
 
 
 def across_table(long: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Rows run on every task (dataset × fraction): IQM of test AUC over all their runs, the probability of
-    improvement over the baseline and, for generative rows, over `geometric` and `oversample` (where they ran), each
-    with a stratified-bootstrap 95% CI (runs resampled within tasks)."""
+    """Over the largest complete table of tasks (dataset × fraction) and rows (`stats.largest_complete_table`): IQM of
+    test AUC over each row's runs, the probability of improvement over the baseline and, for generative rows, over
+    `geometric` and `oversample` (where they ran), each with a stratified-bootstrap 95% CI (runs resampled within
+    tasks)."""
     ok = long[(long["status"] == OK) & long["auc"].notna()]
-    tasks = [frame for _, frame in ok.groupby(list(TASK), sort=True)]
-    entries = [e for e in dict.fromkeys(ok["entry"]) if all((t["entry"] == e).any() for t in tasks)]
+    by_task = {task_name(key): frame for key, frame in ok.groupby(list(TASK), sort=True)}
+    kept, common = stats.largest_complete_table({name: set(frame["entry"]) for name, frame in by_task.items()})
+    tasks = [by_task[name] for name in kept]
+    entries = [e for e in dict.fromkeys(ok["entry"]) if e in common]
     runs = {e: [t.loc[t["entry"] == e, "auc"].to_numpy(dtype=float) for t in tasks] for e in entries}
     rows = []
     for entry in entries:
         rng = np.random.default_rng(BOOTSTRAP_SEED)
         low, high = inference.stratified_bootstrap_ci(inference.iqm, [runs[entry]], rng, ACROSS_RESAMPLES)
         row = {"entry": entry, "n_tasks": len(tasks), "n_runs": sum(len(r) for r in runs[entry])}
+        row["left_out_tasks"] = ", ".join(name for name in by_task if name not in kept)
         row |= {"iqm_auc": inference.iqm(runs[entry]), "iqm_ci_low": low, "iqm_ci_high": high}
         cells = ok[ok["entry"] == entry]
         for name, reference in _poi_references(ok, entries, baseline, bool(cells["generative"].any())).items():
             if reference != entry:
                 row |= _poi_columns(name, runs[entry], runs[reference], rng)
         rows.append(row)
-    columns = ["entry", "n_tasks", "n_runs", "iqm_auc", "iqm_ci_low", "iqm_ci_high"]
+    columns = ["entry", "n_tasks", "n_runs", "left_out_tasks", "iqm_auc", "iqm_ci_low", "iqm_ci_high"]
     columns += [f"{name}{part}" for name in POI_COLUMNS for part in ("", "_ci_low", "_ci_high")]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values("iqm_auc", ascending=False, kind="stable", ignore_index=True)

@@ -116,11 +116,12 @@ POWER_NOTE = (
     "pooled std of those means observed here"
 )
 ACROSS_NOTE = (
-    "Across tasks (dataset × fraction), rows run on every task: IQM of test AUC (mean of the middle 50% of all "
-    "runs pooled) and probability of improvement P(> X) over `{baseline}` and, for generative rows, over "
-    "`geometric` and `oversample` (mean over tasks of P(a run of the row beats a run of X) + ½ P(tie), on test "
-    "AUC), each with a 95% stratified-bootstrap CI (runs resampled within each task, {resamples} resamples, as "
-    "rliable does). Uncorrected"
+    "Across tasks (dataset × fraction), over the largest complete table: the tasks, and the rows run on all of them, "
+    "that give the most results (tasks with fewer rows, such as a learning curve's extra fractions, are left out and "
+    "named below the table): IQM of test AUC (mean of the middle 50% of all runs pooled) and probability of "
+    "improvement P(> X) over `{baseline}` and, for generative rows, over `geometric` and `oversample` (mean over "
+    "tasks of P(a run of the row beats a run of X) + ½ P(tie), on test AUC), each with a 95% stratified-bootstrap CI "
+    "(runs resampled within each task, {resamples} resamples, as rliable does). Uncorrected"
 )
 PER_SEED_NOTE = (
     "Each run (generator seed/classifier seed) alone on the same test images: DeLong (AUC; per class for "
@@ -497,6 +498,12 @@ def friedman_notes(ranks: pd.DataFrame) -> list[str]:
     is no test (never a test over fewer than three blocks)."""
     notes = []
     blocks = int(ranks["n_blocks"].iloc[0]) if len(ranks) else 0
+    left_out = ranks["left_out_blocks"].iloc[0] if len(ranks) else ""
+    if left_out:
+        notes.append(
+            f"Ranked over the largest complete table ({blocks} blocks and the rows run on all of them); left out, "
+            f"with fewer rows: {left_out}."
+        )
     for metric, name in (("auc", "AUC"), ("accuracy", "accuracy")):
         if blocks < stats.FRIEDMAN_MIN_BLOCKS:
             notes.append(
@@ -544,6 +551,7 @@ def _across_section(board: Leaderboard) -> list[str]:
     if board.across.empty:
         return lines + ["No row ran on every task.", ""]
     shown = poi_shown(board.across, board.baseline)
+    lines += left_out_tasks_note(board.across)
     headers = ["Model", "Tasks", "Runs", "IQM AUC [95% CI]", *shown.values()]
     rows = [
         [
@@ -562,6 +570,12 @@ def poi_shown(across: pd.DataFrame, baseline: str) -> dict[str, str]:
     """The probability-of-improvement columns with a value, and their headers."""
     references = {"poi": baseline, "poi_geometric": CLASSIC_REFERENCE, "poi_oversample": REBALANCING}
     return {name: f"P(> {ref}) [95% CI]" for name, ref in references.items() if across[name].notna().any()}
+
+
+def left_out_tasks_note(across: pd.DataFrame) -> list[str]:
+    """A line naming the tasks the across-task table leaves out, where it leaves any out."""
+    left_out = across["left_out_tasks"].iloc[0] if len(across) else ""
+    return [f"Tasks left out (fewer rows ran there): {left_out}.", ""] if left_out else []
 
 
 def across_note(baseline: str) -> str:

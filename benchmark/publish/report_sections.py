@@ -18,6 +18,7 @@ from benchmark.publish.markdown import (
     across_note,
     cross_dataset_name,
     friedman_notes,
+    left_out_tasks_note,
     poi_shown,
 )
 from benchmark.publish.plots import CD_FILE
@@ -223,6 +224,7 @@ def across_section(board: Leaderboard) -> str:
             '<section id="across">',
             f"<h2>{CLOSING_SECTIONS['across']}</h2>",
             f'<p class="note">{esc(across_note(board.baseline).replace("`", ""))}.</p>',
+            *(f"<p>{esc(line)}</p>" for line in left_out_tasks_note(board.across) if line),
             sortable_table(columns, rows, table_id="across-tasks") if rows else "<p>No row ran on every task.</p>",
             "</section>",
         ]

@@ -9,7 +9,7 @@ Python floats/ints, with None where a quantity is undefined (too few samples, ze
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -234,19 +234,41 @@ def mcnemar_test(y_true: Sequence[int], pred_a: Sequence[int], pred_b: Sequence[
     return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(p), "method": "chi2"}
 
 
+def largest_complete_table(blocks: Mapping[str, Collection[str]]) -> tuple[list[str], set[str]]:
+    """The blocks, and the models present in all of them, that hold the most (model, block) scores.
+
+    A block where few models ran (a learning curve's extra fractions) is left out rather than every model it lacks;
+    a model missing from one block (a failed cell) is left out rather than the block. Ties go to more blocks. Fewer
+    than two models rank nothing, so then every block is kept with the models common to all of them.
+    """
+    names = list(blocks)
+    models = [set(blocks[name]) for name in names]
+    candidates = [*models, set.intersection(*models)] if names else [set()]
+
+    def size(common: set[str]) -> tuple[int, int]:
+        kept = sum(common <= m for m in models)
+        return (len(common) * kept if len(common) >= 2 else 0, kept)
+
+    best = max(candidates[::-1], key=size)  # reversed: the all-block intersection wins ties
+    if size(best)[0] == 0:
+        best = candidates[-1]
+    return [name for name, m in zip(names, models, strict=True) if best <= m], best
+
+
 def friedman_ranks(table: Mapping[str, Mapping[str, float]], higher_is_better: bool = True) -> dict[str, object]:
     """Average rank per strategy over blocks (datasets × fractions; 1 = best, ties averaged) and the Friedman test.
 
-    `table[block][strategy] = score`. Only strategies scored on every block are ranked; the rest are listed
-    in "dropped". The Friedman p-value needs ≥ 3 strategies and ≥ FRIEDMAN_MIN_BLOCKS blocks (its chi-square
-    reference is meaningless below), and is None when every block ties all strategies. Ranks are returned best first.
+    `table[block][strategy] = score`. Ranks are taken over the largest complete table (`largest_complete_table`):
+    strategies not in it are listed in "dropped", blocks left out of it in "dropped_blocks". The Friedman p-value
+    needs ≥ 3 strategies and ≥ FRIEDMAN_MIN_BLOCKS blocks (its chi-square reference is meaningless below), and is
+    None when every block ties all strategies. Ranks are returned best first.
     """
-    rows = list(table.values())
-    if not rows:
+    if not table:
         raise ValueError("need at least one dataset")
-    everywhere = set(rows[0]).intersection(*rows[1:])
+    blocks, everywhere = largest_complete_table(table)
+    rows = [table[block] for block in blocks]
     strategies = sorted(everywhere)
-    dropped = sorted(set().union(*rows) - everywhere)
+    dropped = sorted(set().union(*table.values()) - everywhere)
     scores = np.array([[row[s] for s in strategies] for row in rows], dtype=float).reshape(len(rows), len(strategies))
     ranks = stats.rankdata(-scores if higher_is_better else scores, axis=1)
     mean_ranks = ranks.mean(axis=0)
@@ -261,6 +283,7 @@ def friedman_ranks(table: Mapping[str, Mapping[str, float]], higher_is_better: b
         "p_value": p_value,
         "n_datasets": len(rows),
         "dropped": dropped,
+        "dropped_blocks": [block for block in table if block not in blocks],
     }
 
 

@@ -159,39 +159,51 @@ def _common(values: pd.Series) -> object:
 
 def rank_table(long: pd.DataFrame) -> pd.DataFrame:
     """Average rank of each row across blocks (dataset × fraction; 1 = best) on mean test AUC and accuracy, with
-    Friedman's test and Nemenyi's critical difference where there are at least three blocks."""
+    Friedman's test and Nemenyi's critical difference where there are at least three blocks. Ranks are taken over the
+    largest complete table of blocks and rows (`stats.largest_complete_table`); `left_out_blocks` names the rest."""
     ok = long[long["status"] == OK]
-    means = {metric: _block_means(ok, metric) for metric in ("auc", "accuracy")}
+    results = {metric: _ranked(_block_means(ok, metric)) for metric in ("auc", "accuracy")}
     entries = list(dict.fromkeys(ok["entry"]))
-    n_blocks = ok.groupby(list(TASK)).ngroups
-    columns: dict[str, object] = {"model": entries}
-    for metric, table in means.items():
-        table = {block: scores for block, scores in table.items() if scores}
-        result = stats.friedman_ranks(table) if table else {"average_ranks": {}, "statistic": None, "p_value": None}
+    columns: dict[str, object] = {
+        "model": entries,
+        "n_blocks": results["auc"]["n_datasets"],
+        "left_out_blocks": ", ".join(results["auc"]["dropped_blocks"]),
+    }
+    for metric, result in results.items():
         columns[f"{metric}_rank"] = [result["average_ranks"].get(entry, math.nan) for entry in entries]
         columns[f"{metric}_friedman_statistic"] = number(result["statistic"])
         columns[f"{metric}_friedman_p"] = number(result["p_value"])
-        k = len(result["average_ranks"])
+        k, n_blocks = len(result["average_ranks"]), result["n_datasets"]
         cd = (
             inference.nemenyi_critical_difference(k, n_blocks)
             if n_blocks >= stats.FRIEDMAN_MIN_BLOCKS and k >= 2
             else None
         )
         columns[f"{metric}_cd"] = number(cd)
-    frame = pd.DataFrame(columns | {"n_blocks": n_blocks})
-    frame["note"] = ["" if pd.notna(r) else "not scored on every block, so not ranked" for r in frame["auc_rank"]]
+    frame = pd.DataFrame(columns)
+    frame["note"] = [
+        "" if pd.notna(r) else "not scored on every ranked block, so not ranked" for r in frame["auc_rank"]
+    ]
     return frame.sort_values("auc_rank", na_position="last", kind="stable", ignore_index=True)
+
+
+def _ranked(table: dict[str, dict[str, float]]) -> dict[str, object]:
+    """`stats.friedman_ranks` over the blocks that have a score, or an empty result where none has."""
+    table = {block: scores for block, scores in table.items() if scores}
+    if not table:
+        return {"average_ranks": {}, "statistic": None, "p_value": None, "n_datasets": 0, "dropped_blocks": []}
+    return stats.friedman_ranks(table)
 
 
 def _block_means(ok: pd.DataFrame, metric: str) -> dict[str, dict[str, float]]:
     """Per block (dataset × fraction), each row's mean of a metric over its runs."""
     return {
-        _task_name(key): frame.groupby("entry", sort=False)[metric].mean().dropna().to_dict()
+        task_name(key): frame.groupby("entry", sort=False)[metric].mean().dropna().to_dict()
         for key, frame in ok.groupby(list(TASK), sort=True)
     }
 
 
-def _task_name(key: tuple) -> str:
+def task_name(key: tuple) -> str:
     """A block's name: the dataset, with its train fraction below 1."""
     dataset, fraction = key
     return dataset if fraction == 1 else f"{dataset}@{fraction:g}"
