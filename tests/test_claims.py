@@ -108,6 +108,20 @@ def test_ranks_and_kendall_tau_follow_the_measured_order():
     assert (cgan["claimed_rank"], cgan["rank"]) == (1, 7)
 
 
+def test_a_fraction_where_not_all_seven_ran_gives_no_rank():
+    board = fabricated_board(paper_ordered())
+    curve = {"model": "geometric@0.05", "strategy": "geometric", "train_fraction": 0.05, "policy": math.nan}
+    board.wide["breastmnist"] = pd.concat(
+        [board.wide["breastmnist"], pd.DataFrame([curve | {"accuracy_mean": 0.75}])], ignore_index=True
+    )
+    geometric = board.stats[board.stats["strategy"] == "geometric"].iloc[0]
+    board.stats.loc[len(board.stats)] = geometric.to_dict() | {"model": "geometric@0.05", "train_fraction": 0.05}
+    table = claims_table([board])
+    at = table.set_index(["strategy", "train_fraction"])
+    assert pd.isna(at.loc[("geometric", 0.05), "rank"]), "a rank among 2 strategies is not the paper's rank among 7"
+    assert at.loc[("geometric", 1.0), "rank"] == at.loc[("geometric", 1.0), "claimed_rank"]
+
+
 def test_markdown_shows_claim_measurement_and_corrected_p():
     boards = [fabricated_board(paper_ordered())]
     text = claims_markdown(claims_table(boards), ranking_agreement(boards))

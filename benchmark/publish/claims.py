@@ -285,10 +285,11 @@ def _paper_strategies(wide: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rank(board: Leaderboard, stat: pd.Series) -> int | None:
-    """The row's rank by mean test accuracy among the seed paper's strategies in its dataset and fraction."""
+    """The row's rank by mean test accuracy among the seed paper's seven strategies in its dataset and fraction; None
+    where not all seven ran there (a learning curve's extra fractions), since a rank among fewer is not the paper's."""
     wide = board.wide[stat["dataset"]]
     rows = _paper_strategies(wide[wide["train_fraction"] == stat["train_fraction"]])
-    if stat["model"] not in set(rows["model"]):
+    if stat["model"] not in set(rows["model"]) or set(rows["strategy"]) != set(RANKED):
         return None
     order = rows.sort_values("accuracy_mean", ascending=False, kind="stable")["model"].tolist()
     return order.index(stat["model"]) + 1
