@@ -380,12 +380,13 @@ def across_table(long: pd.DataFrame, baseline: str) -> pd.DataFrame:
     tasks = [by_task[name] for name in kept]
     entries = [e for e in dict.fromkeys(ok["entry"]) if e in common]
     runs = {e: [t.loc[t["entry"] == e, "auc"].to_numpy(dtype=float) for t in tasks] for e in entries}
+    left_out = ", ".join(name for name in by_task if name not in kept)
     rows = []
     for entry in entries:
         rng = np.random.default_rng(BOOTSTRAP_SEED)
         low, high = inference.stratified_bootstrap_ci(inference.iqm, [runs[entry]], rng, ACROSS_RESAMPLES)
         row = {"entry": entry, "n_tasks": len(tasks), "n_runs": sum(len(r) for r in runs[entry])}
-        row["left_out_tasks"] = ", ".join(name for name in by_task if name not in kept)
+        row["left_out_tasks"] = left_out
         row |= {"iqm_auc": inference.iqm(runs[entry]), "iqm_ci_low": low, "iqm_ci_high": high}
         cells = ok[ok["entry"] == entry]
         for name, reference in _poi_references(ok, entries, baseline, bool(cells["generative"].any())).items():

@@ -249,9 +249,7 @@ def largest_complete_table(blocks: Mapping[str, Collection[str]]) -> tuple[list[
         kept = sum(common <= m for m in models)
         return (len(common) * kept if len(common) >= 2 else 0, kept)
 
-    best = max(candidates[::-1], key=size)  # reversed: the all-block intersection wins ties
-    if size(best)[0] == 0:
-        best = candidates[-1]
+    best = max(candidates[::-1], key=size)  # reversed: the all-block intersection wins ties (and when nothing ranks)
     return [name for name, m in zip(names, models, strict=True) if best <= m], best
 
 
