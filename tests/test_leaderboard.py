@@ -543,6 +543,20 @@ def test_family_tables_choose_on_validation_and_compare_generative_rows(tmp_path
     assert "families.csv" in {p.name for p in board.paths}
 
 
+def test_family_table_does_not_depend_on_the_baseline(tmp_path):
+    # a grid whose baseline is geometric (the compute curve's extension) asks the same question of its generative rows
+    make_fake_results(tmp_path, datasets=("pneumoniamnist",), strategies=("none", "geometric", "cgan"))
+    pairs = {
+        baseline: set(zip(board.families["reference"], board.families["model"], strict=True))
+        for baseline in ("none", "geometric")
+        for board in [build_leaderboard(tmp_path, baseline=baseline)]
+    }
+    assert pairs["geometric"] == pairs["none"] == {("geometric", "cgan")}
+    assert "Not answered here: this grid has no generative row together with a `geometric` row." not in (
+        write_leaderboard(tmp_path, baseline="geometric").markdown
+    )
+
+
 def test_without_controls_the_family_questions_say_so(board):
     assert "Not answered here: this grid has no generative row together with a `oversample` row." in board.markdown
     assert set(board.families["family"]) == {"classic"}

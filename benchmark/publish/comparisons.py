@@ -22,6 +22,7 @@ PAIRING = ("dataset", "backbone", "train_fraction")
 # The references of the family comparisons: the rebalancing control and the classic augmentation.
 REBALANCING = "oversample"
 CLASSIC_REFERENCE = "geometric"
+NO_AUGMENTATION = "none"  # neither classic augmentation nor a control, whichever row is the baseline
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 1000
 ACROSS_RESAMPLES = 2000  # stratified bootstrap of PoI and IQM
@@ -175,16 +176,17 @@ def baseline_comparisons(group: pd.DataFrame, baseline: str) -> list[Comparison]
     return [Comparison("baseline", reference, model) for model in sorted(others)]
 
 
-def family_comparisons(group: pd.DataFrame, baseline: str) -> list[Comparison]:
+def family_comparisons(group: pd.DataFrame) -> list[Comparison]:
     """The comparisons the question asks within a group: each generative row against `geometric`, the best classic
     row against the best generative one (both on mean validation AUC, never test), and each generative row
-    against its rebalancing control `oversample`, where those rows ran."""
+    against its rebalancing control `oversample`, where those rows ran. They do not depend on the baseline: a grid
+    whose baseline is `geometric` asks the same question."""
     ok = group[group["status"] == OK]
     rows = ok.groupby("model", sort=True).agg(
         strategy=("strategy", "first"), generative=("generative", "any"), val_auc=("val_auc", "mean")
     )
     generative = rows[rows["generative"]]
-    classic = rows[~rows["generative"] & ~rows["strategy"].isin([baseline, *CONTROLS])]
+    classic = rows[~rows["generative"] & ~rows["strategy"].isin([NO_AUGMENTATION, *CONTROLS])]
     geometric = list(classic.index[classic["strategy"] == CLASSIC_REFERENCE])[:1]
     found = [Comparison("classic", geometric[0], model) for model in generative.index] if geometric else []
     best = _best_pair(classic, generative)
@@ -213,9 +215,9 @@ def comparison_table(long: pd.DataFrame, predictions: Predictions, baseline: str
     generator-seed means and the paired bootstrap over test images (secondary), every p Holm-corrected within its
     dataset × family table, and the better/worse marker from the corrected run-level p."""
     rows = []
-    choose = family_comparisons if family else baseline_comparisons
     for _, group in long.groupby(list(PAIRING), dropna=False, sort=True):
-        rows += [_compare(group, comparison, predictions) for comparison in choose(group, baseline)]
+        comparisons = family_comparisons(group) if family else baseline_comparisons(group, baseline)
+        rows += [_compare(group, comparison, predictions) for comparison in comparisons]
     return _holm_correct(pd.DataFrame(rows, columns=list(STATS_COLUMNS)))
 
 
