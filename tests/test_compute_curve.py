@@ -4,6 +4,7 @@ metric over runs with a t-interval over generator-seed means, and the command's 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from benchmark.errors import MedAugBenchError
 from benchmark.publish import stats
-from benchmark.publish.compute_curve import compute_curve
+from benchmark.publish.compute_curve import compute_curve, curve_segments
 from benchmark.publish.inference import seed_means
 from tests.fake_results import make_fake_results
 
@@ -78,3 +79,17 @@ def test_a_folder_without_records_or_a_missing_one_is_one_message(tmp_path, cli)
     result = cli("compute-curve", str(tmp_path / "absent"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 1 and "is not a folder" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_points_of_other_runs_are_not_joined(folders, tmp_path):
+    # the compute extension: geometric's 1x-4x points average seeds 0-2, its 8x-32x points one seed's run
+    small, large = (shutil.copytree(folder, tmp_path / folder.name) for folder in folders[:2])
+    for path in (large / "records").glob("*.json"):
+        if json.loads(path.read_text())["cell"]["generator_seed"] != 0:
+            path.unlink()
+    points = compute_curve([small, large])
+    points = points[(points["metric"] == "auc") & (points["entry"] == "geometric")]
+    assert points["run_seeds"].tolist() == ["0/0 0/1 1/0 1/1 2/0 2/1", "0/0 0/1"]
+    assert [len(segment) for segment in curve_segments(points)] == [1, 1]
+    same = points.assign(run_seeds="0/0")
+    assert [len(segment) for segment in curve_segments(same)] == [2]

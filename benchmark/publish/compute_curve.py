@@ -6,7 +6,9 @@ classifier-matched run); a point is one leaderboard row of one folder: the mean 
 with a 95% t-interval over generator-seed means (each the mean of that seed's classifier runs: runs sharing a
 generator seed share its training subset and synthetic set, so they are not independent) where a row has several
 generator seeds, else over its runs. The folders' grids may differ only in their budgets for the points to be
-comparable; the table names each point's folder and budget so a reader can check.
+comparable; the table names each point's folder, budget and runs so a reader can check, and the plot joins a row's
+points only where they average the same runs (a mean of three seeds joined to one seed's run would draw a trend
+that is only the change of runs).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import OK, read_grid_file
 from benchmark.publish import inference, stats
 from benchmark.publish.fmt import fmt_text, markdown_table
-from benchmark.publish.results import long_table, read_results
+from benchmark.publish.results import RUN, long_table, read_results
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,6 +41,7 @@ COLUMNS = (
     "budget",
     "runs",
     "generator_seeds",
+    "run_seeds",
     "total_flops",
     "metric",
     "mean",
@@ -91,6 +94,7 @@ def _folder_rows(folder: Path) -> list[dict]:
                     "budget": budget,
                     "runs": len(values),
                     "generator_seeds": int(seeds.nunique()),
+                    "run_seeds": run_seeds(frame.loc[values.index]),
                     "total_flops": float(frame.loc[values.index, "total_flops"].mean()),
                     "metric": metric,
                     "mean": float(values.mean()),
@@ -99,6 +103,20 @@ def _folder_rows(folder: Path) -> list[dict]:
                 }
             )
     return rows
+
+
+def run_seeds(runs: pd.DataFrame) -> str:
+    """The runs a point averages, as sorted 'generator seed/classifier seed' pairs: '0/0 1/1 2/2'."""
+    pairs = sorted({(int(g), int(c)) for g, c in runs[list(RUN)].itertuples(index=False)})
+    return " ".join(f"{g}/{c}" for g, c in pairs)
+
+
+def curve_segments(points: pd.DataFrame) -> list[pd.DataFrame]:
+    """A row's points in FLOPs order, split where the runs they average change: the plot joins points within a
+    segment only."""
+    points = points.sort_values("total_flops")
+    starts = points["run_seeds"].ne(points["run_seeds"].shift()).cumsum()
+    return [segment for _, segment in points.groupby(starts, sort=True)]
 
 
 def _budget_text(folder: Path) -> str:
@@ -121,7 +139,9 @@ def compute_curve_markdown(table: pd.DataFrame) -> str:
         "",
         "Each point: one strategy's row in one results folder (one budget). FLOPs: the mean total its cells counted "
         "(generator training + synthesis + classifier training). Metric: mean over runs, 95% t-interval over "
-        "generator-seed means (over runs where a row has one generator seed).",
+        "generator-seed means (over runs where a row has one generator seed). Runs: generator seed/classifier "
+        "seed of the runs a point averages; the plot joins a strategy's points only where those are the same, and "
+        "draws a point of one run hollow (no interval).",
     ]
     for (dataset, backbone, fraction, metric), frame in table.groupby(
         ["dataset", "backbone", "train_fraction", "metric"], sort=True
@@ -135,12 +155,23 @@ def compute_curve_markdown(table: pd.DataFrame) -> str:
                 "–" if pd.isna(row.ci_low) else f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
                 str(row.runs),
                 str(row.generator_seeds),
+                row.run_seeds,
                 row.budget or "–",
                 fmt_text(row.folder),
             ]
             for row in frame.itertuples()
         ]
-        headers = ["strategy", "total FLOPs", "mean", "95% CI", "runs", "generator seeds", "budget", "folder"]
+        headers = [
+            "strategy",
+            "total FLOPs",
+            "mean",
+            "95% CI",
+            "runs",
+            "generator seeds",
+            "runs (g/c)",
+            "budget",
+            "folder",
+        ]
         lines += markdown_table(headers, body)
     return "\n".join(lines)
 
@@ -165,26 +196,36 @@ def write_compute_curve(folders: Sequence[Path], out: Path) -> list[Path]:
 
 
 def _figure(frame: pd.DataFrame, title: str, ylabel: str) -> Figure:
-    """The metric against total FLOPs (log scale), one line per strategy joining its folders' points, CI bars."""
+    """The metric against total FLOPs (log scale): per strategy one colour, lines joining its points of the same
+    runs (`curve_segments`), CI bars, a one-run point hollow."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    for entry, points in frame.groupby("entry", sort=True):
-        points = points.sort_values("total_flops")
-        low = (points["mean"] - points["ci_low"]).fillna(0).clip(lower=0)
-        high = (points["ci_high"] - points["mean"]).fillna(0).clip(lower=0)
-        ax.errorbar(
-            points["total_flops"], points["mean"], yerr=np.vstack([low, high]), marker="o", capsize=3, label=entry
-        )
+    colours = plt.get_cmap("tab10" if frame["entry"].nunique() <= 10 else "tab20").colors  # one colour per row
+    for index, (entry, points) in enumerate(frame.groupby("entry", sort=True)):
+        colour = colours[index % len(colours)]
+        for number, segment in enumerate(curve_segments(points)):
+            low = (segment["mean"] - segment["ci_low"]).fillna(0).clip(lower=0)
+            high = (segment["ci_high"] - segment["mean"]).fillna(0).clip(lower=0)
+            ax.errorbar(
+                segment["total_flops"],
+                segment["mean"],
+                yerr=np.vstack([low, high]),
+                marker="o",
+                capsize=3,
+                color=colour,
+                markerfacecolor="none" if (segment["runs"] == 1).all() else colour,
+                label=entry if number == 0 else None,
+            )
     ax.set_xscale("log")
     ax.set_xlabel("total FLOPs per cell (generator training + synthesis + classifier training)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, title="lines join points of the same runs; hollow: one run", title_fontsize=7)
     return figure
 
 
