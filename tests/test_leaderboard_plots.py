@@ -8,7 +8,14 @@ from PIL import Image
 
 from benchmark.grid.store import load_records
 from benchmark.publish.leaderboard import build_leaderboard
-from benchmark.publish.plots import CD_FILE, fid_summaries, group_records, metric_summaries, write_plots
+from benchmark.publish.plots import (
+    CD_FILE,
+    distinct_colours,
+    fid_summaries,
+    group_records,
+    metric_summaries,
+    write_plots,
+)
 from benchmark.publish.stats import t_interval
 from tests.fake_results import make_fake_results
 
@@ -113,3 +120,9 @@ def test_fid_summaries_are_the_leaderboards_class_matched_fid_and_floor(tmp_path
         assert fid.mean == pytest.approx(row["fid_mean"]) and floor.mean == pytest.approx(row["fid_floor_mean"])
         assert (fid.low, fid.high) == pytest.approx(tuple(t_interval(fid.values).values())[:2])
         assert list(summaries["fake_vs_real"]) == ["cgan"]  # classic strategies have no FID
+
+
+@pytest.mark.parametrize("count", [1, 9, 10, 15, 20])
+def test_rows_never_share_a_colour_up_to_twenty(count):
+    # answer-2 plots 15 strategies per dataset: with matplotlib's ten cycle colours, two rows read as one
+    assert len(set(distinct_colours(count))) == count

@@ -203,10 +203,11 @@ def _figure(frame: pd.DataFrame, title: str, ylabel: str) -> Figure:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    from benchmark.publish.plots import distinct_colours
+
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    colours = plt.get_cmap("tab10" if frame["entry"].nunique() <= 10 else "tab20").colors  # one colour per row
-    for index, (entry, points) in enumerate(frame.groupby("entry", sort=True)):
-        colour = colours[index % len(colours)]
+    entries = frame.groupby("entry", sort=True)
+    for (entry, points), colour in zip(entries, distinct_colours(entries.ngroups), strict=True):
         for number, segment in enumerate(curve_segments(points)):
             low = (segment["mean"] - segment["ci_low"]).fillna(0).clip(lower=0)
             high = (segment["ci_high"] - segment["mean"]).fillna(0).clip(lower=0)

@@ -93,13 +93,20 @@ def step_band(traces: Iterable[tuple[Sequence[float], Sequence[float | None]]]) 
     return np.array(steps), *(np.array([f(v) for v in pooled]) for f in (np.mean, np.min, np.max))
 
 
+def distinct_colours(count: int) -> list[tuple[float, float, float]]:
+    """`count` plot colours, none repeated up to 20 (tab10 up to 10 rows, tab20 beyond): a colour shared by two
+    rows would make them one in a legend."""
+    palette = plt.get_cmap("tab10" if count <= 10 else "tab20").colors
+    return [palette[i % len(palette)] for i in range(count)]
+
+
 def write_plots(records: list[CellRecord], out_dir: Path, metric: str = "auc") -> list[Path]:
     """Write every leaderboard figure of every dataset with data into out_dir (figures without data are skipped),
     named '<label>_<figure>.png' after the dataset's `safe_label` (never the dataset string, which may be a path)."""
     written = []
     for dataset in sorted({r.cell["dataset"] for r in records if r.ok and r.result is not None}):
         groups = group_records(records, dataset)
-        colours = {label: f"C{i % 10}" for i, label in enumerate(groups)}
+        colours = dict(zip(groups, distinct_colours(len(groups)), strict=True))
         summaries = {m: metric_summaries(groups, m) for m in dict.fromkeys((metric, "accuracy", "auc"))}
         figures = {
             f"{m}_ci": _ci_figure(dataset, m, summaries[m], colours) for m in dict.fromkeys((metric, "accuracy"))

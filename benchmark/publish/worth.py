@@ -423,14 +423,16 @@ def _worth_figure(title: str, strategy: str, metric: str, points: pd.DataFrame, 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
+    from benchmark.publish.plots import distinct_colours
+
     name, scale, _ = METRICS[metric]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.set_xscale("log")
     ax.errorbar(points["real_images"], points["mean"] * scale, yerr=points["std"] * scale, fmt="o", color="k")
     ax.plot(points["real_images"], points["fitted"] * scale, color="k", lw=1.5, label=f"`{strategy}` (monotone fit)")
     edges = (points["real_images"].min(), points["real_images"].max())
-    for i, row in enumerate(rows.to_dict("records")):
-        _place(ax, row, edges, scale, f"C{i % 10}")
+    for row, colour in zip(rows.to_dict("records"), distinct_colours(len(rows)), strict=True):
+        _place(ax, row, edges, scale, colour)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
     ax.set_xlabel("real training images (log scale)")
