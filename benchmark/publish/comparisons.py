@@ -13,7 +13,7 @@ import pandas as pd
 from benchmark.grid.store import OK
 from benchmark.publish import inference, stats
 from benchmark.publish.fmt import fmt_text
-from benchmark.publish.results import CONTROLS, RUN, Predictions, number
+from benchmark.publish.results import CONTROLS, RUN, Predictions, number, run_names
 from benchmark.publish.tables import BOOTSTRAP_SEED, COMPARED_METRICS, TASK, task_name
 from benchmark.train.metrics import predicted_labels
 
@@ -256,7 +256,7 @@ def _summarise_pairs(pairs: pd.DataFrame, cells: pd.DataFrame, task: str | None,
         if len(valid):
             row |= _run_columns(metric, valid)
     bootstrap, notes = _bootstrap_columns(pairs, task, predictions)
-    unpaired = _run_names(cells[cells["status"] == OK]) - _run_names(pairs)
+    unpaired = set(run_names(cells[cells["status"] == OK])) - set(run_names(pairs))
     if unpaired:
         notes.append(f"runs without a reference run: {sorted(unpaired)}")
     return row | bootstrap | {"note": "; ".join(notes)}
@@ -281,11 +281,6 @@ def _run_columns(metric: str, pairs: pd.DataFrame) -> dict:
     }
 
 
-def _run_names(frame: pd.DataFrame) -> set[str]:
-    """Runs as 'generator seed/classifier seed', for notes."""
-    return {f"{int(g)}/{int(c)}" for g, c in zip(frame["generator_seed"], frame["classifier_seed"])}
-
-
 def _bootstrap_columns(pairs: pd.DataFrame, task: str | None, predictions: Predictions) -> tuple[dict, list[str]]:
     """The paired bootstrap over test images and runs of the pairs whose predictions are saved on the same test
     images, as comparison columns, and notes where runs lack predictions or it could not run."""
@@ -295,7 +290,7 @@ def _bootstrap_columns(pairs: pd.DataFrame, task: str | None, predictions: Predi
             for a, b in zip(pairs["baseline_cell_id"], pairs["cell_id"])
         ]
     ]
-    notes = [f"test predictions missing (runs {sorted(_run_names(missing))})"] if len(missing) else []
+    notes = [f"test predictions missing (runs {sorted(run_names(missing))})"] if len(missing) else []
     runs = [(predictions.get(a), predictions.get(b)) for a, b in zip(pairs["baseline_cell_id"], pairs["cell_id"])]
     runs = [(a, b) for a, b in runs if a is not None and b is not None and np.array_equal(a[0], b[0])]
     if not runs or task is None:

@@ -26,7 +26,7 @@ from benchmark.errors import MedAugBenchError
 from benchmark.grid.store import OK, read_grid_file
 from benchmark.publish import inference, stats
 from benchmark.publish.fmt import fmt_text, markdown_table
-from benchmark.publish.results import RUN, long_table, read_results
+from benchmark.publish.results import long_table, read_results, run_names
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -94,7 +94,7 @@ def _folder_rows(folder: Path) -> list[dict]:
                     "budget": budget,
                     "runs": len(values),
                     "generator_seeds": int(seeds.nunique()),
-                    "run_seeds": run_seeds(frame.loc[values.index]),
+                    "run_seeds": " ".join(run_names(frame.loc[values.index])),
                     "total_flops": float(frame.loc[values.index, "total_flops"].mean()),
                     "metric": metric,
                     "mean": float(values.mean()),
@@ -103,12 +103,6 @@ def _folder_rows(folder: Path) -> list[dict]:
                 }
             )
     return rows
-
-
-def run_seeds(runs: pd.DataFrame) -> str:
-    """The runs a point averages, as sorted 'generator seed/classifier seed' pairs: '0/0 1/1 2/2'."""
-    pairs = sorted({(int(g), int(c)) for g, c in runs[list(RUN)].itertuples(index=False)})
-    return " ".join(f"{g}/{c}" for g, c in pairs)
 
 
 def curve_segments(points: pd.DataFrame) -> list[pd.DataFrame]:

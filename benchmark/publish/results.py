@@ -286,3 +286,9 @@ def dig(data: object, *keys: str) -> object:
 def number(value: object) -> float:
     """A float, NaN for None, so undefined values are empty cells rather than object columns."""
     return math.nan if value is None else float(value)
+
+
+def run_names(frame: pd.DataFrame) -> list[str]:
+    """The runs of a frame of cells as 'generator seed/classifier seed', in seed order: how tables name a run."""
+    pairs = sorted({(int(g), int(c)) for g, c in frame[list(RUN)].itertuples(index=False)})
+    return [f"{g}/{c}" for g, c in pairs]
